@@ -1,0 +1,161 @@
+"""Wire schemas of the sync protocol (msgspec), shared by scanner and server.
+
+These are the shapes as far as they are known from the spec; the server's check-in and sync
+issues fill in the endpoints that speak them. Decoding ignores unknown fields so that an older
+scanner keeps working against a newer server. Ids are UUIDs, times are timezone-aware UTC,
+binary key material is base64 in JSON and raw in msgpack.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
+
+MAX_SCAN_BATCH = 1000
+
+GateName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+KeyId = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+SecretVersion = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+
+
+# --- keys -----------------------------------------------------------------------------------
+
+
+class KeyBytes(msgspec.Struct, frozen=True):
+    key_id: KeyId
+    key: bytes
+
+
+class ScannerKeys(msgspec.Struct, kw_only=True, frozen=True):
+    """The key material an enrolled scanner holds (see ``shared.keys.ScannerKeyRing``)."""
+
+    verify_keys: list[KeyBytes]
+    encryption_keys: list[KeyBytes]
+
+
+# --- verdicts -------------------------------------------------------------------------------
+
+
+class PriorScan(msgspec.Struct, kw_only=True, frozen=True):
+    """The earlier admission a duplicate scan collides with: when, which gate, which device."""
+
+    scan_id: uuid.UUID
+    scanned_at: datetime
+    gate: str
+    device_id: uuid.UUID | None = None
+
+
+class Verdict(msgspec.Struct, kw_only=True, frozen=True):
+    """The answer to one scan. ``reason`` is set exactly when the scan was rejected."""
+
+    result: VerdictResult
+    reason: VerdictReason | None = None
+    scan_id: uuid.UUID | None = None
+    ticket_id: uuid.UUID | None = None
+    event_id: uuid.UUID | None = None
+    ticket_type: str | None = None
+    holder_name: str | None = None
+    prior: PriorScan | None = None
+    #: True when the on-chain owner was checked and matched; None when it was not checked.
+    chain_verified: bool | None = None
+
+    def __post_init__(self) -> None:
+        if (self.result is VerdictResult.REJECTED) != (self.reason is not None):
+            raise msgspec.ValidationError(
+                "a rejected verdict has exactly one reason; admitted none"
+            )
+
+
+# --- offline scans upload (POST /v1/sync/scans) ----------------------------------------------
+
+
+class ScanUpload(msgspec.Struct, kw_only=True, frozen=True):
+    """One scan as the device recorded it, uploaded at least once; the server dedupes by id."""
+
+    scan_id: uuid.UUID
+    code: CodeText
+    gate: GateName
+    direction: Direction
+    #: The device's wall clock when the scan happened.
+    scanned_at: datetime
+    #: Server time minus device time, in ms, as the device last measured it.
+    clock_offset_ms: int = 0
+    #: What the device showed the gate staff.
+    device_result: VerdictResult
+    device_reason: VerdictReason | None = None
+    #: True when the device decided without asking the server.
+    offline: bool = True
+
+
+class ScanBatch(msgspec.Struct, kw_only=True, frozen=True):
+    scans: Annotated[list[ScanUpload], msgspec.Meta(max_length=MAX_SCAN_BATCH)]
+
+
+class ScanOutcome(msgspec.Struct, kw_only=True, frozen=True):
+    """The server's final word on one uploaded scan. ``conflict_of`` names the admission that
+    won when this scan was a second admission of the same ticket (a double entry)."""
+
+    scan_id: uuid.UUID
+    result: VerdictResult
+    reason: VerdictReason | None = None
+    conflict_of: uuid.UUID | None = None
+    #: True when this scan id had been uploaded before (the stored outcome is returned).
+    duplicate_upload: bool = False
+
+
+class ScanBatchOutcome(msgspec.Struct, kw_only=True, frozen=True):
+    outcomes: list[ScanOutcome]
+    server_time: datetime
+
+
+# --- changes feed (GET /v1/sync/changes) ------------------------------------------------------
+
+
+class TicketChange(msgspec.Struct, kw_only=True, frozen=True, tag="ticket"):
+    """A ticket as the scanner should now know it: covers sales, transfers (a new secret
+    version), revocations (status) and expiry."""
+
+    ticket_id: uuid.UUID
+    event_id: uuid.UUID
+    status: TicketStatus
+    secret_version: SecretVersion
+    ticket_type: str
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    holder_name: str | None = None
+
+
+class AdmissionChange(msgspec.Struct, kw_only=True, frozen=True, tag="admission"):
+    """Another gate's scan of a ticket, so that gates learn about each other."""
+
+    scan_id: uuid.UUID
+    ticket_id: uuid.UUID
+    gate: str
+    direction: Direction
+    scanned_at: datetime
+    device_id: uuid.UUID | None = None
+
+
+class KeysChange(msgspec.Struct, kw_only=True, frozen=True, tag="keys"):
+    """Key material for reading codes (new keys after a rotation)."""
+
+    keys: ScannerKeys
+
+
+Change = TicketChange | AdmissionChange | KeysChange
+
+
+class ChangesPage(msgspec.Struct, kw_only=True, frozen=True):
+    """One page of the feed. Resume with ``next_cursor``; ``has_more`` says whether to ask again
+    at once. The cursor is an opaque token over the server's change sequence."""
+
+    changes: list[Change]
+    next_cursor: str
+    has_more: bool
+    server_time: datetime

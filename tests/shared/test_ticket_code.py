@@ -1,0 +1,392 @@
+"""The ticket code: round trips, totality of the reader, the trust split, the QR size."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+import pytest
+import segno
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared import wire
+from shared.domain import VerdictReason
+from shared.keys import (
+    EncryptionKey,
+    IssuerKeyRing,
+    KeyMaterialError,
+    ScannerKeyRing,
+    SigningKey,
+    VerifyKey,
+)
+from shared.ticket_code import (
+    BODY_CHARS,
+    CODE_BYTES,
+    CODE_CHARS,
+    PREFIX,
+    CodeRejection,
+    RejectionKind,
+    TicketCode,
+    issue_code,
+    read_code,
+)
+from tests.shared.ticket_vectors import VECTORS_PATH, build
+
+KEY_IDS = st.integers(min_value=0, max_value=2**32 - 1)
+ISSUE_TIMES = st.integers(min_value=0, max_value=2**32 - 1).map(
+    lambda s: datetime.fromtimestamp(s, tz=UTC)
+)
+
+
+@pytest.fixture(scope="module")
+def ring() -> IssuerKeyRing:
+    return IssuerKeyRing.generate()
+
+
+@pytest.fixture(scope="module")
+def code(ring: IssuerKeyRing) -> str:
+    return issue_code(
+        ring,
+        ticket_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        secret_version=1,
+        issued_at=datetime(2026, 5, 1, 20, 0, tzinfo=UTC),
+    )
+
+
+def _raw(code: str) -> bytes:
+    return base64.b32decode(code[len(PREFIX) :])
+
+
+def _text(raw: bytes) -> str:
+    return PREFIX + base64.b32encode(raw).decode()
+
+
+def _rejected(result: TicketCode | CodeRejection) -> CodeRejection:
+    assert isinstance(result, CodeRejection), f"expected a rejection, got {result!r}"
+    assert result.detail.endswith("."), "the detail is a sentence"
+    return result
+
+
+@settings(max_examples=200)
+@given(
+    ticket_id=st.uuids(),
+    event_id=st.uuids(),
+    secret_version=st.integers(min_value=0, max_value=2**32 - 1),
+    issued_at=ISSUE_TIMES,
+    signing_seed=st.binary(min_size=32, max_size=32),
+    signing_id=KEY_IDS,
+    encryption_key=st.binary(min_size=32, max_size=32),
+    encryption_id=KEY_IDS,
+)
+def test_round_trip_for_any_ids_versions_and_keys(
+    ticket_id: uuid.UUID,
+    event_id: uuid.UUID,
+    secret_version: int,
+    issued_at: datetime,
+    signing_seed: bytes,
+    signing_id: int,
+    encryption_key: bytes,
+    encryption_id: int,
+) -> None:
+    ring = IssuerKeyRing(
+        [SigningKey.from_seed(signing_id, signing_seed)],
+        [EncryptionKey(encryption_id, encryption_key)],
+        active_signing_id=signing_id,
+        active_encryption_id=encryption_id,
+    )
+    text = issue_code(
+        ring,
+        ticket_id=ticket_id,
+        event_id=event_id,
+        secret_version=secret_version,
+        issued_at=issued_at,
+    )
+    assert len(text) == CODE_CHARS
+    assert text.startswith(PREFIX)
+    assert set(text[len(PREFIX) :]) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+    assert read_code(ring.scanner_ring, text) == TicketCode(
+        ticket_id=ticket_id,
+        event_id=event_id,
+        secret_version=secret_version,
+        issued_at=issued_at,
+        signing_key_id=signing_id,
+        encryption_key_id=encryption_id,
+    )
+
+
+def test_issue_time_is_kept_to_the_second(ring: IssuerKeyRing) -> None:
+    when = datetime(2026, 5, 1, 20, 0, 7, 999_000, tzinfo=UTC)
+    text = issue_code(
+        ring, ticket_id=uuid.uuid4(), event_id=uuid.uuid4(), secret_version=0, issued_at=when
+    )
+    decoded = read_code(ring.scanner_ring, text)
+    assert isinstance(decoded, TicketCode)
+    assert decoded.issued_at == when.replace(microsecond=0)
+
+
+def test_two_codes_for_the_same_ticket_differ(ring: IssuerKeyRing) -> None:
+    # A fresh nonce per code: photographs of two issues of a code cannot be linked by equality.
+    args = {
+        "ticket_id": uuid.uuid4(),
+        "event_id": uuid.uuid4(),
+        "secret_version": 0,
+        "issued_at": datetime(2026, 5, 1, tzinfo=UTC),
+    }
+    assert issue_code(ring, **args) != issue_code(ring, **args)  # type: ignore[arg-type]
+
+
+def test_scanner_input_noise_is_forgiven(ring: IssuerKeyRing, code: str) -> None:
+    # A keyboard wedge sends Enter (CR/LF); Caps Lock turns the text to lower case.
+    for variant in (code + "\r\n", "  " + code + "\t", code.lower(), code.lower() + "\n"):
+        assert read_code(ring.scanner_ring, variant) == read_code(ring.scanner_ring, code)
+        assert isinstance(read_code(ring.scanner_ring, variant), TicketCode)
+
+
+def test_every_truncation_is_rejected_as_malformed(ring: IssuerKeyRing, code: str) -> None:
+    for end in range(len(code)):
+        assert _rejected(read_code(ring.scanner_ring, code[:end])).kind is RejectionKind.MALFORMED
+
+
+def test_every_single_bit_flip_of_the_bytes_is_rejected(ring: IssuerKeyRing, code: str) -> None:
+    raw = _raw(code)
+    assert len(raw) == CODE_BYTES
+    for bit in range(CODE_BYTES * 8):
+        flipped = bytearray(raw)
+        flipped[bit // 8] ^= 0x80 >> (bit % 8)
+        rejection = _rejected(read_code(ring.scanner_ring, _text(bytes(flipped))))
+        # The first four bytes name the encryption key: flipping them names a key we don't have.
+        expected = RejectionKind.UNKNOWN_KEY if bit < 32 else RejectionKind.TAMPERED
+        assert rejection.kind is expected, f"bit {bit}"
+
+
+def test_every_single_bit_flip_of_the_text_is_rejected(ring: IssuerKeyRing, code: str) -> None:
+    lowered = code.lower()
+    for index in range(len(code)):
+        for bit in range(7):
+            flipped = code[:index] + chr(ord(code[index]) ^ (1 << bit)) + code[index + 1 :]
+            if flipped.strip().upper() == code or flipped.lower() == lowered:
+                continue  # a case flip (bit 5 of a letter) is the same code by design
+            _rejected(read_code(ring.scanner_ring, flipped))
+
+
+@settings(max_examples=500)
+@given(st.text())
+def test_random_text_is_rejected_without_raising(text: str) -> None:
+    ring = IssuerKeyRing.generate().scanner_ring
+    assert _rejected(read_code(ring, text)).kind in set(RejectionKind)
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", min_size=0, max_size=300))
+def test_random_base32_after_the_prefix_is_rejected(body: str) -> None:
+    ring = IssuerKeyRing.generate().scanner_ring
+    _rejected(read_code(ring, PREFIX + body))
+
+
+@settings(max_examples=300)
+@given(st.binary(min_size=CODE_BYTES, max_size=CODE_BYTES))
+def test_random_bytes_of_the_right_size_are_rejected(raw: bytes) -> None:
+    issuer = IssuerKeyRing.generate()
+    # Make half of them name the real key, so the seal (not just the key id) is exercised.
+    header = issuer.active_encryption_key.key_id.to_bytes(4, "big")
+    for candidate in (raw, header + raw[4:]):
+        kind = _rejected(read_code(issuer.scanner_ring, _text(candidate))).kind
+        assert kind in {RejectionKind.UNKNOWN_KEY, RejectionKind.TAMPERED}
+
+
+@pytest.mark.parametrize("value", [None, b"GH1AAAA", 42, ["GH1"], object(), "", "GH", "GH1"])
+def test_anything_that_is_not_a_code_is_malformed(value: object, ring: IssuerKeyRing) -> None:
+    assert _rejected(read_code(ring.scanner_ring, value)).kind is RejectionKind.MALFORMED
+
+
+def test_huge_input_is_rejected_quickly(ring: IssuerKeyRing) -> None:
+    assert _rejected(read_code(ring.scanner_ring, "GH1" + "A" * 10_000_000)).kind is (
+        RejectionKind.MALFORMED
+    )
+
+
+@pytest.mark.parametrize("version", ["0", "2", "9"])
+def test_other_format_versions_are_unsupported(
+    version: str, ring: IssuerKeyRing, code: str
+) -> None:
+    rejection = _rejected(read_code(ring.scanner_ring, "GH" + version + code[3:]))
+    assert rejection.kind is RejectionKind.UNSUPPORTED_VERSION
+    assert rejection.reason is VerdictReason.INVALID_CODE
+
+
+@given(rogue_seed=st.binary(min_size=32, max_size=32), rogue_id=KEY_IDS)
+def test_a_stolen_scanner_cannot_mint_codes(rogue_seed: bytes, rogue_id: int) -> None:
+    """Whoever holds a scanner's keys can encrypt, but a code they sign is still refused."""
+    issuer = IssuerKeyRing.generate()
+    stolen = issuer.active_encryption_key
+    forger = IssuerKeyRing(
+        [SigningKey.from_seed(rogue_id, rogue_seed)],
+        [stolen],
+        active_signing_id=rogue_id,
+        active_encryption_id=stolen.key_id,
+    )
+    forged = issue_code(
+        forger,
+        ticket_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        secret_version=0,
+        issued_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    rejection = _rejected(read_code(issuer.scanner_ring, forged))
+    if rogue_id == issuer.active_signing_key.key_id:
+        assert rejection.kind is RejectionKind.BAD_SIGNATURE
+        assert rejection.reason is VerdictReason.INVALID_CODE
+    else:  # it decrypts, but names a signing key nobody issued
+        assert rejection.kind is RejectionKind.UNKNOWN_KEY
+        assert rejection.reason is VerdictReason.UNKNOWN_KEY
+
+
+def test_a_code_for_another_key_is_unknown_key(code: str) -> None:
+    rejection = _rejected(read_code(IssuerKeyRing.generate().scanner_ring, code))
+    assert rejection.kind is RejectionKind.UNKNOWN_KEY
+    assert rejection.reason is VerdictReason.UNKNOWN_KEY
+
+
+def test_rotation_keeps_old_codes_readable_until_retired(ring: IssuerKeyRing, code: str) -> None:
+    rotated = ring.rotated()
+    assert rotated.active_signing_key.key_id != ring.active_signing_key.key_id
+    assert rotated.active_encryption_key.key_id != ring.active_encryption_key.key_id
+    new_code = issue_code(
+        rotated,
+        ticket_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        secret_version=0,
+        issued_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    new_decoded = read_code(rotated.scanner_ring, new_code)
+    assert isinstance(new_decoded, TicketCode)
+    assert new_decoded.signing_key_id == rotated.active_signing_key.key_id
+    assert isinstance(read_code(rotated.scanner_ring, code), TicketCode)
+    # A scanner that has not synced since the rotation can't read the new code...
+    assert _rejected(read_code(ring.scanner_ring, new_code)).kind is RejectionKind.UNKNOWN_KEY
+
+    retired = rotated.retired(
+        signing_ids=[ring.active_signing_key.key_id],
+        encryption_ids=[ring.active_encryption_key.key_id],
+    )
+    assert _rejected(read_code(retired.scanner_ring, code)).kind is RejectionKind.UNKNOWN_KEY
+    assert isinstance(read_code(retired.scanner_ring, new_code), TicketCode)
+    with pytest.raises(KeyMaterialError, match="active"):
+        rotated.retired(signing_ids=[rotated.active_signing_key.key_id])
+
+
+def test_scanner_keys_travel_without_any_signing_secret(ring: IssuerKeyRing, code: str) -> None:
+    rotated = ring.rotated()
+    sent = msgspec.json.encode(rotated.scanner_ring.to_wire())
+    received = ScannerKeyRing.from_wire(msgspec.json.decode(sent, type=wire.ScannerKeys))
+    assert isinstance(read_code(received, code), TicketCode)
+    assert received.verify_key_ids == {k.key_id for k in rotated.signing_keys}
+    for key in rotated.signing_keys:
+        seed = key.seed()
+        assert seed not in sent
+        assert base64.b64encode(seed) not in sent
+
+
+def test_bad_key_material_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(KeyMaterialError, match="AES-256 needs 32"):
+        EncryptionKey(1, b"short")
+    with pytest.raises(KeyMaterialError, match="key id"):
+        EncryptionKey(2**32, bytes(32))
+    with pytest.raises(KeyMaterialError, match="Ed25519 public key is 32"):
+        VerifyKey.from_bytes(1, bytes(31))
+    with pytest.raises(KeyMaterialError, match="share the id"):
+        ScannerKeyRing([], [EncryptionKey(1, bytes(32)), EncryptionKey(1, bytes(32))])
+    with pytest.raises(KeyMaterialError, match="not in the ring"):
+        IssuerKeyRing([], [], active_signing_id=1, active_encryption_id=1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("secret_version", -1, "32 bits"),
+        ("secret_version", 2**32, "32 bits"),
+        ("issued_at", datetime(2026, 1, 1), "timezone-aware"),
+        ("issued_at", datetime(1969, 12, 31, tzinfo=UTC), "1970..2106"),
+        ("issued_at", datetime(2106, 2, 7, 6, 28, 16, tzinfo=UTC), "1970..2106"),
+    ],
+)
+def test_issuing_refuses_values_the_format_cannot_carry(
+    ring: IssuerKeyRing, field: str, value: object, message: str
+) -> None:
+    args: dict[str, object] = {
+        "ticket_id": uuid.uuid4(),
+        "event_id": uuid.uuid4(),
+        "secret_version": 0,
+        "issued_at": datetime(2026, 1, 1, tzinfo=UTC),
+        field: value,
+    }
+    with pytest.raises(ValueError, match=message):
+        issue_code(ring, **args)  # type: ignore[arg-type]
+
+
+def test_qr_fits_version_10_at_level_m(ring: IssuerKeyRing) -> None:
+    text = issue_code(
+        ring,
+        ticket_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        secret_version=2**32 - 1,
+        issued_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=365),
+    )
+    qr = segno.make_qr(text, error="m", boost_error=False)
+    assert qr.mode == "alphanumeric"
+    assert qr.error == "M"
+    assert isinstance(qr.version, int)
+    assert qr.version <= 10
+    assert len(text) == len(PREFIX) + BODY_CHARS
+
+
+def test_published_vectors_match_the_code() -> None:
+    stored = json.loads(VECTORS_PATH.read_text())
+    assert stored == build(), "docs/ticket-code-vectors.json no longer matches the format"
+
+    keys = stored["keys"]
+    scanner = ScannerKeyRing(
+        [
+            VerifyKey.from_bytes(k["key_id"], bytes.fromhex(k["public_hex"]))
+            for k in keys["signing"]
+        ],
+        [EncryptionKey(k["key_id"], bytes.fromhex(k["key_hex"])) for k in keys["encryption"]],
+    )
+    for case in stored["valid"]:
+        assert read_code(scanner, case["code"]) == TicketCode(
+            ticket_id=uuid.UUID(case["ticket_id"]),
+            event_id=uuid.UUID(case["event_id"]),
+            secret_version=case["secret_version"],
+            issued_at=datetime.fromisoformat(case["issued_at"]),
+            signing_key_id=case["signing_key_id"],
+            encryption_key_id=case["encryption_key_id"],
+        ), case["name"]
+    for case in stored["invalid"]:
+        assert _rejected(read_code(scanner, case["code"])).kind == case["rejection"], case["name"]
+
+
+@pytest.mark.parametrize("top_bits", range(26, 32))
+def test_codes_whose_body_starts_with_a_digit_read(top_bits: int) -> None:
+    # The version digit is followed by base32, which has digits too: the first body character
+    # comes from the top 5 bits of the encryption key id, and 26..31 encode as "2".."7".
+    key_id = top_bits << 27
+    ring = IssuerKeyRing(
+        [SigningKey.generate(1)],
+        [EncryptionKey.generate(key_id)],
+        active_signing_id=1,
+        active_encryption_id=key_id,
+    )
+    text = issue_code(
+        ring,
+        ticket_id=uuid.uuid4(),
+        event_id=uuid.uuid4(),
+        secret_version=0,
+        issued_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    assert text[len(PREFIX)] == str(top_bits - 24)
+    assert isinstance(read_code(ring.scanner_ring, text), TicketCode)
