@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import msgspec
 import pytest
@@ -49,12 +49,17 @@ def ring() -> IssuerKeyRing:
 
 @pytest.fixture(scope="module")
 def code(ring: IssuerKeyRing) -> str:
+    return _fresh_code(ring, secret_version=1)
+
+
+def _fresh_code(ring: IssuerKeyRing, secret_version: int = 0) -> str:
+    """A code for a new ticket of a new event, issued with the ring's active keys."""
     return issue_code(
         ring,
         ticket_id=uuid.uuid4(),
         event_id=uuid.uuid4(),
-        secret_version=1,
-        issued_at=datetime(2026, 5, 1, 20, 0, tzinfo=UTC),
+        secret_version=secret_version,
+        issued_at=datetime(2026, 1, 1, tzinfo=UTC),
     )
 
 
@@ -230,13 +235,7 @@ def test_a_stolen_scanner_cannot_mint_codes(rogue_seed: bytes, rogue_id: int) ->
         active_signing_id=rogue_id,
         active_encryption_id=stolen.key_id,
     )
-    forged = issue_code(
-        forger,
-        ticket_id=uuid.uuid4(),
-        event_id=uuid.uuid4(),
-        secret_version=0,
-        issued_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )
+    forged = _fresh_code(forger)
     rejection = _rejected(read_code(issuer.scanner_ring, forged))
     if rogue_id == issuer.active_signing_key.key_id:
         assert rejection.kind is RejectionKind.BAD_SIGNATURE
@@ -256,13 +255,7 @@ def test_rotation_keeps_old_codes_readable_until_retired(ring: IssuerKeyRing, co
     rotated = ring.rotated()
     assert rotated.active_signing_key.key_id != ring.active_signing_key.key_id
     assert rotated.active_encryption_key.key_id != ring.active_encryption_key.key_id
-    new_code = issue_code(
-        rotated,
-        ticket_id=uuid.uuid4(),
-        event_id=uuid.uuid4(),
-        secret_version=0,
-        issued_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )
+    new_code = _fresh_code(rotated)
     new_decoded = read_code(rotated.scanner_ring, new_code)
     assert isinstance(new_decoded, TicketCode)
     assert new_decoded.signing_key_id == rotated.active_signing_key.key_id
@@ -330,13 +323,7 @@ def test_issuing_refuses_values_the_format_cannot_carry(
 
 
 def test_qr_fits_version_10_at_level_m(ring: IssuerKeyRing) -> None:
-    text = issue_code(
-        ring,
-        ticket_id=uuid.uuid4(),
-        event_id=uuid.uuid4(),
-        secret_version=2**32 - 1,
-        issued_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=365),
-    )
+    text = _fresh_code(ring, secret_version=2**32 - 1)
     qr = segno.make_qr(text, error="m", boost_error=False)
     assert qr.mode == "alphanumeric"
     assert qr.error == "M"
@@ -381,12 +368,6 @@ def test_codes_whose_body_starts_with_a_digit_read(top_bits: int) -> None:
         active_signing_id=1,
         active_encryption_id=key_id,
     )
-    text = issue_code(
-        ring,
-        ticket_id=uuid.uuid4(),
-        event_id=uuid.uuid4(),
-        secret_version=0,
-        issued_at=datetime(2026, 1, 1, tzinfo=UTC),
-    )
+    text = _fresh_code(ring)
     assert text[len(PREFIX)] == str(top_bits - 24)
     assert isinstance(read_code(ring.scanner_ring, text), TicketCode)
