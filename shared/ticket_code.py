@@ -202,6 +202,23 @@ def read_code(keys: ScannerKeyRing, text: object) -> TicketCode | CodeRejection:
     )
 
 
+def encryption_key_id_of(text: object) -> int | None:
+    """The encryption key id a code names, without decrypting it; None when ``text`` is not
+    shaped like a code of this format. Lets a server find which event's keys to read it with.
+    """
+    if not isinstance(text, str) or len(text) > _MAX_INPUT_CHARS:
+        return None
+    candidate = text.strip().upper()
+    body = candidate[len(PREFIX) :]
+    if not candidate.startswith(PREFIX) or len(body) != BODY_CHARS:
+        return None
+    if _BASE32.fullmatch(body) is None:
+        return None
+    # The key id is the first 4 bytes: the first 7 base32 characters hold 35 bits.
+    (key_id,) = _KEY_ID.unpack(base64.b32decode(body[:8])[:4])
+    return int(key_id)
+
+
 def _aad(header: bytes) -> bytes:
     # The prefix and the key id are authenticated, so neither can be swapped undetected.
     return PREFIX.encode("ascii") + header

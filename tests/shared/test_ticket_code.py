@@ -31,6 +31,7 @@ from shared.ticket_code import (
     CodeRejection,
     RejectionKind,
     TicketCode,
+    encryption_key_id_of,
     issue_code,
     read_code,
 )
@@ -371,3 +372,10 @@ def test_codes_whose_body_starts_with_a_digit_read(top_bits: int) -> None:
     text = _fresh_code(ring)
     assert text[len(PREFIX)] == str(top_bits - 24)
     assert isinstance(read_code(ring.scanner_ring, text), TicketCode)
+
+
+def test_the_encryption_key_id_can_be_read_without_keys(ring: IssuerKeyRing, code: str) -> None:
+    assert encryption_key_id_of(code) == ring.active_encryption_key.key_id
+    assert encryption_key_id_of(code.lower() + "\n") == ring.active_encryption_key.key_id
+    for not_a_code in (None, "", "GH1", code[:-1], "GH2" + code[3:], code[:-1] + "0", 42):
+        assert encryption_key_id_of(not_a_code) is None

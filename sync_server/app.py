@@ -1,0 +1,91 @@
+"""The app factory: settings → pools, DI, auth, error handling, routes. Nothing connects at
+import time; the database pool opens with the app's lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, get
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from sqlalchemy import text
+
+from shared.clock import Clock, SystemClock
+from sync_server.auth import BearerAuthMiddleware, TokenVerifier
+from sync_server.db.engine import Database
+from sync_server.domain.devices.controllers import DeviceController
+from sync_server.domain.events.controllers import EventController
+from sync_server.domain.keys.services import KeyStore
+from sync_server.domain.tickets.controllers import TICKET_ROUTES
+from sync_server.problems import exception_handlers
+from sync_server.runtime import (
+    Runtime,
+    provide_principal,
+    provide_runtime,
+    provide_session,
+    runtime,
+)
+from sync_server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@get("/health", opt={"exclude_from_auth": True}, tags=["ops"])
+async def health() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Litestar:
+    """Build the API. ``settings`` default to the environment (``Settings.from_env``)."""
+    settings = settings or Settings.from_env()
+    verifier = TokenVerifier(settings.auth)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        database = Database(settings.database)
+        app.state["runtime"] = Runtime(
+            settings=settings,
+            database=database,
+            keys=KeyStore(settings.master_key),
+            verifier=verifier,
+            clock=clock or SystemClock(),
+        )
+        try:
+            async with database.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as error:
+            log.warning("database not reachable at start-up: %s", error)
+        try:
+            yield
+        finally:
+            await runtime(app.state).database.close()
+
+    return Litestar(
+        route_handlers=[health, EventController, DeviceController, *TICKET_ROUTES],
+        lifespan=[lifespan],
+        middleware=[
+            DefineMiddleware(BearerAuthMiddleware, verifier=verifier, exclude=["^/schema"])
+        ],
+        dependencies={
+            "rt": Provide(provide_runtime),
+            "principal": Provide(provide_principal),
+            "session": Provide(provide_session),
+        },
+        exception_handlers=exception_handlers(),
+        openapi_config=OpenAPIConfig(
+            title="Gatehouse API",
+            version="1",
+            path="/schema",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")
+                }
+            ),
+            security=[{"bearer": []}],
+        ),
+    )

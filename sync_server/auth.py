@@ -1,0 +1,179 @@
+"""Bearer tokens: who is calling, for which tenant, in which role.
+
+Tokens are JWTs with ``sub``, ``tenant_id``, ``role`` and ``exp``; device tokens add
+``device_id``, ``event_id`` and ``gate``. HS256 with the configured secret by default; when a
+JWKS URL is configured, EdDSA/RS256 tokens signed by its keys are accepted instead (for a
+deployment behind an API gateway). The tenant comes from the token only, never from the request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+import anyio.to_thread
+import jwt
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from sync_server.problems import Forbidden, Unauthorized
+from sync_server.settings import AuthSettings
+
+HS_ALGORITHMS = ["HS256"]
+JWKS_ALGORITHMS = ["EdDSA", "RS256"]
+
+
+class Role(StrEnum):
+    MANAGER = "manager"
+    SCANNER = "scanner"
+    SERVICE = "service"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller, as the token says."""
+
+    subject: str
+    tenant_id: uuid.UUID
+    role: Role
+    device_id: uuid.UUID | None = None
+    event_id: uuid.UUID | None = None
+    gate: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """How history records this caller."""
+        if self.device_id is not None:
+            return f"device:{self.device_id}"
+        return f"{self.role}:{self.subject}"
+
+
+def mint_token(
+    secret: str,
+    *,
+    tenant_id: uuid.UUID,
+    role: Role,
+    subject: str,
+    ttl_seconds: int,
+    device_id: uuid.UUID | None = None,
+    event_id: uuid.UUID | None = None,
+    gate: str | None = None,
+    issuer: str | None = None,
+    audience: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """An HS256 token for ``subject``. Pass the configured ``issuer`` and ``audience`` (the
+    verifier requires them when they are set). Raises ``ValueError`` for a non-positive TTL."""
+    if ttl_seconds <= 0:
+        raise ValueError("a token's lifetime must be positive")
+    issued = now or datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": subject,
+        "tenant_id": str(tenant_id),
+        "role": role.value,
+        "iat": issued,
+        "exp": issued + timedelta(seconds=ttl_seconds),
+        "jti": uuid.uuid4().hex,
+    }
+    if device_id is not None:
+        claims.update(device_id=str(device_id), event_id=str(event_id), gate=gate)
+    if issuer is not None:
+        claims["iss"] = issuer
+    if audience is not None:
+        claims["aud"] = audience
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+class TokenVerifier:
+    """Checks a bearer token and turns its claims into a ``Principal``."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        self._settings = settings
+        self._jwks = jwt.PyJWKClient(settings.jwks_url) if settings.jwks_url else None
+
+    async def verify(self, token: str) -> Principal:
+        """Raises ``Unauthorized`` with a code saying what is wrong with the token."""
+        try:
+            if self._jwks is not None:
+                # PyJWKClient fetches (and caches) the key set over blocking HTTP.
+                key: Any = (
+                    await anyio.to_thread.run_sync(self._jwks.get_signing_key_from_jwt, token)
+                ).key
+                algorithms = JWKS_ALGORITHMS
+            else:
+                key, algorithms = self._settings.jwt_secret, HS_ALGORITHMS
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                issuer=self._settings.issuer,
+                audience=self._settings.audience,
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_aud": self._settings.audience is not None,
+                },
+            )
+        except jwt.ExpiredSignatureError as error:
+            raise Unauthorized("token_expired", "The token has expired.") from error
+        except (jwt.PyJWKClientError, jwt.InvalidTokenError) as error:
+            raise Unauthorized("invalid_token", f"The token is not valid: {error}.") from error
+        return _principal(claims)
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    try:
+        role = Role(claims["role"])
+        tenant_id = uuid.UUID(str(claims["tenant_id"]))
+        device_id = uuid.UUID(str(claims["device_id"])) if claims.get("device_id") else None
+        event_id = uuid.UUID(str(claims["event_id"])) if claims.get("event_id") else None
+    except (KeyError, ValueError) as error:
+        raise Unauthorized(
+            "invalid_token", "The token lacks a valid tenant_id or role claim."
+        ) from error
+    if role is Role.SCANNER and device_id is None:
+        raise Unauthorized("invalid_token", "A scanner token must name its device.")
+    return Principal(
+        subject=str(claims["sub"]),
+        tenant_id=tenant_id,
+        role=role,
+        device_id=device_id,
+        event_id=event_id,
+        gate=claims.get("gate"),
+    )
+
+
+class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Every route needs a valid bearer token unless its handler opts out with
+    ``opt={"exclude_from_auth": True}``."""
+
+    def __init__(self, app: Any, verifier: TokenVerifier, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self._verifier = verifier
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        header = connection.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("missing_token", "Send an Authorization: Bearer <token> header.")
+        principal = await self._verifier.verify(token.strip())
+        return AuthenticationResult(user=principal, auth=token)
+
+
+def allow(*roles: Role) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
+    """A guard that lets only the given roles through (403 otherwise)."""
+    allowed: Sequence[Role] = roles
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal = connection.user
+        if not isinstance(principal, Principal) or principal.role not in allowed:
+            names = " or ".join(r.value for r in allowed)
+            raise Forbidden("wrong_role", f"This needs a {names} token.")
+
+    return guard

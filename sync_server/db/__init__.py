@@ -1,0 +1,1 @@
+"""Postgres access: the table models and the tenant-scoped transactions."""

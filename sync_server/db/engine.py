@@ -1,0 +1,65 @@
+"""Connections and tenant-scoped transactions.
+
+Every unit of work runs in one transaction with the tenant set *for that transaction only*
+(``set_config(..., true)``, the same as ``SET LOCAL``), so a pooled connection never carries a
+tenant from one request into the next. Row-level security does the rest.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from sync_server.settings import DatabaseSettings
+
+_SET_TENANT = text("SELECT set_config('gatehouse.tenant_id', :tenant, true)")
+_SET_ENROLLMENT = text("SELECT set_config('gatehouse.enrollment_code_hash', :hash, true)")
+
+
+class Database:
+    """The application's pool (the non-superuser role) and its transactions."""
+
+    def __init__(self, settings: DatabaseSettings) -> None:
+        self.engine: AsyncEngine = create_async_engine(
+            settings.url,
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_pre_ping=True,
+        )
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+        """A transaction that sees only ``tenant_id``'s rows. Commits on success."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(_SET_TENANT, {"tenant": str(tenant_id)})
+            yield session
+
+    @asynccontextmanager
+    async def enrollment(self, code_hash: bytes) -> AsyncIterator[AsyncSession]:
+        """A transaction with no tenant that may see the one enrollment with ``code_hash``."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(_SET_ENROLLMENT, {"hash": code_hash.hex()})
+            yield session
+
+    @asynccontextmanager
+    async def untenanted(self) -> AsyncIterator[AsyncSession]:
+        """A transaction with no tenant: tenant tables look empty. For cross-tenant functions."""
+        async with self._sessions() as session, session.begin():
+            yield session
+
+    async def set_tenant(self, session: AsyncSession, tenant_id: uuid.UUID) -> None:
+        """Switch the current transaction to ``tenant_id`` (after an enrollment lookup)."""
+        await session.execute(_SET_TENANT, {"tenant": str(tenant_id)})
+
+    async def close(self) -> None:
+        await self.engine.dispose()

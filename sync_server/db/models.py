@@ -1,0 +1,242 @@
+"""The tables, as the application queries them. The schema itself (RLS policies, grants,
+checks) is created by the Alembic revisions in ``migrations/``; a test checks the two agree."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
+        uuid.UUID: UUID(as_uuid=True),
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JSONB,
+        bytes: LargeBinary,
+    }
+
+
+def _tenant() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("tenants.id"), index=True)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(server_default=func.now())
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
+class Event(Base):
+    __tablename__ = "events"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    name: Mapped[str] = mapped_column(Text)
+    venue: Mapped[str] = mapped_column(Text)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    admission_opens_at: Mapped[datetime | None]
+    allow_reentry: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    created_at: Mapped[datetime] = _created()
+
+
+class TicketType(Base):
+    __tablename__ = "ticket_types"
+    __table_args__ = (UniqueConstraint("event_id", "name"),)
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    capacity: Mapped[int] = mapped_column(Integer)
+    sold: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = _created()
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (
+        Index("ix_tickets_event_id_status_id", "event_id", "status", "id"),
+        Index("ix_tickets_purchase_id", "purchase_id"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"))
+    ticket_type_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ticket_types.id"))
+    purchase_id: Mapped[uuid.UUID]
+    user_id: Mapped[str] = mapped_column(Text)
+    holder_name: Mapped[str] = mapped_column(Text)
+    holder_wallet: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    secret_version: Mapped[int] = mapped_column(Integer, server_default="0")
+    nft_mint: Mapped[str | None] = mapped_column(Text)
+    blockchain_sync_status: Mapped[str] = mapped_column(Text, server_default="not_minted")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
+
+
+class TicketStateTransition(Base):
+    """History: one row per lifecycle step of a ticket. Append-only for the application."""
+
+    __tablename__ = "ticket_state_transitions"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(Text)
+    from_status: Mapped[str | None] = mapped_column(Text)
+    to_status: Mapped[str] = mapped_column(Text)
+    secret_version: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    occurred_at: Mapped[datetime] = _created()
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"))
+    gate: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    revoked_at: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime | None]
+
+
+class DeviceEnrollment(Base):
+    """A one-time code (stored only as a hash) that lets a device enroll for a gate."""
+
+    __tablename__ = "device_enrollments"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"))
+    gate: Mapped[str] = mapped_column(Text)
+    code_hash: Mapped[bytes] = mapped_column(unique=True)
+    expires_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    used_at: Mapped[datetime | None]
+    device_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("devices.id"))
+
+
+class TicketScan(Base):
+    __tablename__ = "ticket_scans"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    ticket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"))
+    device_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("devices.id"))
+    scanned_by: Mapped[str] = mapped_column(Text)
+    gate: Mapped[str] = mapped_column(Text)
+    direction: Mapped[str] = mapped_column(Text)
+    result: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    scanned_at: Mapped[datetime]
+    received_at: Mapped[datetime] = _created()
+    conflict_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("ticket_scans.id"))
+
+
+class TicketKey(Base):
+    """A ticket-code key of one event. Private material is sealed under the master key."""
+
+    __tablename__ = "keys"
+    __table_args__ = (
+        UniqueConstraint("event_id", "kind", "key_id"),
+        Index(
+            "ix_keys_one_active", "event_id", "kind", unique=True, postgresql_where=text("active")
+        ),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"))
+    kind: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[int] = mapped_column(BigInteger)
+    public_material: Mapped[bytes | None]
+    sealed_material: Mapped[bytes]
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = _created()
+    retired_at: Mapped[datetime | None]
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    principal: Mapped[str] = mapped_column(Text, primary_key=True)
+    scope: Mapped[str] = mapped_column(Text, primary_key=True)
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    request_hash: Mapped[bytes]
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = _created()
+
+
+class Outbox(Base):
+    """Ticket events waiting to be published (CloudEvents JSON in ``payload``)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_unsent", "created_at", postgresql_where=text("sent_at IS NULL")),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    routing_key: Mapped[str] = mapped_column(Text)
+    ticket_id: Mapped[uuid.UUID | None]
+    payload: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = _created()
+    sent_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class PendingTransaction(Base):
+    __tablename__ = "pending_transactions"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id"))
+    tx_signature: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    submitted_at: Mapped[datetime | None]
+    confirmed_at: Mapped[datetime | None]
+    confirmation_count: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class BlockchainSync(Base):
+    __tablename__ = "blockchain_sync"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    ticket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tickets.id"))
+    signature: Mapped[str | None] = mapped_column(Text)
+    slot: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
+    processed_at: Mapped[datetime] = _created()

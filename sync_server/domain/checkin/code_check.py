@@ -1,0 +1,80 @@
+"""Checking a code against the server's records without recording a scan: genuine? which
+ticket? would it pass a gate of this event now (earlier scans aside)?"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import wire
+from shared.domain import TicketStatus, VerdictReason, VerdictResult
+from shared.keys import ScannerKeyRing
+from shared.rules import EventWindow, TicketFacts, code_standing
+from shared.ticket_code import CodeRejection, encryption_key_id_of, read_code
+from sync_server.db.models import Event, Ticket, TicketType
+from sync_server.domain.keys.services import KeyStore
+from sync_server.domain.tickets.schemas import CodeCheckOut
+
+
+def _rejected(reason: VerdictReason) -> CodeCheckOut:
+    return CodeCheckOut(verdict=wire.Verdict(result=VerdictResult.REJECTED, reason=reason))
+
+
+async def check_code(
+    session: AsyncSession,
+    keys: KeyStore,
+    *,
+    tenant_id: uuid.UUID,
+    text: str,
+    gate_event_id: uuid.UUID | None,
+    now: datetime,
+) -> CodeCheckOut:
+    """The verdict a gate of ``gate_event_id`` (default: the code's own event) would reach
+    from the code and the ticket's record. Never raises for a bad code."""
+    key_id = encryption_key_id_of(text)
+    if key_id is None:
+        rejection = read_code(ScannerKeyRing(), text)
+        assert isinstance(rejection, CodeRejection)  # nothing reads without keys
+        return _rejected(rejection.reason)
+    candidates = await keys.event_for_encryption_key(session, key_id)
+    if not candidates:
+        return _rejected(VerdictReason.UNKNOWN_KEY)
+    key_event = gate_event_id if gate_event_id in candidates else candidates[0]
+    code = read_code(await keys.scanner_ring(session, key_event, tenant_id=tenant_id), text)
+    if isinstance(code, CodeRejection):
+        return _rejected(code.reason)
+
+    ticket = await session.get(Ticket, code.ticket_id)
+    event = await session.get(Event, code.event_id)
+    reason = code_standing(
+        code,
+        gate_event_id=gate_event_id or code.event_id,
+        ticket=None
+        if ticket is None
+        else TicketFacts(
+            ticket_id=ticket.id,
+            event_id=ticket.event_id,
+            status=TicketStatus(ticket.status),
+            secret_version=ticket.secret_version,
+        ),
+        window=None
+        if event is None
+        else EventWindow(
+            event_id=event.id, opens_at=event.admission_opens_at, ends_at=event.ends_at
+        ),
+        now=now,
+    )
+    ticket_type = await session.get(TicketType, ticket.ticket_type_id) if ticket else None
+    verdict = wire.Verdict(
+        result=VerdictResult.ADMITTED if reason is None else VerdictResult.REJECTED,
+        reason=reason,
+        ticket_id=code.ticket_id,
+        event_id=code.event_id,
+        ticket_type=ticket_type.name if ticket_type else None,
+        holder_name=ticket.holder_name if ticket else None,
+    )
+    return CodeCheckOut(
+        verdict=verdict, secret_version=code.secret_version, issued_at=code.issued_at
+    )

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+class EventCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+    venue: Name
+    starts_at: AwareTime
+    ends_at: AwareTime
+    #: When gates start admitting; no lower bound when absent.
+    admission_opens_at: AwareTime | None = None
+    allow_reentry: bool = False
+
+
+class EventOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    name: str
+    venue: str
+    starts_at: datetime
+    ends_at: datetime
+    admission_opens_at: datetime | None
+    allow_reentry: bool
+    created_at: datetime
+
+
+class EventPage(msgspec.Struct, kw_only=True):
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+class TicketTypeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: Name
+    capacity: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+
+
+class TicketTypeOut(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    event_id: uuid.UUID
+    name: str
+    capacity: int
+    sold: int
+    available: int
+
+
+class KeyRotation(msgspec.Struct, kw_only=True):
+    """The keys new codes of the event are now issued with."""
+
+    event_id: uuid.UUID
+    signing_key_id: int
+    encryption_key_id: int

@@ -1,0 +1,134 @@
+"""Events and their ticket types."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.ids import new_id
+from sync_server.auth import Principal
+from sync_server.db.models import Event, TicketType
+from sync_server.domain.events.schemas import (
+    EventCreate,
+    EventOut,
+    EventPage,
+    KeyRotation,
+    TicketTypeCreate,
+    TicketTypeOut,
+)
+from sync_server.domain.keys.services import KeyStore
+from sync_server.pagination import decode_cursor, encode_cursor
+from sync_server.problems import BadRequest, Conflict, NotFound
+
+
+class EventService:
+    def __init__(self, session: AsyncSession, keys: KeyStore, principal: Principal) -> None:
+        self._session = session
+        self._keys = keys
+        self._principal = principal
+
+    async def create(self, data: EventCreate) -> EventOut:
+        """Create an event and its first ticket-code keys."""
+        if data.ends_at <= data.starts_at:
+            raise BadRequest("invalid_time_window", "An event must end after it starts.")
+        if data.admission_opens_at is not None and data.admission_opens_at >= data.ends_at:
+            raise BadRequest("invalid_time_window", "Admission must open before the event ends.")
+        event = Event(
+            id=new_id(),
+            tenant_id=self._principal.tenant_id,
+            name=data.name,
+            venue=data.venue,
+            starts_at=data.starts_at,
+            ends_at=data.ends_at,
+            admission_opens_at=data.admission_opens_at,
+            allow_reentry=data.allow_reentry,
+        )
+        self._session.add(event)
+        await self._session.flush()
+        await self._keys.create(self._session, tenant_id=event.tenant_id, event_id=event.id)
+        await self._session.refresh(event)
+        return event_out(event)
+
+    async def get(self, event_id: uuid.UUID) -> Event:
+        event = await self._session.get(Event, event_id)
+        if event is None:
+            raise NotFound("event")
+        return event
+
+    async def page(self, cursor: str | None, limit: int) -> EventPage:
+        after = decode_cursor(cursor)
+        query = select(Event).order_by(Event.id).limit(limit + 1)
+        if after is not None:
+            query = query.where(Event.id > after)
+        events = list(await self._session.scalars(query))
+        more = len(events) > limit
+        events = events[:limit]
+        return EventPage(
+            items=[event_out(e) for e in events],
+            next_cursor=encode_cursor(events[-1].id) if more else None,
+        )
+
+    async def add_ticket_type(self, event_id: uuid.UUID, data: TicketTypeCreate) -> TicketTypeOut:
+        await self.get(event_id)
+        ticket_type = TicketType(
+            id=new_id(),
+            tenant_id=self._principal.tenant_id,
+            event_id=event_id,
+            name=data.name,
+            capacity=data.capacity,
+            sold=0,
+        )
+        self._session.add(ticket_type)
+        try:
+            async with self._session.begin_nested():
+                await self._session.flush()
+        except IntegrityError as error:
+            raise Conflict(
+                "ticket_type_exists", f"The event already has a ticket type named {data.name!r}."
+            ) from error
+        return ticket_type_out(ticket_type)
+
+    async def ticket_types(self, event_id: uuid.UUID) -> list[TicketTypeOut]:
+        await self.get(event_id)
+        found = await self._session.scalars(
+            select(TicketType).where(TicketType.event_id == event_id).order_by(TicketType.id)
+        )
+        return [ticket_type_out(t) for t in found]
+
+    async def rotate_keys(self, event_id: uuid.UUID) -> KeyRotation:
+        await self.get(event_id)
+        ring = await self._keys.rotate(
+            self._session, tenant_id=self._principal.tenant_id, event_id=event_id
+        )
+        return KeyRotation(
+            event_id=event_id,
+            signing_key_id=ring.active_signing_key.key_id,
+            encryption_key_id=ring.active_encryption_key.key_id,
+        )
+
+
+def event_out(event: Event) -> EventOut:
+    return EventOut(
+        id=event.id,
+        name=event.name,
+        venue=event.venue,
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        admission_opens_at=event.admission_opens_at,
+        allow_reentry=event.allow_reentry,
+        created_at=event.created_at,
+    )
+
+
+def ticket_type_out(ticket_type: TicketType) -> TicketTypeOut:
+    return TicketTypeOut(
+        id=ticket_type.id,
+        event_id=ticket_type.event_id,
+        name=ticket_type.name,
+        capacity=ticket_type.capacity,
+        sold=ticket_type.sold,
+        available=ticket_type.capacity - ticket_type.sold,
+    )

@@ -1,0 +1,173 @@
+"""The per-event ticket-code keys: made when an event is created, stored sealed under the
+master key, rotated on request. Loaded key rings are cached per process and keyed by the set of
+key rows, so a rotation made by another process is picked up on the next load."""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.ids import new_id
+from shared.keys import EncryptionKey, IssuerKeyRing, ScannerKeyRing, SigningKey
+from sync_server.db.models import TicketKey
+from sync_server.domain.keys.sealing import MasterKey
+
+SIGNING = "signing"
+ENCRYPTION = "encryption"
+_CACHED_RINGS = 512  # opened rings kept per process (least recently used dropped first)
+
+
+class KeyStore:
+    def __init__(self, master_key: bytes) -> None:
+        self._master = MasterKey(master_key)
+        self._rings: OrderedDict[
+            tuple[uuid.UUID, frozenset[tuple[str, int, bool]]], IssuerKeyRing
+        ] = OrderedDict()
+
+    async def create(
+        self, session: AsyncSession, *, tenant_id: uuid.UUID, event_id: uuid.UUID
+    ) -> IssuerKeyRing:
+        """Generate and store the first keys of a new event."""
+        ring = IssuerKeyRing.generate()
+        self._store(session, ring, tenant_id=tenant_id, event_id=event_id, only_active=False)
+        return ring
+
+    async def rotate(
+        self, session: AsyncSession, *, tenant_id: uuid.UUID, event_id: uuid.UUID
+    ) -> IssuerKeyRing:
+        """New active keys for ``event_id``; older keys stay, so codes already issued still read."""
+        current = await self.issuer_ring(session, event_id, tenant_id=tenant_id)
+        rotated = current.rotated()
+        await session.execute(
+            update(TicketKey)
+            .where(TicketKey.event_id == event_id, TicketKey.active)
+            .values(active=False)
+        )
+        await session.flush()
+        self._store(session, rotated, tenant_id=tenant_id, event_id=event_id, only_active=True)
+        return rotated
+
+    async def issuer_ring(
+        self, session: AsyncSession, event_id: uuid.UUID, *, tenant_id: uuid.UUID
+    ) -> IssuerKeyRing:
+        """The event's full ring. Raises ``LookupError`` when the event has no keys."""
+        rows = (
+            await session.execute(
+                select(
+                    TicketKey.kind, TicketKey.key_id, TicketKey.active, TicketKey.sealed_material
+                ).where(TicketKey.event_id == event_id, TicketKey.retired_at.is_(None))
+            )
+        ).all()
+        if not rows:
+            raise LookupError(f"event {event_id} has no ticket keys")
+        cache_key = (event_id, frozenset((r.kind, r.key_id, r.active) for r in rows))
+        cached = self._rings.get(cache_key)
+        if cached is not None:
+            self._rings.move_to_end(cache_key)
+            return cached
+        ring = self._open(rows, tenant_id=tenant_id, event_id=event_id)
+        self._rings[cache_key] = ring
+        if len(self._rings) > _CACHED_RINGS:
+            self._rings.popitem(last=False)
+        return ring
+
+    async def scanner_ring(
+        self, session: AsyncSession, event_id: uuid.UUID, *, tenant_id: uuid.UUID
+    ) -> ScannerKeyRing:
+        return (await self.issuer_ring(session, event_id, tenant_id=tenant_id)).scanner_ring
+
+    async def event_for_encryption_key(self, session: AsyncSession, key_id: int) -> list[uuid.UUID]:
+        """The events (of the current tenant) that have an encryption key with this id."""
+        found = await session.scalars(
+            select(TicketKey.event_id).where(
+                TicketKey.kind == ENCRYPTION, TicketKey.key_id == key_id
+            )
+        )
+        return list(found)
+
+    def _open(
+        self, rows: Sequence[Any], *, tenant_id: uuid.UUID, event_id: uuid.UUID
+    ) -> IssuerKeyRing:
+        signing, encryption = [], []
+        active_signing = active_encryption = None
+        for row in rows:
+            secret = self._master.open(
+                row.sealed_material,
+                tenant_id=tenant_id,
+                event_id=event_id,
+                kind=row.kind,
+                key_id=row.key_id,
+            )
+            if row.kind == SIGNING:
+                signing.append(SigningKey.from_seed(row.key_id, secret))
+                active_signing = row.key_id if row.active else active_signing
+            else:
+                encryption.append(EncryptionKey(row.key_id, secret))
+                active_encryption = row.key_id if row.active else active_encryption
+        if active_signing is None or active_encryption is None:
+            raise LookupError(f"event {event_id} has no active ticket keys")
+        return IssuerKeyRing(
+            signing,
+            encryption,
+            active_signing_id=active_signing,
+            active_encryption_id=active_encryption,
+        )
+
+    def _store(
+        self,
+        session: AsyncSession,
+        ring: IssuerKeyRing,
+        *,
+        tenant_id: uuid.UUID,
+        event_id: uuid.UUID,
+        only_active: bool,
+    ) -> None:
+        for signing in ring.signing_keys:
+            active = signing.key_id == ring.active_signing_key.key_id
+            if only_active and not active:
+                continue
+            session.add(
+                TicketKey(
+                    id=new_id(),
+                    tenant_id=tenant_id,
+                    event_id=event_id,
+                    kind=SIGNING,
+                    key_id=signing.key_id,
+                    public_material=signing.verify_key().raw(),
+                    sealed_material=self._master.seal(
+                        signing.seed(),
+                        tenant_id=tenant_id,
+                        event_id=event_id,
+                        kind=SIGNING,
+                        key_id=signing.key_id,
+                    ),
+                    active=active,
+                )
+            )
+        for encryption in ring.encryption_keys:
+            active = encryption.key_id == ring.active_encryption_key.key_id
+            if only_active and not active:
+                continue
+            session.add(
+                TicketKey(
+                    id=new_id(),
+                    tenant_id=tenant_id,
+                    event_id=event_id,
+                    kind=ENCRYPTION,
+                    key_id=encryption.key_id,
+                    public_material=None,
+                    sealed_material=self._master.seal(
+                        encryption.secret,
+                        tenant_id=tenant_id,
+                        event_id=event_id,
+                        kind=ENCRYPTION,
+                        key_id=encryption.key_id,
+                    ),
+                    active=active,
+                )
+            )

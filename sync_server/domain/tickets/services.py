@@ -1,0 +1,377 @@
+"""The ticket lifecycle: purchase, transfer, revoke, expire — each step one transaction that
+writes the change, its history row and its outbox event together."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.domain import TicketStatus
+from shared.ids import new_id
+from shared.ticket_code import issue_code
+from sync_server.auth import Principal
+from sync_server.db.engine import Database
+from sync_server.db.models import Event, Ticket, TicketStateTransition, TicketType
+from sync_server.domain.keys.services import KeyStore
+from sync_server.domain.tickets.schemas import (
+    Holder,
+    PurchaseOut,
+    PurchaseRequest,
+    RevokeRequest,
+    TicketOut,
+    TicketPage,
+    TicketWithCode,
+    TransferRequest,
+    TransitionOut,
+)
+from sync_server.messaging.outbox import add_ticket_event
+from sync_server.pagination import decode_cursor, encode_cursor
+from sync_server.problems import Conflict, NotFound, Unprocessable
+
+log = logging.getLogger(__name__)
+
+EXPIRY_BATCH = 500
+
+
+class TicketService:
+    def __init__(
+        self, session: AsyncSession, keys: KeyStore, actor: Principal | str, now: datetime
+    ) -> None:
+        self._session = session
+        self._keys = keys
+        self._actor = actor.actor if isinstance(actor, Principal) else actor
+        self._now = now
+
+    # --- reads ------------------------------------------------------------------------------
+
+    async def get(self, ticket_id: uuid.UUID) -> Ticket:
+        ticket = await self._session.get(Ticket, ticket_id)
+        if ticket is None:
+            raise NotFound("ticket")
+        return ticket
+
+    async def page(
+        self,
+        *,
+        event_id: uuid.UUID | None,
+        status: TicketStatus | None,
+        cursor: str | None,
+        limit: int,
+    ) -> TicketPage:
+        after = decode_cursor(cursor)
+        query = select(Ticket).order_by(Ticket.id).limit(limit + 1)
+        if event_id is not None:
+            query = query.where(Ticket.event_id == event_id)
+        if status is not None:
+            query = query.where(Ticket.status == status.value)
+        if after is not None:
+            query = query.where(Ticket.id > after)
+        tickets = list(await self._session.scalars(query))
+        more = len(tickets) > limit
+        tickets = tickets[:limit]
+        return TicketPage(
+            items=[ticket_out(t) for t in tickets],
+            next_cursor=encode_cursor(tickets[-1].id) if more else None,
+        )
+
+    async def history(self, ticket_id: uuid.UUID) -> list[TransitionOut]:
+        await self.get(ticket_id)
+        rows = await self._session.scalars(
+            select(TicketStateTransition)
+            .where(TicketStateTransition.ticket_id == ticket_id)
+            .order_by(TicketStateTransition.occurred_at, TicketStateTransition.id)
+        )
+        return [
+            TransitionOut(
+                id=row.id,
+                kind=row.kind,
+                from_status=TicketStatus(row.from_status) if row.from_status else None,
+                to_status=TicketStatus(row.to_status),
+                secret_version=row.secret_version,
+                actor=row.actor,
+                reason=row.reason,
+                details=row.details,
+                occurred_at=row.occurred_at,
+            )
+            for row in rows
+        ]
+
+    async def current_code(self, ticket_id: uuid.UUID) -> TicketWithCode:
+        """A fresh code for the ticket's current secret version (for re-sending a ticket)."""
+        ticket = await self.get(ticket_id)
+        if ticket.status not in (TicketStatus.ACTIVE, TicketStatus.CHECKED_IN):
+            raise Unprocessable(
+                "ticket_not_active", f"The ticket is {ticket.status}; it has no valid code."
+            )
+        return await self._with_code(ticket)
+
+    # --- writes -----------------------------------------------------------------------------
+
+    async def purchase(self, data: PurchaseRequest, tenant_id: uuid.UUID) -> PurchaseOut:
+        """Sell ``quantity`` tickets of a type, never more than its capacity, even when many
+        purchases race: the capacity check and the count are one conditional UPDATE."""
+        reserved = (
+            await self._session.execute(
+                update(TicketType)
+                .where(
+                    TicketType.id == data.ticket_type_id,
+                    TicketType.sold + data.quantity <= TicketType.capacity,
+                )
+                .values(sold=TicketType.sold + data.quantity)
+                .returning(TicketType.event_id)
+            )
+        ).first()
+        if reserved is None:
+            ticket_type = await self._session.get(TicketType, data.ticket_type_id)
+            if ticket_type is None:
+                raise NotFound("ticket type")
+            left = ticket_type.capacity - ticket_type.sold
+            raise Conflict(
+                "sold_out",
+                f"{ticket_type.name} is sold out."
+                if left == 0
+                else f"Only {left} {ticket_type.name} tickets are left, not {data.quantity}.",
+                available=left,
+            )
+        event = await self._session.get(Event, reserved.event_id)
+        assert event is not None  # the foreign key guarantees it
+        if event.ends_at <= self._now:
+            raise Unprocessable("event_ended", "The event is over; its tickets are no longer sold.")
+
+        purchase_id = new_id()
+        tickets = [
+            Ticket(
+                id=new_id(),
+                tenant_id=tenant_id,
+                event_id=event.id,
+                ticket_type_id=data.ticket_type_id,
+                purchase_id=purchase_id,
+                user_id=data.holder.user_id,
+                holder_name=data.holder.name,
+                holder_wallet=data.holder.wallet,
+                status=TicketStatus.ACTIVE.value,
+                secret_version=0,
+                blockchain_sync_status="not_minted",
+                created_at=self._now,
+                updated_at=self._now,
+            )
+            for _ in range(data.quantity)
+        ]
+        self._session.add_all(tickets)
+        await self._session.flush()
+        for ticket in tickets:
+            self._record(ticket, "purchased", "ticket.purchased", from_status=None)
+        return PurchaseOut(
+            purchase_id=purchase_id, tickets=[await self._with_code(t) for t in tickets]
+        )
+
+    async def transfer(self, ticket_id: uuid.UUID, data: TransferRequest) -> TicketWithCode:
+        """Give the ticket to a new holder: a new secret version, so the old code is dead."""
+        ticket = await self._locked(ticket_id)
+        if ticket.status != TicketStatus.ACTIVE:
+            raise Unprocessable(
+                "ticket_not_transferable",
+                f"Only an unused, active ticket can be transferred; this one is {ticket.status}.",
+            )
+        previous = _holder(ticket)
+        ticket.user_id = data.holder.user_id
+        ticket.holder_name = data.holder.name
+        ticket.holder_wallet = data.holder.wallet
+        ticket.secret_version += 1
+        ticket.updated_at = self._now
+        self._record(
+            ticket,
+            "transferred",
+            "ticket.transferred",
+            from_status=ticket.status,
+            details={"previous_holder": previous},
+        )
+        return await self._with_code(ticket)
+
+    async def revoke(self, ticket_id: uuid.UUID, data: RevokeRequest) -> TicketOut:
+        ticket = await self._locked(ticket_id)
+        if ticket.status == TicketStatus.REVOKED:
+            raise Conflict("already_revoked", "The ticket was already revoked.")
+        if ticket.status == TicketStatus.EXPIRED:
+            raise Conflict("ticket_expired", "The ticket has expired; there is nothing to revoke.")
+        previous = ticket.status
+        ticket.status = TicketStatus.REVOKED.value
+        ticket.updated_at = self._now
+        self._record(ticket, "revoked", "ticket.revoked", from_status=previous, reason=data.reason)
+        return ticket_out(ticket)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    async def _locked(self, ticket_id: uuid.UUID) -> Ticket:
+        ticket = await self._session.scalar(
+            select(Ticket)
+            .where(Ticket.id == ticket_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        if ticket is None:
+            raise NotFound("ticket")
+        return ticket
+
+    async def _with_code(self, ticket: Ticket) -> TicketWithCode:
+        ring = await self._keys.issuer_ring(
+            self._session, ticket.event_id, tenant_id=ticket.tenant_id
+        )
+        code = issue_code(
+            ring,
+            ticket_id=ticket.id,
+            event_id=ticket.event_id,
+            secret_version=ticket.secret_version,
+            issued_at=self._now,
+        )
+        return TicketWithCode(ticket=ticket_out(ticket), code=code)
+
+    def _record(
+        self,
+        ticket: Ticket,
+        kind: str,
+        routing_key: str,
+        *,
+        from_status: str | None,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        record_change(
+            self._session,
+            ticket,
+            kind,
+            routing_key,
+            actor=self._actor,
+            now=self._now,
+            from_status=from_status,
+            reason=reason,
+            details=details,
+        )
+
+
+def record_change(
+    session: AsyncSession,
+    ticket: Ticket,
+    kind: str,
+    routing_key: str,
+    *,
+    actor: str,
+    now: datetime,
+    from_status: str | None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """History row and outbox event for a change of ``ticket``, in the current transaction."""
+    details = details or {}
+    session.add(
+        TicketStateTransition(
+            id=new_id(),
+            tenant_id=ticket.tenant_id,
+            ticket_id=ticket.id,
+            kind=kind,
+            from_status=from_status,
+            to_status=ticket.status,
+            secret_version=ticket.secret_version,
+            actor=actor,
+            reason=reason,
+            details=details,
+            occurred_at=now,
+        )
+    )
+    add_ticket_event(
+        session,
+        routing_key=routing_key,
+        tenant_id=ticket.tenant_id,
+        ticket_id=ticket.id,
+        time=now,
+        data={**ticket_event_data(ticket), "actor": actor, "reason": reason, **details},
+    )
+
+
+def ticket_out(ticket: Ticket) -> TicketOut:
+    return TicketOut(
+        id=ticket.id,
+        event_id=ticket.event_id,
+        ticket_type_id=ticket.ticket_type_id,
+        purchase_id=ticket.purchase_id,
+        status=TicketStatus(ticket.status),
+        secret_version=ticket.secret_version,
+        holder=Holder(user_id=ticket.user_id, name=ticket.holder_name, wallet=ticket.holder_wallet),
+        nft_mint=ticket.nft_mint,
+        blockchain_sync_status=ticket.blockchain_sync_status,
+        created_at=ticket.created_at,
+        updated_at=ticket.updated_at,
+    )
+
+
+def _holder(ticket: Ticket) -> dict[str, str | None]:
+    return {"user_id": ticket.user_id, "name": ticket.holder_name, "wallet": ticket.holder_wallet}
+
+
+def ticket_event_data(ticket: Ticket) -> dict[str, Any]:
+    """The ``data`` of a ticket event: the ticket as it is after the change."""
+    return {
+        "ticket_id": str(ticket.id),
+        "event_id": str(ticket.event_id),
+        "ticket_type_id": str(ticket.ticket_type_id),
+        "purchase_id": str(ticket.purchase_id),
+        "status": ticket.status,
+        "secret_version": ticket.secret_version,
+        "holder": _holder(ticket),
+    }
+
+
+async def expire_tickets(session: AsyncSession, now: datetime, actor: str = "system:expiry") -> int:
+    """Mark the current tenant's tickets of events that ended before ``now`` ``expired``, in
+    batches, each with its history row and ``ticket.expired`` event. Returns how many."""
+    total = 0
+    while True:
+        tickets = list(
+            await session.scalars(
+                select(Ticket)
+                .join(Event, Event.id == Ticket.event_id)
+                .where(
+                    Event.ends_at < now,
+                    Ticket.status.in_([TicketStatus.ACTIVE.value, TicketStatus.CHECKED_IN.value]),
+                )
+                .order_by(Ticket.id)
+                .limit(EXPIRY_BATCH)
+                .with_for_update(of=Ticket, skip_locked=True)
+            )
+        )
+        for ticket in tickets:
+            previous = ticket.status
+            ticket.status = TicketStatus.EXPIRED.value
+            ticket.updated_at = now
+            record_change(
+                session,
+                ticket,
+                "expired",
+                "ticket.expired",
+                actor=actor,
+                now=now,
+                from_status=previous,
+            )
+        await session.flush()
+        total += len(tickets)
+        if len(tickets) < EXPIRY_BATCH:
+            return total
+
+
+async def expire_ended_events(database: Database, now: datetime) -> int:
+    """Expire the tickets of ended events for every tenant; returns how many were expired."""
+    async with database.untenanted() as session:
+        tenant_ids = list(await session.scalars(select(func.gatehouse_tenant_ids())))
+    total = 0
+    for tenant_id in tenant_ids:
+        async with database.tenant(tenant_id) as session:
+            expired = await expire_tickets(session, now)
+        if expired:
+            log.info("expired %d tickets of tenant %s", expired, tenant_id)
+        total += expired
+    return total

@@ -1,0 +1,2 @@
+"""Ticket events for other services: the outbox (written with each state change) and, later,
+its relay to RabbitMQ."""

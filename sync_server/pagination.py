@@ -1,0 +1,33 @@
+"""Cursor pagination over UUIDv7 primary keys: ``WHERE id > :after ORDER BY id``. Ids sort by
+creation, so pages are stable while rows are added, and every page costs the same."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from typing import Annotated
+
+import msgspec
+
+from sync_server.problems import BadRequest
+
+Limit = Annotated[int, msgspec.Meta(ge=1, le=500)]
+DEFAULT_LIMIT = 100
+
+
+def encode_cursor(last_id: uuid.UUID) -> str:
+    return base64.urlsafe_b64encode(last_id.bytes).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> uuid.UUID | None:
+    """The id after which the page starts. Raises ``BadRequest`` for a cursor we did not make."""
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return uuid.UUID(bytes=raw)
+    except (binascii.Error, ValueError) as error:
+        raise BadRequest(
+            "invalid_cursor", "The cursor is not one this API returned; start without one."
+        ) from error

@@ -1,0 +1,171 @@
+"""RFC 9457 problem details with a stable ``code`` for every error the API returns.
+
+Services raise ``Problem`` (or one of its named subclasses); Litestar's own HTTP exceptions and
+database outages are mapped here too, so a client never sees an error without a ``code``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Not allowed",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Cannot be processed",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "dependency_unavailable",
+}
+
+
+class Problem(Exception):
+    """An error answer: HTTP status, stable machine code, a sentence for people."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.title = title or _TITLES.get(status, "Error")
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+class NotFound(Problem):
+    def __init__(self, what: str) -> None:
+        super().__init__(404, "not_found", f"No {what} with that id.")
+
+
+class Conflict(Problem):
+    def __init__(self, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(409, code, detail, extra=extra or None)
+
+
+class Unprocessable(Problem):
+    def __init__(self, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(422, code, detail, extra=extra or None)
+
+
+class BadRequest(Problem):
+    def __init__(self, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(400, code, detail, extra=extra or None)
+
+
+class Unauthorized(Problem):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(401, code, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(Problem):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(403, code, detail)
+
+
+def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Response[Any]:
+    body: dict[str, Any] = {
+        "type": f"https://gatehouse.dev/problems/{problem.code}",
+        "title": problem.title,
+        "status": problem.status,
+        "code": problem.code,
+        "detail": problem.detail,
+        "instance": request.url.path,
+        **problem.extra,
+    }
+    return Response(
+        content=body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
+    )
+
+
+def _from_problem(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    assert isinstance(exc, Problem)
+    return problem_response(request, exc)
+
+
+def _from_http(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        problem = Problem(
+            400,
+            "validation_failed",
+            "The request is not valid: see errors.",
+            extra={"errors": exc.extra} if exc.extra else None,
+        )
+    else:
+        detail = exc.detail if exc.detail and exc.detail != _TITLES.get(status) else None
+        problem = Problem(
+            status,
+            _CODES.get(status, "http_error"),
+            detail or _TITLES.get(status, "The request failed."),
+            headers=dict(exc.headers or {}),
+        )
+    return problem_response(request, problem)
+
+
+def _from_database(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.warning("database unavailable: %s", exc)
+    problem = Problem(
+        503,
+        "dependency_unavailable",
+        "The database is not reachable right now. Retry shortly.",
+        headers={"Retry-After": "5"},
+    )
+    return problem_response(request, problem)
+
+
+def _from_anything(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return _from_database(request, exc)
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    problem = Problem(500, "internal_error", "Something went wrong on our side.")
+    return problem_response(request, problem)
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    return {
+        Problem: _from_problem,
+        HTTPException: _from_http,
+        OperationalError: _from_database,
+        InterfaceError: _from_database,
+        ConnectionError: _from_database,
+        Exception: _from_anything,
+    }

@@ -1,0 +1,75 @@
+"""What request handlers share for the life of the app: the database, the key store, the
+token verifier, the clock. Built by the app factory, reached through dependency injection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.clock import Clock
+from sync_server.auth import Principal, TokenVerifier
+from sync_server.db.engine import Database
+from sync_server.db.models import Device
+from sync_server.domain.keys.services import KeyStore
+from sync_server.problems import Unauthorized
+from sync_server.settings import Settings
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    database: Database
+    keys: KeyStore
+    verifier: TokenVerifier
+    clock: Clock
+
+
+def runtime(state: State) -> Runtime:
+    found: Runtime = state["runtime"]
+    return found
+
+
+async def provide_runtime(state: State) -> Runtime:
+    return runtime(state)
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    principal = request.user
+    if not isinstance(principal, Principal):  # only on routes excluded from auth
+        raise Unauthorized("missing_token", "Send an Authorization: Bearer <token> header.")
+    return principal
+
+
+async def provide_session(
+    request: Request[Any, Any, Any], state: State
+) -> AsyncIterator[AsyncSession]:
+    """The request's transaction, scoped to the caller's tenant; commits when the handler
+    returns, before the response is sent, and rolls back when it raises."""
+    principal = await provide_principal(request)
+    async with runtime(state).database.tenant(principal.tenant_id) as session:
+        if principal.device_id is not None:
+            device = (
+                await session.execute(
+                    select(Device.revoked_at).where(Device.id == principal.device_id)
+                )
+            ).first()
+            if device is None or device.revoked_at is not None:
+                raise Unauthorized(
+                    "device_revoked",
+                    "This device has been revoked. Ask a manager to enroll it again.",
+                )
+        yield session
+
+
+# What handlers declare to receive the shared objects (Litestar injects them by these names:
+# ``session``, ``rt`` and ``principal``).
+SessionDep: TypeAlias = NamedDependency[AsyncSession]
+RuntimeDep: TypeAlias = NamedDependency[Runtime]
+PrincipalDep: TypeAlias = NamedDependency[Principal]

@@ -1,0 +1,160 @@
+"""Server settings, read once from the environment (``GATEHOUSE_*``).
+
+Defaults work on a developer machine with the local services of ../shared/SERVICES.md. Two
+secrets have no safe default: the JWT secret and the master key that seals ticket keys at rest.
+When they are not set and ``GATEHOUSE_ENV`` is not ``production``, the server creates them once
+in a file only the current user can read (``dev-secrets.json`` in the user's config folder) so
+that ``serve``, ``token`` and ``demo`` agree with each other; in production it refuses to start.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+MASTER_KEY_BYTES = 32
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unusable; the message names the variable and what it needs."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    #: The application's connection: a non-superuser role that row-level security applies to.
+    url: str = "postgresql+asyncpg://gatehouse_app@127.0.0.1:5432/gatehouse"
+    #: The owner's connection, for migrations and creating tenants.
+    admin_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/gatehouse"
+    #: The role migrations grant the application's privileges to.
+    app_role: str = "gatehouse_app"
+    pool_size: int = 10
+    max_overflow: int = 20
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    jwt_secret: str = field(default="", repr=False)
+    #: JWKS URL for EdDSA/RS256 tokens from an API gateway; HS256 with the secret when unset.
+    jwks_url: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    token_ttl_seconds: int = 3600
+    device_token_ttl_seconds: int = 30 * 24 * 3600
+    enrollment_ttl_seconds: int = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    #: Seals the per-event ticket keys at rest (AES-256-GCM). 32 bytes.
+    master_key: bytes = field(default=b"", repr=False)
+    environment: str = "development"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings. Raises ``SettingsError`` with the variable's name when one is bad."""
+        env = os.environ if env is None else env
+        environment = env.get("GATEHOUSE_ENV", "development")
+        jwt_secret = env.get("GATEHOUSE_JWT_SECRET", "")
+        master_text = env.get("GATEHOUSE_MASTER_KEY", "")
+        if not jwt_secret or not master_text:
+            if environment == "production":
+                raise SettingsError(
+                    "GATEHOUSE_JWT_SECRET and GATEHOUSE_MASTER_KEY must be set in production "
+                    "(make each with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+            dev = _development_secrets(env)
+            jwt_secret = jwt_secret or dev["jwt_secret"]
+            master_text = master_text or dev["master_key"]
+        defaults_db, defaults_auth, defaults_http = (
+            DatabaseSettings(),
+            AuthSettings(),
+            HttpSettings(),
+        )
+        return cls(
+            database=DatabaseSettings(
+                url=env.get("GATEHOUSE_DATABASE_URL", defaults_db.url),
+                admin_url=env.get("GATEHOUSE_DATABASE_ADMIN_URL", defaults_db.admin_url),
+                app_role=env.get("GATEHOUSE_DATABASE_APP_ROLE", defaults_db.app_role),
+                pool_size=_int(env, "GATEHOUSE_DATABASE_POOL_SIZE", defaults_db.pool_size),
+                max_overflow=_int(env, "GATEHOUSE_DATABASE_MAX_OVERFLOW", defaults_db.max_overflow),
+            ),
+            auth=AuthSettings(
+                jwt_secret=jwt_secret,
+                jwks_url=env.get("GATEHOUSE_JWKS_URL") or None,
+                issuer=env.get("GATEHOUSE_JWT_ISSUER") or None,
+                audience=env.get("GATEHOUSE_JWT_AUDIENCE") or None,
+                token_ttl_seconds=_int(env, "GATEHOUSE_TOKEN_TTL", defaults_auth.token_ttl_seconds),
+                device_token_ttl_seconds=_int(
+                    env, "GATEHOUSE_DEVICE_TOKEN_TTL", defaults_auth.device_token_ttl_seconds
+                ),
+                enrollment_ttl_seconds=_int(
+                    env, "GATEHOUSE_ENROLLMENT_TTL", defaults_auth.enrollment_ttl_seconds
+                ),
+            ),
+            http=HttpSettings(
+                host=env.get("GATEHOUSE_HOST", defaults_http.host),
+                port=_int(env, "GATEHOUSE_PORT", defaults_http.port),
+                workers=_int(env, "GATEHOUSE_WORKERS", defaults_http.workers),
+            ),
+            master_key=decode_master_key(master_text),
+            environment=environment,
+        )
+
+
+def decode_master_key(text: str) -> bytes:
+    """The master key from its URL-safe base64 text. Raises ``SettingsError`` if not 32 bytes."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except ValueError as error:
+        raise SettingsError("GATEHOUSE_MASTER_KEY is not base64") from error
+    if len(raw) != MASTER_KEY_BYTES:
+        raise SettingsError(
+            f"GATEHOUSE_MASTER_KEY must be {MASTER_KEY_BYTES} bytes in base64, not {len(raw)}"
+        )
+    return raw
+
+
+def new_master_key() -> str:
+    return base64.urlsafe_b64encode(secrets.token_bytes(MASTER_KEY_BYTES)).decode().rstrip("=")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as error:
+        raise SettingsError(f"{name} must be a whole number, not {value!r}") from error
+
+
+def _development_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    folder = Path(env.get("GATEHOUSE_CONFIG_DIR") or platformdirs.user_config_dir("gatehouse"))
+    path = folder / "dev-secrets.json"
+    if path.exists():
+        stored: dict[str, str] = json.loads(path.read_text())
+        return stored
+    folder.mkdir(parents=True, exist_ok=True)
+    created = {"jwt_secret": secrets.token_urlsafe(32), "master_key": new_master_key()}
+    # Create with owner-only permissions from the start; never world-readable, even briefly.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(created, handle)
+    return created

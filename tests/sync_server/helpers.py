@@ -1,0 +1,89 @@
+"""Small helpers shared by the server tests."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+from tests.sync_server.conftest import TenantHandle
+
+Client = AsyncTestClient[Litestar]
+
+EVENT = {
+    "name": "Spring Concert",
+    "venue": "Main Hall",
+    "starts_at": "2030-05-01T19:00:00Z",
+    "ends_at": "2030-05-01T23:00:00Z",
+}
+HOLDER = {"user_id": "user-1", "name": "Ada Guest"}
+
+
+async def create_event(client: Client, tenant: TenantHandle, **fields: Any) -> dict[str, Any]:
+    response = await client.post("/v1/events", json={**EVENT, **fields}, headers=tenant.token())
+    assert response.status_code == 201, response.text
+    event: dict[str, Any] = response.json()
+    return event
+
+
+async def create_ticket_type(
+    client: Client, tenant: TenantHandle, event_id: str, capacity: int = 100, name: str = "General"
+) -> dict[str, Any]:
+    response = await client.post(
+        f"/v1/events/{event_id}/ticket-types",
+        json={"name": name, "capacity": capacity},
+        headers=tenant.token(),
+    )
+    assert response.status_code == 201, response.text
+    ticket_type: dict[str, Any] = response.json()
+    return ticket_type
+
+
+async def buy(
+    client: Client,
+    tenant: TenantHandle,
+    ticket_type_id: str,
+    quantity: int = 1,
+    key: str | None = None,
+    holder: dict[str, str] | None = None,
+) -> Any:
+    return await client.post(
+        "/v1/purchases",
+        json={"ticket_type_id": ticket_type_id, "quantity": quantity, "holder": holder or HOLDER},
+        headers={**tenant.token(), "Idempotency-Key": key or str(uuid.uuid4())},
+    )
+
+
+async def bought(client: Client, tenant: TenantHandle, quantity: int = 1) -> dict[str, Any]:
+    """A fresh event and ticket type, and a successful purchase of ``quantity`` tickets."""
+    event = await create_event(client, tenant)
+    ticket_type = await create_ticket_type(client, tenant, event["id"])
+    response = await buy(client, tenant, ticket_type["id"], quantity)
+    assert response.status_code == 201, response.text
+    purchase: dict[str, Any] = response.json()
+    return purchase
+
+
+def assert_problem(response: Any, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["code"] == code, body
+    assert body["detail"]
+    assert body["title"]
+
+
+@asynccontextmanager
+async def connect(url: str) -> AsyncIterator[AsyncConnection]:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            yield connection
+    finally:
+        await engine.dispose()
