@@ -1,11 +1,236 @@
-"""``gatehouse-server``: the sync server's command line."""
+"""``gatehouse-server``: the sync server's command line.
+
+Every command reads its settings from the environment (``GATEHOUSE_*``, see
+``sync_server.settings``). A bad setting or an unusable database ends a command with one
+sentence on stderr and exit status 1, never a traceback.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
 import click
+import uvicorn
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+
+from sync_server.auth import Role, mint_token
+from sync_server.db.engine import Database
+from sync_server.db.migrate import alembic_config
+from sync_server.db.migrate import migrate as run_migrations
+from sync_server.demo import seed_demo
+from sync_server.domain.tenants.services import create_tenant, tenant_name
+from sync_server.domain.tickets.services import expire_ended_events
+from sync_server.settings import Settings, SettingsError
+
+APP_FACTORY = "sync_server.app:create_app"
+ADMIN_URL = "GATEHOUSE_DATABASE_ADMIN_URL"
+APP_URL = "GATEHOUSE_DATABASE_URL"
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as error:
+        raise click.ClickException(f"{error}.") from error
+
+
+def _where(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "the configured URL"
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        error = error.orig
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__).rstrip(".")
+
+
+@contextmanager
+def _database(url: str, variable: str) -> Iterator[None]:
+    """Turn a database that cannot be reached or used into a one-sentence error."""
+    try:
+        yield
+    except ArgumentError as error:  # the URL itself; not echoed, it may hold a password
+        raise click.ClickException(
+            f"{variable} is not a database URL like postgresql+asyncpg://user@host:5432/name."
+        ) from error
+    except ImportError as error:  # a driver this install lacks, e.g. postgresql:// (psycopg)
+        raise click.ClickException(
+            f"{variable} needs the database driver {error.name!r}, which is not installed; "
+            "use postgresql+asyncpg://."
+        ) from error
+    except (OSError, SQLAlchemyError) as error:
+        raise click.ClickException(
+            f"Cannot use the database at {_where(url)} ({variable}): {_why(error)}."
+        ) from error
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gatehouse")
 def main() -> None:
     """Gatehouse sync server: tickets, check-in and offline sync for the gate scanners."""
+
+
+@main.command()
+def migrate() -> None:
+    """Create the database if it is missing and bring its schema to the newest revision.
+
+    Uses GATEHOUSE_DATABASE_ADMIN_URL (the owner's connection). Safe to run again.
+    """
+    settings = _settings()
+    url, role = settings.database.admin_url, settings.database.app_role
+    with _database(url, ADMIN_URL):
+        try:
+            created = run_migrations(url, role)
+        except (CommandError, ValueError) as error:
+            raise click.ClickException(f"The migrations could not run: {_why(error)}.") from error
+    name = make_url(url).database
+    click.echo(f"Created database {name}." if created else f"Database {name} exists.")
+    head = ScriptDirectory.from_config(alembic_config(url, role)).get_current_head()
+    click.echo(f"The schema is at head (revision {head}).")
+
+
+@main.command()
+@click.option("--host", help="Interface to listen on.  [default: GATEHOUSE_HOST or 127.0.0.1]")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.  [default: GATEHOUSE_PORT or 8000]",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Worker processes.  [default: GATEHOUSE_WORKERS or 1]",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="Log every request.",
+)
+def serve(host: str | None, port: int | None, workers: int | None, access_log: bool) -> None:
+    """Run the HTTP API with uvicorn.
+
+    Trusts X-Forwarded-* headers from the addresses in FORWARDED_ALLOW_IPS (uvicorn's setting,
+    127.0.0.1 by default), for running behind a reverse proxy.
+    """
+    http = _settings().http  # fail here, with a sentence, rather than in every worker
+    uvicorn.run(
+        APP_FACTORY,
+        factory=True,
+        host=host or http.host,
+        port=port or http.port,
+        workers=workers or http.workers,
+        proxy_headers=True,
+        access_log=access_log,
+    )
+
+
+@main.group()
+def tenant() -> None:
+    """Tenants: the organisers whose data the server keeps apart."""
+
+
+@tenant.command("create")
+@click.argument("name")
+def tenant_create(name: str) -> None:
+    """Create a tenant called NAME and print its id."""
+    if not name.strip():
+        raise click.ClickException("A tenant needs a name.")
+    settings = _settings()
+    with _database(settings.database.admin_url, ADMIN_URL):
+        tenant_id = asyncio.run(create_tenant(settings.database.admin_url, name))
+    click.echo(str(tenant_id))
+
+
+@main.command()
+@click.option("--tenant", "tenant_id", type=click.UUID, required=True, help="The tenant's id.")
+@click.option(
+    "--role", type=click.Choice([r.value for r in Role]), required=True, help="What it may do."
+)
+@click.option("--subject", help="Who the token is for.  [default: cli-ROLE]")
+@click.option(
+    "--ttl",
+    type=click.IntRange(min=1),
+    help="Lifetime in seconds.  [default: GATEHOUSE_TOKEN_TTL or 3600]",
+)
+def token(tenant_id: uuid.UUID, role: str, subject: str | None, ttl: int | None) -> None:
+    """Print a bearer token for a manager or a service of a tenant.
+
+    Scanner tokens come only from enrolling a device.
+    """
+    if Role(role) is Role.SCANNER:
+        raise click.ClickException(
+            "Scanner tokens come only from enrolling a device: create a code with "
+            "POST /v1/devices/enrollments and redeem it on the scanner."
+        )
+    settings = _settings()
+    auth = settings.auth
+    if auth.jwks_url:
+        raise click.ClickException(
+            "This server accepts only tokens signed by the keys at GATEHOUSE_JWKS_URL, so it "
+            "cannot mint them itself; ask that token issuer instead."
+        )
+    with _database(settings.database.admin_url, ADMIN_URL):
+        name = asyncio.run(tenant_name(settings.database.admin_url, tenant_id))
+    if name is None:
+        raise click.ClickException(f"There is no tenant with the id {tenant_id}.")
+    ttl_seconds = ttl or auth.token_ttl_seconds
+    click.echo(
+        mint_token(
+            auth.jwt_secret,
+            tenant_id=tenant_id,
+            role=Role(role),
+            subject=subject or f"cli-{role}",
+            ttl_seconds=ttl_seconds,
+            issuer=auth.issuer,
+            audience=auth.audience,
+        )
+    )
+    click.echo(f"{role} token for {name!r}, valid for {ttl_seconds} s.", err=True)
+
+
+@main.command()
+def expire() -> None:
+    """Expire the tickets of events that have ended, in every tenant, and say how many."""
+    settings = _settings()
+
+    async def run() -> int:
+        database = Database(settings.database)
+        try:
+            return await expire_ended_events(database, datetime.now(UTC))
+        finally:
+            await database.close()
+
+    with _database(settings.database.url, APP_URL):
+        count = asyncio.run(run())
+    click.echo(f"Expired {count} ticket{'' if count == 1 else 's'}.")
+
+
+@main.command()
+def demo() -> None:
+    """Seed a demo tenant: an event tonight, tickets (one transferred, one revoked), a token."""
+    settings = _settings()
+    with _database(settings.database.admin_url, ADMIN_URL):
+        seed = asyncio.run(seed_demo(settings, datetime.now(UTC)))
+    click.echo(f"Demo tenant {seed.tenant_id}, event {seed.event_id}.")
+    click.echo("\nManager token (valid 12 h):")
+    click.echo(seed.manager_token)
+    click.echo("\nTicket codes:")
+    for ticket in seed.tickets:
+        click.echo(f"  {ticket.label}\n    {ticket.code}")
+    click.echo(
+        "\nTry: curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
+        f'-d \'{{"code": "<a code>"}}\' http://{settings.http.host}:{settings.http.port}'
+        "/v1/codes/check"
+    )

@@ -214,9 +214,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "idempotency_keys",
-        sa.Column(
-            "tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), primary_key=True
-        ),
+        sa.Column("tenant_id", UUID(as_uuid=True), sa.ForeignKey("tenants.id"), primary_key=True),
         sa.Column("principal", sa.Text, primary_key=True),
         sa.Column("scope", sa.Text, primary_key=True),
         sa.Column("key", sa.Text, primary_key=True),
@@ -305,9 +303,7 @@ def _security() -> None:
     # The tenant registry: the application sees only its own tenant row. Not FORCEd, so the
     # owner (migrations, `tenant create`, the functions below) sees all tenants.
     op.execute("ALTER TABLE tenants ENABLE ROW LEVEL SECURITY")
-    op.execute(
-        "CREATE POLICY own_tenant ON tenants USING (id = gatehouse_current_tenant())"
-    )
+    op.execute("CREATE POLICY own_tenant ON tenants USING (id = gatehouse_current_tenant())")
     # An enrolling device knows only its one-time code, not its tenant: it may see the single
     # enrollment row whose hash it presents (set_config('gatehouse.enrollment_code_hash', hex)).
     op.execute(

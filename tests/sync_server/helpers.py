@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.sync_server.conftest import TenantHandle
 
-Client = AsyncTestClient[Litestar]
+Client = AsyncTestClient[Litestar] | httpx.AsyncClient
 
 EVENT = {
     "name": "Spring Concert",
@@ -87,3 +88,12 @@ async def connect(url: str) -> AsyncIterator[AsyncConnection]:
             yield connection
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def concurrent_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests really run at the same time: Litestar's test client handles one
+    request at a time, so races must go through an ASGI transport with the app's lifespan."""
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # narrower scope types
+    async with app.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        yield http

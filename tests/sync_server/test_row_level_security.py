@@ -89,8 +89,9 @@ async def test_a_tenant_reads_only_its_own_rows(
                 text(f"SELECT count(*) FROM {table} WHERE tenant_id <> :a"), {"a": a.id}
             )
             assert foreign.scalar() == 0, table
-        own = await app_connection.execute(text("SELECT count(*) FROM tickets"))
-        assert own.scalar() >= 2
+        own = (await app_connection.execute(text("SELECT count(*) FROM tickets"))).scalar()
+        assert own is not None
+        assert own >= 2
         tenants = await app_connection.execute(text("SELECT id FROM tenants"))
         assert [r[0] for r in tenants] == [a.id]
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from litestar import Litestar
 from sqlalchemy import text
 
 from shared.domain import VerdictReason
@@ -21,6 +22,7 @@ from tests.sync_server.helpers import (
     assert_problem,
     bought,
     buy,
+    concurrent_client,
     connect,
     create_event,
     create_ticket_type,
@@ -59,10 +61,15 @@ async def test_a_purchase_returns_tickets_with_codes_that_check_out(
         assert verdict["ticket_type"] == "General"
 
 
-async def test_concurrent_purchases_never_oversell(client: Client, tenant: TenantHandle) -> None:
+async def test_concurrent_purchases_never_oversell(
+    client: Client, tenant: TenantHandle, app: Litestar
+) -> None:
     event = await create_event(client, tenant)
     ticket_type = await create_ticket_type(client, tenant, event["id"], capacity=50)
-    responses = await asyncio.gather(*(buy(client, tenant, ticket_type["id"]) for _ in range(200)))
+    async with concurrent_client(app) as racing:
+        responses = await asyncio.gather(
+            *(buy(racing, tenant, ticket_type["id"]) for _ in range(200))
+        )
     statuses = [r.status_code for r in responses]
     assert statuses.count(201) == 50
     assert statuses.count(409) == 150
@@ -79,16 +86,17 @@ async def test_concurrent_purchases_never_oversell(client: Client, tenant: Tenan
 
 
 async def test_a_replayed_purchase_returns_the_same_tickets_and_creates_nothing(
-    client: Client, tenant: TenantHandle, settings: Settings
+    client: Client, tenant: TenantHandle, settings: Settings, app: Litestar
 ) -> None:
     event = await create_event(client, tenant)
     ticket_type = await create_ticket_type(client, tenant, event["id"], capacity=10)
     key = str(uuid.uuid4())
     first = await buy(client, tenant, ticket_type["id"], quantity=2, key=key)
     assert first.status_code == 201
-    again = await asyncio.gather(
-        *(buy(client, tenant, ticket_type["id"], quantity=2, key=key) for _ in range(5))
-    )
+    async with concurrent_client(app) as racing:
+        again = await asyncio.gather(
+            *(buy(racing, tenant, ticket_type["id"], quantity=2, key=key) for _ in range(5))
+        )
     for replay in again:
         assert replay.status_code == 201
         assert replay.json() == first.json()
@@ -105,14 +113,15 @@ async def test_a_replayed_purchase_returns_the_same_tickets_and_creates_nothing(
 
 
 async def test_concurrent_first_requests_with_one_key_buy_once(
-    client: Client, tenant: TenantHandle, settings: Settings
+    client: Client, tenant: TenantHandle, settings: Settings, app: Litestar
 ) -> None:
     event = await create_event(client, tenant)
     ticket_type = await create_ticket_type(client, tenant, event["id"], capacity=10)
     key = str(uuid.uuid4())
-    responses = await asyncio.gather(
-        *(buy(client, tenant, ticket_type["id"], key=key) for _ in range(10))
-    )
+    async with concurrent_client(app) as racing:
+        responses = await asyncio.gather(
+            *(buy(racing, tenant, ticket_type["id"], key=key) for _ in range(10))
+        )
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["purchase_id"] for r in responses}) == 1
     count = await _rows(

@@ -27,3 +27,16 @@ async def create_tenant(admin_url: str, name: str) -> uuid.UUID:
     finally:
         await engine.dispose()
     return tenant_id
+
+
+async def tenant_name(admin_url: str, tenant_id: uuid.UUID) -> str | None:
+    """The tenant's name, or None when there is no tenant with that id."""
+    engine = create_async_engine(admin_url)
+    try:
+        async with engine.connect() as connection:
+            name: str | None = await connection.scalar(
+                text("SELECT name FROM tenants WHERE id = :id"), {"id": tenant_id}
+            )
+    finally:
+        await engine.dispose()
+    return name

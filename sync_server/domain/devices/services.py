@@ -1,0 +1,240 @@
+"""Devices: one-time enrollment codes, enrolling a scanner for a gate, the device's own view,
+listing and revocation.
+
+A device token is checked against ``devices.revoked_at`` on every request
+(``sync_server.runtime.provide_session``), so revoking a device takes effect at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.clock import Clock
+from shared.ids import new_id
+from sync_server.auth import Principal, Role, mint_token
+from sync_server.db.engine import Database
+from sync_server.db.models import Device, DeviceEnrollment, Event
+from sync_server.domain.devices.codes import code_hash, new_code
+from sync_server.domain.devices.schemas import (
+    DeviceOut,
+    DevicePage,
+    DeviceSelf,
+    EnrolledDevice,
+    EnrollmentCreate,
+    EnrollmentOut,
+    EnrollRequest,
+)
+from sync_server.domain.keys.services import KeyStore
+from sync_server.pagination import decode_cursor, encode_cursor
+from sync_server.problems import NotFound, Unauthorized, Unprocessable
+from sync_server.settings import AuthSettings
+
+
+def _code_invalid() -> Unprocessable:
+    return Unprocessable(
+        "enrollment_code_invalid",
+        "This enrollment code is not valid or has already been used. Ask a manager for a new one.",
+    )
+
+
+def _device_revoked() -> Unauthorized:
+    return Unauthorized(
+        "device_revoked", "This device has been revoked. Ask a manager to enroll it again."
+    )
+
+
+class DeviceService:
+    """What managers do with devices, and what a device asks about itself."""
+
+    def __init__(
+        self, session: AsyncSession, keys: KeyStore, clock: Clock, principal: Principal
+    ) -> None:
+        self._session = session
+        self._keys = keys
+        self._clock = clock
+        self._principal = principal
+
+    async def create_enrollment(
+        self, data: EnrollmentCreate, *, default_ttl_seconds: int
+    ) -> EnrollmentOut:
+        """A one-time code that enrolls one device for ``data.gate`` of ``data.event_id``.
+
+        Raises ``NotFound`` when the event is not the tenant's.
+        """
+        if await self._session.get(Event, data.event_id) is None:
+            raise NotFound("event")
+        code = new_code()
+        hashed = code_hash(code)
+        assert hashed is not None, "a fresh code always reads back"
+        ttl = data.ttl_seconds if data.ttl_seconds is not None else default_ttl_seconds
+        enrollment = DeviceEnrollment(
+            id=new_id(),
+            tenant_id=self._principal.tenant_id,
+            event_id=data.event_id,
+            gate=data.gate,
+            code_hash=hashed,
+            expires_at=self._clock.now() + timedelta(seconds=ttl),
+            created_by=self._principal.actor,
+        )
+        self._session.add(enrollment)
+        await self._session.flush()
+        return EnrollmentOut(
+            enrollment_id=enrollment.id,
+            code=code,
+            event_id=enrollment.event_id,
+            gate=enrollment.gate,
+            expires_at=enrollment.expires_at,
+        )
+
+    async def list(self, event_id: uuid.UUID | None, cursor: str | None, limit: int) -> DevicePage:
+        """The tenant's devices, revoked ones included, oldest first; only ``event_id``'s when
+        given (``NotFound`` when that event is not the tenant's)."""
+        after = decode_cursor(cursor)
+        query = select(Device).order_by(Device.id).limit(limit + 1)
+        if event_id is not None:
+            if await self._session.get(Event, event_id) is None:
+                raise NotFound("event")
+            query = query.where(Device.event_id == event_id)
+        if after is not None:
+            query = query.where(Device.id > after)
+        devices = list(await self._session.scalars(query))
+        more = len(devices) > limit
+        devices = devices[:limit]
+        return DevicePage(
+            items=[device_out(d) for d in devices],
+            next_cursor=encode_cursor(devices[-1].id) if more else None,
+        )
+
+    async def revoke(self, device_id: uuid.UUID) -> None:
+        """Revoke a device; revoking it again changes nothing. Raises ``NotFound``."""
+        revoked = await self._session.scalar(
+            update(Device)
+            .where(Device.id == device_id)
+            .values(revoked_at=func.coalesce(Device.revoked_at, self._clock.now()))
+            .returning(Device.id)
+            .execution_options(synchronize_session=False)
+        )
+        if revoked is None:
+            raise NotFound("device")
+
+    async def me(self) -> DeviceSelf:
+        """The calling device with its event's current keys (so it can pick up a rotation).
+
+        Raises ``Unauthorized`` (``device_revoked``) when the device is gone or revoked.
+        """
+        device_id = self._principal.device_id
+        device = await self._session.get(Device, device_id) if device_id else None
+        if device is None or device.revoked_at is not None:
+            raise _device_revoked()
+        now = self._clock.now()
+        device.last_seen_at = now
+        ring = await self._keys.scanner_ring(
+            self._session, device.event_id, tenant_id=device.tenant_id
+        )
+        return DeviceSelf(
+            device_id=device.id,
+            name=device.name,
+            event_id=device.event_id,
+            gate=device.gate,
+            revoked=False,
+            keys=ring.to_wire(),
+            server_time=now,
+        )
+
+
+async def enroll_device(
+    database: Database,
+    keys: KeyStore,
+    clock: Clock,
+    auth: AuthSettings,
+    request: EnrollRequest,
+) -> EnrolledDevice:
+    """Redeem a one-time code: create the device, mint its token, hand it the event's keys.
+
+    The caller knows no tenant: the code's enrollment row names it. Of several devices racing
+    with one code exactly one gets through. Raises ``Unprocessable`` with
+    ``enrollment_code_invalid`` (unknown or used code) or ``enrollment_code_expired``.
+    """
+    hashed = code_hash(request.code)
+    if hashed is None:
+        raise _code_invalid()
+    now = clock.now()
+    async with database.enrollment(hashed) as session:
+        found = (
+            await session.execute(
+                select(
+                    DeviceEnrollment.id,
+                    DeviceEnrollment.tenant_id,
+                    DeviceEnrollment.event_id,
+                    DeviceEnrollment.gate,
+                    DeviceEnrollment.expires_at,
+                    DeviceEnrollment.used_at,
+                ).where(DeviceEnrollment.code_hash == hashed)
+            )
+        ).first()
+        if found is None or found.used_at is not None:
+            raise _code_invalid()
+        if found.expires_at <= now:
+            raise Unprocessable(
+                "enrollment_code_expired",
+                "This enrollment code has expired. Ask a manager for a new one.",
+            )
+        await database.set_tenant(session, found.tenant_id)
+        device = Device(
+            id=new_id(),
+            tenant_id=found.tenant_id,
+            event_id=found.event_id,
+            gate=found.gate,
+            name=request.device_name,
+        )
+        session.add(device)
+        await session.flush()
+        # The claim: a second device racing with the same code waits for this row's lock, then
+        # finds it used and matches nothing (its transaction, device row included, rolls back).
+        claimed = await session.scalar(
+            update(DeviceEnrollment)
+            .where(DeviceEnrollment.id == found.id, DeviceEnrollment.used_at.is_(None))
+            .values(used_at=now, device_id=device.id)
+            .returning(DeviceEnrollment.id)
+            .execution_options(synchronize_session=False)
+        )
+        if claimed is None:
+            raise _code_invalid()
+        ring = await keys.scanner_ring(session, found.event_id, tenant_id=found.tenant_id)
+    token = mint_token(
+        auth.jwt_secret,
+        tenant_id=found.tenant_id,
+        role=Role.SCANNER,
+        subject=str(device.id),
+        ttl_seconds=auth.device_token_ttl_seconds,
+        device_id=device.id,
+        event_id=found.event_id,
+        gate=found.gate,
+        issuer=auth.issuer,
+        audience=auth.audience,
+    )
+    return EnrolledDevice(
+        device_id=device.id,
+        device_token=token,
+        tenant_id=found.tenant_id,
+        event_id=found.event_id,
+        gate=found.gate,
+        keys=ring.to_wire(),
+        server_time=now,
+    )
+
+
+def device_out(device: Device) -> DeviceOut:
+    return DeviceOut(
+        id=device.id,
+        name=device.name,
+        event_id=device.event_id,
+        gate=device.gate,
+        created_at=device.created_at,
+        revoked_at=device.revoked_at,
+        last_seen_at=device.last_seen_at,
+    )

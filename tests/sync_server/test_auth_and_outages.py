@@ -1,0 +1,114 @@
+"""Tokens from a gateway's key set (JWKS), and what callers get while the database is away."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from jwt.algorithms import OKPAlgorithm
+from litestar.testing import AsyncTestClient
+
+from sync_server.app import create_app
+from sync_server.auth import Role, mint_token
+from sync_server.settings import AuthSettings, DatabaseSettings, Settings
+from tests.sync_server.conftest import TenantHandle
+from tests.sync_server.helpers import assert_problem
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+
+@pytest.fixture
+def gateway_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def jwks_url(gateway_key: Ed25519PrivateKey) -> Iterator[str]:
+    """A real HTTP endpoint on 127.0.0.1 serving the gateway's public key set."""
+    jwk: dict[str, Any] = json.loads(OKPAlgorithm.to_jwk(gateway_key.public_key()))
+    body = json.dumps({"keys": [{**jwk, "kid": "gw-1", "use": "sig", "alg": "EdDSA"}]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
+    finally:
+        server.shutdown()
+
+
+async def test_tokens_signed_by_a_gateway_key_set_are_accepted(
+    settings: Settings, jwks_url: str, gateway_key: Ed25519PrivateKey, tenant: TenantHandle
+) -> None:
+    gateway = Settings(
+        database=settings.database,
+        auth=AuthSettings(jwt_secret=settings.auth.jwt_secret, jwks_url=jwks_url, issuer="gw"),
+        master_key=settings.master_key,
+    )
+    claims = {
+        "sub": "svc-shop",
+        "tenant_id": str(tenant.id),
+        "role": "service",
+        "iss": "gw",
+        "exp": datetime.now(UTC) + timedelta(minutes=5),
+    }
+    signed = jwt.encode(claims, gateway_key, algorithm="EdDSA", headers={"kid": "gw-1"})
+    hs256 = mint_token(
+        settings.auth.jwt_secret,
+        tenant_id=tenant.id,
+        role=Role.SERVICE,
+        subject="x",
+        ttl_seconds=60,
+    )
+    other_issuer = jwt.encode(
+        {**claims, "iss": "someone-else"}, gateway_key, algorithm="EdDSA", headers={"kid": "gw-1"}
+    )
+    async with AsyncTestClient(app=create_app(gateway)) as client:
+        ok = await client.get("/v1/events", headers={"Authorization": f"Bearer {signed}"})
+        assert ok.status_code == 200, ok.text
+        for refused in (hs256, other_issuer):
+            response = await client.get(
+                "/v1/events", headers={"Authorization": f"Bearer {refused}"}
+            )
+            assert_problem(response, 401, "invalid_token")
+
+
+async def test_a_database_outage_is_a_503_with_retry_after(settings: Settings) -> None:
+    # A port nothing listens on: the pool cannot connect.
+    down = Settings(
+        database=DatabaseSettings(
+            url="postgresql+asyncpg://gatehouse_app@127.0.0.1:9/gatehouse", pool_size=1
+        ),
+        auth=settings.auth,
+        master_key=settings.master_key,
+    )
+    token = mint_token(
+        settings.auth.jwt_secret,
+        tenant_id=uuid.uuid4(),
+        role=Role.MANAGER,
+        subject="m",
+        ttl_seconds=60,
+    )
+    async with AsyncTestClient(app=create_app(down)) as client:
+        response = await client.get("/v1/events", headers={"Authorization": f"Bearer {token}"})
+        assert_problem(response, 503, "dependency_unavailable")
+        assert response.headers["retry-after"] == "5"
+        assert (await client.get("/health")).status_code == 200
