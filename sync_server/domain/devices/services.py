@@ -29,7 +29,7 @@ from sync_server.domain.devices.schemas import (
     EnrollRequest,
 )
 from sync_server.domain.keys.services import KeyStore
-from sync_server.pagination import decode_cursor, encode_cursor
+from sync_server.pagination import fetch_page
 from sync_server.problems import NotFound, Unauthorized, Unprocessable
 from sync_server.settings import AuthSettings
 
@@ -93,21 +93,13 @@ class DeviceService:
     async def list(self, event_id: uuid.UUID | None, cursor: str | None, limit: int) -> DevicePage:
         """The tenant's devices, revoked ones included, oldest first; only ``event_id``'s when
         given (``NotFound`` when that event is not the tenant's)."""
-        after = decode_cursor(cursor)
-        query = select(Device).order_by(Device.id).limit(limit + 1)
+        where = []
         if event_id is not None:
             if await self._session.get(Event, event_id) is None:
                 raise NotFound("event")
-            query = query.where(Device.event_id == event_id)
-        if after is not None:
-            query = query.where(Device.id > after)
-        devices = list(await self._session.scalars(query))
-        more = len(devices) > limit
-        devices = devices[:limit]
-        return DevicePage(
-            items=[device_out(d) for d in devices],
-            next_cursor=encode_cursor(devices[-1].id) if more else None,
-        )
+            where.append(Device.event_id == event_id)
+        devices, next_cursor = await fetch_page(self._session, Device, cursor, limit, *where)
+        return DevicePage(items=[device_out(d) for d in devices], next_cursor=next_cursor)
 
     async def revoke(self, device_id: uuid.UUID) -> None:
         """Revoke a device; revoking it again changes nothing. Raises ``NotFound``."""

@@ -20,7 +20,7 @@ from sync_server.domain.events.schemas import (
     TicketTypeOut,
 )
 from sync_server.domain.keys.services import KeyStore
-from sync_server.pagination import decode_cursor, encode_cursor
+from sync_server.pagination import fetch_page
 from sync_server.problems import BadRequest, Conflict, NotFound
 
 
@@ -59,17 +59,8 @@ class EventService:
         return event
 
     async def page(self, cursor: str | None, limit: int) -> EventPage:
-        after = decode_cursor(cursor)
-        query = select(Event).order_by(Event.id).limit(limit + 1)
-        if after is not None:
-            query = query.where(Event.id > after)
-        events = list(await self._session.scalars(query))
-        more = len(events) > limit
-        events = events[:limit]
-        return EventPage(
-            items=[event_out(e) for e in events],
-            next_cursor=encode_cursor(events[-1].id) if more else None,
-        )
+        events, next_cursor = await fetch_page(self._session, Event, cursor, limit)
+        return EventPage(items=[event_out(e) for e in events], next_cursor=next_cursor)
 
     async def add_ticket_type(self, event_id: uuid.UUID, data: TicketTypeCreate) -> TicketTypeOut:
         await self.get(event_id)

@@ -127,47 +127,29 @@ class KeyStore:
         event_id: uuid.UUID,
         only_active: bool,
     ) -> None:
-        for signing in ring.signing_keys:
-            active = signing.key_id == ring.active_signing_key.key_id
+        active_ids = {
+            SIGNING: ring.active_signing_key.key_id,
+            ENCRYPTION: ring.active_encryption_key.key_id,
+        }
+        rows: list[tuple[str, int, bytes | None, bytes]] = [
+            (SIGNING, k.key_id, k.verify_key().raw(), k.seed()) for k in ring.signing_keys
+        ] + [(ENCRYPTION, k.key_id, None, k.secret) for k in ring.encryption_keys]
+        for kind, key_id, public, secret in rows:
+            active = key_id == active_ids[kind]
             if only_active and not active:
                 continue
-            session.add(
-                TicketKey(
-                    id=new_id(),
-                    tenant_id=tenant_id,
-                    event_id=event_id,
-                    kind=SIGNING,
-                    key_id=signing.key_id,
-                    public_material=signing.verify_key().raw(),
-                    sealed_material=self._master.seal(
-                        signing.seed(),
-                        tenant_id=tenant_id,
-                        event_id=event_id,
-                        kind=SIGNING,
-                        key_id=signing.key_id,
-                    ),
-                    active=active,
-                )
+            sealed = self._master.seal(
+                secret, tenant_id=tenant_id, event_id=event_id, kind=kind, key_id=key_id
             )
-        for encryption in ring.encryption_keys:
-            active = encryption.key_id == ring.active_encryption_key.key_id
-            if only_active and not active:
-                continue
             session.add(
                 TicketKey(
                     id=new_id(),
                     tenant_id=tenant_id,
                     event_id=event_id,
-                    kind=ENCRYPTION,
-                    key_id=encryption.key_id,
-                    public_material=None,
-                    sealed_material=self._master.seal(
-                        encryption.secret,
-                        tenant_id=tenant_id,
-                        event_id=event_id,
-                        kind=ENCRYPTION,
-                        key_id=encryption.key_id,
-                    ),
+                    kind=kind,
+                    key_id=key_id,
+                    public_material=public,
+                    sealed_material=sealed,
                     active=active,
                 )
             )

@@ -30,7 +30,7 @@ from sync_server.domain.tickets.schemas import (
     TransitionOut,
 )
 from sync_server.messaging.outbox import add_ticket_event
-from sync_server.pagination import decode_cursor, encode_cursor
+from sync_server.pagination import fetch_page
 from sync_server.problems import Conflict, NotFound, Unprocessable
 
 log = logging.getLogger(__name__)
@@ -63,21 +63,13 @@ class TicketService:
         cursor: str | None,
         limit: int,
     ) -> TicketPage:
-        after = decode_cursor(cursor)
-        query = select(Ticket).order_by(Ticket.id).limit(limit + 1)
+        where = []
         if event_id is not None:
-            query = query.where(Ticket.event_id == event_id)
+            where.append(Ticket.event_id == event_id)
         if status is not None:
-            query = query.where(Ticket.status == status.value)
-        if after is not None:
-            query = query.where(Ticket.id > after)
-        tickets = list(await self._session.scalars(query))
-        more = len(tickets) > limit
-        tickets = tickets[:limit]
-        return TicketPage(
-            items=[ticket_out(t) for t in tickets],
-            next_cursor=encode_cursor(tickets[-1].id) if more else None,
-        )
+            where.append(Ticket.status == status.value)
+        tickets, next_cursor = await fetch_page(self._session, Ticket, cursor, limit, *where)
+        return TicketPage(items=[ticket_out(t) for t in tickets], next_cursor=next_cursor)
 
     async def history(self, ticket_id: uuid.UUID) -> list[TransitionOut]:
         await self.get(ticket_id)
