@@ -51,12 +51,28 @@ class PriorScan(msgspec.Struct, kw_only=True, frozen=True):
     device_id: uuid.UUID | None = None
 
 
+class ValidateRequest(msgspec.Struct, kw_only=True, frozen=True):
+    """An online check-in (POST /v1/validate). A device's gate comes from its token; a manager
+    validating by hand names the gate."""
+
+    code: CodeText
+    direction: Direction = Direction.ENTRY
+    gate: GateName | None = None
+    #: The device's id for this scan (UUIDv7), so a retried request is recognised.
+    scan_id: uuid.UUID | None = None
+    #: The device's clock at the scan; informational online (the server's time decides).
+    scanned_at: datetime | None = None
+
+
 class Verdict(msgspec.Struct, kw_only=True, frozen=True):
     """The answer to one scan. ``reason`` is set exactly when the scan was rejected."""
 
     result: VerdictResult
     reason: VerdictReason | None = None
     scan_id: uuid.UUID | None = None
+    direction: Direction | None = None
+    gate: str | None = None
+    scanned_at: datetime | None = None
     ticket_id: uuid.UUID | None = None
     event_id: uuid.UUID | None = None
     ticket_type: str | None = None
@@ -107,10 +123,16 @@ class ScanOutcome(msgspec.Struct, kw_only=True, frozen=True):
     conflict_of: uuid.UUID | None = None
     #: True when this scan id had been uploaded before (the stored outcome is returned).
     duplicate_upload: bool = False
+    #: Why the server would have refused this offline admission (the device's data was stale);
+    #: the scan still counts as what happened at the gate.
+    server_reason: VerdictReason | None = None
 
 
 class ScanBatchOutcome(msgspec.Struct, kw_only=True, frozen=True):
     outcomes: list[ScanOutcome]
+    #: Earlier scans (of any device) whose outcome this batch changed, e.g. an admission that is
+    #: now a conflict because this batch holds an earlier admission of the same ticket.
+    reclassified: list[ScanOutcome] = msgspec.field(default_factory=list)
     server_time: datetime
 
 
@@ -132,7 +154,9 @@ class TicketChange(msgspec.Struct, kw_only=True, frozen=True, tag="ticket"):
 
 
 class AdmissionChange(msgspec.Struct, kw_only=True, frozen=True, tag="admission"):
-    """Another gate's scan of a ticket, so that gates learn about each other."""
+    """An admitted scan (entry or exit) at another gate, so that gates learn about each other;
+    also one of this device's own scans when the server's view of it changed (a conflict, an
+    annulment)."""
 
     scan_id: uuid.UUID
     ticket_id: uuid.UUID
@@ -140,6 +164,10 @@ class AdmissionChange(msgspec.Struct, kw_only=True, frozen=True, tag="admission"
     direction: Direction
     scanned_at: datetime
     device_id: uuid.UUID | None = None
+    #: Set when this admission was a second entry: the admission it collided with.
+    conflict_of: uuid.UUID | None = None
+    #: True when staff undid this admission.
+    annulled: bool = False
 
 
 class KeysChange(msgspec.Struct, kw_only=True, frozen=True, tag="keys"):

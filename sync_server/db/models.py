@@ -88,6 +88,8 @@ class Ticket(Base):
     __table_args__ = (
         Index("ix_tickets_event_id_status_id", "event_id", "status", "id"),
         Index("ix_tickets_purchase_id", "purchase_id"),
+        Index("ix_tickets_event_id_change_seq", "event_id", "change_seq"),
+        Index("ix_tickets_pending", "updated_at", postgresql_where=text("change_seq IS NULL")),
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = _tenant()
@@ -103,6 +105,8 @@ class Ticket(Base):
     blockchain_sync_status: Mapped[str] = mapped_column(Text, server_default="not_minted")
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
+    #: Position in the changes feed; NULL until the sequencer numbers the committed change.
+    change_seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class TicketStateTransition(Base):
@@ -151,7 +155,18 @@ class DeviceEnrollment(Base):
 
 
 class TicketScan(Base):
+    """One scan at a gate, online or uploaded later. ``scanned_at`` is the device's time
+    corrected by its measured clock offset; the device's own reading is kept beside it."""
+
     __tablename__ = "ticket_scans"
+    __table_args__ = (
+        Index("ix_ticket_scans_event_id_scanned_at", "event_id", "scanned_at"),
+        Index("ix_ticket_scans_ticket_id_scanned_at", "ticket_id", "scanned_at"),
+        Index("ix_ticket_scans_event_id_change_seq", "event_id", "change_seq"),
+        Index(
+            "ix_ticket_scans_pending", "received_at", postgresql_where=text("change_seq IS NULL")
+        ),
+    )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = _tenant()
     ticket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tickets.id"), index=True)
@@ -165,6 +180,18 @@ class TicketScan(Base):
     scanned_at: Mapped[datetime]
     received_at: Mapped[datetime] = _created()
     conflict_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("ticket_scans.id"))
+    device_scanned_at: Mapped[datetime | None]
+    clock_offset_ms: Mapped[int] = mapped_column(Integer, server_default="0")
+    offline: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    #: What the device showed, for offline scans.
+    device_result: Mapped[str | None] = mapped_column(Text)
+    device_reason: Mapped[str | None] = mapped_column(Text)
+    #: Why the server would have refused an offline admission (stale data on the device).
+    server_reason: Mapped[str | None] = mapped_column(Text)
+    code_secret_version: Mapped[int | None] = mapped_column(Integer)
+    annulled_at: Mapped[datetime | None]
+    annulled_by: Mapped[str | None] = mapped_column(Text)
+    change_seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class TicketKey(Base):
@@ -176,6 +203,8 @@ class TicketKey(Base):
         Index(
             "ix_keys_one_active", "event_id", "kind", unique=True, postgresql_where=text("active")
         ),
+        Index("ix_keys_event_id_change_seq", "event_id", "change_seq"),
+        Index("ix_keys_pending", "created_at", postgresql_where=text("change_seq IS NULL")),
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = _tenant()
@@ -187,6 +216,7 @@ class TicketKey(Base):
     active: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = _created()
     retired_at: Mapped[datetime | None]
+    change_seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class IdempotencyKey(Base):
