@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, get
+from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -17,9 +18,11 @@ from sqlalchemy import text
 from shared.clock import Clock, SystemClock
 from sync_server.auth import BearerAuthMiddleware, TokenVerifier
 from sync_server.db.engine import Database
+from sync_server.domain.checkin.controllers import CHECKIN_ROUTES
 from sync_server.domain.devices.controllers import DeviceController
 from sync_server.domain.events.controllers import EventController
 from sync_server.domain.keys.services import KeyStore
+from sync_server.domain.scans.controllers import SCAN_ROUTES
 from sync_server.domain.tickets.controllers import TICKET_ROUTES
 from sync_server.problems import exception_handlers
 from sync_server.runtime import (
@@ -66,7 +69,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await runtime(app.state).database.close()
 
     return Litestar(
-        route_handlers=[health, EventController, DeviceController, *TICKET_ROUTES],
+        route_handlers=[
+            health,
+            EventController,
+            DeviceController,
+            *TICKET_ROUTES,
+            *CHECKIN_ROUTES,
+            *SCAN_ROUTES,
+        ],
         lifespan=[lifespan],
         middleware=[
             DefineMiddleware(BearerAuthMiddleware, verifier=verifier, exclude=["^/schema"])
@@ -77,6 +87,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             "session": Provide(provide_session),
         },
         exception_handlers=exception_handlers(),
+        # gzip when the client asks for it: the changes feed is large and compresses well.
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
         openapi_config=OpenAPIConfig(
             title="Gatehouse API",
             version="1",

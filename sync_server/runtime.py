@@ -4,7 +4,7 @@ token verifier, the clock. Built by the app factory, reached through dependency 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from litestar import Request
@@ -17,6 +17,7 @@ from shared.clock import Clock
 from sync_server.auth import Principal, TokenVerifier
 from sync_server.db.engine import Database
 from sync_server.db.models import Device
+from sync_server.domain.checkin.ownership import NotChainChecked, OwnershipCheck
 from sync_server.domain.keys.services import KeyStore
 from sync_server.problems import Unauthorized
 from sync_server.settings import Settings
@@ -29,6 +30,8 @@ class Runtime:
     keys: KeyStore
     verifier: TokenVerifier
     clock: Clock
+    #: The on-chain ownership step of check-in (a seam until the chain client exists).
+    ownership: OwnershipCheck = field(default_factory=NotChainChecked)
 
 
 def runtime(state: State) -> Runtime:

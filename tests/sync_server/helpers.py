@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -97,3 +98,31 @@ async def concurrent_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # narrower scope types
     async with app.lifespan(), httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         yield http
+
+
+@dataclass(frozen=True)
+class DeviceHandle:
+    device_id: str
+    gate: str
+    headers: dict[str, str]
+
+
+async def enrolled_device(
+    client: Client, tenant: TenantHandle, event_id: str, gate: str = "North 1"
+) -> DeviceHandle:
+    """A scanner enrolled for ``gate`` of the event, through the real enrollment flow."""
+    created = await client.post(
+        "/v1/devices/enrollments",
+        json={"event_id": event_id, "gate": gate},
+        headers=tenant.token(),
+    )
+    assert created.status_code == 201, created.text
+    enrolled = await client.post(
+        "/v1/devices/enroll",
+        json={"code": created.json()["code"], "device_name": f"{gate} scanner"},
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    body = enrolled.json()
+    return DeviceHandle(
+        body["device_id"], gate, {"Authorization": f"Bearer {body['device_token']}"}
+    )

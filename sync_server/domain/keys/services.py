@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.ids import new_id
 from shared.keys import EncryptionKey, IssuerKeyRing, ScannerKeyRing, SigningKey
+from shared.ticket_code import CodeRejection, RejectionKind, TicketCode, read_code
 from sync_server.db.models import TicketKey
 from sync_server.domain.keys.sealing import MasterKey
 
@@ -28,6 +29,7 @@ class KeyStore:
         self._rings: OrderedDict[
             tuple[uuid.UUID, frozenset[tuple[str, int, bool]]], IssuerKeyRing
         ] = OrderedDict()
+        self._readers: OrderedDict[tuple[uuid.UUID, uuid.UUID], ScannerKeyRing] = OrderedDict()
 
     async def create(
         self, session: AsyncSession, *, tenant_id: uuid.UUID, event_id: uuid.UUID
@@ -75,6 +77,28 @@ class KeyStore:
         if len(self._rings) > _CACHED_RINGS:
             self._rings.popitem(last=False)
         return ring
+
+    async def read(
+        self, session: AsyncSession, text: str, *, tenant_id: uuid.UUID, event_id: uuid.UUID
+    ) -> TicketCode | CodeRejection:
+        """Read ``text`` with the keys of ``event_id`` (which the caller has established belongs
+        to ``tenant_id``). The opened ring is cached per event, so the hot path costs no query;
+        a code naming a key the cached ring lacks (after a rotation) reloads it once."""
+        cache_key = (tenant_id, event_id)
+        ring = self._readers.get(cache_key)
+        if ring is not None:
+            result = read_code(ring, text)
+            if not (isinstance(result, CodeRejection) and result.kind is RejectionKind.UNKNOWN_KEY):
+                self._readers.move_to_end(cache_key)
+                return result
+        try:
+            ring = await self.scanner_ring(session, event_id, tenant_id=tenant_id)
+        except LookupError:
+            ring = ScannerKeyRing()
+        self._readers[cache_key] = ring
+        if len(self._readers) > _CACHED_RINGS:
+            self._readers.popitem(last=False)
+        return read_code(ring, text)
 
     async def scanner_ring(
         self, session: AsyncSession, event_id: uuid.UUID, *, tenant_id: uuid.UUID

@@ -1,0 +1,681 @@
+"""Check-in: online verdicts, offline uploads and annulment. Each decision is made with the
+ticket's row locked, and written — scan, status, history, event — in the request's transaction,
+so fifty gates presenting one ticket at once get exactly one admission."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import wire
+from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
+from shared.ids import new_id
+from shared.keys import ScannerKeyRing
+from shared.rules import EventWindow, TicketFacts, code_standing
+from shared.ticket_code import CodeRejection, TicketCode, encryption_key_id_of, read_code
+from shared.timeline import AdmittedScan, replay
+from sync_server.db.models import Event, Ticket, TicketScan, TicketType
+from sync_server.domain.checkin.ownership import OwnershipCheck
+from sync_server.domain.keys.services import KeyStore
+from sync_server.domain.tickets.services import record_change
+from sync_server.messaging.outbox import add_ticket_event
+from sync_server.problems import Forbidden, NotFound, Unprocessable
+
+#: Reasons that keep someone in, not out: an exit gate lets anyone with a genuine code leave.
+_NO_BAR_TO_LEAVING = frozenset(
+    {
+        VerdictReason.REVOKED,
+        VerdictReason.EXPIRED,
+        VerdictReason.SUPERSEDED,
+        VerdictReason.NOT_YET_VALID,
+        VerdictReason.NO_LONGER_VALID,
+    }
+)
+
+
+def http_status(verdict: wire.Verdict) -> int:
+    """200 admitted, 409 already checked in, 422 any other rejection."""
+    if verdict.reason is None:
+        return 200
+    return 409 if verdict.reason is VerdictReason.ALREADY_CHECKED_IN else 422
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """Where a scan happens and who scans: a device (its token names event and gate) or a
+    manager checking someone in by hand."""
+
+    name: str
+    actor: str
+    event_id: uuid.UUID | None
+    device_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _TicketState:
+    row: Any
+
+    @property
+    def facts(self) -> TicketFacts:
+        return TicketFacts(
+            ticket_id=self.row.id,
+            event_id=self.row.event_id,
+            status=TicketStatus(self.row.status),
+            secret_version=self.row.secret_version,
+        )
+
+    @property
+    def window(self) -> EventWindow:
+        return EventWindow(
+            event_id=self.row.event_id,
+            opens_at=self.row.admission_opens_at,
+            ends_at=self.row.ends_at,
+        )
+
+
+class CheckInService:
+    def __init__(
+        self,
+        session: AsyncSession,
+        keys: KeyStore,
+        ownership: OwnershipCheck,
+        *,
+        tenant_id: uuid.UUID,
+        now: datetime,
+    ) -> None:
+        self._session = session
+        self._keys = keys
+        self._ownership = ownership
+        self._tenant_id = tenant_id
+        self._now = now
+
+    # --- online -----------------------------------------------------------------------------
+
+    async def validate(self, gate: Gate, request: wire.ValidateRequest) -> wire.Verdict:
+        """The authoritative verdict for one scan, recorded before it is returned. A retried
+        request with the same ``scan_id`` gets the recorded verdict again."""
+        scan_id = request.scan_id or new_id()
+        if request.scan_id is not None:
+            stored = await self._recorded_verdict(scan_id)
+            if stored is not None:
+                return stored
+        decoded = await self._decode(request.code, gate.event_id)
+        event_id = gate.event_id
+        if isinstance(decoded, TicketCode):
+            event_id = event_id or decoded.event_id
+        if event_id is None:  # a manager's scan of a code no event of theirs can read
+            refused = decoded if isinstance(decoded, VerdictReason) else VerdictReason.UNKNOWN_KEY
+            return self._verdict(scan_id, gate, request.direction, reason=refused)
+        if isinstance(decoded, VerdictReason):
+            await self._insert_scan(
+                scan_id, gate, event_id, request.direction, ticket_id=None, reason=decoded
+            )
+            return self._verdict(scan_id, gate, request.direction, reason=decoded)
+
+        state = await self._lock_ticket(decoded.ticket_id)
+        reason: VerdictReason | None = code_standing(
+            decoded,
+            gate_event_id=event_id,
+            ticket=state.facts if state else None,
+            window=state.window if state else None,
+            now=self._now,
+        )
+        if request.direction is Direction.EXIT and reason in _NO_BAR_TO_LEAVING:
+            reason = None
+        prior: wire.PriorScan | None = None
+        chain_verified: bool | None = None
+        if state is not None and reason is None and request.direction is Direction.ENTRY:
+            timeline = replay(
+                await self._admitted_scans([decoded.ticket_id]),
+                allow_reentry=state.row.allow_reentry,
+            )
+            collides = timeline.entry_collides_with(state.row.allow_reentry)
+            if collides is not None:
+                reason = VerdictReason.ALREADY_CHECKED_IN
+                prior = await self._prior(collides)
+            else:
+                ownership = await self._ownership.check(
+                    ticket_id=state.row.id,
+                    nft_mint=state.row.nft_mint,
+                    holder_wallet=state.row.holder_wallet,
+                )
+                chain_verified = ownership.verified
+                if ownership.mismatch:
+                    reason = VerdictReason.OWNERSHIP_MISMATCH
+
+        ticket_id = state.row.id if state and reason is not VerdictReason.WRONG_EVENT else None
+        inserted = await self._insert_scan(
+            scan_id,
+            gate,
+            event_id,
+            request.direction,
+            ticket_id=ticket_id,
+            reason=reason,
+            code_secret_version=decoded.secret_version,
+        )
+        if not inserted:  # the same scan_id raced in; its verdict stands
+            stored = await self._recorded_verdict(scan_id)
+            assert stored is not None
+            return stored
+        if reason is None and state is not None:
+            await self._admitted(state, scan_id, gate, request.direction)
+        return self._verdict(
+            scan_id,
+            gate,
+            request.direction,
+            reason=reason,
+            state=state,
+            prior=prior,
+            chain_verified=chain_verified,
+        )
+
+    async def annul(
+        self, scan_id: uuid.UUID, actor: str, device_id: uuid.UUID | None
+    ) -> wire.Verdict:
+        """Undo an admission (staff let someone in by mistake). Only a manager or the device that
+        admitted may. The ticket goes back to ``active`` when no admission remains."""
+        scan = await self._session.get(TicketScan, scan_id)
+        if scan is None:
+            raise NotFound("scan")
+        if device_id is not None and scan.device_id != device_id:
+            raise Forbidden("not_your_scan", "A device can only undo its own admissions.")
+        if scan.result != VerdictResult.ADMITTED or scan.direction != Direction.ENTRY:
+            raise Unprocessable("not_an_admission", "Only an admitted entry can be undone.")
+        if scan.annulled_at is not None:
+            raise Unprocessable("already_annulled", "This admission was already undone.")
+        assert scan.ticket_id is not None
+        state = await self._lock_ticket(scan.ticket_id)
+        assert state is not None
+        scan.annulled_at = self._now
+        scan.annulled_by = actor
+        await self._session.flush()
+        changed = await self._reconcile([state])
+        ticket = await self._session.get(Ticket, scan.ticket_id)
+        assert ticket is not None
+        remaining = replay(
+            await self._admitted_scans([ticket.id]), allow_reentry=state.row.allow_reentry
+        )
+        previous = ticket.status
+        if remaining.first_entry is None and previous == TicketStatus.CHECKED_IN:
+            ticket.status = TicketStatus.ACTIVE.value
+        ticket.updated_at = self._now
+        record_change(
+            self._session,
+            ticket,
+            "checkin_annulled",
+            "ticket.checkin_annulled",
+            actor=actor,
+            now=self._now,
+            from_status=previous,
+            details={"scan_id": str(scan_id), "gate": scan.gate, "reclassified": len(changed)},
+        )
+        return self._verdict(
+            scan_id,
+            Gate(scan.gate, actor, scan.event_id, scan.device_id),
+            Direction.ENTRY,
+            reason=None,
+            state=state,
+        )
+
+    # --- offline uploads --------------------------------------------------------------------
+
+    async def ingest(self, gate: Gate, scans: Sequence[wire.ScanUpload]) -> wire.ScanBatchOutcome:
+        """Record a batch of offline scans, at most once each, and place every admission in its
+        ticket's timeline by corrected scan time: the earliest entry is the admission, later
+        ones without an exit between are conflicts."""
+        assert gate.event_id is not None
+        assert gate.device_id is not None
+        ids = [s.scan_id for s in scans]
+        known = {
+            row.id: row
+            for row in await self._session.execute(
+                select(TicketScan.id, TicketScan.device_id).where(TicketScan.id.in_(ids))
+            )
+        }
+        for scan_id, seen in known.items():
+            if seen.device_id != gate.device_id:
+                raise Unprocessable(
+                    "scan_id_taken", f"Scan id {scan_id} belongs to another device's scan."
+                )
+        fresh: dict[uuid.UUID, wire.ScanUpload] = {}
+        for scan in scans:
+            if scan.scan_id not in known:
+                fresh.setdefault(scan.scan_id, scan)
+
+        rows: list[dict[str, Any]] = []
+        tickets: set[uuid.UUID] = set()
+        for scan in fresh.values():
+            row = await self._offline_row(gate, scan)
+            rows.append(row)
+            if row["ticket_id"] is not None and row["result"] == VerdictResult.ADMITTED:
+                tickets.add(row["ticket_id"])
+        states = await self._lock_tickets(sorted(tickets))
+        if rows:
+            await self._session.execute(insert(TicketScan).on_conflict_do_nothing(), rows)
+        changed = await self._reconcile(states.values())
+        await self._mark_checked_in(states.values(), gate)
+
+        stored = {
+            row.id: row
+            for row in await self._session.execute(
+                select(
+                    TicketScan.id,
+                    TicketScan.result,
+                    TicketScan.reason,
+                    TicketScan.conflict_of,
+                    TicketScan.server_reason,
+                ).where(TicketScan.id.in_(ids))
+            )
+        }
+        batch = set(ids)
+        return wire.ScanBatchOutcome(
+            outcomes=[_outcome(stored[s.scan_id], duplicate=s.scan_id in known) for s in scans],
+            reclassified=[
+                _outcome(stored_row) for stored_row in changed if stored_row.id not in batch
+            ],
+            server_time=self._now,
+        )
+
+    async def _offline_row(self, gate: Gate, scan: wire.ScanUpload) -> dict[str, Any]:
+        assert gate.event_id is not None
+        corrected = scan.scanned_at + timedelta(milliseconds=scan.clock_offset_ms)
+        decoded = await self._decode(scan.code, gate.event_id)
+        ticket_id: uuid.UUID | None = None
+        server_reason: VerdictReason | None = None
+        version: int | None = None
+        if isinstance(decoded, VerdictReason):
+            server_reason = decoded
+        else:
+            version = decoded.secret_version
+            ticket = await self._session.get(Ticket, decoded.ticket_id)
+            event = await self._session.get(Event, decoded.event_id) if ticket else None
+            server_reason = code_standing(
+                decoded,
+                gate_event_id=gate.event_id,
+                ticket=None
+                if ticket is None
+                else TicketFacts(
+                    ticket_id=ticket.id,
+                    event_id=ticket.event_id,
+                    status=TicketStatus(ticket.status),
+                    secret_version=ticket.secret_version,
+                ),
+                window=None
+                if event is None
+                else EventWindow(
+                    event_id=event.id, opens_at=event.admission_opens_at, ends_at=event.ends_at
+                ),
+                now=corrected,
+            )
+            if ticket is not None and server_reason is not VerdictReason.WRONG_EVENT:
+                ticket_id = ticket.id
+        if scan.direction is Direction.EXIT and server_reason in _NO_BAR_TO_LEAVING:
+            server_reason = None
+        admitted = scan.device_result is VerdictResult.ADMITTED
+        return {
+            "id": scan.scan_id,
+            "tenant_id": self._tenant_id,
+            "ticket_id": ticket_id,
+            "event_id": gate.event_id,
+            "device_id": gate.device_id,
+            "scanned_by": gate.actor,
+            "gate": scan.gate,
+            "direction": scan.direction.value,
+            # What happened at the gate is what the device decided; the server's opinion of
+            # an admission it would have refused is kept beside it.
+            "result": scan.device_result.value,
+            "reason": None
+            if admitted
+            else (scan.device_reason or server_reason or VerdictReason.INVALID_CODE).value,
+            "scanned_at": corrected,
+            "device_scanned_at": scan.scanned_at,
+            "clock_offset_ms": scan.clock_offset_ms,
+            "offline": scan.offline,
+            "device_result": scan.device_result.value,
+            "device_reason": scan.device_reason.value if scan.device_reason else None,
+            "server_reason": server_reason.value if admitted and server_reason else None,
+            "code_secret_version": version,
+            "received_at": self._now,
+        }
+
+    # --- shared steps -----------------------------------------------------------------------
+
+    async def _decode(
+        self, text: str, gate_event_id: uuid.UUID | None
+    ) -> TicketCode | VerdictReason:
+        """Read a code for a gate of ``gate_event_id``: a genuine code of another event of this
+        tenant is ``wrong_event``, not ``unknown_key``."""
+        if gate_event_id is not None:
+            result = await self._keys.read(
+                self._session, text, tenant_id=self._tenant_id, event_id=gate_event_id
+            )
+            if isinstance(result, TicketCode):
+                return result
+            if result.reason is not VerdictReason.UNKNOWN_KEY:
+                return result.reason
+        key_id = encryption_key_id_of(text)
+        if key_id is None:
+            rejection = read_code(ScannerKeyRing(), text)  # malformed: no key needed to say so
+            assert isinstance(rejection, CodeRejection)
+            return rejection.reason
+        for event_id in await self._keys.event_for_encryption_key(self._session, key_id):
+            if event_id == gate_event_id:
+                continue
+            other = await self._keys.read(
+                self._session, text, tenant_id=self._tenant_id, event_id=event_id
+            )
+            if isinstance(other, TicketCode):
+                return other if gate_event_id is None else VerdictReason.WRONG_EVENT
+        return VerdictReason.UNKNOWN_KEY
+
+    async def _lock_ticket(self, ticket_id: uuid.UUID) -> _TicketState | None:
+        states = await self._lock_tickets([ticket_id])
+        return states.get(ticket_id)
+
+    async def _lock_tickets(self, ticket_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, _TicketState]:
+        """Lock the tickets (in id order, so two uploads never deadlock) with what decisions
+        need from their event and type."""
+        if not ticket_ids:
+            return {}
+        rows = await self._session.execute(
+            select(
+                Ticket.id,
+                Ticket.event_id,
+                Ticket.status,
+                Ticket.secret_version,
+                Ticket.holder_name,
+                Ticket.holder_wallet,
+                Ticket.nft_mint,
+                TicketType.name.label("ticket_type"),
+                Event.allow_reentry,
+                Event.admission_opens_at,
+                Event.ends_at,
+            )
+            .join(Event, Event.id == Ticket.event_id)
+            .join(TicketType, TicketType.id == Ticket.ticket_type_id)
+            .where(Ticket.id.in_(ticket_ids))
+            .order_by(Ticket.id)
+            .with_for_update(of=Ticket)
+        )
+        return {row.id: _TicketState(row) for row in rows}
+
+    async def _admitted_scans(self, ticket_ids: Iterable[uuid.UUID]) -> list[AdmittedScan]:
+        rows = await self._session.execute(
+            select(TicketScan.id, TicketScan.scanned_at, TicketScan.direction).where(
+                TicketScan.ticket_id.in_(list(ticket_ids)),
+                TicketScan.result == VerdictResult.ADMITTED.value,
+                TicketScan.annulled_at.is_(None),
+            )
+        )
+        return [AdmittedScan(r.id, r.scanned_at, Direction(r.direction)) for r in rows]
+
+    async def _reconcile(self, states: Iterable[_TicketState]) -> list[Any]:
+        """Replay each ticket's admitted scans and store who is a conflict of whom. Returns the
+        scans whose conflict status changed."""
+        by_ticket = {state.row.id: state for state in states}
+        if not by_ticket:
+            return []
+        rows = (
+            await self._session.execute(
+                select(
+                    TicketScan.id,
+                    TicketScan.ticket_id,
+                    TicketScan.scanned_at,
+                    TicketScan.direction,
+                    TicketScan.conflict_of,
+                ).where(
+                    TicketScan.ticket_id.in_(list(by_ticket)),
+                    TicketScan.result == VerdictResult.ADMITTED.value,
+                    TicketScan.annulled_at.is_(None),
+                )
+            )
+        ).all()
+        per_ticket: dict[uuid.UUID, list[Any]] = {}
+        for row in rows:
+            per_ticket.setdefault(row.ticket_id, []).append(row)
+        updates: list[dict[str, Any]] = []
+        new_conflicts: list[tuple[Any, uuid.UUID]] = []
+        for ticket_id, scans in per_ticket.items():
+            timeline = replay(
+                (AdmittedScan(s.id, s.scanned_at, Direction(s.direction)) for s in scans),
+                allow_reentry=by_ticket[ticket_id].row.allow_reentry,
+            )
+            for scan in scans:
+                wanted = timeline.conflicts.get(scan.id)
+                if wanted != scan.conflict_of:
+                    updates.append({"scan": scan.id, "conflict_of": wanted})
+                    if wanted is not None:
+                        new_conflicts.append((scan, wanted))
+        if not updates:
+            return []
+        for change in updates:  # few: only scans whose place in a timeline moved
+            await self._session.execute(
+                update(TicketScan)
+                .where(TicketScan.id == change["scan"])
+                .values(conflict_of=change["conflict_of"])
+            )
+        for scan, winner in new_conflicts:
+            add_ticket_event(
+                self._session,
+                routing_key="scan.conflict",
+                tenant_id=self._tenant_id,
+                ticket_id=scan.ticket_id,
+                time=self._now,
+                data={
+                    "scan_id": str(scan.id),
+                    "ticket_id": str(scan.ticket_id),
+                    "conflict_of": str(winner),
+                    "scanned_at": scan.scanned_at.isoformat(),
+                },
+            )
+        changed_ids = [change["scan"] for change in updates]
+        return list(
+            (
+                await self._session.execute(
+                    select(
+                        TicketScan.id,
+                        TicketScan.result,
+                        TicketScan.reason,
+                        TicketScan.conflict_of,
+                        TicketScan.server_reason,
+                    ).where(TicketScan.id.in_(changed_ids))
+                )
+            ).all()
+        )
+
+    async def _mark_checked_in(self, states: Iterable[_TicketState], gate: Gate) -> None:
+        """Tickets admitted for the first time become ``checked_in``, with history and event."""
+        active = [s.row.id for s in states if s.row.status == TicketStatus.ACTIVE]
+        if not active:
+            return
+        admitted = set(
+            await self._session.scalars(
+                select(TicketScan.ticket_id)
+                .where(
+                    TicketScan.ticket_id.in_(active),
+                    TicketScan.result == VerdictResult.ADMITTED.value,
+                    TicketScan.direction == Direction.ENTRY.value,
+                    TicketScan.annulled_at.is_(None),
+                )
+                .distinct()
+            )
+        )
+        for ticket_id in sorted(t for t in admitted if t is not None):
+            ticket = await self._session.get(Ticket, ticket_id)
+            assert ticket is not None
+            ticket.status = TicketStatus.CHECKED_IN.value
+            ticket.updated_at = self._now
+            record_change(
+                self._session,
+                ticket,
+                "checked_in",
+                "ticket.checked_in",
+                actor=gate.actor,
+                now=self._now,
+                from_status=TicketStatus.ACTIVE.value,
+                details={"gate": gate.name, "offline": True},
+            )
+
+    async def _admitted(
+        self, state: _TicketState, scan_id: uuid.UUID, gate: Gate, direction: Direction
+    ) -> None:
+        """Status, history and event for an online admission (entry or exit)."""
+        details = {"scan_id": str(scan_id), "gate": gate.name, "direction": direction.value}
+        if direction is Direction.ENTRY and state.row.status == TicketStatus.ACTIVE:
+            ticket = await self._session.get(Ticket, state.row.id)
+            assert ticket is not None
+            ticket.status = TicketStatus.CHECKED_IN.value
+            ticket.updated_at = self._now
+            record_change(
+                self._session,
+                ticket,
+                "checked_in",
+                "ticket.checked_in",
+                actor=gate.actor,
+                now=self._now,
+                from_status=TicketStatus.ACTIVE.value,
+                details=details,
+            )
+            return
+        # A re-entry or an exit: no change of status, but other services still hear of it.
+        add_ticket_event(
+            self._session,
+            routing_key="ticket.checked_in"
+            if direction is Direction.ENTRY
+            else "ticket.checked_out",
+            tenant_id=self._tenant_id,
+            ticket_id=state.row.id,
+            time=self._now,
+            data={
+                "ticket_id": str(state.row.id),
+                "event_id": str(state.row.event_id),
+                "actor": gate.actor,
+                **details,
+            },
+        )
+
+    async def _insert_scan(
+        self,
+        scan_id: uuid.UUID,
+        gate: Gate,
+        event_id: uuid.UUID,
+        direction: Direction,
+        *,
+        ticket_id: uuid.UUID | None,
+        reason: VerdictReason | None,
+        code_secret_version: int | None = None,
+    ) -> bool:
+        inserted = await self._session.scalar(
+            insert(TicketScan)
+            .values(
+                id=scan_id,
+                tenant_id=self._tenant_id,
+                ticket_id=ticket_id,
+                event_id=event_id,
+                device_id=gate.device_id,
+                scanned_by=gate.actor,
+                gate=gate.name,
+                direction=direction.value,
+                result=(VerdictResult.ADMITTED if reason is None else VerdictResult.REJECTED).value,
+                reason=reason.value if reason else None,
+                scanned_at=self._now,
+                received_at=self._now,
+                code_secret_version=code_secret_version,
+            )
+            .on_conflict_do_nothing()
+            .returning(TicketScan.id)
+        )
+        return inserted is not None
+
+    async def _recorded_verdict(self, scan_id: uuid.UUID) -> wire.Verdict | None:
+        scan = await self._session.get(TicketScan, scan_id)
+        if scan is None:
+            return None
+        reason = VerdictReason(scan.reason) if scan.reason else None
+        prior = None
+        state = None
+        if scan.ticket_id is not None:
+            state = await self._lock_ticket(scan.ticket_id)
+            if reason is VerdictReason.ALREADY_CHECKED_IN:
+                timeline = replay(
+                    [
+                        s
+                        for s in await self._admitted_scans([scan.ticket_id])
+                        if s.at <= scan.scanned_at
+                    ],
+                    allow_reentry=bool(state and state.row.allow_reentry),
+                )
+                collides = timeline.entry_collides_with(bool(state and state.row.allow_reentry))
+                prior = await self._prior(collides) if collides else None
+        return self._verdict(
+            scan.id,
+            Gate(scan.gate, scan.scanned_by, scan.event_id, scan.device_id),
+            Direction(scan.direction),
+            reason=reason,
+            state=state,
+            prior=prior,
+            scanned_at=scan.scanned_at,
+        )
+
+    async def _prior(self, scan_id: uuid.UUID) -> wire.PriorScan | None:
+        row = (
+            await self._session.execute(
+                select(
+                    TicketScan.id, TicketScan.scanned_at, TicketScan.gate, TicketScan.device_id
+                ).where(TicketScan.id == scan_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        return wire.PriorScan(
+            scan_id=row.id, scanned_at=row.scanned_at, gate=row.gate, device_id=row.device_id
+        )
+
+    def _verdict(
+        self,
+        scan_id: uuid.UUID,
+        gate: Gate,
+        direction: Direction,
+        *,
+        reason: VerdictReason | None,
+        state: _TicketState | None = None,
+        prior: wire.PriorScan | None = None,
+        chain_verified: bool | None = None,
+        scanned_at: datetime | None = None,
+    ) -> wire.Verdict:
+        known = state is not None and reason not in (
+            VerdictReason.WRONG_EVENT,
+            VerdictReason.NOT_FOUND,
+        )
+        return wire.Verdict(
+            result=VerdictResult.ADMITTED if reason is None else VerdictResult.REJECTED,
+            reason=reason,
+            scan_id=scan_id,
+            direction=direction,
+            gate=gate.name,
+            scanned_at=scanned_at or self._now,
+            ticket_id=state.row.id if known and state else None,
+            event_id=state.row.event_id if known and state else None,
+            ticket_type=state.row.ticket_type if known and state else None,
+            holder_name=state.row.holder_name if known and state else None,
+            prior=prior,
+            chain_verified=chain_verified,
+        )
+
+
+def _outcome(row: Any, *, duplicate: bool = False) -> wire.ScanOutcome:
+    return wire.ScanOutcome(
+        scan_id=row.id,
+        result=VerdictResult(row.result),
+        reason=VerdictReason(row.reason) if row.reason else None,
+        conflict_of=row.conflict_of,
+        duplicate_upload=duplicate,
+        server_reason=VerdictReason(row.server_reason) if row.server_reason else None,
+    )

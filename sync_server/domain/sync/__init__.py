@@ -1,0 +1,1 @@
+"""The scanners' sync protocol: offline scan uploads and the changes feed."""

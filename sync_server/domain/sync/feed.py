@@ -1,0 +1,163 @@
+"""The changes feed: what a scanner must learn about its event, in change-sequence order.
+
+Rows carry ``change_seq``, numbered after commit by ``gatehouse_sequence_changes`` (see
+migration 0002), so a cursor is simply the last number a device has applied. Each request first
+numbers what has been committed since (in its own short transaction), then reads the next page.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import wire
+from shared.domain import Direction, TicketStatus, VerdictResult
+from sync_server.db.engine import Database
+from sync_server.db.models import Event, Ticket, TicketKey, TicketScan, TicketType
+from sync_server.domain.keys.services import KeyStore
+from sync_server.problems import BadRequest
+
+MAX_PAGE = 10_000
+DEFAULT_PAGE = 5_000
+#: Rows numbered per request at most; the rest are numbered by the next request.
+SEQUENCE_BATCH = 50_000
+
+
+def encode_cursor(seq: int) -> str:
+    return f"c{seq}"
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """The last change a device has applied. Raises ``BadRequest`` for a foreign cursor."""
+    if not cursor:
+        return 0
+    if not (cursor.startswith("c") and cursor[1:].isdigit()):
+        raise BadRequest(
+            "invalid_cursor", "The cursor is not one this feed returned; start without one."
+        )
+    return int(cursor[1:])
+
+
+async def sequence_pending(database: Database, tenant_id: uuid.UUID) -> int:
+    """Number the tenant's committed, not yet numbered changes. -1 when another request is
+    numbering right now (its numbers will come after everything visible now)."""
+    async with database.tenant(tenant_id) as session:
+        numbered = await session.scalar(select(func.gatehouse_sequence_changes(SEQUENCE_BATCH)))
+    return int(numbered or 0)
+
+
+async def read_changes(
+    session: AsyncSession,
+    keys: KeyStore,
+    *,
+    tenant_id: uuid.UUID,
+    event_id: uuid.UUID,
+    device_id: uuid.UUID | None,
+    cursor: str | None,
+    limit: int,
+    server_time: datetime,
+) -> wire.ChangesPage:
+    """The next ``limit`` changes after ``cursor`` for a scanner of ``event_id``: tickets as
+    they now are (sales, transfers, revocations, expiry), admissions at other gates (and this
+    device's own scans whose standing changed), and key material after a rotation."""
+    after = decode_cursor(cursor)
+    tickets = (
+        await session.execute(
+            select(
+                Ticket.change_seq,
+                Ticket.id,
+                Ticket.status,
+                Ticket.secret_version,
+                Ticket.holder_name,
+                TicketType.name.label("ticket_type"),
+                Event.admission_opens_at,
+                Event.ends_at,
+            )
+            .join(TicketType, TicketType.id == Ticket.ticket_type_id)
+            .join(Event, Event.id == Ticket.event_id)
+            .where(Ticket.event_id == event_id, Ticket.change_seq > after)
+            .order_by(Ticket.change_seq)
+            .limit(limit + 1)
+        )
+    ).all()
+    scans = (
+        await session.execute(
+            select(
+                TicketScan.change_seq,
+                TicketScan.id,
+                TicketScan.ticket_id,
+                TicketScan.gate,
+                TicketScan.direction,
+                TicketScan.scanned_at,
+                TicketScan.device_id,
+                TicketScan.conflict_of,
+                TicketScan.annulled_at,
+            )
+            .where(
+                TicketScan.event_id == event_id,
+                TicketScan.change_seq > after,
+                TicketScan.result == VerdictResult.ADMITTED.value,
+                TicketScan.ticket_id.is_not(None),
+                or_(
+                    TicketScan.device_id.is_distinct_from(device_id),
+                    TicketScan.conflict_of.is_not(None),
+                    TicketScan.annulled_at.is_not(None),
+                ),
+            )
+            .order_by(TicketScan.change_seq)
+            .limit(limit + 1)
+        )
+    ).all()
+    keys_seq = await session.scalar(
+        select(func.max(TicketKey.change_seq)).where(
+            TicketKey.event_id == event_id, TicketKey.change_seq > after
+        )
+    )
+
+    merged: list[tuple[int, wire.Change]] = [
+        (
+            row.change_seq,
+            wire.TicketChange(
+                ticket_id=row.id,
+                event_id=event_id,
+                status=TicketStatus(row.status),
+                secret_version=row.secret_version,
+                ticket_type=row.ticket_type,
+                valid_from=row.admission_opens_at,
+                valid_until=row.ends_at,
+                holder_name=row.holder_name,
+            ),
+        )
+        for row in tickets
+    ]
+    merged += [
+        (
+            row.change_seq,
+            wire.AdmissionChange(
+                scan_id=row.id,
+                ticket_id=row.ticket_id,
+                gate=row.gate,
+                direction=Direction(row.direction),
+                scanned_at=row.scanned_at,
+                device_id=row.device_id,
+                conflict_of=row.conflict_of,
+                annulled=row.annulled_at is not None,
+            ),
+        )
+        for row in scans
+    ]
+    if keys_seq is not None:
+        ring = await keys.scanner_ring(session, event_id, tenant_id=tenant_id)
+        merged.append((keys_seq, wire.KeysChange(keys=ring.to_wire())))
+    merged.sort(key=lambda item: item[0])
+    truncated = len(tickets) > limit or len(scans) > limit or len(merged) > limit
+    page = merged[:limit]
+    return wire.ChangesPage(
+        changes=[change for _, change in page],
+        next_cursor=encode_cursor(page[-1][0] if page else after),
+        has_more=truncated,
+        server_time=server_time,
+    )
