@@ -1,0 +1,295 @@
+"""The offline sync protocol: scan uploads and the changes feed, against the real Postgres."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import pytest
+from sqlalchemy import text
+
+from shared import wire
+from shared.ids import new_id
+from sync_server.settings import Settings
+from tests.sync_server.conftest import TenantHandle
+from tests.sync_server.helpers import (
+    Client,
+    DeviceHandle,
+    buy,
+    connect,
+    create_event,
+    create_ticket_type,
+    enrolled_device,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+T = datetime(2030, 5, 1, 19, 30, tzinfo=UTC)  # inside the default test event's hours
+
+
+async def _event_with_tickets(
+    client: Client, tenant: TenantHandle, count: int = 3
+) -> tuple[str, list[dict[str, Any]]]:
+    event = await create_event(client, tenant)
+    ticket_type = await create_ticket_type(client, tenant, event["id"])
+    response = await buy(client, tenant, ticket_type["id"], quantity=count)
+    assert response.status_code == 201, response.text
+    return event["id"], response.json()["tickets"]
+
+
+def _scan(
+    code: str, at: datetime, *, offset_ms: int = 0, gate: str = "North 1", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "scan_id": str(new_id()),
+        "code": code,
+        "gate": gate,
+        "direction": "entry",
+        "scanned_at": at.isoformat(),
+        "clock_offset_ms": offset_ms,
+        "device_result": "admitted",
+        **extra,
+    }
+
+
+async def _upload(
+    client: Client, device: DeviceHandle, scans: list[dict[str, Any]]
+) -> dict[str, Any]:
+    response = await client.post("/v1/sync/scans", json={"scans": scans}, headers=device.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _feed(
+    client: Client, device: DeviceHandle, cursor: str | None = None, limit: int = 5000
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": limit}
+    if cursor:
+        params["cursor"] = cursor
+    response = await client.get("/v1/sync/changes", params=params, headers=device.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def _rows(settings: Settings, sql: str, **params: Any) -> list[Any]:
+    async with connect(settings.database.admin_url) as connection:
+        return list((await connection.execute(text(sql), params)).all())
+
+
+async def test_the_earlier_offline_admission_wins_even_when_uploaded_later(
+    client: Client, tenant: TenantHandle, settings: Settings
+) -> None:
+    event_id, tickets = await _event_with_tickets(client, tenant)
+    code = tickets[0]["code"]
+    gate_a = await enrolled_device(client, tenant, event_id, gate="North 1")
+    gate_b = await enrolled_device(client, tenant, event_id, gate="South 2")
+    # Gate A's clock runs 5 minutes fast: its raw time says later than B, corrected says earlier.
+    scan_a = _scan(code, T + timedelta(minutes=5), offset_ms=-300_000, gate="North 1")
+    scan_b = _scan(code, T + timedelta(seconds=30), gate="South 2")
+
+    first = await _upload(client, gate_b, [scan_b])
+    assert first["outcomes"][0]["result"] == "admitted"
+    assert first["outcomes"][0]["conflict_of"] is None
+
+    second = await _upload(client, gate_a, [scan_a])
+    assert second["outcomes"][0]["scan_id"] == scan_a["scan_id"]
+    assert second["outcomes"][0]["conflict_of"] is None
+    assert second["reclassified"] == [
+        {
+            "scan_id": scan_b["scan_id"],
+            "result": "admitted",
+            "reason": None,
+            "conflict_of": scan_a["scan_id"],
+            "duplicate_upload": False,
+            "server_reason": None,
+        }
+    ]
+    stored = await _rows(
+        settings,
+        "SELECT id::text, scanned_at, device_scanned_at, clock_offset_ms, conflict_of::text "
+        "FROM ticket_scans WHERE id IN (:a, :b) ORDER BY scanned_at",
+        a=scan_a["scan_id"],
+        b=scan_b["scan_id"],
+    )
+    assert [r[0] for r in stored] == [scan_a["scan_id"], scan_b["scan_id"]]
+    assert stored[0].scanned_at == T
+    assert stored[0].device_scanned_at == T + timedelta(minutes=5)
+    assert stored[0].clock_offset_ms == -300_000
+    assert stored[1].conflict_of == scan_a["scan_id"]
+    # Gate B learns that its admission was a double entry; gate A sees B's scan as one.
+    b_view = [c for c in (await _feed(client, gate_b))["changes"] if c["type"] == "admission"]
+    own = next(c for c in b_view if c["scan_id"] == scan_b["scan_id"])
+    assert own["conflict_of"] == scan_a["scan_id"]
+    a_view = [c for c in (await _feed(client, gate_a))["changes"] if c["type"] == "admission"]
+    assert {c["scan_id"] for c in a_view} == {scan_b["scan_id"]}
+    conflicts = await _rows(
+        settings,
+        "SELECT payload FROM outbox WHERE routing_key = 'scan.conflict' AND ticket_id = :t",
+        t=tickets[0]["ticket"]["id"],
+    )
+    assert [c.payload["data"]["scan_id"] for c in conflicts] == [scan_b["scan_id"]]
+    history = (
+        await client.get(
+            f"/v1/tickets/{tickets[0]['ticket']['id']}/history", headers=tenant.token()
+        )
+    ).json()
+    assert [h["kind"] for h in history] == ["purchased", "checked_in"]
+
+
+async def test_repeated_and_interrupted_uploads_store_each_scan_once(
+    client: Client, tenant: TenantHandle, settings: Settings
+) -> None:
+    event_id, tickets = await _event_with_tickets(client, tenant, count=4)
+    device = await enrolled_device(client, tenant, event_id)
+    batch = [_scan(t["code"], T + timedelta(seconds=i)) for i, t in enumerate(tickets)]
+
+    cut_off = await client.post(
+        "/v1/sync/scans",
+        content=msgspec.json.encode({"scans": batch})[:-40],
+        headers={**device.headers, "Content-Type": "application/json"},
+    )
+    assert cut_off.status_code == 400
+    ids = [s["scan_id"] for s in batch]
+    count_sql = "SELECT count(*) FROM ticket_scans WHERE id::text = ANY(:ids)"
+    assert (await _rows(settings, count_sql, ids=ids))[0][0] == 0
+
+    half = await _upload(client, device, batch[:2])  # the part that got through before
+    assert [o["duplicate_upload"] for o in half["outcomes"]] == [False, False]
+    outcomes = [await _upload(client, device, batch) for _ in range(3)]
+    assert [o["duplicate_upload"] for o in outcomes[0]["outcomes"]] == [True, True, False, False]
+    for repeat in outcomes[1:]:
+        assert all(o["duplicate_upload"] for o in repeat["outcomes"])
+        assert [(o["scan_id"], o["result"], o["conflict_of"]) for o in repeat["outcomes"]] == [
+            (o["scan_id"], o["result"], o["conflict_of"]) for o in outcomes[0]["outcomes"]
+        ]
+    assert (await _rows(settings, count_sql, ids=ids))[0][0] == len(batch)
+
+
+async def test_uploads_are_checked(client: Client, tenant: TenantHandle) -> None:
+    event_id, tickets = await _event_with_tickets(client, tenant)
+    device = await enrolled_device(client, tenant, event_id)
+    other = await enrolled_device(client, tenant, event_id, gate="South")
+    too_many = [_scan(tickets[0]["code"], T) for _ in range(1001)]
+    response = await client.post("/v1/sync/scans", json={"scans": too_many}, headers=device.headers)
+    assert response.status_code == 400
+    mine = _scan(tickets[0]["code"], T)
+    await _upload(client, device, [mine])
+    stolen = await client.post("/v1/sync/scans", json={"scans": [mine]}, headers=other.headers)
+    assert stolen.status_code == 422
+    assert stolen.json()["code"] == "scan_id_taken"
+    manager = await client.post("/v1/sync/scans", json={"scans": [mine]}, headers=tenant.token())
+    assert manager.status_code == 403
+
+
+async def test_an_offline_admission_the_server_would_refuse_is_kept_and_flagged(
+    client: Client, tenant: TenantHandle
+) -> None:
+    event_id, tickets = await _event_with_tickets(client, tenant)
+    device = await enrolled_device(client, tenant, event_id)
+    ticket_id = tickets[1]["ticket"]["id"]
+    await client.post(
+        f"/v1/tickets/{ticket_id}/revoke",
+        json={"reason": "chargeback"},
+        headers={**tenant.token(), "Idempotency-Key": "rv"},
+    )
+    stale = _scan(tickets[1]["code"], T)  # the device had not heard of the revocation yet
+    refused = _scan("GARBAGE", T, device_result="rejected", device_reason="invalid_code")
+    outcome = await _upload(client, device, [stale, refused])
+    assert outcome["outcomes"][0]["result"] == "admitted"
+    assert outcome["outcomes"][0]["server_reason"] == "revoked"
+    assert outcome["outcomes"][1]["result"] == "rejected"
+    assert outcome["outcomes"][1]["reason"] == "invalid_code"
+
+
+async def test_a_resumed_feed_ends_with_exactly_the_servers_tickets(
+    client: Client, tenant: TenantHandle
+) -> None:
+    event_id, tickets = await _event_with_tickets(client, tenant, count=7)
+    device = await enrolled_device(client, tenant, event_id)
+    neighbour = await enrolled_device(client, tenant, event_id, gate="South")
+    known: dict[str, tuple[str, int]] = {}
+    admissions: set[str] = set()
+    key_ids: set[int] = set()
+
+    def apply(page: dict[str, Any]) -> None:
+        for change in page["changes"]:
+            if change["type"] == "ticket":
+                known[change["ticket_id"]] = (change["status"], change["secret_version"])
+            elif change["type"] == "admission":
+                admissions.add(change["scan_id"])
+            else:
+                key_ids.update(k["key_id"] for k in change["keys"]["encryption_keys"])
+
+    page = await _feed(client, device, limit=3)
+    apply(page)
+    assert page["has_more"]
+    cursor = page["next_cursor"]
+    # The device goes offline; meanwhile the server changes tickets and another gate admits.
+    moved = tickets[5]["ticket"]["id"]
+    gone = tickets[6]["ticket"]["id"]
+    await client.post(
+        f"/v1/tickets/{moved}/transfer",
+        json={"holder": {"user_id": "u9", "name": "Friend"}},
+        headers={**tenant.token(), "Idempotency-Key": "tr"},
+    )
+    await client.post(
+        f"/v1/tickets/{gone}/revoke",
+        json={"reason": "refund"},
+        headers={**tenant.token(), "Idempotency-Key": "rv"},
+    )
+    admitted = await client.post(
+        "/v1/validate", json={"code": tickets[0]["code"]}, headers=neighbour.headers
+    )
+    assert admitted.status_code == 200
+    # Back online: resume from the cursor, a page at a time.
+    while True:
+        page = await _feed(client, device, cursor, limit=3)
+        apply(page)
+        cursor = page["next_cursor"]
+        if not page["has_more"]:
+            break
+    server = (
+        await client.get("/v1/tickets", params={"event_id": event_id}, headers=tenant.token())
+    ).json()["items"]
+    assert known == {t["id"]: (t["status"], t["secret_version"]) for t in server}
+    assert known[moved] == ("active", 1)
+    assert known[gone] == ("revoked", 0)
+    assert known[tickets[0]["ticket"]["id"]] == ("checked_in", 0)
+    assert admissions == {admitted.json()["scan_id"]}
+    assert key_ids  # the scanner got the event's keys from the feed
+    # Nothing new: the cursor stays put and the page is empty.
+    idle = await _feed(client, device, cursor)
+    assert idle["changes"] == []
+    assert idle["next_cursor"] == cursor
+    assert not idle["has_more"]
+
+
+async def test_the_feed_speaks_msgpack_and_gzip(client: Client, tenant: TenantHandle) -> None:
+    event_id, _ = await _event_with_tickets(client, tenant, count=20)
+    device = await enrolled_device(client, tenant, event_id)
+    packed = await client.get(
+        "/v1/sync/changes",
+        headers={**device.headers, "Accept": "application/msgpack", "Accept-Encoding": "gzip"},
+    )
+    assert packed.status_code == 200
+    assert packed.headers["content-type"].startswith("application/msgpack")
+    page = msgspec.msgpack.decode(packed.content, type=wire.ChangesPage)
+    assert sum(isinstance(c, wire.TicketChange) for c in page.changes) == 20
+    raw = await client.get(
+        "/v1/sync/changes", headers={**device.headers, "Accept-Encoding": "gzip"}
+    )
+    assert raw.headers.get("content-encoding") == "gzip"
+    assert len(gzip.compress(raw.content)) < len(raw.content)
+    assert msgspec.json.decode(raw.content, type=wire.ChangesPage).changes
+    bad = await client.get("/v1/sync/changes", params={"cursor": "zzz"}, headers=device.headers)
+    assert bad.status_code == 400
+    assert bad.json()["code"] == "invalid_cursor"
+
+
+async def test_only_devices_read_the_feed(client: Client, tenant: TenantHandle) -> None:
+    response = await client.get("/v1/sync/changes", headers=tenant.token())
+    assert response.status_code == 403
