@@ -10,13 +10,11 @@ from typing import Any, TypeAlias
 from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import Clock
 from sync_server.auth import Principal, TokenVerifier
 from sync_server.db.engine import Database
-from sync_server.db.models import Device
 from sync_server.domain.checkin.ownership import NotChainChecked, OwnershipCheck
 from sync_server.domain.keys.services import KeyStore
 from sync_server.problems import Unauthorized
@@ -56,18 +54,13 @@ async def provide_session(
     """The request's transaction, scoped to the caller's tenant; commits when the handler
     returns, before the response is sent, and rolls back when it raises."""
     principal = await provide_principal(request)
-    async with runtime(state).database.tenant(principal.tenant_id) as session:
-        if principal.device_id is not None:
-            device = (
-                await session.execute(
-                    select(Device.revoked_at).where(Device.id == principal.device_id)
-                )
-            ).first()
-            if device is None or device.revoked_at is not None:
-                raise Unauthorized(
-                    "device_revoked",
-                    "This device has been revoked. Ask a manager to enroll it again.",
-                )
+    database = runtime(state).database
+    async with database.request(principal.tenant_id, principal.device_id) as (session, allowed):
+        if not allowed:
+            raise Unauthorized(
+                "device_revoked",
+                "This device has been revoked. Ask a manager to enroll it again.",
+            )
         yield session
 
 

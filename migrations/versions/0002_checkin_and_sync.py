@@ -71,13 +71,13 @@ def upgrade() -> None:
         END $$
         """
     )
-    for table in FEED_TABLES:
+    for table, pending_order in FEED_TABLES.items():
         op.add_column(table, sa.Column("change_seq", sa.BigInteger, nullable=True))
         op.create_index(f"ix_{table}_event_id_change_seq", table, ["event_id", "change_seq"])
         op.create_index(
             f"ix_{table}_pending",
             table,
-            [FEED_TABLES[table]],
+            [pending_order],
             postgresql_where=sa.text("change_seq IS NULL"),
         )
         op.execute(

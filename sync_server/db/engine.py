@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sync_server.settings import DatabaseSettings
 
 _SET_TENANT = text("SELECT set_config('gatehouse.tenant_id', :tenant, true)")
+_ENTER = text("SELECT gatehouse_enter(:tenant, :device)")
 _SET_ENROLLMENT = text("SELECT set_config('gatehouse.enrollment_code_hash', :hash, true)")
 
 
@@ -43,6 +44,16 @@ class Database:
         async with self._sessions() as session, session.begin():
             await session.execute(_SET_TENANT, {"tenant": str(tenant_id)})
             yield session
+
+    @asynccontextmanager
+    async def request(
+        self, tenant_id: uuid.UUID, device_id: uuid.UUID | None
+    ) -> AsyncIterator[tuple[AsyncSession, bool]]:
+        """Like ``tenant``, and in the same round trip checks that ``device_id`` (when given) is
+        an enrolled, unrevoked device of the tenant: yields the session and that answer."""
+        async with self._sessions() as session, session.begin():
+            allowed = await session.scalar(_ENTER, {"tenant": tenant_id, "device": device_id})
+            yield session, bool(allowed)
 
     @asynccontextmanager
     async def enrollment(self, code_hash: bytes) -> AsyncIterator[AsyncSession]:
