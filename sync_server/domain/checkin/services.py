@@ -132,11 +132,15 @@ class CheckInService:
         prior: wire.PriorScan | None = None
         chain_verified: bool | None = None
         if state is not None and reason is None and request.direction is Direction.ENTRY:
-            timeline = replay(
-                await self._admitted_scans([decoded.ticket_id]),
-                allow_reentry=state.row.allow_reentry,
-            )
-            collides = timeline.entry_collides_with(state.row.allow_reentry)
+            collides = None
+            # An active ticket has no standing admission (the first one makes it checked_in,
+            # undoing the last one makes it active again): no need to read its scans.
+            if state.row.status != TicketStatus.ACTIVE:
+                timeline = replay(
+                    await self._admitted_scans([decoded.ticket_id]),
+                    allow_reentry=state.row.allow_reentry,
+                )
+                collides = timeline.entry_collides_with(state.row.allow_reentry)
             if collides is not None:
                 reason = VerdictReason.ALREADY_CHECKED_IN
                 prior = await self._prior(collides)
