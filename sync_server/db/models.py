@@ -161,6 +161,7 @@ class TicketScan(Base):
     __tablename__ = "ticket_scans"
     __table_args__ = (
         Index("ix_ticket_scans_event_id_scanned_at", "event_id", "scanned_at"),
+        Index("ix_ticket_scans_event_id_id", "event_id", "id"),
         Index("ix_ticket_scans_ticket_id_scanned_at", "ticket_id", "scanned_at"),
         Index("ix_ticket_scans_event_id_change_seq", "event_id", "change_seq"),
         Index(

@@ -132,27 +132,7 @@ class CheckInService:
         prior: wire.PriorScan | None = None
         chain_verified: bool | None = None
         if state is not None and reason is None and request.direction is Direction.ENTRY:
-            collides = None
-            # An active ticket has no standing admission (the first one makes it checked_in,
-            # undoing the last one makes it active again): no need to read its scans.
-            if state.row.status != TicketStatus.ACTIVE:
-                timeline = replay(
-                    await self._admitted_scans([decoded.ticket_id]),
-                    allow_reentry=state.row.allow_reentry,
-                )
-                collides = timeline.entry_collides_with(state.row.allow_reentry)
-            if collides is not None:
-                reason = VerdictReason.ALREADY_CHECKED_IN
-                prior = await self._prior(collides)
-            else:
-                ownership = await self._ownership.check(
-                    ticket_id=state.row.id,
-                    nft_mint=state.row.nft_mint,
-                    holder_wallet=state.row.holder_wallet,
-                )
-                chain_verified = ownership.verified
-                if ownership.mismatch:
-                    reason = VerdictReason.OWNERSHIP_MISMATCH
+            reason, prior, chain_verified = await self._may_enter(state)
 
         ticket_id = state.row.id if state and reason is not VerdictReason.WRONG_EVENT else None
         inserted = await self._insert_scan(
@@ -179,6 +159,29 @@ class CheckInService:
             prior=prior,
             chain_verified=chain_verified,
         )
+
+    async def _may_enter(
+        self, state: _TicketState
+    ) -> tuple[VerdictReason | None, wire.PriorScan | None, bool | None]:
+        """For a genuine, valid ticket at an entry: is it inside already (or was, with no
+        re-entry), and does the chain agree on its owner? Reason, prior scan, chain verdict."""
+        # An active ticket has no standing admission (the first one makes it checked_in,
+        # undoing the last one makes it active again): no need to read its scans.
+        if state.row.status != TicketStatus.ACTIVE:
+            timeline = replay(
+                await self._admitted_scans([state.row.id]), allow_reentry=state.row.allow_reentry
+            )
+            collides = timeline.entry_collides_with(state.row.allow_reentry)
+            if collides is not None:
+                return VerdictReason.ALREADY_CHECKED_IN, await self._prior(collides), None
+        ownership = await self._ownership.check(
+            ticket_id=state.row.id,
+            nft_mint=state.row.nft_mint,
+            holder_wallet=state.row.holder_wallet,
+        )
+        if ownership.mismatch:
+            return VerdictReason.OWNERSHIP_MISMATCH, None, ownership.verified
+        return None, None, ownership.verified
 
     async def annul(
         self, scan_id: uuid.UUID, actor: str, device_id: uuid.UUID | None

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from litestar import Request, get
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.response import Stream
+from litestar.types import ControllerRouterHandler
+
+from shared.domain import Direction, VerdictReason, VerdictResult
+from shared.wire import GateName
+from sync_server.auth import Role, allow
+from sync_server.domain.scans.schemas import EventStats, ScanFilter, ScanPage
+from sync_server.domain.scans.services import ScanLog, export_csv
+from sync_server.pagination import DEFAULT_LIMIT
+from sync_server.runtime import PrincipalDep, RuntimeDep, SessionDep
+
+CSV = "text/csv"
+_MANAGERS = [allow(Role.MANAGER)]
+
+
+@get(
+    "/v1/scans",
+    guards=_MANAGERS,
+    tags=["scans"],
+    # The JSON page's schema; the CSV download is described in words.
+    responses={
+        200: ResponseSpec(
+            data_container=ScanPage,
+            description="A page of scans; with Accept: text/csv, all matching scans as CSV.",
+        )
+    },
+)
+async def list_scans(
+    request: Request[Any, Any, Any],
+    session: SessionDep,
+    rt: RuntimeDep,
+    principal: PrincipalDep,
+    event_id: FromQuery[uuid.UUID | None] = None,
+    ticket_id: FromQuery[uuid.UUID | None] = None,
+    gate: FromQuery[GateName | None] = None,
+    device_id: FromQuery[uuid.UUID | None] = None,
+    result: FromQuery[VerdictResult | None] = None,
+    reason: FromQuery[VerdictReason | None] = None,
+    direction: FromQuery[Direction | None] = None,
+    conflicts_only: FromQuery[bool] = False,
+    since: FromQuery[datetime | None] = None,
+    until: FromQuery[datetime | None] = None,
+    cursor: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=1000)] = DEFAULT_LIMIT,
+) -> ScanPage | Stream:
+    """The scan log, newest scans last; ``since`` (inclusive) and ``until`` (exclusive) are
+    RFC 3339 times with an offset, on the authoritative scan time. With ``Accept: text/csv``,
+    every matching scan (not one page: ``cursor`` and ``limit`` are ignored) as a CSV
+    download with a header row."""
+    filters = ScanFilter(
+        event_id=event_id,
+        ticket_id=ticket_id,
+        gate=gate,
+        device_id=device_id,
+        result=result,
+        reason=reason,
+        direction=direction,
+        conflicts_only=conflicts_only,
+        since=since,
+        until=until,
+    )
+    if request.accept.best_match(["application/json", CSV], default="application/json") == CSV:
+        filename = f"scans-{event_id or 'all'}.csv"
+        return Stream(
+            export_csv(rt.database, principal.tenant_id, filters),
+            media_type=CSV,
+            # Set explicitly: Litestar would otherwise label a returned Stream with the
+            # handler's default media type (JSON).
+            headers={
+                "Content-Type": f"{CSV}; charset=utf-8",
+                "Content-Disposition": f'attachment; filename="{filename}"',
+            },
+        )
+    return await ScanLog(session).page(filters, cursor, limit)
+
+
+@get("/v1/events/{event_id:uuid}/stats", guards=_MANAGERS, tags=["scans"])
+async def event_stats(
+    event_id: FromPath[uuid.UUID], session: SessionDep, rt: RuntimeDep
+) -> EventStats:
+    """Admitted, rejected (by reason), inside now, double entries, undone admissions, per gate
+    and per minute. 404 when the event is not the caller's."""
+    return await ScanLog(session).stats(event_id, rt.clock.now())
+
+
+SCAN_ROUTES: list[ControllerRouterHandler] = [list_scans, event_stats]

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import msgspec
+
+from shared.domain import Direction, VerdictReason, VerdictResult
+
+
+class ScanFilter(msgspec.Struct, kw_only=True, frozen=True):
+    """Which scans a manager asks for. ``since`` is inclusive, ``until`` exclusive, both on
+    the authoritative ``scanned_at``."""
+
+    event_id: uuid.UUID | None = None
+    ticket_id: uuid.UUID | None = None
+    gate: str | None = None
+    device_id: uuid.UUID | None = None
+    result: VerdictResult | None = None
+    reason: VerdictReason | None = None
+    direction: Direction | None = None
+    #: Only double entries that still stand (not annulled).
+    conflicts_only: bool = False
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class ScanOut(msgspec.Struct, kw_only=True):
+    """One scan as a manager reviews it. The field order is the CSV export's column order."""
+
+    id: uuid.UUID
+    event_id: uuid.UUID
+    #: None when the code could not be tied to a ticket (unreadable, forged, unknown).
+    ticket_id: uuid.UUID | None
+    holder_name: str | None
+    ticket_type: str | None
+    gate: str
+    direction: Direction
+    result: VerdictResult
+    #: Why the scan was rejected; None when admitted.
+    reason: str | None
+    #: The authoritative time: server time online, corrected device time offline.
+    scanned_at: datetime
+    #: When the server got the scan; for an offline scan, how late its upload came.
+    received_at: datetime
+    offline: bool
+    #: The device's own clock reading and its measured offset (offline scans).
+    device_scanned_at: datetime | None
+    clock_offset_ms: int
+    #: What the device showed at the gate (offline scans).
+    device_result: str | None
+    device_reason: str | None
+    #: Why the server would have refused an offline admission (the device's data was stale).
+    server_reason: str | None
+    #: The admission this one collided with: set on a double entry.
+    conflict_of: uuid.UUID | None
+    annulled_at: datetime | None
+    annulled_by: str | None
+    #: None for a manager validating by hand.
+    device_id: uuid.UUID | None
+    scanned_by: str
+
+
+class ScanPage(msgspec.Struct, kw_only=True):
+    items: list[ScanOut]
+    next_cursor: str | None
+
+
+class GateStats(msgspec.Struct, kw_only=True):
+    gate: str
+    admitted: int
+    rejected: int
+    conflicts: int
+
+
+class MinuteStats(msgspec.Struct, kw_only=True):
+    #: The start of the minute (UTC).
+    minute: datetime
+    admitted: int
+    rejected: int
+
+
+class EventStats(msgspec.Struct, kw_only=True):
+    """An event's gate counts. ``admitted`` counts admissions that stand: entries let in, not
+    double entries (``conflicts``) and not undone by staff (``annulled``)."""
+
+    event_id: uuid.UUID
+    admitted: int
+    rejected: int
+    rejected_by_reason: dict[str, int]
+    #: Tickets whose latest standing admission or exit is an entry.
+    inside_now: int
+    conflicts: int
+    annulled: int
+    per_gate: list[GateStats]
+    per_minute: list[MinuteStats]
+    generated_at: datetime

@@ -1,0 +1,310 @@
+"""What managers see of the scans: the scan log (a page, or all of it as CSV) and an event's
+gate counts.
+
+Counting rules:
+- an *admission* is an admitted entry that is neither a double entry (``conflict_of``) nor
+  undone by staff (``annulled_at``);
+- a *conflict* is a double entry that still stands (not annulled);
+- an exit counts when it was admitted and not annulled;
+- a ticket is *inside* when its latest admission or counted exit (by ``scanned_at``, then id)
+  is an entry.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Row,
+    and_,
+    func,
+    literal_column,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.domain import Direction, VerdictResult
+from sync_server.db.engine import Database
+from sync_server.db.models import Event, Ticket, TicketScan, TicketType
+from sync_server.domain.scans.schemas import (
+    EventStats,
+    GateStats,
+    MinuteStats,
+    ScanFilter,
+    ScanOut,
+    ScanPage,
+)
+from sync_server.pagination import decode_cursor, encode_cursor
+from sync_server.problems import BadRequest, NotFound
+
+#: Rows per query of a CSV export: memory stays flat however many rows match.
+EXPORT_CHUNK = 5000
+
+_ENTRY, _EXIT = Direction.ENTRY.value, Direction.EXIT.value
+_ADMITTED, _REJECTED = VerdictResult.ADMITTED.value, VerdictResult.REJECTED.value
+
+ADMISSION = and_(
+    TicketScan.direction == _ENTRY,
+    TicketScan.result == _ADMITTED,
+    TicketScan.conflict_of.is_(None),
+    TicketScan.annulled_at.is_(None),
+)
+CONFLICT = and_(TicketScan.conflict_of.is_not(None), TicketScan.annulled_at.is_(None))
+COUNTED_EXIT = and_(
+    TicketScan.direction == _EXIT,
+    TicketScan.result == _ADMITTED,
+    TicketScan.annulled_at.is_(None),
+)
+REJECTION = TicketScan.result == _REJECTED
+ANNULLED = TicketScan.annulled_at.is_not(None)
+# The start of a scan's minute. date_bin is plain arithmetic on the instant (date_trunc on a
+# timestamptz converts to the session's time zone first, which doubles the cost of a stats
+# query). Literal SQL so the expression reads the same in SELECT and GROUP BY.
+_MINUTE = func.date_bin(
+    literal_column("INTERVAL '1 minute'"),
+    TicketScan.scanned_at,
+    literal_column("TIMESTAMPTZ '2000-01-01T00:00:00Z'"),
+    type_=DateTime(timezone=True),
+)
+
+
+def _log_column(name: str) -> ColumnElement[Any]:
+    if name == "holder_name":
+        return Ticket.holder_name.label(name)
+    if name == "ticket_type":
+        return TicketType.name.label(name)
+    column: ColumnElement[Any] = getattr(TicketScan, name)
+    return column
+
+
+#: The CSV header: the fields of ``ScanOut``, in order.
+CSV_COLUMNS: tuple[str, ...] = ScanOut.__struct_fields__
+# The scan log reads each scan with its ticket's holder and type in one query (outer joins:
+# a scan of an unreadable or unknown code has no ticket).
+_LOG = (
+    select(*(_log_column(name) for name in CSV_COLUMNS))
+    .select_from(TicketScan)
+    .outerjoin(Ticket, Ticket.id == TicketScan.ticket_id)
+    .outerjoin(TicketType, TicketType.id == Ticket.ticket_type_id)
+)
+_OFFLINE = CSV_COLUMNS.index("offline")
+# Free text that buyers or staff typed: a spreadsheet must not run it as a formula.
+_FREE_TEXT = tuple(
+    CSV_COLUMNS.index(name)
+    for name in ("holder_name", "ticket_type", "gate", "scanned_by", "annulled_by")
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def scan_conditions(filters: ScanFilter) -> list[ColumnElement[bool]]:
+    """The WHERE clauses for ``filters``. Raises ``BadRequest`` (``validation_failed``) for a
+    time without a UTC offset and (``invalid_time_range``) when ``since`` is after ``until``."""
+    for name, when in (("since", filters.since), ("until", filters.until)):
+        if when is not None and when.utcoffset() is None:
+            raise BadRequest(
+                "validation_failed",
+                "The request is not valid: see errors.",
+                errors=[
+                    {
+                        "message": "An RFC 3339 time with a UTC offset (Z or ±hh:mm) is needed.",
+                        "key": name,
+                        "source": "query",
+                    }
+                ],
+            )
+    if filters.since is not None and filters.until is not None and filters.since > filters.until:
+        raise BadRequest("invalid_time_range", "since must not be later than until.")
+    where: list[ColumnElement[bool]] = []
+    for column, value in (
+        (TicketScan.event_id, filters.event_id),
+        (TicketScan.ticket_id, filters.ticket_id),
+        (TicketScan.gate, filters.gate),
+        (TicketScan.device_id, filters.device_id),
+        (TicketScan.result, filters.result),
+        (TicketScan.reason, filters.reason),
+        (TicketScan.direction, filters.direction),
+    ):
+        if value is not None:
+            where.append(column == value)
+    if filters.conflicts_only:
+        where.append(CONFLICT)
+    if filters.since is not None:
+        where.append(TicketScan.scanned_at >= filters.since)
+    if filters.until is not None:
+        where.append(TicketScan.scanned_at < filters.until)
+    return where
+
+
+async def _log_rows(
+    session: AsyncSession,
+    where: Sequence[ColumnElement[bool]],
+    after: uuid.UUID | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Up to ``limit`` scans matching ``where`` with ids after ``after``, in id order (scan ids
+    are UUIDv7, so roughly the order the scans happened)."""
+    query = _LOG.where(*where)
+    if after is not None:
+        query = query.where(TicketScan.id > after)
+    return (await session.execute(query.order_by(TicketScan.id).limit(limit))).all()
+
+
+class ScanLog:
+    """The scans of the caller's tenant, as managers review and count them."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def page(self, filters: ScanFilter, cursor: str | None, limit: int) -> ScanPage:
+        """One page of the scans matching ``filters`` and the next page's cursor (None on the
+        last). Raises ``BadRequest`` for bad times or a cursor we did not make."""
+        where = scan_conditions(filters)
+        rows = await _log_rows(self._session, where, decode_cursor(cursor), limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return ScanPage(
+            items=msgspec.convert(rows, list[ScanOut], from_attributes=True),
+            next_cursor=encode_cursor(rows[-1].id) if more else None,
+        )
+
+    async def stats(self, event_id: uuid.UUID, now: datetime) -> EventStats:
+        """The event's counts as of ``now``: totals, per gate, per minute, who is inside.
+        Raises ``NotFound`` when the event is not the tenant's."""
+        if await self._session.get(Event, event_id) is None:
+            raise NotFound("event")
+        # One pass over the event's scans into small cells (gate x minute x reason: thousands
+        # of rows, hashed in memory), then the cells are summed three ways at once.
+        cells = (
+            select(
+                TicketScan.gate,
+                _MINUTE.label("minute"),
+                TicketScan.reason,
+                func.count().filter(ADMISSION).label("admitted"),
+                func.count().filter(REJECTION).label("rejected"),
+                func.count().filter(CONFLICT).label("conflicts"),
+                func.count().filter(ANNULLED).label("annulled"),
+            )
+            .where(TicketScan.event_id == event_id)
+            .group_by(TicketScan.gate, _MINUTE, TicketScan.reason)
+            .cte("cells")
+        )
+        grouped = await self._session.execute(
+            select(
+                cells.c.gate,
+                cells.c.minute,
+                cells.c.reason,
+                func.grouping(cells.c.gate, cells.c.minute, cells.c.reason).label("grouping"),
+                *(
+                    func.sum(cells.c[name]).cast(BigInteger).label(name)
+                    for name in ("admitted", "rejected", "conflicts", "annulled")
+                ),
+            ).group_by(func.grouping_sets(cells.c.gate, cells.c.minute, cells.c.reason))
+        )
+        per_gate: list[GateStats] = []
+        per_minute: list[MinuteStats] = []
+        by_reason: dict[str, int] = {}
+        annulled = 0
+        # GROUPING() sets a bit for each column *not* grouped by: gate, minute, reason.
+        for row in grouped:
+            if row.grouping == 0b011:
+                per_gate.append(
+                    GateStats(
+                        gate=row.gate,
+                        admitted=row.admitted,
+                        rejected=row.rejected,
+                        conflicts=row.conflicts,
+                    )
+                )
+                annulled += row.annulled
+            elif row.grouping == 0b101 and (row.admitted or row.rejected):
+                per_minute.append(
+                    MinuteStats(minute=row.minute, admitted=row.admitted, rejected=row.rejected)
+                )
+            elif row.grouping == 0b110 and row.rejected:
+                by_reason[row.reason or "unspecified"] = row.rejected
+        per_gate.sort(key=lambda g: g.gate)
+        per_minute.sort(key=lambda m: m.minute)
+        return EventStats(
+            event_id=event_id,
+            admitted=sum(g.admitted for g in per_gate),
+            rejected=sum(g.rejected for g in per_gate),
+            rejected_by_reason=dict(sorted(by_reason.items())),
+            inside_now=await self._inside_now(event_id),
+            conflicts=sum(g.conflicts for g in per_gate),
+            annulled=annulled,
+            per_gate=per_gate,
+            per_minute=per_minute,
+            generated_at=now,
+        )
+
+    async def _inside_now(self, event_id: uuid.UUID) -> int:
+        latest = (
+            select(TicketScan.direction)
+            .where(
+                TicketScan.event_id == event_id,
+                TicketScan.ticket_id.is_not(None),
+                or_(ADMISSION, COUNTED_EXIT),
+            )
+            .ext(distinct_on(TicketScan.ticket_id))
+            .order_by(TicketScan.ticket_id, TicketScan.scanned_at.desc(), TicketScan.id.desc())
+            .subquery()
+        )
+        inside = await self._session.scalar(
+            select(func.count()).select_from(latest).where(latest.c.direction == _ENTRY)
+        )
+        return inside or 0
+
+
+def export_csv(
+    database: Database, tenant_id: uuid.UUID, filters: ScanFilter, *, chunk: int = EXPORT_CHUNK
+) -> AsyncIterator[str]:
+    """Every scan matching ``filters`` as CSV text (a header line, then one line per scan in
+    id order), produced ``chunk`` rows at a time, each chunk read in its own short transaction
+    so a slow download holds no connection. Raises ``BadRequest`` at once for bad filters."""
+    where = scan_conditions(filters)
+    return _csv_chunks(database, tenant_id, where, chunk)
+
+
+async def _csv_chunks(
+    database: Database,
+    tenant_id: uuid.UUID,
+    where: Sequence[ColumnElement[bool]],
+    chunk: int,
+) -> AsyncIterator[str]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    after: uuid.UUID | None = None
+    while True:
+        async with database.tenant(tenant_id) as session:
+            rows = await _log_rows(session, where, after, chunk)
+        # UUIDs and times as the JSON answer writes them.
+        for values in msgspec.to_builtins([list(row) for row in rows]):
+            writer.writerow(_csv_cells(values))
+        if buffer.tell():
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        if len(rows) < chunk:
+            return
+        after = rows[-1].id
+
+
+def _csv_cells(values: list[Any]) -> list[Any]:
+    values[_OFFLINE] = "true" if values[_OFFLINE] else "false"
+    for index in _FREE_TEXT:
+        text = values[index]
+        if isinstance(text, str) and text.startswith(_FORMULA_START):
+            values[index] = "'" + text
+    return values
