@@ -8,6 +8,7 @@ deployment behind an API gateway). The tenant comes from the token only, never f
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,12 +93,33 @@ def mint_token(
 class TokenVerifier:
     """Checks a bearer token and turns its claims into a ``Principal``."""
 
+    #: Verified tokens remembered per process (a scanner sends the same token all day).
+    CACHE_SIZE = 10_000
+
     def __init__(self, settings: AuthSettings) -> None:
         self._settings = settings
         self._jwks = jwt.PyJWKClient(settings.jwks_url) if settings.jwks_url else None
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:
-        """Raises ``Unauthorized`` with a code saying what is wrong with the token."""
+        """Raises ``Unauthorized`` with a code saying what is wrong with the token.
+
+        A token that verified before is taken from a cache until its ``exp``: a token cannot
+        change, and revocation of devices is checked against the database on every request.
+        """
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires = cached
+            if time.time() < expires:
+                return principal
+            del self._verified[token]
+        principal, expires = await self._verify(token)
+        if len(self._verified) >= self.CACHE_SIZE:
+            self._verified.clear()  # crude but bounded; a cold cache costs one decode per token
+        self._verified[token] = (principal, expires)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             if self._jwks is not None:
                 # PyJWKClient fetches (and caches) the key set over blocking HTTP.
@@ -122,7 +144,7 @@ class TokenVerifier:
             raise Unauthorized("token_expired", "The token has expired.") from error
         except (jwt.PyJWKClientError, jwt.InvalidTokenError) as error:
             raise Unauthorized("invalid_token", f"The token is not valid: {error}.") from error
-        return _principal(claims)
+        return _principal(claims), float(claims["exp"])
 
 
 def _principal(claims: dict[str, Any]) -> Principal:

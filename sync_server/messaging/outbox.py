@@ -40,6 +40,33 @@ def cloud_event(
     }
 
 
+def ticket_event_row(
+    *,
+    routing_key: str,
+    tenant_id: uuid.UUID,
+    ticket_id: uuid.UUID,
+    time: datetime,
+    data: dict[str, Any],
+) -> dict[str, Any]:
+    """The outbox row (as column values) for one ticket event."""
+    event_id = new_id()
+    return {
+        "id": event_id,
+        "tenant_id": tenant_id,
+        "routing_key": routing_key,
+        "ticket_id": ticket_id,
+        "payload": cloud_event(
+            event_id=event_id,
+            routing_key=routing_key,
+            tenant_id=tenant_id,
+            subject=f"tickets/{ticket_id}",
+            time=time,
+            data=data,
+        ),
+        "created_at": time,
+    }
+
+
 def add_ticket_event(
     session: AsyncSession,
     *,
@@ -50,21 +77,9 @@ def add_ticket_event(
     data: dict[str, Any],
 ) -> uuid.UUID:
     """Queue a ticket event in the current transaction; returns its CloudEvents id."""
-    event_id = new_id()
-    session.add(
-        Outbox(
-            id=event_id,
-            tenant_id=tenant_id,
-            routing_key=routing_key,
-            ticket_id=ticket_id,
-            payload=cloud_event(
-                event_id=event_id,
-                routing_key=routing_key,
-                tenant_id=tenant_id,
-                subject=f"tickets/{ticket_id}",
-                time=time,
-                data=data,
-            ),
-        )
+    row = ticket_event_row(
+        routing_key=routing_key, tenant_id=tenant_id, ticket_id=ticket_id, time=time, data=data
     )
+    session.add(Outbox(**row))
+    event_id: uuid.UUID = row["id"]
     return event_id

@@ -21,10 +21,17 @@ from shared.keys import ScannerKeyRing
 from shared.rules import EventWindow, TicketFacts, code_standing
 from shared.ticket_code import CodeRejection, TicketCode, encryption_key_id_of, read_code
 from shared.timeline import AdmittedScan, replay
-from sync_server.db.models import Event, Ticket, TicketScan, TicketType
+from sync_server.db.models import (
+    Event,
+    Outbox,
+    Ticket,
+    TicketScan,
+    TicketStateTransition,
+    TicketType,
+)
 from sync_server.domain.checkin.ownership import OwnershipCheck
 from sync_server.domain.keys.services import KeyStore
-from sync_server.domain.tickets.services import record_change
+from sync_server.domain.tickets.services import change_rows, record_change
 from sync_server.messaging.outbox import add_ticket_event
 from sync_server.problems import Forbidden, NotFound, Unprocessable
 
@@ -256,10 +263,16 @@ class CheckInService:
             if scan.scan_id not in known:
                 fresh.setdefault(scan.scan_id, scan)
 
+        decoded = {
+            scan_id: await self._decode(scan.code, gate.event_id) for scan_id, scan in fresh.items()
+        }
+        known_tickets = await self._ticket_facts(
+            {d.ticket_id for d in decoded.values() if isinstance(d, TicketCode)}
+        )
         rows: list[dict[str, Any]] = []
         tickets: set[uuid.UUID] = set()
-        for scan in fresh.values():
-            row = await self._offline_row(gate, scan)
+        for scan_id, scan in fresh.items():
+            row = self._offline_row(gate, scan, decoded[scan_id], known_tickets)
             rows.append(row)
             if row["ticket_id"] is not None and row["result"] == VerdictResult.ADMITTED:
                 tickets.add(row["ticket_id"])
@@ -290,10 +303,33 @@ class CheckInService:
             server_time=self._now,
         )
 
-    async def _offline_row(self, gate: Gate, scan: wire.ScanUpload) -> dict[str, Any]:
+    async def _ticket_facts(self, ticket_ids: set[uuid.UUID]) -> dict[uuid.UUID, Any]:
+        """What the rules need to know of these tickets and their events, in one query."""
+        if not ticket_ids:
+            return {}
+        rows = await self._session.execute(
+            select(
+                Ticket.id,
+                Ticket.event_id,
+                Ticket.status,
+                Ticket.secret_version,
+                Event.admission_opens_at,
+                Event.ends_at,
+            )
+            .join(Event, Event.id == Ticket.event_id)
+            .where(Ticket.id.in_(list(ticket_ids)))
+        )
+        return {row.id: row for row in rows}
+
+    def _offline_row(
+        self,
+        gate: Gate,
+        scan: wire.ScanUpload,
+        decoded: TicketCode | VerdictReason,
+        tickets: dict[uuid.UUID, Any],
+    ) -> dict[str, Any]:
         assert gate.event_id is not None
         corrected = scan.scanned_at + timedelta(milliseconds=scan.clock_offset_ms)
-        decoded = await self._decode(scan.code, gate.event_id)
         ticket_id: uuid.UUID | None = None
         server_reason: VerdictReason | None = None
         version: int | None = None
@@ -301,8 +337,7 @@ class CheckInService:
             server_reason = decoded
         else:
             version = decoded.secret_version
-            ticket = await self._session.get(Ticket, decoded.ticket_id)
-            event = await self._session.get(Event, decoded.event_id) if ticket else None
+            ticket = tickets.get(decoded.ticket_id)
             server_reason = code_standing(
                 decoded,
                 gate_event_id=gate.event_id,
@@ -315,9 +350,11 @@ class CheckInService:
                     secret_version=ticket.secret_version,
                 ),
                 window=None
-                if event is None
+                if ticket is None
                 else EventWindow(
-                    event_id=event.id, opens_at=event.admission_opens_at, ends_at=event.ends_at
+                    event_id=ticket.event_id,
+                    opens_at=ticket.admission_opens_at,
+                    ends_at=ticket.ends_at,
                 ),
                 now=corrected,
             )
@@ -498,29 +535,49 @@ class CheckInService:
         )
 
     async def _mark_checked_in(self, states: Iterable[_TicketState], gate: Gate) -> None:
-        """Tickets admitted for the first time become ``checked_in``, with history and event."""
+        """Tickets admitted for the first time become ``checked_in``, with history and event:
+        three statements for the whole batch."""
         active = [s.row.id for s in states if s.row.status == TicketStatus.ACTIVE]
         if not active:
             return
-        admitted = set(
-            await self._session.scalars(
-                select(TicketScan.ticket_id)
-                .where(
-                    TicketScan.ticket_id.in_(active),
-                    TicketScan.result == VerdictResult.ADMITTED.value,
-                    TicketScan.direction == Direction.ENTRY.value,
-                    TicketScan.annulled_at.is_(None),
-                )
-                .distinct()
+        admitted_entry = (
+            select(TicketScan.id)
+            .where(
+                TicketScan.ticket_id == Ticket.id,
+                TicketScan.result == VerdictResult.ADMITTED.value,
+                TicketScan.direction == Direction.ENTRY.value,
+                TicketScan.annulled_at.is_(None),
             )
+            .exists()
         )
-        for ticket_id in sorted(t for t in admitted if t is not None):
-            ticket = await self._session.get(Ticket, ticket_id)
-            assert ticket is not None
-            ticket.status = TicketStatus.CHECKED_IN.value
-            ticket.updated_at = self._now
-            record_change(
-                self._session,
+        changed = (
+            await self._session.execute(
+                update(Ticket)
+                .where(
+                    Ticket.id.in_(active),
+                    Ticket.status == TicketStatus.ACTIVE.value,
+                    admitted_entry,
+                )
+                .values(status=TicketStatus.CHECKED_IN.value, updated_at=self._now)
+                .returning(
+                    Ticket.id,
+                    Ticket.tenant_id,
+                    Ticket.event_id,
+                    Ticket.ticket_type_id,
+                    Ticket.purchase_id,
+                    Ticket.user_id,
+                    Ticket.holder_name,
+                    Ticket.holder_wallet,
+                    Ticket.status,
+                    Ticket.secret_version,
+                )
+                .execution_options(synchronize_session=False)
+            )
+        ).all()
+        if not changed:
+            return
+        written = [
+            change_rows(
                 ticket,
                 "checked_in",
                 "ticket.checked_in",
@@ -529,6 +586,10 @@ class CheckInService:
                 from_status=TicketStatus.ACTIVE.value,
                 details={"gate": gate.name, "offline": True},
             )
+            for ticket in changed
+        ]
+        await self._session.execute(insert(TicketStateTransition), [h for h, _ in written])
+        await self._session.execute(insert(Outbox), [e for _, e in written])
 
     async def _admitted(
         self, state: _TicketState, scan_id: uuid.UUID, gate: Gate, direction: Direction

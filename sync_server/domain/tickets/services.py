@@ -16,7 +16,7 @@ from shared.ids import new_id
 from shared.ticket_code import issue_code
 from sync_server.auth import Principal
 from sync_server.db.engine import Database
-from sync_server.db.models import Event, Ticket, TicketStateTransition, TicketType
+from sync_server.db.models import Event, Outbox, Ticket, TicketStateTransition, TicketType
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tickets.schemas import (
     Holder,
@@ -29,7 +29,7 @@ from sync_server.domain.tickets.schemas import (
     TransferRequest,
     TransitionOut,
 )
-from sync_server.messaging.outbox import add_ticket_event
+from sync_server.messaging.outbox import ticket_event_row
 from sync_server.pagination import fetch_page
 from sync_server.problems import Conflict, NotFound, Unprocessable
 
@@ -246,6 +246,43 @@ class TicketService:
         )
 
 
+def change_rows(
+    ticket: Any,
+    kind: str,
+    routing_key: str,
+    *,
+    actor: str,
+    now: datetime,
+    from_status: str | None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The history row and the outbox row (as column values) for a change of ``ticket`` (a
+    ``Ticket`` or any row with the same attributes, as it is after the change)."""
+    details = details or {}
+    history = {
+        "id": new_id(),
+        "tenant_id": ticket.tenant_id,
+        "ticket_id": ticket.id,
+        "kind": kind,
+        "from_status": from_status,
+        "to_status": ticket.status,
+        "secret_version": ticket.secret_version,
+        "actor": actor,
+        "reason": reason,
+        "details": details,
+        "occurred_at": now,
+    }
+    event = ticket_event_row(
+        routing_key=routing_key,
+        tenant_id=ticket.tenant_id,
+        ticket_id=ticket.id,
+        time=now,
+        data={**ticket_event_data(ticket), "actor": actor, "reason": reason, **details},
+    )
+    return history, event
+
+
 def record_change(
     session: AsyncSession,
     ticket: Ticket,
@@ -259,30 +296,18 @@ def record_change(
     details: dict[str, Any] | None = None,
 ) -> None:
     """History row and outbox event for a change of ``ticket``, in the current transaction."""
-    details = details or {}
-    session.add(
-        TicketStateTransition(
-            id=new_id(),
-            tenant_id=ticket.tenant_id,
-            ticket_id=ticket.id,
-            kind=kind,
-            from_status=from_status,
-            to_status=ticket.status,
-            secret_version=ticket.secret_version,
-            actor=actor,
-            reason=reason,
-            details=details,
-            occurred_at=now,
-        )
+    history, event = change_rows(
+        ticket,
+        kind,
+        routing_key,
+        actor=actor,
+        now=now,
+        from_status=from_status,
+        reason=reason,
+        details=details,
     )
-    add_ticket_event(
-        session,
-        routing_key=routing_key,
-        tenant_id=ticket.tenant_id,
-        ticket_id=ticket.id,
-        time=now,
-        data={**ticket_event_data(ticket), "actor": actor, "reason": reason, **details},
-    )
+    session.add(TicketStateTransition(**history))
+    session.add(Outbox(**event))
 
 
 def ticket_out(ticket: Ticket) -> TicketOut:
@@ -301,11 +326,11 @@ def ticket_out(ticket: Ticket) -> TicketOut:
     )
 
 
-def _holder(ticket: Ticket) -> dict[str, str | None]:
+def _holder(ticket: Any) -> dict[str, str | None]:
     return {"user_id": ticket.user_id, "name": ticket.holder_name, "wallet": ticket.holder_wallet}
 
 
-def ticket_event_data(ticket: Ticket) -> dict[str, Any]:
+def ticket_event_data(ticket: Any) -> dict[str, Any]:
     """The ``data`` of a ticket event: the ticket as it is after the change."""
     return {
         "ticket_id": str(ticket.id),
