@@ -8,8 +8,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,12 +29,12 @@ from sync_server.db.models import (
     Ticket,
     TicketScan,
     TicketStateTransition,
-    TicketType,
 )
+from sync_server.db.raw import driver
 from sync_server.domain.checkin.ownership import OwnershipCheck
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tickets.services import change_rows, record_change
-from sync_server.messaging.outbox import add_ticket_event
+from sync_server.messaging.outbox import add_ticket_event, ticket_event_row
 from sync_server.problems import Forbidden, NotFound, Unprocessable
 
 #: Reasons that keep someone in, not out: an exit gate lets anyone with a genuine code leave.
@@ -175,12 +177,24 @@ class CheckInService:
         # An active ticket has no standing admission (the first one makes it checked_in,
         # undoing the last one makes it active again): no need to read its scans.
         if state.row.status != TicketStatus.ACTIVE:
+            history = {scan.id: scan for scan in await self._history([state.row.id])}
             timeline = replay(
-                await self._admitted_scans([state.row.id]), allow_reentry=state.row.allow_reentry
+                (
+                    AdmittedScan(s.id, s.scanned_at, Direction(s.direction))
+                    for s in history.values()
+                ),
+                allow_reentry=state.row.allow_reentry,
             )
             collides = timeline.entry_collides_with(state.row.allow_reentry)
             if collides is not None:
-                return VerdictReason.ALREADY_CHECKED_IN, await self._prior(collides), None
+                first = history[collides]
+                prior = wire.PriorScan(
+                    scan_id=first.id,
+                    scanned_at=first.scanned_at,
+                    gate=first.gate,
+                    device_id=first.device_id,
+                )
+                return VerdictReason.ALREADY_CHECKED_IN, prior, None
         ownership = await self._ownership.check(
             ticket_id=state.row.id,
             nft_mint=state.row.nft_mint,
@@ -428,37 +442,19 @@ class CheckInService:
         need from their event and type."""
         if not ticket_ids:
             return {}
-        rows = await self._session.execute(
-            select(
-                Ticket.id,
-                Ticket.event_id,
-                Ticket.status,
-                Ticket.secret_version,
-                Ticket.holder_name,
-                Ticket.holder_wallet,
-                Ticket.nft_mint,
-                TicketType.name.label("ticket_type"),
-                Event.allow_reentry,
-                Event.admission_opens_at,
-                Event.ends_at,
-            )
-            .join(Event, Event.id == Ticket.event_id)
-            .join(TicketType, TicketType.id == Ticket.ticket_type_id)
-            .where(Ticket.id.in_(ticket_ids))
-            .order_by(Ticket.id)
-            .with_for_update(of=Ticket)
-        )
-        return {row.id: _TicketState(row) for row in rows}
+        rows = await (await driver(self._session)).fetch(_LOCK_TICKETS, list(ticket_ids))
+        return {row["id"]: _TicketState(SimpleNamespace(**dict(row))) for row in rows}
+
+    async def _history(self, ticket_ids: Iterable[uuid.UUID]) -> list[Any]:
+        """The tickets' admitted, not annulled scans (entries and exits)."""
+        rows = await (await driver(self._session)).fetch(_ADMITTED_SCANS, list(ticket_ids))
+        return [SimpleNamespace(**dict(row)) for row in rows]
 
     async def _admitted_scans(self, ticket_ids: Iterable[uuid.UUID]) -> list[AdmittedScan]:
-        rows = await self._session.execute(
-            select(TicketScan.id, TicketScan.scanned_at, TicketScan.direction).where(
-                TicketScan.ticket_id.in_(list(ticket_ids)),
-                TicketScan.result == VerdictResult.ADMITTED.value,
-                TicketScan.annulled_at.is_(None),
-            )
-        )
-        return [AdmittedScan(r.id, r.scanned_at, Direction(r.direction)) for r in rows]
+        return [
+            AdmittedScan(r.id, r.scanned_at, Direction(r.direction))
+            for r in await self._history(ticket_ids)
+        ]
 
     async def _reconcile(self, states: Iterable[_TicketState]) -> list[Any]:
         """Replay each ticket's admitted scans and store who is a conflict of whom. Returns the
@@ -594,16 +590,14 @@ class CheckInService:
     async def _admitted(
         self, state: _TicketState, scan_id: uuid.UUID, gate: Gate, direction: Direction
     ) -> None:
-        """Status, history and event for an online admission (entry or exit)."""
+        """Status, history and event for an online admission (entry or exit), in one
+        statement."""
         details = {"scan_id": str(scan_id), "gate": gate.name, "direction": direction.value}
+        raw = await driver(self._session)
         if direction is Direction.ENTRY and state.row.status == TicketStatus.ACTIVE:
-            ticket = await self._session.get(Ticket, state.row.id)
-            assert ticket is not None
-            ticket.status = TicketStatus.CHECKED_IN.value
-            ticket.updated_at = self._now
-            record_change(
-                self._session,
-                ticket,
+            after = SimpleNamespace(**{**vars(state.row), "status": TicketStatus.CHECKED_IN.value})
+            history, event = change_rows(
+                after,
                 "checked_in",
                 "ticket.checked_in",
                 actor=gate.actor,
@@ -611,10 +605,19 @@ class CheckInService:
                 from_status=TicketStatus.ACTIVE.value,
                 details=details,
             )
+            await raw.execute(
+                _FIRST_ADMISSION,
+                state.row.id,
+                self._now,
+                history["id"],
+                gate.actor,
+                _json(details),
+                event["id"],
+                _json(event["payload"]),
+            )
             return
         # A re-entry or an exit: no change of status, but other services still hear of it.
-        add_ticket_event(
-            self._session,
+        event = ticket_event_row(
             routing_key="ticket.checked_in"
             if direction is Direction.ENTRY
             else "ticket.checked_out",
@@ -628,6 +631,15 @@ class CheckInService:
                 **details,
             },
         )
+        await raw.execute(
+            _EVENT,
+            event["id"],
+            self._tenant_id,
+            event["routing_key"],
+            state.row.id,
+            _json(event["payload"]),
+            self._now,
+        )
 
     async def _insert_scan(
         self,
@@ -640,25 +652,20 @@ class CheckInService:
         reason: VerdictReason | None,
         code_secret_version: int | None = None,
     ) -> bool:
-        inserted = await self._session.scalar(
-            insert(TicketScan)
-            .values(
-                id=scan_id,
-                tenant_id=self._tenant_id,
-                ticket_id=ticket_id,
-                event_id=event_id,
-                device_id=gate.device_id,
-                scanned_by=gate.actor,
-                gate=gate.name,
-                direction=direction.value,
-                result=(VerdictResult.ADMITTED if reason is None else VerdictResult.REJECTED).value,
-                reason=reason.value if reason else None,
-                scanned_at=self._now,
-                received_at=self._now,
-                code_secret_version=code_secret_version,
-            )
-            .on_conflict_do_nothing()
-            .returning(TicketScan.id)
+        inserted = await (await driver(self._session)).fetchval(
+            _INSERT_SCAN,
+            scan_id,
+            self._tenant_id,
+            ticket_id,
+            event_id,
+            gate.device_id,
+            gate.actor,
+            gate.name,
+            direction.value,
+            (VerdictResult.ADMITTED if reason is None else VerdictResult.REJECTED).value,
+            reason.value if reason else None,
+            self._now,
+            code_secret_version,
         )
         return inserted is not None
 
@@ -747,3 +754,56 @@ def _outcome(row: Any, *, duplicate: bool = False) -> wire.ScanOutcome:
         duplicate_upload=duplicate,
         server_reason=VerdictReason(row.server_reason) if row.server_reason else None,
     )
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+_LOCK_TICKETS = """
+SELECT t.id, t.tenant_id, t.event_id, t.ticket_type_id, t.purchase_id, t.user_id, t.status,
+       t.secret_version, t.holder_name, t.holder_wallet, t.nft_mint, tt.name AS ticket_type,
+       e.allow_reentry, e.admission_opens_at, e.ends_at
+FROM tickets t
+JOIN events e ON e.id = t.event_id
+JOIN ticket_types tt ON tt.id = t.ticket_type_id
+WHERE t.id = ANY($1::uuid[])
+ORDER BY t.id
+FOR UPDATE OF t
+"""
+
+_ADMITTED_SCANS = """
+SELECT id, ticket_id, scanned_at, direction, gate, device_id
+FROM ticket_scans
+WHERE ticket_id = ANY($1::uuid[]) AND result = 'admitted' AND annulled_at IS NULL
+"""
+
+_INSERT_SCAN = """
+INSERT INTO ticket_scans (id, tenant_id, ticket_id, event_id, device_id, scanned_by, gate,
+                          direction, result, reason, scanned_at, received_at, code_secret_version)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
+# A first admission: status, history row and event in one round trip.
+_FIRST_ADMISSION = """
+WITH ticket AS (
+    UPDATE tickets SET status = 'checked_in', updated_at = $2
+    WHERE id = $1
+    RETURNING id, tenant_id, secret_version
+), history AS (
+    INSERT INTO ticket_state_transitions (id, tenant_id, ticket_id, kind, from_status, to_status,
+                                          secret_version, actor, details, occurred_at)
+    SELECT $3, tenant_id, id, 'checked_in', 'active', 'checked_in', secret_version, $4,
+           $5::text::jsonb, $2
+    FROM ticket
+)
+INSERT INTO outbox (id, tenant_id, routing_key, ticket_id, payload, created_at)
+SELECT $6, tenant_id, 'ticket.checked_in', id, $7::text::jsonb, $2 FROM ticket
+"""
+
+_EVENT = """
+INSERT INTO outbox (id, tenant_id, routing_key, ticket_id, payload, created_at)
+VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)
+"""
