@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import wire
@@ -25,10 +24,8 @@ from shared.ticket_code import CodeRejection, TicketCode, encryption_key_id_of, 
 from shared.timeline import AdmittedScan, replay
 from sync_server.db.models import (
     Event,
-    Outbox,
     Ticket,
     TicketScan,
-    TicketStateTransition,
 )
 from sync_server.db.raw import driver
 from sync_server.domain.checkin.ownership import OwnershipCheck
@@ -292,9 +289,17 @@ class CheckInService:
                 tickets.add(row["ticket_id"])
         states = await self._lock_tickets(sorted(tickets))
         if rows:
-            await self._session.execute(insert(TicketScan).on_conflict_do_nothing(), rows)
+            raw = await driver(self._session)
+            await raw.execute(_INSERT_SCANS, *([row[c] for row in rows] for c, _ in _SCAN_COLUMNS))
         changed = await self._reconcile(states.values())
-        await self._mark_checked_in(states.values(), gate)
+        entered = {
+            row["ticket_id"]
+            for row in rows
+            if row["ticket_id"] is not None
+            and row["result"] == VerdictResult.ADMITTED
+            and row["direction"] == Direction.ENTRY
+        }
+        await self._mark_checked_in([s for s in states.values() if s.row.id in entered], gate)
 
         stored = {
             row.id: row
@@ -531,50 +536,16 @@ class CheckInService:
         )
 
     async def _mark_checked_in(self, states: Iterable[_TicketState], gate: Gate) -> None:
-        """Tickets admitted for the first time become ``checked_in``, with history and event:
-        three statements for the whole batch."""
-        active = [s.row.id for s in states if s.row.status == TicketStatus.ACTIVE]
-        if not active:
+        """Tickets (locked, each with an admitted entry in this batch) that were ``active``
+        become ``checked_in``, with history and event: three statements for the batch."""
+        first = [s.row for s in states if s.row.status == TicketStatus.ACTIVE]
+        if not first:
             return
-        admitted_entry = (
-            select(TicketScan.id)
-            .where(
-                TicketScan.ticket_id == Ticket.id,
-                TicketScan.result == VerdictResult.ADMITTED.value,
-                TicketScan.direction == Direction.ENTRY.value,
-                TicketScan.annulled_at.is_(None),
-            )
-            .exists()
-        )
-        changed = (
-            await self._session.execute(
-                update(Ticket)
-                .where(
-                    Ticket.id.in_(active),
-                    Ticket.status == TicketStatus.ACTIVE.value,
-                    admitted_entry,
-                )
-                .values(status=TicketStatus.CHECKED_IN.value, updated_at=self._now)
-                .returning(
-                    Ticket.id,
-                    Ticket.tenant_id,
-                    Ticket.event_id,
-                    Ticket.ticket_type_id,
-                    Ticket.purchase_id,
-                    Ticket.user_id,
-                    Ticket.holder_name,
-                    Ticket.holder_wallet,
-                    Ticket.status,
-                    Ticket.secret_version,
-                )
-                .execution_options(synchronize_session=False)
-            )
-        ).all()
-        if not changed:
-            return
+        raw = await driver(self._session)
+        await raw.execute(_CHECKED_IN, [t.id for t in first], self._now)
         written = [
             change_rows(
-                ticket,
+                SimpleNamespace(**{**vars(ticket), "status": TicketStatus.CHECKED_IN.value}),
                 "checked_in",
                 "ticket.checked_in",
                 actor=gate.actor,
@@ -582,10 +553,40 @@ class CheckInService:
                 from_status=TicketStatus.ACTIVE.value,
                 details={"gate": gate.name, "offline": True},
             )
-            for ticket in changed
+            for ticket in first
         ]
-        await self._session.execute(insert(TicketStateTransition), [h for h, _ in written])
-        await self._session.execute(insert(Outbox), [e for _, e in written])
+        await raw.executemany(
+            _HISTORY,
+            [
+                (
+                    h["id"],
+                    h["tenant_id"],
+                    h["ticket_id"],
+                    h["kind"],
+                    h["from_status"],
+                    h["to_status"],
+                    h["secret_version"],
+                    h["actor"],
+                    _json(h["details"]),
+                    h["occurred_at"],
+                )
+                for h, _ in written
+            ],
+        )
+        await raw.executemany(
+            _EVENT,
+            [
+                (
+                    e["id"],
+                    e["tenant_id"],
+                    e["routing_key"],
+                    e["ticket_id"],
+                    _json(e["payload"]),
+                    e["created_at"],
+                )
+                for _, e in written
+            ],
+        )
 
     async def _admitted(
         self, state: _TicketState, scan_id: uuid.UUID, gate: Gate, direction: Direction
@@ -806,4 +807,44 @@ SELECT $6, tenant_id, 'ticket.checked_in', id, $7::text::jsonb, $2 FROM ticket
 _EVENT = """
 INSERT INTO outbox (id, tenant_id, routing_key, ticket_id, payload, created_at)
 VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)
+"""
+
+_SCAN_COLUMNS = (
+    ("id", "uuid"),
+    ("tenant_id", "uuid"),
+    ("ticket_id", "uuid"),
+    ("event_id", "uuid"),
+    ("device_id", "uuid"),
+    ("scanned_by", "text"),
+    ("gate", "text"),
+    ("direction", "text"),
+    ("result", "text"),
+    ("reason", "text"),
+    ("scanned_at", "timestamptz"),
+    ("device_scanned_at", "timestamptz"),
+    ("clock_offset_ms", "integer"),
+    ("offline", "boolean"),
+    ("device_result", "text"),
+    ("device_reason", "text"),
+    ("server_reason", "text"),
+    ("code_secret_version", "integer"),
+    ("received_at", "timestamptz"),
+)
+# A whole batch of scans in one statement: one array per column.
+# Built from the constant column list above; no input reaches the text.
+_INSERT_SCANS = (
+    f"INSERT INTO ticket_scans ({', '.join(c for c, _ in _SCAN_COLUMNS)}) "  # noqa: S608
+    "SELECT * FROM unnest("
+    + ", ".join(f"${i}::{t}[]" for i, (_, t) in enumerate(_SCAN_COLUMNS, start=1))
+    + ") ON CONFLICT DO NOTHING"
+)
+
+_CHECKED_IN = """
+UPDATE tickets SET status = 'checked_in', updated_at = $2 WHERE id = ANY($1::uuid[])
+"""
+
+_HISTORY = """
+INSERT INTO ticket_state_transitions (id, tenant_id, ticket_id, kind, from_status, to_status,
+                                      secret_version, actor, details, occurred_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10)
 """
