@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sync_server.settings import DatabaseSettings
 
 _SET_TENANT = text("SELECT set_config('gatehouse.tenant_id', :tenant, true)")
-_ENTER = text("SELECT gatehouse_enter(:tenant, :device)")
+_ENTER_SQL = "SELECT gatehouse_enter($1, $2)"
 _SET_ENROLLMENT = text("SELECT set_config('gatehouse.enrollment_code_hash', :hash, true)")
 
 
@@ -52,8 +52,10 @@ class Database:
         """Like ``tenant``, and in the same round trip checks that ``device_id`` (when given) is
         an enrolled, unrevoked device of the tenant: yields the session and that answer."""
         async with self._sessions() as session, session.begin():
-            allowed = await session.scalar(_ENTER, {"tenant": tenant_id, "device": device_id})
-            yield session, bool(allowed)
+            # Straight to the driver (no statement compilation): this runs on every request.
+            connection = await session.connection()
+            result = await connection.exec_driver_sql(_ENTER_SQL, (tenant_id, device_id))
+            yield session, bool(result.scalar())
 
     @asynccontextmanager
     async def enrollment(self, code_hash: bytes) -> AsyncIterator[AsyncSession]:
