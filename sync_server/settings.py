@@ -34,8 +34,11 @@ class DatabaseSettings:
     admin_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/gatehouse"
     #: The role migrations grant the application's privileges to.
     app_role: str = "gatehouse_app"
-    pool_size: int = 10
-    max_overflow: int = 20
+    # Requests beyond the pool wait for a connection rather than open one: on a small machine
+    # a connection opened and closed per burst costs more than the wait (measured: 64 clients
+    # ran slower than 16 with a pool of 10 + 20 overflow).
+    pool_size: int = 20
+    max_overflow: int = 5
 
 
 @dataclass(frozen=True, slots=True)
