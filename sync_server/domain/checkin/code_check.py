@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from types import SimpleNamespace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import wire
-from shared.domain import TicketStatus, VerdictReason, VerdictResult
+from shared.domain import VerdictReason, VerdictResult
 from shared.keys import ScannerKeyRing
-from shared.rules import EventWindow, TicketFacts, code_standing
 from shared.ticket_code import CodeRejection, encryption_key_id_of, read_code
 from sync_server.db.models import Event, Ticket, TicketType
+from sync_server.domain.checkin.standing import standing
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tickets.schemas import CodeCheckOut
 
@@ -48,24 +49,17 @@ async def check_code(
 
     ticket = await session.get(Ticket, code.ticket_id)
     event = await session.get(Event, code.event_id)
-    reason = code_standing(
-        code,
-        gate_event_id=gate_event_id or code.event_id,
-        ticket=None
-        if ticket is None
-        else TicketFacts(
-            ticket_id=ticket.id,
+    row = None
+    if ticket is not None and event is not None:
+        row = SimpleNamespace(
+            id=ticket.id,
             event_id=ticket.event_id,
-            status=TicketStatus(ticket.status),
+            status=ticket.status,
             secret_version=ticket.secret_version,
-        ),
-        window=None
-        if event is None
-        else EventWindow(
-            event_id=event.id, opens_at=event.admission_opens_at, ends_at=event.ends_at
-        ),
-        now=now,
-    )
+            admission_opens_at=event.admission_opens_at,
+            ends_at=event.ends_at,
+        )
+    reason = standing(code, gate_event_id=gate_event_id or code.event_id, ticket=row, now=now)
     ticket_type = await session.get(TicketType, ticket.ticket_type_id) if ticket else None
     verdict = wire.Verdict(
         result=VerdictResult.ADMITTED if reason is None else VerdictResult.REJECTED,

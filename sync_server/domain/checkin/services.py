@@ -19,7 +19,6 @@ from shared import wire
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 from shared.ids import new_id
 from shared.keys import ScannerKeyRing
-from shared.rules import EventWindow, TicketFacts, code_standing
 from shared.ticket_code import CodeRejection, TicketCode, encryption_key_id_of, read_code
 from shared.timeline import AdmittedScan, replay
 from sync_server.db.models import (
@@ -29,6 +28,7 @@ from sync_server.db.models import (
 )
 from sync_server.db.raw import driver
 from sync_server.domain.checkin.ownership import OwnershipCheck
+from sync_server.domain.checkin.standing import standing
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tickets.services import change_rows, record_change
 from sync_server.messaging.outbox import add_ticket_event, ticket_event_row
@@ -67,23 +67,6 @@ class Gate:
 @dataclass(frozen=True, slots=True)
 class _TicketState:
     row: Any
-
-    @property
-    def facts(self) -> TicketFacts:
-        return TicketFacts(
-            ticket_id=self.row.id,
-            event_id=self.row.event_id,
-            status=TicketStatus(self.row.status),
-            secret_version=self.row.secret_version,
-        )
-
-    @property
-    def window(self) -> EventWindow:
-        return EventWindow(
-            event_id=self.row.event_id,
-            opens_at=self.row.admission_opens_at,
-            ends_at=self.row.ends_at,
-        )
 
 
 class CheckInService:
@@ -126,12 +109,8 @@ class CheckInService:
             return self._verdict(scan_id, gate, request.direction, reason=decoded)
 
         state = await self._lock_ticket(decoded.ticket_id)
-        reason: VerdictReason | None = code_standing(
-            decoded,
-            gate_event_id=event_id,
-            ticket=state.facts if state else None,
-            window=state.window if state else None,
-            now=self._now,
+        reason: VerdictReason | None = standing(
+            decoded, gate_event_id=event_id, ticket=state.row if state else None, now=self._now
         )
         if request.direction is Direction.EXIT and reason in _NO_BAR_TO_LEAVING:
             reason = None
@@ -357,25 +336,8 @@ class CheckInService:
         else:
             version = decoded.secret_version
             ticket = tickets.get(decoded.ticket_id)
-            server_reason = code_standing(
-                decoded,
-                gate_event_id=gate.event_id,
-                ticket=None
-                if ticket is None
-                else TicketFacts(
-                    ticket_id=ticket.id,
-                    event_id=ticket.event_id,
-                    status=TicketStatus(ticket.status),
-                    secret_version=ticket.secret_version,
-                ),
-                window=None
-                if ticket is None
-                else EventWindow(
-                    event_id=ticket.event_id,
-                    opens_at=ticket.admission_opens_at,
-                    ends_at=ticket.ends_at,
-                ),
-                now=corrected,
+            server_reason = standing(
+                decoded, gate_event_id=gate.event_id, ticket=ticket, now=corrected
             )
             if ticket is not None and server_reason is not VerdictReason.WRONG_EVENT:
                 ticket_id = ticket.id
