@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -283,7 +282,6 @@ async def test_the_feed_speaks_msgpack_and_gzip(client: Client, tenant: TenantHa
         "/v1/sync/changes", headers={**device.headers, "Accept-Encoding": "gzip"}
     )
     assert raw.headers.get("content-encoding") == "gzip"
-    assert len(gzip.compress(raw.content)) < len(raw.content)
     assert msgspec.json.decode(raw.content, type=wire.ChangesPage).changes
     bad = await client.get("/v1/sync/changes", params={"cursor": "zzz"}, headers=device.headers)
     assert bad.status_code == 400

@@ -260,8 +260,8 @@ async def test_bad_tokens_get_401_or_403_with_problem_json(
     assert_problem(
         await client.get(url, headers={"Authorization": "Bearer not-a-jwt"}), 401, "invalid_token"
     )
-    expired = tenant.token(ttl_seconds=1)
-    await asyncio.sleep(1.1)
+    # Minted an hour ago with a minute to live: expired without waiting for the clock.
+    expired = tenant.token(ttl_seconds=60, now=datetime.now(UTC) - timedelta(hours=1))
     assert_problem(await client.get(url, headers=expired), 401, "token_expired")
 
     import jwt  # noqa: PLC0415

@@ -11,10 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import wire
 from shared.domain import VerdictReason, VerdictResult
-from shared.keys import ScannerKeyRing
-from shared.ticket_code import CodeRejection, encryption_key_id_of, read_code
 from sync_server.db.models import Event, Ticket, TicketType
-from sync_server.domain.checkin.standing import standing
+from sync_server.domain.checkin.standing import decode_for_gate, standing
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tickets.schemas import CodeCheckOut
 
@@ -34,18 +32,11 @@ async def check_code(
 ) -> CodeCheckOut:
     """The verdict a gate of ``gate_event_id`` (default: the code's own event) would reach
     from the code and the ticket's record. Never raises for a bad code."""
-    key_id = encryption_key_id_of(text)
-    if key_id is None:
-        rejection = read_code(ScannerKeyRing(), text)
-        assert isinstance(rejection, CodeRejection)  # nothing reads without keys
-        return _rejected(rejection.reason)
-    candidates = await keys.event_for_encryption_key(session, key_id)
-    if not candidates:
-        return _rejected(VerdictReason.UNKNOWN_KEY)
-    key_event = gate_event_id if gate_event_id in candidates else candidates[0]
-    code = read_code(await keys.scanner_ring(session, key_event, tenant_id=tenant_id), text)
-    if isinstance(code, CodeRejection):
-        return _rejected(code.reason)
+    code = await decode_for_gate(
+        session, keys, text, tenant_id=tenant_id, gate_event_id=gate_event_id
+    )
+    if isinstance(code, VerdictReason):
+        return _rejected(code)
 
     ticket = await session.get(Ticket, code.ticket_id)
     event = await session.get(Event, code.event_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -18,8 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared import wire
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 from shared.ids import new_id
-from shared.keys import ScannerKeyRing
-from shared.ticket_code import CodeRejection, TicketCode, encryption_key_id_of, read_code
+from shared.ticket_code import TicketCode
 from shared.timeline import AdmittedScan, replay
 from sync_server.db.models import (
     Event,
@@ -28,7 +27,7 @@ from sync_server.db.models import (
 )
 from sync_server.db.raw import driver
 from sync_server.domain.checkin.ownership import OwnershipCheck
-from sync_server.domain.checkin.standing import standing
+from sync_server.domain.checkin.standing import decode_for_gate, standing
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tickets.services import change_rows, record_change
 from sync_server.messaging.outbox import add_ticket_event, ticket_event_row
@@ -65,8 +64,25 @@ class Gate:
 
 
 @dataclass(frozen=True, slots=True)
-class _TicketState:
-    row: Any
+class LockedTicket:
+    """A ticket row locked for a decision, with what the decision needs from its event and
+    type (the columns of ``_LOCK_TICKETS``)."""
+
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    event_id: uuid.UUID
+    ticket_type_id: uuid.UUID
+    purchase_id: uuid.UUID
+    user_id: str
+    status: str
+    secret_version: int
+    holder_name: str
+    holder_wallet: str | None
+    nft_mint: str | None
+    ticket_type: str
+    allow_reentry: bool
+    admission_opens_at: datetime | None
+    ends_at: datetime
 
 
 class CheckInService:
@@ -110,7 +126,7 @@ class CheckInService:
 
         state = await self._lock_ticket(decoded.ticket_id)
         reason: VerdictReason | None = standing(
-            decoded, gate_event_id=event_id, ticket=state.row if state else None, now=self._now
+            decoded, gate_event_id=event_id, ticket=state, now=self._now
         )
         if request.direction is Direction.EXIT and reason in _NO_BAR_TO_LEAVING:
             reason = None
@@ -119,7 +135,7 @@ class CheckInService:
         if state is not None and reason is None and request.direction is Direction.ENTRY:
             reason, prior, chain_verified = await self._may_enter(state)
 
-        ticket_id = state.row.id if state and reason is not VerdictReason.WRONG_EVENT else None
+        ticket_id = state.id if state and reason is not VerdictReason.WRONG_EVENT else None
         inserted = await self._insert_scan(
             scan_id,
             gate,
@@ -146,35 +162,20 @@ class CheckInService:
         )
 
     async def _may_enter(
-        self, state: _TicketState
+        self, state: LockedTicket
     ) -> tuple[VerdictReason | None, wire.PriorScan | None, bool | None]:
         """For a genuine, valid ticket at an entry: is it inside already (or was, with no
         re-entry), and does the chain agree on its owner? Reason, prior scan, chain verdict."""
         # An active ticket has no standing admission (the first one makes it checked_in,
         # undoing the last one makes it active again): no need to read its scans.
-        if state.row.status != TicketStatus.ACTIVE:
-            history = {scan.id: scan for scan in await self._history([state.row.id])}
-            timeline = replay(
-                (
-                    AdmittedScan(s.id, s.scanned_at, Direction(s.direction))
-                    for s in history.values()
-                ),
-                allow_reentry=state.row.allow_reentry,
-            )
-            collides = timeline.entry_collides_with(state.row.allow_reentry)
-            if collides is not None:
-                first = history[collides]
-                prior = wire.PriorScan(
-                    scan_id=first.id,
-                    scanned_at=first.scanned_at,
-                    gate=first.gate,
-                    device_id=first.device_id,
-                )
+        if state.status != TicketStatus.ACTIVE:
+            prior = _prior_in(await self._history([state.id]), state.allow_reentry)
+            if prior is not None:
                 return VerdictReason.ALREADY_CHECKED_IN, prior, None
         ownership = await self._ownership.check(
-            ticket_id=state.row.id,
-            nft_mint=state.row.nft_mint,
-            holder_wallet=state.row.holder_wallet,
+            ticket_id=state.id,
+            nft_mint=state.nft_mint,
+            holder_wallet=state.holder_wallet,
         )
         if ownership.mismatch:
             return VerdictReason.OWNERSHIP_MISMATCH, None, ownership.verified
@@ -204,7 +205,7 @@ class CheckInService:
         ticket = await self._session.get(Ticket, scan.ticket_id)
         assert ticket is not None
         remaining = replay(
-            await self._admitted_scans([ticket.id]), allow_reentry=state.row.allow_reentry
+            await self._admitted_scans([ticket.id]), allow_reentry=state.allow_reentry
         )
         previous = ticket.status
         if remaining.first_entry is None and previous == TicketStatus.CHECKED_IN:
@@ -278,7 +279,7 @@ class CheckInService:
             and row["result"] == VerdictResult.ADMITTED
             and row["direction"] == Direction.ENTRY
         }
-        await self._mark_checked_in([s for s in states.values() if s.row.id in entered], gate)
+        await self._mark_checked_in([s for s in states.values() if s.id in entered], gate)
 
         stored = {
             row.id: row
@@ -375,42 +376,21 @@ class CheckInService:
     async def _decode(
         self, text: str, gate_event_id: uuid.UUID | None
     ) -> TicketCode | VerdictReason:
-        """Read a code for a gate of ``gate_event_id``: a genuine code of another event of this
-        tenant is ``wrong_event``, not ``unknown_key``."""
-        if gate_event_id is not None:
-            result = await self._keys.read(
-                self._session, text, tenant_id=self._tenant_id, event_id=gate_event_id
-            )
-            if isinstance(result, TicketCode):
-                return result
-            if result.reason is not VerdictReason.UNKNOWN_KEY:
-                return result.reason
-        key_id = encryption_key_id_of(text)
-        if key_id is None:
-            rejection = read_code(ScannerKeyRing(), text)  # malformed: no key needed to say so
-            assert isinstance(rejection, CodeRejection)
-            return rejection.reason
-        for event_id in await self._keys.event_for_encryption_key(self._session, key_id):
-            if event_id == gate_event_id:
-                continue
-            other = await self._keys.read(
-                self._session, text, tenant_id=self._tenant_id, event_id=event_id
-            )
-            if isinstance(other, TicketCode):
-                return other if gate_event_id is None else VerdictReason.WRONG_EVENT
-        return VerdictReason.UNKNOWN_KEY
+        return await decode_for_gate(
+            self._session, self._keys, text, tenant_id=self._tenant_id, gate_event_id=gate_event_id
+        )
 
-    async def _lock_ticket(self, ticket_id: uuid.UUID) -> _TicketState | None:
+    async def _lock_ticket(self, ticket_id: uuid.UUID) -> LockedTicket | None:
         states = await self._lock_tickets([ticket_id])
         return states.get(ticket_id)
 
-    async def _lock_tickets(self, ticket_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, _TicketState]:
+    async def _lock_tickets(self, ticket_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, LockedTicket]:
         """Lock the tickets (in id order, so two uploads never deadlock) with what decisions
         need from their event and type."""
         if not ticket_ids:
             return {}
         rows = await (await driver(self._session)).fetch(_LOCK_TICKETS, list(ticket_ids))
-        return {row["id"]: _TicketState(SimpleNamespace(**dict(row))) for row in rows}
+        return {row["id"]: LockedTicket(**dict(row)) for row in rows}
 
     async def _history(self, ticket_ids: Iterable[uuid.UUID]) -> list[Any]:
         """The tickets' admitted, not annulled scans (entries and exits)."""
@@ -423,36 +403,21 @@ class CheckInService:
             for r in await self._history(ticket_ids)
         ]
 
-    async def _reconcile(self, states: Iterable[_TicketState]) -> list[Any]:
+    async def _reconcile(self, states: Iterable[LockedTicket]) -> list[Any]:
         """Replay each ticket's admitted scans and store who is a conflict of whom. Returns the
         scans whose conflict status changed."""
-        by_ticket = {state.row.id: state for state in states}
+        by_ticket = {state.id: state for state in states}
         if not by_ticket:
             return []
-        rows = (
-            await self._session.execute(
-                select(
-                    TicketScan.id,
-                    TicketScan.ticket_id,
-                    TicketScan.scanned_at,
-                    TicketScan.direction,
-                    TicketScan.conflict_of,
-                ).where(
-                    TicketScan.ticket_id.in_(list(by_ticket)),
-                    TicketScan.result == VerdictResult.ADMITTED.value,
-                    TicketScan.annulled_at.is_(None),
-                )
-            )
-        ).all()
         per_ticket: dict[uuid.UUID, list[Any]] = {}
-        for row in rows:
+        for row in await self._history(by_ticket):
             per_ticket.setdefault(row.ticket_id, []).append(row)
         updates: list[dict[str, Any]] = []
         new_conflicts: list[tuple[Any, uuid.UUID]] = []
         for ticket_id, scans in per_ticket.items():
             timeline = replay(
                 (AdmittedScan(s.id, s.scanned_at, Direction(s.direction)) for s in scans),
-                allow_reentry=by_ticket[ticket_id].row.allow_reentry,
+                allow_reentry=by_ticket[ticket_id].allow_reentry,
             )
             for scan in scans:
                 wanted = timeline.conflicts.get(scan.id)
@@ -497,17 +462,17 @@ class CheckInService:
             ).all()
         )
 
-    async def _mark_checked_in(self, states: Iterable[_TicketState], gate: Gate) -> None:
+    async def _mark_checked_in(self, states: Iterable[LockedTicket], gate: Gate) -> None:
         """Tickets (locked, each with an admitted entry in this batch) that were ``active``
         become ``checked_in``, with history and event: three statements for the batch."""
-        first = [s.row for s in states if s.row.status == TicketStatus.ACTIVE]
+        first = [s for s in states if s.status == TicketStatus.ACTIVE]
         if not first:
             return
         raw = await driver(self._session)
         await raw.execute(_CHECKED_IN, [t.id for t in first], self._now)
         written = [
             change_rows(
-                SimpleNamespace(**{**vars(ticket), "status": TicketStatus.CHECKED_IN.value}),
+                replace(ticket, status=TicketStatus.CHECKED_IN.value),
                 "checked_in",
                 "ticket.checked_in",
                 actor=gate.actor,
@@ -551,14 +516,14 @@ class CheckInService:
         )
 
     async def _admitted(
-        self, state: _TicketState, scan_id: uuid.UUID, gate: Gate, direction: Direction
+        self, state: LockedTicket, scan_id: uuid.UUID, gate: Gate, direction: Direction
     ) -> None:
         """Status, history and event for an online admission (entry or exit), in one
         statement."""
         details = {"scan_id": str(scan_id), "gate": gate.name, "direction": direction.value}
         raw = await driver(self._session)
-        if direction is Direction.ENTRY and state.row.status == TicketStatus.ACTIVE:
-            after = SimpleNamespace(**{**vars(state.row), "status": TicketStatus.CHECKED_IN.value})
+        if direction is Direction.ENTRY and state.status == TicketStatus.ACTIVE:
+            after = replace(state, status=TicketStatus.CHECKED_IN.value)
             history, event = change_rows(
                 after,
                 "checked_in",
@@ -570,7 +535,7 @@ class CheckInService:
             )
             await raw.execute(
                 _FIRST_ADMISSION,
-                state.row.id,
+                state.id,
                 self._now,
                 history["id"],
                 gate.actor,
@@ -585,11 +550,11 @@ class CheckInService:
             if direction is Direction.ENTRY
             else "ticket.checked_out",
             tenant_id=self._tenant_id,
-            ticket_id=state.row.id,
+            ticket_id=state.id,
             time=self._now,
             data={
-                "ticket_id": str(state.row.id),
-                "event_id": str(state.row.event_id),
+                "ticket_id": str(state.id),
+                "event_id": str(state.event_id),
                 "actor": gate.actor,
                 **details,
             },
@@ -599,7 +564,7 @@ class CheckInService:
             event["id"],
             self._tenant_id,
             event["routing_key"],
-            state.row.id,
+            state.id,
             _json(event["payload"]),
             self._now,
         )
@@ -641,17 +606,13 @@ class CheckInService:
         state = None
         if scan.ticket_id is not None:
             state = await self._lock_ticket(scan.ticket_id)
-            if reason is VerdictReason.ALREADY_CHECKED_IN:
-                timeline = replay(
-                    [
-                        s
-                        for s in await self._admitted_scans([scan.ticket_id])
-                        if s.at <= scan.scanned_at
-                    ],
-                    allow_reentry=bool(state and state.row.allow_reentry),
-                )
-                collides = timeline.entry_collides_with(bool(state and state.row.allow_reentry))
-                prior = await self._prior(collides) if collides else None
+            if reason is VerdictReason.ALREADY_CHECKED_IN and state is not None:
+                earlier = [
+                    s
+                    for s in await self._history([scan.ticket_id])
+                    if s.scanned_at <= scan.scanned_at
+                ]
+                prior = _prior_in(earlier, state.allow_reentry)
         return self._verdict(
             scan.id,
             Gate(scan.gate, scan.scanned_by, scan.event_id, scan.device_id),
@@ -662,20 +623,6 @@ class CheckInService:
             scanned_at=scan.scanned_at,
         )
 
-    async def _prior(self, scan_id: uuid.UUID) -> wire.PriorScan | None:
-        row = (
-            await self._session.execute(
-                select(
-                    TicketScan.id, TicketScan.scanned_at, TicketScan.gate, TicketScan.device_id
-                ).where(TicketScan.id == scan_id)
-            )
-        ).first()
-        if row is None:
-            return None
-        return wire.PriorScan(
-            scan_id=row.id, scanned_at=row.scanned_at, gate=row.gate, device_id=row.device_id
-        )
-
     def _verdict(
         self,
         scan_id: uuid.UUID,
@@ -683,7 +630,7 @@ class CheckInService:
         direction: Direction,
         *,
         reason: VerdictReason | None,
-        state: _TicketState | None = None,
+        state: LockedTicket | None = None,
         prior: wire.PriorScan | None = None,
         chain_verified: bool | None = None,
         scanned_at: datetime | None = None,
@@ -699,10 +646,10 @@ class CheckInService:
             direction=direction,
             gate=gate.name,
             scanned_at=scanned_at or self._now,
-            ticket_id=state.row.id if known and state else None,
-            event_id=state.row.event_id if known and state else None,
-            ticket_type=state.row.ticket_type if known and state else None,
-            holder_name=state.row.holder_name if known and state else None,
+            ticket_id=state.id if known and state else None,
+            event_id=state.event_id if known and state else None,
+            ticket_type=state.ticket_type if known and state else None,
+            holder_name=state.holder_name if known and state else None,
             prior=prior,
             chain_verified=chain_verified,
         )
@@ -716,6 +663,22 @@ def _outcome(row: Any, *, duplicate: bool = False) -> wire.ScanOutcome:
         conflict_of=row.conflict_of,
         duplicate_upload=duplicate,
         server_reason=VerdictReason(row.server_reason) if row.server_reason else None,
+    )
+
+
+def _prior_in(history: Sequence[Any], allow_reentry: bool) -> wire.PriorScan | None:
+    """The admission a new entry would collide with, given the ticket's admitted scans (rows
+    with id, scanned_at, direction, gate, device_id); None when it may enter."""
+    timeline = replay(
+        (AdmittedScan(s.id, s.scanned_at, Direction(s.direction)) for s in history),
+        allow_reentry=allow_reentry,
+    )
+    collides = timeline.entry_collides_with(allow_reentry)
+    if collides is None:
+        return None
+    first = next(s for s in history if s.id == collides)
+    return wire.PriorScan(
+        scan_id=first.id, scanned_at=first.scanned_at, gate=first.gate, device_id=first.device_id
     )
 
 
@@ -736,7 +699,7 @@ FOR UPDATE OF t
 """
 
 _ADMITTED_SCANS = """
-SELECT id, ticket_id, scanned_at, direction, gate, device_id
+SELECT id, ticket_id, scanned_at, direction, gate, device_id, conflict_of
 FROM ticket_scans
 WHERE ticket_id = ANY($1::uuid[]) AND result = 'admitted' AND annulled_at IS NULL
 """

@@ -105,7 +105,9 @@ class KeyStore:
     ) -> ScannerKeyRing:
         return (await self.issuer_ring(session, event_id, tenant_id=tenant_id)).scanner_ring
 
-    async def event_for_encryption_key(self, session: AsyncSession, key_id: int) -> list[uuid.UUID]:
+    async def events_with_encryption_key(
+        self, session: AsyncSession, key_id: int
+    ) -> list[uuid.UUID]:
         """The events (of the current tenant) that have an encryption key with this id."""
         found = await session.scalars(
             select(TicketKey.event_id).where(

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import TicketStatus
 from shared.ids import new_id
+from shared.keys import IssuerKeyRing
 from shared.ticket_code import issue_code
 from sync_server.auth import Principal
 from sync_server.db.engine import Database
@@ -156,10 +157,13 @@ class TicketService:
         ]
         self._session.add_all(tickets)
         await self._session.flush()
+        ring = await self._keys.issuer_ring(self._session, event.id, tenant_id=tenant_id)
         for ticket in tickets:
             self._record(ticket, "purchased", "ticket.purchased", from_status=None)
         return PurchaseOut(
-            purchase_id=purchase_id, tickets=[await self._with_code(t) for t in tickets]
+            purchase_id=purchase_id,
+            # One key ring for the whole purchase: every ticket is of the same event.
+            tickets=[await self._with_code(t, ring) for t in tickets],
         )
 
     async def transfer(self, ticket_id: uuid.UUID, data: TransferRequest) -> TicketWithCode:
@@ -210,10 +214,11 @@ class TicketService:
             raise NotFound("ticket")
         return ticket
 
-    async def _with_code(self, ticket: Ticket) -> TicketWithCode:
-        ring = await self._keys.issuer_ring(
-            self._session, ticket.event_id, tenant_id=ticket.tenant_id
-        )
+    async def _with_code(self, ticket: Ticket, ring: IssuerKeyRing | None = None) -> TicketWithCode:
+        if ring is None:
+            ring = await self._keys.issuer_ring(
+                self._session, ticket.event_id, tenant_id=ticket.tenant_id
+            )
         code = issue_code(
             ring,
             ticket_id=ticket.id,
