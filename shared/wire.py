@@ -39,6 +39,62 @@ class ScannerKeys(msgspec.Struct, kw_only=True, frozen=True):
     encryption_keys: list[KeyBytes]
 
 
+# --- the gate's event ------------------------------------------------------------------------
+
+
+class GateEvent(msgspec.Struct, kw_only=True, frozen=True):
+    """The event a scanner admits to, as far as its rules need it."""
+
+    event_id: uuid.UUID
+    name: str
+    venue: str
+    starts_at: datetime
+    ends_at: datetime
+    #: When gates open; None means "no earlier than anyone shows up".
+    admission_opens_at: datetime | None = None
+    allow_reentry: bool = False
+
+
+# --- enrollment (POST /v1/devices/enroll, GET /v1/devices/me) ---------------------------------
+
+DeviceName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+#: What a person may type for a code: generous, the server normalises it.
+CodeInput = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class EnrollRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    code: CodeInput
+    device_name: DeviceName
+
+
+class EnrolledDevice(msgspec.Struct, kw_only=True):
+    """What a freshly enrolled scanner needs: who it is, its token, and the keys to read codes."""
+
+    device_id: uuid.UUID
+    device_token: str
+    tenant_id: uuid.UUID
+    event_id: uuid.UUID
+    gate: str
+    keys: ScannerKeys
+    server_time: datetime
+    #: The event the device admits to (rules need its window and re-entry setting).
+    event: GateEvent
+
+
+class DeviceSelf(msgspec.Struct, kw_only=True):
+    """The calling device as the server knows it, with the event's current keys."""
+
+    device_id: uuid.UUID
+    name: str
+    event_id: uuid.UUID
+    gate: str
+    revoked: bool
+    keys: ScannerKeys
+    server_time: datetime
+    #: The event the device admits to (rules need its window and re-entry setting).
+    event: GateEvent
+
+
 # --- verdicts -------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import Clock
 from shared.ids import new_id
+from shared.wire import GateEvent
 from sync_server.auth import Principal, Role, mint_token
 from sync_server.db.engine import Database
 from sync_server.db.models import Device, DeviceEnrollment, Event
@@ -135,6 +136,7 @@ class DeviceService:
             revoked=False,
             keys=ring.to_wire(),
             server_time=now,
+            event=await _gate_event(self._session, device.event_id),
         )
 
 
@@ -197,6 +199,7 @@ async def enroll_device(
         if claimed is None:
             raise _code_invalid()
         ring = await keys.scanner_ring(session, found.event_id, tenant_id=found.tenant_id)
+        gate_event = await _gate_event(session, found.event_id)
     token = mint_token(
         auth.jwt_secret,
         tenant_id=found.tenant_id,
@@ -217,6 +220,22 @@ async def enroll_device(
         gate=found.gate,
         keys=ring.to_wire(),
         server_time=now,
+        event=gate_event,
+    )
+
+
+async def _gate_event(session: AsyncSession, event_id: uuid.UUID) -> GateEvent:
+    event = await session.get(Event, event_id)
+    if event is None:  # the foreign key makes this impossible short of a broken database
+        raise NotFound("event")
+    return GateEvent(
+        event_id=event.id,
+        name=event.name,
+        venue=event.venue,
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        admission_opens_at=event.admission_opens_at,
+        allow_reentry=event.allow_reentry,
     )
 
 

@@ -1,0 +1,406 @@
+"""The gate: one scanned text in, one verdict out, recorded before it is shown.
+
+``Gate.scan`` is the whole decision:
+
+1. the same text again within a few seconds is the *same* scan (a phone held in front of the
+   camera, a handheld scanner's double read): the earlier verdict is returned, marked as a
+   repeat, and nothing is recorded twice;
+2. online, when the server is reachable and online validation is on: the server decides
+   (``POST /v1/validate``, short timeout); any failure falls back to step 3 with the same scan
+   id, so a verdict the server did record is recognised when the scan is uploaded;
+3. offline: read and verify the code with the device's keys, look the ticket up in the cache,
+   apply the shared rules (``shared.rules``: event, status, secret version, time window) and the
+   ticket's known admissions here and at other gates (``shared.timeline``: inside already?
+   re-entry allowed?);
+4. the scan and its upload-queue entry are written in one durable transaction;
+5. only then is the verdict returned.
+
+A genuine code for a ticket the cache does not know yet (sold after the last sync) is admitted
+on its signature alone and marked so, unless the gate is strict. An exit lets out anyone with a
+genuine code for this event, like the server.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal, Protocol
+
+import msgspec
+from sqlalchemy import Connection
+
+from scanner_app.core.store import LocalStore, StoreError
+from scanner_app.core.store.cache import admissions_of, find_ticket
+from scanner_app.core.store.scanlog import ScanRecord, record_scan
+from scanner_app.core.store.state import (
+    Enrollment,
+    GateSettings,
+    load_enrollment,
+    load_event,
+    load_keys,
+    load_settings,
+    load_sync_state,
+)
+from shared import wire
+from shared.clock import Clock, SystemClock
+from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
+from shared.ids import new_id
+from shared.keys import ScannerKeyRing
+from shared.rules import EventWindow, TicketFacts, code_standing
+from shared.ticket_code import CodeRejection, RejectionKind, TicketCode, read_code
+from shared.timeline import AdmittedScan, replay
+
+Mode = Literal["offline", "online"]
+
+
+class GateVerdict(msgspec.Struct, kw_only=True, frozen=True):
+    """What the gate shows for one scan."""
+
+    verdict: wire.Verdict
+    #: Who decided: this device from its own data, or the server.
+    mode: Mode
+    #: Admitted on the code's signature alone: the ticket was not in the cache yet.
+    on_signature: bool = False
+    #: The same scan as a moment ago (debounced): shown again, not recorded again.
+    repeat: bool = False
+    #: An entry after an exit, where the event allows re-entry.
+    reentry: bool = False
+    #: What gate staff read on the panel.
+    sentence: str = ""
+
+    @property
+    def admitted(self) -> bool:
+        return self.verdict.result is VerdictResult.ADMITTED
+
+
+class OnlineCheck(Protocol):
+    """Asks the server for a verdict. Returns None when the server cannot answer now (no
+    network, timeout, overload); the gate then decides offline."""
+
+    def __call__(self, request: wire.ValidateRequest) -> wire.Verdict | None: ...
+
+
+class NotEnrolled(StoreError):
+    """The store has no device identity or event yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    enrollment: Enrollment
+    gate_event: wire.GateEvent
+    settings: GateSettings
+    keys: ScannerKeyRing
+
+
+class Gate:
+    """Decides scans for one enrolled device. Thread-safe: the camera and a handheld scanner
+    may call ``scan`` at once (decisions about one ticket are serialised by the store)."""
+
+    def __init__(
+        self,
+        store: LocalStore,
+        *,
+        clock: Clock | None = None,
+        online: OnlineCheck | None = None,
+        is_online: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._store = store
+        self._clock = clock or SystemClock()
+        self._online = online
+        self._is_online = is_online
+        self._lock = threading.Lock()
+        self._recent: dict[tuple[str, Direction], tuple[float, GateVerdict]] = {}
+        self._context = self._load()
+
+    def _load(self) -> _Context:
+        with self._store.read() as conn:
+            enrollment = load_enrollment(conn)
+            if enrollment is None:
+                raise NotEnrolled(
+                    "This scanner is not set up yet. Enroll it with a code from a manager."
+                )
+            gate_event = load_event(conn, enrollment.event_id)
+            if gate_event is None:
+                raise NotEnrolled(
+                    "This scanner does not know its event yet. Sync it with the server."
+                )
+            return _Context(enrollment, gate_event, load_settings(conn), load_keys(conn))
+
+    def reload(self) -> None:
+        """Pick up new settings, keys or event details (after a sync or a settings change)."""
+        context = self._load()
+        with self._lock:
+            self._context = context
+
+    @property
+    def settings(self) -> GateSettings:
+        return self._context.settings
+
+    @property
+    def enrollment(self) -> Enrollment:
+        return self._context.enrollment
+
+    @property
+    def gate_event(self) -> wire.GateEvent:
+        return self._context.gate_event
+
+    def scan(self, text: str, *, direction: Direction | None = None) -> GateVerdict:
+        """Decide, record and return the verdict for one scanned ``text``.
+
+        Never raises for any text. Raises ``StoreError`` (or SQLAlchemy's errors) only when the
+        scan cannot be recorded — the one case where no verdict may be shown.
+        """
+        context = self._context
+        direction = direction or context.settings.direction
+        now_mono = self._clock.monotonic()
+        repeat = self._repeat_of(text, direction, now_mono, context.settings.debounce_seconds)
+        if repeat is not None:
+            return repeat
+        scan_id = new_id()
+        device_now = self._clock.now()
+        verdict = None
+        if (
+            self._online is not None
+            and context.settings.online_validation
+            and self._is_online()
+            and text.strip()
+        ):
+            verdict = self._scan_online(context, text, direction, scan_id, device_now)
+        if verdict is None:
+            verdict = self._scan_offline(context, text, direction, scan_id, device_now)
+        with self._lock:
+            self._recent[(text, direction)] = (now_mono, verdict)
+        return verdict
+
+    # --- debounce -------------------------------------------------------------------------
+
+    def _repeat_of(
+        self, text: str, direction: Direction, now: float, window: float
+    ) -> GateVerdict | None:
+        with self._lock:
+            if len(self._recent) > 256:
+                self._recent = {
+                    key: seen for key, seen in self._recent.items() if now - seen[0] <= window
+                }
+            seen = self._recent.get((text, direction))
+            if seen is None or now - seen[0] > window:
+                return None
+            return replace_struct(seen[1], repeat=True)
+
+    # --- online ----------------------------------------------------------------------------
+
+    def _scan_online(
+        self,
+        context: _Context,
+        text: str,
+        direction: Direction,
+        scan_id: uuid.UUID,
+        device_now: datetime,
+    ) -> GateVerdict | None:
+        assert self._online is not None
+        request = wire.ValidateRequest(
+            code=text.strip()[:2048] or text[:2048],
+            direction=direction,
+            scan_id=scan_id,
+            scanned_at=device_now,
+        )
+        answer = self._online(request)
+        if answer is None:
+            return None
+        at = answer.scanned_at or device_now
+        lookup = self._store.sealer.lookup(answer.ticket_id) if answer.ticket_id else None
+        record = ScanRecord(
+            scan_id=scan_id,
+            device_id=context.enrollment.device_id,
+            gate=answer.gate or context.enrollment.gate,
+            direction=direction,
+            at=at,
+            device_time=device_now,
+            clock_offset_ms=_offset_ms(at, device_now),
+            result=answer.result,
+            reason=answer.reason,
+            mode="online",
+            code=text,
+            ticket_lookup=lookup,
+            ticket_id=answer.ticket_id,
+            ticket_type=answer.ticket_type,
+            server_result=answer.result,
+            server_reason=answer.reason,
+        )
+        with self._store.write() as conn:
+            # Already on the server: logged here, not queued.
+            record_scan(conn, record, upload=False, now=device_now)
+        verdict = msgspec.structs.replace(answer, scan_id=scan_id, direction=direction)
+        return GateVerdict(verdict=verdict, mode="online", sentence=_sentence(verdict, False))
+
+    # --- offline ---------------------------------------------------------------------------
+
+    def _scan_offline(
+        self,
+        context: _Context,
+        text: str,
+        direction: Direction,
+        scan_id: uuid.UUID,
+        device_now: datetime,
+    ) -> GateVerdict:
+        code = read_code(context.keys, text)
+        if isinstance(code, CodeRejection) and code.kind is RejectionKind.UNKNOWN_KEY:
+            # Keys may have arrived (another process synced) since they were loaded.
+            self.reload()
+            context = self._context
+            code = read_code(context.keys, text)
+        with self._store.write() as conn:
+            offset_ms = load_sync_state(conn).clock_offset_ms
+            now = device_now + timedelta(milliseconds=offset_ms)
+            decision = self._decide(conn, context, code, direction, now)
+            record = ScanRecord(
+                scan_id=scan_id,
+                device_id=context.enrollment.device_id,
+                gate=context.enrollment.gate,
+                direction=direction,
+                at=now,
+                device_time=device_now,
+                clock_offset_ms=offset_ms,
+                result=decision.result,
+                reason=decision.reason,
+                mode="offline",
+                code=text,
+                ticket_lookup=decision.lookup,
+                ticket_id=decision.ticket_id,
+                ticket_type=decision.ticket_type,
+                on_signature=decision.on_signature,
+            )
+            record_scan(conn, record, upload=True, now=device_now)
+        verdict = wire.Verdict(
+            result=decision.result,
+            reason=decision.reason,
+            scan_id=scan_id,
+            direction=direction,
+            gate=context.enrollment.gate,
+            scanned_at=now,
+            ticket_id=decision.ticket_id,
+            event_id=decision.event_id,
+            ticket_type=decision.ticket_type,
+            holder_name=decision.holder_name,
+            prior=decision.prior,
+        )
+        return GateVerdict(
+            verdict=verdict,
+            mode="offline",
+            on_signature=decision.on_signature,
+            reentry=decision.reentry,
+            sentence=reentry_sentence()
+            if decision.reentry
+            else _sentence(verdict, decision.on_signature),
+        )
+
+    def _decide(
+        self,
+        conn: Connection,
+        context: _Context,
+        code: TicketCode | CodeRejection,
+        direction: Direction,
+        now: datetime,
+    ) -> _Decision:
+        if isinstance(code, CodeRejection):
+            return _Decision(VerdictResult.REJECTED, code.reason)
+        gate_event = context.gate_event
+        decision = _Decision(
+            VerdictResult.ADMITTED, None, ticket_id=code.ticket_id, event_id=code.event_id
+        )
+        if code.event_id != gate_event.event_id:
+            return replace(
+                decision, result=VerdictResult.REJECTED, reason=VerdictReason.WRONG_EVENT
+            )
+        seal = self._store.sealer.for_ticket(code.ticket_id)
+        cached = find_ticket(conn, seal.lookup)
+        decision = replace(
+            decision,
+            lookup=seal.lookup,
+            ticket_type=cached.ticket_type if cached else None,
+            holder_name=seal.open(cached.sealed_holder) if cached else None,
+        )
+        if direction is Direction.EXIT:
+            return decision
+        if cached is None and not context.settings.strict:
+            facts = TicketFacts(
+                code.ticket_id, code.event_id, TicketStatus.ACTIVE, code.secret_version
+            )
+            decision = replace(decision, on_signature=True)
+        elif cached is None:
+            facts = None
+        else:
+            facts = TicketFacts(code.ticket_id, code.event_id, cached.status, cached.secret_version)
+        window = EventWindow(
+            event_id=gate_event.event_id,
+            opens_at=(cached.valid_from if cached else None) or gate_event.admission_opens_at,
+            ends_at=(cached.valid_until if cached else None) or gate_event.ends_at,
+        )
+        reason = code_standing(
+            code, gate_event_id=gate_event.event_id, ticket=facts, window=window, now=now
+        )
+        if reason is not None:
+            return replace(decision, result=VerdictResult.REJECTED, reason=reason)
+        known = admissions_of(conn, seal.lookup)
+        timeline = replay(
+            (AdmittedScan(a.scan_id, a.at, a.direction) for a in known),
+            allow_reentry=gate_event.allow_reentry,
+        )
+        collides = timeline.entry_collides_with(gate_event.allow_reentry)
+        if collides is not None:
+            first = next(a for a in known if a.scan_id == collides)
+            return replace(
+                decision,
+                result=VerdictResult.REJECTED,
+                reason=VerdictReason.ALREADY_CHECKED_IN,
+                prior=wire.PriorScan(
+                    scan_id=first.scan_id,
+                    scanned_at=first.at,
+                    gate=first.gate,
+                    device_id=first.device_id,
+                ),
+            )
+        return replace(decision, reentry=timeline.first_entry is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    result: VerdictResult
+    reason: VerdictReason | None
+    ticket_id: uuid.UUID | None = None
+    event_id: uuid.UUID | None = None
+    lookup: bytes | None = None
+    ticket_type: str | None = None
+    holder_name: str | None = None
+    prior: wire.PriorScan | None = None
+    on_signature: bool = False
+    reentry: bool = False
+
+
+def replace_struct(verdict: GateVerdict, **changes: object) -> GateVerdict:
+    return msgspec.structs.replace(verdict, **changes)
+
+
+def _offset_ms(server: datetime, device: datetime) -> int:
+    return round((server - device).total_seconds() * 1000)
+
+
+def _sentence(verdict: wire.Verdict, on_signature: bool) -> str:
+    """The verdict as gate staff read it."""
+    if verdict.reason is VerdictReason.ALREADY_CHECKED_IN and verdict.prior is not None:
+        when = verdict.prior.scanned_at.astimezone().strftime("%H:%M")
+        return f"Already checked in at {when} at {verdict.prior.gate}."
+    if verdict.reason is not None:
+        return verdict.reason.sentence
+    if verdict.direction is Direction.EXIT:
+        return "Goodbye — exit recorded."
+    if on_signature:
+        return "Genuine ticket, not yet on this scanner's list (sold after the last sync)."
+    return "Welcome!"
+
+
+def reentry_sentence() -> str:
+    return "Welcome back (re-entry)."

@@ -1,0 +1,152 @@
+"""The scanner's SQLite file: opening, migrating, and transactions that survive a power cut.
+
+Durability: WAL with ``synchronous=FULL`` — every commit is on disk (the WAL is fsynced) before
+``write()`` returns, so a verdict shown after its scan was committed survives a crash, a kill or
+a power cut. ``NORMAL`` would be faster and still safe against a crashed *process*, but may lose
+the last commits when the power goes, which is exactly the case a gate must survive.
+
+Concurrency: the camera, a handheld scanner and the sync engine write from different threads,
+and a command-line ``sync`` may run beside the app. Writes take SQLite's write lock at the start
+(``BEGIN IMMEDIATE``), so a transaction that read something never finds it changed under it
+when it comes to write; within one process a lock also keeps threads from spinning on
+``SQLITE_BUSY``. Readers use WAL snapshots and never wait for writers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import QueuePool
+
+from scanner_app.core.store import schema
+from scanner_app.core.store.sealing import Sealer
+
+DATABASE_FILE = "scanner.sqlite3"
+#: How long a writer waits for another process's write lock before giving up.
+BUSY_TIMEOUT_MS = 10_000
+
+
+class StoreError(RuntimeError):
+    """The scanner's data file cannot be used; the message says why and what to do."""
+
+
+class LocalStore:
+    """One scanner's SQLite file. Thread-safe: share one instance between threads."""
+
+    def __init__(self, engine: Engine, path: Path) -> None:
+        self.engine = engine
+        self.path = path
+        self._write_lock = threading.Lock()
+        self._sealer: Sealer | None = None
+
+    @classmethod
+    def open(cls, data_dir: Path) -> LocalStore:
+        """Open (creating and migrating when needed) the store in ``data_dir``.
+
+        Raises ``StoreError`` when the folder cannot be created, the file is not a SQLite
+        database, or it was written by a newer version of the program.
+        """
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"Cannot create the data folder {data_dir}: {error}") from error
+        path = data_dir / DATABASE_FILE
+        engine = create_engine(
+            f"sqlite+pysqlite:///{path}",
+            poolclass=QueuePool,
+            pool_size=4,
+            max_overflow=4,
+            connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+        )
+        event.listen(engine, "connect", _configure_connection)
+        event.listen(engine, "begin", _begin)
+        store = cls(engine, path)
+        try:
+            store._migrate()
+        except DBAPIError as error:
+            engine.dispose()
+            raise StoreError(
+                f"{path} is not a scanner data file this program can read ({error.orig})."
+            ) from error
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction: committed and on disk when the block ends, rolled back when it
+        raises."""
+        with self._write_lock, self.engine.connect() as plain:
+            conn = plain.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A consistent read-only snapshot."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @property
+    def sealer(self) -> Sealer:
+        if self._sealer is None:
+            with self.read() as conn:
+                salt = conn.scalar(
+                    select(schema.state.c.value).where(schema.state.c.name == "cache_salt")
+                )
+            if salt is None:
+                raise StoreError(f"{self.path} has lost its cache salt; re-create the store.")
+            self._sealer = Sealer(bytes.fromhex(salt))
+        return self._sealer
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
+
+    def _migrate(self) -> None:
+        with self.write() as conn:
+            version = int(conn.exec_driver_sql("PRAGMA user_version").scalar_one())
+            if version > schema.SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} was written by a newer Gatehouse scanner (data version "
+                    f"{version}; this program knows up to {schema.SCHEMA_VERSION}). Install "
+                    "that version or newer."
+                )
+            for step in range(version, schema.SCHEMA_VERSION):
+                schema.MIGRATIONS[step](conn)
+                if step == 0:
+                    conn.execute(
+                        schema.state.insert().values(
+                            name="cache_salt", value=Sealer.new_salt().hex()
+                        )
+                    )
+            if version != schema.SCHEMA_VERSION:
+                # PRAGMA takes no parameters; the value is our own integer.
+                conn.exec_driver_sql(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+
+
+def _configure_connection(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event decide when transactions start (the driver's own
+    # implicit BEGIN would start them late, after the first read).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = FULL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    # A million-ticket cache is ~100 MB; keep the hot part of the b-trees in memory.
+    cursor.execute("PRAGMA cache_size = -65536")
+    cursor.close()
+
+
+def _begin(conn: Connection) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+    conn.exec_driver_sql(f"BEGIN {mode}")

@@ -1,0 +1,325 @@
+"""The local scan log and the upload queue.
+
+A scan and its queue entry are written in one transaction (the scanner's twin of the server's
+outbox): either both are on disk or neither is, so a scan that was shown is uploaded, and a scan
+that was not shown never is. The queue entry is removed only in the transaction that records the
+server's answer, so a crash between upload and answer means one more upload, which the server
+recognises by the scan id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from scanner_app.core.store import schema
+from scanner_app.core.store.times import from_micros, opt_datetime, to_micros
+from shared import wire
+from shared.domain import Direction, VerdictReason, VerdictResult
+from shared.wire import CodeText
+
+#: Longest text kept from a scan (the wire's limit); longer input is not a ticket code anyway.
+MAX_CODE_CHARS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRecord:
+    """One scan made on this device, as it is recorded before its verdict is shown."""
+
+    scan_id: uuid.UUID
+    gate: str
+    direction: Direction
+    #: Corrected time (device clock + measured offset): what the server orders by.
+    at: datetime
+    device_time: datetime
+    clock_offset_ms: int
+    result: VerdictResult
+    reason: VerdictReason | None
+    #: ``offline`` or ``online``.
+    mode: str
+    code: str
+    device_id: uuid.UUID | None = None
+    ticket_lookup: bytes | None = None
+    ticket_id: uuid.UUID | None = None
+    ticket_type: str | None = None
+    on_signature: bool = False
+    #: For an online verdict, the server's own record of it.
+    server_result: VerdictResult | None = None
+    server_reason: VerdictReason | None = None
+    conflict_of: uuid.UUID | None = None
+
+
+def record_scan(conn: Connection, scan: ScanRecord, *, upload: bool, now: datetime) -> None:
+    """Write ``scan`` to the log and, when ``upload``, queue it for the server."""
+    conn.exec_driver_sql(
+        "INSERT INTO scans (scan_id, origin, ticket_lookup, ticket_id, device_id, gate, "
+        "direction, at, device_time, clock_offset_ms, result, reason, mode, on_signature, code, "
+        "ticket_type, conflict_of, annulled, server_result, server_reason, recorded_at) "
+        "VALUES (?, 'local', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+        (
+            scan.scan_id.bytes,
+            scan.ticket_lookup,
+            scan.ticket_id.bytes if scan.ticket_id else None,
+            scan.device_id.bytes if scan.device_id else None,
+            scan.gate,
+            scan.direction.value,
+            to_micros(scan.at),
+            to_micros(scan.device_time),
+            scan.clock_offset_ms,
+            scan.result.value,
+            scan.reason.value if scan.reason else None,
+            scan.mode,
+            scan.on_signature,
+            scan.code[:MAX_CODE_CHARS],
+            scan.ticket_type,
+            scan.conflict_of.bytes if scan.conflict_of else None,
+            scan.server_result.value if scan.server_result else None,
+            scan.server_reason.value if scan.server_reason else None,
+            to_micros(now),
+        ),
+    )
+    if upload:
+        enqueue(conn, scan.scan_id, "scan", now)
+
+
+def enqueue(conn: Connection, scan_id: uuid.UUID, kind: str, now: datetime) -> None:
+    conn.exec_driver_sql(
+        "INSERT INTO upload_queue (scan_id, kind, enqueued_at, attempts) VALUES (?, ?, ?, 0) "
+        "ON CONFLICT (scan_id, kind) DO NOTHING",
+        (scan_id.bytes, kind, to_micros(now)),
+    )
+
+
+# --- the upload side ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedScan:
+    seq: int
+    upload: wire.ScanUpload
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedAnnulment:
+    seq: int
+    scan_id: uuid.UUID
+
+
+def queued_scans(conn: Connection, limit: int) -> list[QueuedScan]:
+    """The oldest queued scans, as the server's upload endpoint takes them."""
+    rows = conn.exec_driver_sql(
+        "SELECT q.seq, s.scan_id, s.code, s.gate, s.direction, s.device_time, "
+        "s.clock_offset_ms, s.result, s.reason, s.mode "
+        "FROM upload_queue q JOIN scans s ON s.scan_id = q.scan_id "
+        "WHERE q.kind = 'scan' ORDER BY q.seq LIMIT ?",
+        (limit,),
+    ).all()
+    return [
+        QueuedScan(
+            seq=r[0],
+            upload=wire.ScanUpload(
+                scan_id=uuid.UUID(bytes=r[1]),
+                code=_code_text(r[2]),
+                gate=r[3],
+                direction=Direction(r[4]),
+                scanned_at=from_micros(r[5]),
+                clock_offset_ms=r[6],
+                device_result=VerdictResult(r[7]),
+                device_reason=VerdictReason(r[8]) if r[8] else None,
+                offline=r[9] != "online",
+            ),
+        )
+        for r in rows
+    ]
+
+
+def _code_text(code: str | None) -> CodeText:
+    # The wire needs at least one character; an empty scan is never recorded, but a damaged
+    # row must not block the queue.
+    return code or "?"
+
+
+def queued_annulments(conn: Connection, limit: int) -> list[QueuedAnnulment]:
+    """Annulments waiting, oldest first — only those whose scan has itself been uploaded (the
+    server can only undo what it has)."""
+    rows = conn.exec_driver_sql(
+        "SELECT q.seq, q.scan_id FROM upload_queue q WHERE q.kind = 'annul' AND NOT EXISTS "
+        "(SELECT 1 FROM upload_queue u WHERE u.kind = 'scan' AND u.scan_id = q.scan_id) "
+        "ORDER BY q.seq LIMIT ?",
+        (limit,),
+    ).all()
+    return [QueuedAnnulment(seq=r[0], scan_id=uuid.UUID(bytes=r[1])) for r in rows]
+
+
+def queue_length(conn: Connection) -> int:
+    return int(conn.scalar(select(func.count()).select_from(schema.upload_queue)) or 0)
+
+
+def record_outcomes(conn: Connection, batch: wire.ScanBatchOutcome) -> int:
+    """Store the server's answer to an upload and take the answered scans off the queue.
+    Returns how many of this device's scans the server found to be conflicts."""
+    conflicts = 0
+    for outcome in batch.outcomes:
+        conn.exec_driver_sql(
+            "DELETE FROM upload_queue WHERE kind = 'scan' AND scan_id = ?", (outcome.scan_id.bytes,)
+        )
+        conflicts += _store_outcome(conn, outcome)
+    for outcome in batch.reclassified:
+        conflicts += _store_outcome(conn, outcome)
+    return conflicts
+
+
+def _store_outcome(conn: Connection, outcome: wire.ScanOutcome) -> int:
+    reason = outcome.server_reason or outcome.reason
+    conn.execute(
+        update(schema.scans)
+        .where(schema.scans.c.scan_id == outcome.scan_id.bytes)
+        .values(
+            server_result=outcome.result.value,
+            server_reason=reason.value if reason else None,
+            conflict_of=outcome.conflict_of.bytes if outcome.conflict_of else None,
+        )
+    )
+    return 1 if outcome.conflict_of is not None else 0
+
+
+def refuse_queued(conn: Connection, seq: int, error: str) -> None:
+    """The server refused this entry for good (it will never accept it as sent): keep the scan
+    in the log with the reason, take it off the queue so the rest can go."""
+    row = conn.exec_driver_sql("SELECT scan_id FROM upload_queue WHERE seq = ?", (seq,)).first()
+    if row is None:
+        return
+    conn.exec_driver_sql(
+        "UPDATE scans SET server_result = 'refused', server_reason = ? WHERE scan_id = ?",
+        (error[:500], row[0]),
+    )
+    conn.exec_driver_sql("DELETE FROM upload_queue WHERE seq = ?", (seq,))
+
+
+def note_failed_attempt(conn: Connection, seqs: list[int], error: str) -> None:
+    conn.exec_driver_sql(
+        "UPDATE upload_queue SET attempts = attempts + 1, last_error = ? WHERE seq = ?",
+        [(error[:500], seq) for seq in seqs],
+    )
+
+
+def drop_from_queue(conn: Connection, seq: int) -> None:
+    conn.exec_driver_sql("DELETE FROM upload_queue WHERE seq = ?", (seq,))
+
+
+# --- undo ---------------------------------------------------------------------------------------
+
+
+def annul(conn: Connection, scan_id: uuid.UUID, now: datetime) -> bool:
+    """Undo an admission made here: it no longer counts, and the server is told. False when
+    there is no such admitted local scan (or it was annulled already)."""
+    result = conn.exec_driver_sql(
+        "UPDATE scans SET annulled = 1 WHERE scan_id = ? AND origin = 'local' "
+        "AND result = 'admitted' AND NOT annulled",
+        (scan_id.bytes,),
+    )
+    if result.rowcount != 1:
+        return False
+    enqueue(conn, scan_id, "annul", now)
+    return True
+
+
+# --- reading the log ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedScan:
+    """A row of the scan log as managers and the status screen see it."""
+
+    scan_id: uuid.UUID
+    origin: str
+    gate: str
+    direction: Direction
+    at: datetime
+    result: VerdictResult
+    reason: VerdictReason | None
+    mode: str
+    on_signature: bool
+    ticket_id: uuid.UUID | None
+    ticket_type: str | None
+    conflict_of: uuid.UUID | None
+    annulled: bool
+    server_result: str | None
+    server_reason: str | None
+    uploaded: bool
+
+
+_LOG_COLUMNS = (
+    "s.scan_id, s.origin, s.gate, s.direction, s.at, s.result, s.reason, s.mode, "
+    "s.on_signature, s.ticket_id, s.ticket_type, s.conflict_of, s.annulled, s.server_result, "
+    "s.server_reason, NOT EXISTS (SELECT 1 FROM upload_queue q WHERE q.scan_id = s.scan_id "
+    "AND q.kind = 'scan')"
+)
+
+
+def _logged(r: Any) -> LoggedScan:
+    return LoggedScan(
+        scan_id=uuid.UUID(bytes=r[0]),
+        origin=str(r[1]),
+        gate=str(r[2]),
+        direction=Direction(r[3]),
+        at=from_micros(r[4]),
+        result=VerdictResult(r[5]),
+        reason=VerdictReason(r[6]) if r[6] else None,
+        mode=str(r[7]),
+        on_signature=bool(r[8]),
+        ticket_id=uuid.UUID(bytes=r[9]) if r[9] else None,
+        ticket_type=r[10],
+        conflict_of=uuid.UUID(bytes=r[11]) if r[11] else None,
+        annulled=bool(r[12]),
+        server_result=r[13],
+        server_reason=r[14],
+        uploaded=bool(r[15]),
+    )
+
+
+def local_scans(conn: Connection, limit: int = 100) -> list[LoggedScan]:
+    """This device's scans, newest first."""
+    rows = conn.exec_driver_sql(
+        f"SELECT {_LOG_COLUMNS} FROM scans s WHERE s.origin = 'local' "  # noqa: S608
+        "ORDER BY s.at DESC LIMIT ?",
+        (limit,),
+    ).all()
+    return [_logged(r) for r in rows]
+
+
+def find_scan(conn: Connection, scan_id: uuid.UUID) -> LoggedScan | None:
+    row = conn.exec_driver_sql(
+        f"SELECT {_LOG_COLUMNS} FROM scans s WHERE s.scan_id = ?",  # noqa: S608
+        (scan_id.bytes,),
+    ).first()
+    return _logged(row) if row else None
+
+
+def conflicts(conn: Connection) -> list[LoggedScan]:
+    """Double entries the server found among the scans this device knows (its own and other
+    gates'), newest first."""
+    rows = conn.exec_driver_sql(
+        f"SELECT {_LOG_COLUMNS} FROM scans s WHERE s.conflict_of IS NOT NULL "  # noqa: S608
+        "ORDER BY s.at DESC"
+    ).all()
+    return [_logged(r) for r in rows]
+
+
+def scan_count(conn: Connection, origin: str = "local") -> int:
+    return int(
+        conn.scalar(
+            select(func.count()).select_from(schema.scans).where(schema.scans.c.origin == origin)
+        )
+        or 0
+    )
+
+
+def last_scan_time(conn: Connection) -> datetime | None:
+    return opt_datetime(
+        conn.scalar(select(func.max(schema.scans.c.at)).where(schema.scans.c.origin == "local"))
+    )

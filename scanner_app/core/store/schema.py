@@ -1,0 +1,227 @@
+"""The scanner's local schema, versioned in code.
+
+The schema is what ``MIGRATIONS`` builds, one step per version, recorded in SQLite's
+``PRAGMA user_version``: a new release appends a step and never edits an old one. The ``Table``
+objects below describe the newest version for queries; a test migrates an empty file and checks
+that the two agree.
+
+Times are integers: microseconds since the Unix epoch, UTC. Ids are 16-byte blobs. Tickets are
+keyed by ``lookup`` — a keyed hash of the ticket id, not the id itself (see ``sealing``), so the
+cache does not list which tickets exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: The one enrolled identity of this scanner (a single row, id = 1).
+device = Table(
+    "device",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("device_id", LargeBinary, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("server_url", Text, nullable=False),
+    Column("tenant_id", LargeBinary, nullable=False),
+    Column("event_id", LargeBinary, nullable=False),
+    Column("gate", Text, nullable=False),
+    Column("token", Text, nullable=False),
+    Column("enrolled_at", Integer, nullable=False),
+)
+
+#: The event this scanner admits to.
+event = Table(
+    "event",
+    metadata,
+    Column("event_id", LargeBinary, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("venue", Text, nullable=False),
+    Column("starts_at", Integer, nullable=False),
+    Column("ends_at", Integer, nullable=False),
+    Column("admission_opens_at", Integer),
+    Column("allow_reentry", Boolean, nullable=False),
+)
+
+#: Key material for reading codes: ``kind`` is ``verify`` (Ed25519 public) or ``encryption``.
+keys = Table(
+    "keys",
+    metadata,
+    Column("kind", Text, primary_key=True),
+    Column("key_id", Integer, primary_key=True),
+    Column("key", LargeBinary, nullable=False),
+    Column("added_at", Integer, nullable=False),
+)
+
+#: The ticket cache, from the changes feed.
+tickets = Table(
+    "tickets",
+    metadata,
+    Column("lookup", LargeBinary, primary_key=True),
+    Column("status", Text, nullable=False),
+    Column("secret_version", Integer, nullable=False),
+    Column("ticket_type", Text, nullable=False),
+    Column("valid_from", Integer),
+    Column("valid_until", Integer),
+    #: The holder's display name, sealed under a key only the ticket's code yields.
+    Column("sealed_holder", LargeBinary),
+    sqlite_with_rowid=False,
+)
+
+#: Every scan this device made, and the admissions of other gates learnt from the feed.
+scans = Table(
+    "scans",
+    metadata,
+    Column("scan_id", LargeBinary, primary_key=True),
+    #: ``local`` (made here) or ``peer`` (another gate's admission, from the feed).
+    Column("origin", Text, nullable=False),
+    Column("ticket_lookup", LargeBinary),
+    #: Only for scans made here: the ticket id read from the code.
+    Column("ticket_id", LargeBinary),
+    Column("device_id", LargeBinary),
+    Column("gate", Text, nullable=False),
+    Column("direction", Text, nullable=False),
+    #: The time the scan is ordered by: device clock corrected by the measured offset.
+    Column("at", Integer, nullable=False),
+    #: The device's own clock reading (local scans).
+    Column("device_time", Integer),
+    Column("clock_offset_ms", Integer, nullable=False),
+    Column("result", Text, nullable=False),
+    Column("reason", Text),
+    #: How the verdict was reached: ``offline``, ``online`` or ``peer``.
+    Column("mode", Text, nullable=False),
+    #: Admitted on the code's signature alone (ticket not in the cache yet).
+    Column("on_signature", Boolean, nullable=False),
+    #: The scanned text, kept for upload (local scans only).
+    Column("code", Text),
+    Column("ticket_type", Text),
+    #: Set when the server found this admission to be a second entry: the one it collided with.
+    Column("conflict_of", LargeBinary),
+    Column("annulled", Boolean, nullable=False),
+    #: The server's word on a local scan once uploaded (``None`` until then).
+    Column("server_result", Text),
+    Column("server_reason", Text),
+    Column("recorded_at", Integer, nullable=False),
+)
+
+#: Scans and annulments waiting to reach the server, in the order they happened.
+upload_queue = Table(
+    "upload_queue",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("scan_id", LargeBinary, nullable=False),
+    #: ``scan`` (upload the scan) or ``annul`` (undo an admission on the server).
+    Column("kind", Text, nullable=False),
+    Column("enqueued_at", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    sqlite_autoincrement=True,
+)
+
+#: Sync bookkeeping and settings: small named values (JSON text).
+state = Table(
+    "state",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+def _v1(conn: Connection) -> None:
+    for statement in (
+        """CREATE TABLE device (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            device_id BLOB NOT NULL,
+            name TEXT NOT NULL,
+            server_url TEXT NOT NULL,
+            tenant_id BLOB NOT NULL,
+            event_id BLOB NOT NULL,
+            gate TEXT NOT NULL,
+            token TEXT NOT NULL,
+            enrolled_at INTEGER NOT NULL
+        )""",
+        """CREATE TABLE event (
+            event_id BLOB PRIMARY KEY,
+            name TEXT NOT NULL,
+            venue TEXT NOT NULL,
+            starts_at INTEGER NOT NULL,
+            ends_at INTEGER NOT NULL,
+            admission_opens_at INTEGER,
+            allow_reentry BOOLEAN NOT NULL
+        )""",
+        """CREATE TABLE keys (
+            kind TEXT NOT NULL CHECK (kind IN ('verify', 'encryption')),
+            key_id INTEGER NOT NULL,
+            key BLOB NOT NULL,
+            added_at INTEGER NOT NULL,
+            PRIMARY KEY (kind, key_id)
+        )""",
+        """CREATE TABLE tickets (
+            lookup BLOB PRIMARY KEY,
+            status TEXT NOT NULL,
+            secret_version INTEGER NOT NULL,
+            ticket_type TEXT NOT NULL,
+            valid_from INTEGER,
+            valid_until INTEGER,
+            sealed_holder BLOB
+        ) WITHOUT ROWID""",
+        """CREATE TABLE scans (
+            scan_id BLOB PRIMARY KEY,
+            origin TEXT NOT NULL CHECK (origin IN ('local', 'peer')),
+            ticket_lookup BLOB,
+            ticket_id BLOB,
+            device_id BLOB,
+            gate TEXT NOT NULL,
+            direction TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            device_time INTEGER,
+            clock_offset_ms INTEGER NOT NULL,
+            result TEXT NOT NULL,
+            reason TEXT,
+            mode TEXT NOT NULL,
+            on_signature BOOLEAN NOT NULL,
+            code TEXT,
+            ticket_type TEXT,
+            conflict_of BLOB,
+            annulled BOOLEAN NOT NULL,
+            server_result TEXT,
+            server_reason TEXT,
+            recorded_at INTEGER NOT NULL
+        )""",
+        # The validator's question: this ticket's admissions. Partial: rejections never count.
+        """CREATE INDEX ix_scans_ticket_admitted ON scans (ticket_lookup, at)
+            WHERE result = 'admitted'""",
+        # The scan log reads newest first.
+        "CREATE INDEX ix_scans_at ON scans (at)",
+        """CREATE TABLE upload_queue (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            scan_id BLOB NOT NULL,
+            kind TEXT NOT NULL CHECK (kind IN ('scan', 'annul')),
+            enqueued_at INTEGER NOT NULL,
+            attempts INTEGER NOT NULL,
+            last_error TEXT,
+            UNIQUE (scan_id, kind)
+        )""",
+        """CREATE TABLE state (
+            name TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )""",
+    ):
+        conn.exec_driver_sql(statement)
+
+
+#: Step ``n`` (1-based) turns a version ``n - 1`` file into version ``n``.
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
