@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
 import click
 import cv2
+import msgspec
 import numpy as np
 
+from scanner_app.core import paths
+from scanner_app.core.capture import CaptureError
 from scanner_app.core.decoding import (
     BACKENDS,
     DEFAULT_BACKEND,
@@ -17,6 +21,15 @@ from scanner_app.core.decoding import (
     create_decoder,
 )
 from scanner_app.core.demo import run_demo
+from scanner_app.core.gate import GateVerdict
+from scanner_app.core.paths import ENV_VAR
+from scanner_app.core.pipeline import CodeSighting
+from scanner_app.core.session import ScanSession, VerdictPrinter, device_status, verdict_json
+from scanner_app.core.store import LocalStore, StoreError
+from scanner_app.core.sync import engine as sync_engine
+from scanner_app.core.sync.client import RequestRefused, SyncError
+from scanner_app.core.sync.engine import NotEnrolledForSync, SyncBusy, SyncEngine
+from shared.domain import Direction
 
 
 def _decoder(name: str) -> QrDecoder:
@@ -104,3 +117,153 @@ def decode(images: tuple[Path, ...], decoder: str) -> None:
         for symbol in symbols:
             click.echo(f"{path}: {symbol.text}")
     sys.exit(1 if failed else 0)
+
+
+# --- the device: enroll, sync, scan, status ----------------------------------------------------
+
+_data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"Folder of the scanner's data (default: the user data folder, or ${ENV_VAR}).",
+)
+
+
+def _open_store(data_dir: Path | None) -> LocalStore:
+    try:
+        return LocalStore.open(paths.data_dir(data_dir))
+    except StoreError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@main.command()
+@click.option("--server", "server_url", required=True, help="The sync server's URL.")
+@click.option("--code", required=True, help="The one-time enrollment code from a manager.")
+@click.option(
+    "--name", "device_name", default=socket.gethostname(), show_default=True, help="Device name."
+)
+@_data_dir_option
+def enroll(server_url: str, code: str, device_name: str, data_dir: Path | None) -> None:
+    """Enroll this scanner for a gate with a code from a manager, then fetch its tickets."""
+    store = _open_store(data_dir)
+    try:
+        enrollment = sync_engine.enroll(store, server_url, code, device_name)
+    except RequestRefused as error:
+        raise click.ClickException(error.detail or str(error)) from error
+    except SyncError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(
+        f"Enrolled as {enrollment.name!r} at gate {enrollment.gate} "
+        f"(device {enrollment.device_id})."
+    )
+    _sync_now(store)
+
+
+def _sync_now(store: LocalStore) -> bool:
+    engine = SyncEngine(store, lock_timeout_seconds=30.0)
+    try:
+        report = engine.sync_once()
+    except (SyncBusy, NotEnrolledForSync) as error:
+        raise click.ClickException(str(error)) from error
+    status = engine.status()
+    click.echo(
+        f"Sync: {report.uploaded} scans uploaded, {report.tickets} ticket changes and "
+        f"{report.admissions} admissions at other gates received, {report.new_conflicts} new "
+        f"conflicts; {status.queued} scans still queued."
+    )
+    for problem in report.errors:
+        click.echo(f"Sync stopped: {problem}", err=True)
+    return report.ok
+
+
+@main.command()
+@_data_dir_option
+def sync(data_dir: Path | None) -> None:
+    """Upload queued scans and download what changed, once. Exits 1 when the server could not
+    be reached (queued scans stay queued)."""
+    store = _open_store(data_dir)
+    sys.exit(0 if _sync_now(store) else 1)
+
+
+@main.command()
+@_data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(data_dir: Path | None, as_json: bool) -> None:
+    """Show the device, its event, the link to the server and what is waiting to be sent."""
+    store = _open_store(data_dir)
+    report = device_status(store)
+    if as_json:
+        click.echo(msgspec.json.encode(report).decode())
+        return
+    for label, value in report.lines():
+        click.echo(f"{label:>16}: {value}")
+
+
+@main.command()
+@click.option(
+    "--source",
+    required=True,
+    help="Camera number or device, video file, image or folder of images; '-' reads code "
+    "texts from standard input, one per line (as a handheld scanner types them).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON verdict per line.")
+@click.option(
+    "--direction",
+    type=click.Choice([d.value for d in Direction]),
+    default=None,
+    help="Entry or exit (default: the gate's setting).",
+)
+@click.option("--offline", is_flag=True, help="Decide on this device only; don't ask the server.")
+@click.option("--no-sync", is_flag=True, help="Don't sync in the background while scanning.")
+@click.option("--paced", is_flag=True, help="Play files at their frame rate, like a camera.")
+@_decoder_option
+@_data_dir_option
+def scan(  # noqa: PLR0917 - click passes one argument per option
+    source: str,
+    as_json: bool,
+    direction: str | None,
+    offline: bool,
+    no_sync: bool,
+    paced: bool,
+    decoder: str,
+    data_dir: Path | None,
+) -> None:
+    """Scan codes from SOURCE and print a verdict for each. Every verdict is recorded (and
+    queued for the server) before it is printed. Stops at the end of a file, or on Ctrl-C."""
+    store = _open_store(data_dir)
+    try:
+        session = ScanSession.open(
+            store,
+            online=not offline,
+            background_sync=not no_sync,
+            direction=Direction(direction) if direction else None,
+        )
+    except StoreError as error:
+        raise click.ClickException(str(error)) from error
+    printer = _verdict_printer(as_json)
+    try:
+        if source == "-":
+            session.scan_lines(sys.stdin, printer)
+        else:
+            session.scan_source(source, _decoder(decoder), printer, paced=paced)
+    except CaptureError as error:
+        raise click.ClickException(str(error)) from error
+    except KeyboardInterrupt:
+        pass
+    finally:
+        session.close()
+
+
+def _verdict_printer(as_json: bool) -> VerdictPrinter:
+    def show(verdict: GateVerdict, sighting: CodeSighting | None) -> None:
+        if as_json:
+            click.echo(verdict_json(verdict, sighting))
+            return
+        colour = "green" if verdict.admitted else "red"
+        if verdict.admitted and (verdict.on_signature or verdict.reentry):
+            colour = "yellow"
+        word = click.style(f"{verdict.verdict.result.upper():<9}", fg=colour, bold=True)
+        extra = " (repeat)" if verdict.repeat else ""
+        click.echo(f"{word} {verdict.sentence}{extra}")
+
+    return show

@@ -273,7 +273,10 @@ class Gate:
                 ticket_type=decision.ticket_type,
                 on_signature=decision.on_signature,
             )
-            record_scan(conn, record, upload=True, now=device_now)
+            # A device without a server (the demo) has nowhere to send its scans.
+            record_scan(
+                conn, record, upload=bool(context.enrollment.server_url), now=device_now
+            )
         verdict = wire.Verdict(
             result=decision.result,
             reason=decision.reason,

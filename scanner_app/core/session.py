@@ -1,0 +1,201 @@
+"""A scanning session: the gate, its sync engine and a code source wired together.
+
+The command line's ``scan`` and the desktop app both run one; neither wires the parts itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+import msgspec
+
+from scanner_app.core.capture import open_source
+from scanner_app.core.decoding import QrDecoder
+from scanner_app.core.gate import Gate, GateVerdict
+from scanner_app.core.pipeline import CodeSighting, FramePipeline
+from scanner_app.core.store import LocalStore
+from scanner_app.core.store.cache import ticket_count
+from scanner_app.core.store.scanlog import conflict_count, queue_length, scan_count
+from scanner_app.core.store.state import load_enrollment, load_event, load_sync_state
+from scanner_app.core.sync.engine import SyncEngine
+from shared.clock import Clock, SystemClock
+from shared.domain import Direction
+
+VerdictPrinter = Callable[[GateVerdict, CodeSighting | None], None]
+
+
+class ScanSession:
+    """Scans into one store. ``close()`` stops the camera and the background sync."""
+
+    def __init__(
+        self,
+        store: LocalStore,
+        gate: Gate,
+        engine: SyncEngine | None,
+        direction: Direction | None = None,
+    ) -> None:
+        self.store = store
+        self.gate = gate
+        self.engine = engine
+        self.direction = direction
+        self._pipeline: FramePipeline | None = None
+
+    @classmethod
+    def open(
+        cls,
+        store: LocalStore,
+        *,
+        online: bool = True,
+        background_sync: bool = True,
+        direction: Direction | None = None,
+        clock: Clock | None = None,
+    ) -> ScanSession:
+        """Raises ``NotEnrolled`` (a ``StoreError``) when the store has no device yet."""
+        clock = clock or SystemClock()
+        engine: SyncEngine | None = None
+        with store.read() as conn:
+            enrollment = load_enrollment(conn)
+        if enrollment is not None and enrollment.server_url:
+            engine = SyncEngine(store, clock=clock)
+        gate = Gate(
+            store,
+            clock=clock,
+            online=engine.online_check if engine is not None and online else None,
+            is_online=engine.is_online if engine is not None else (lambda: False),
+        )
+        if engine is not None:
+            engine.interval_seconds = gate.settings.sync_interval_seconds
+            engine.online_timeout_seconds = gate.settings.online_timeout_seconds
+            engine.set_data_listener(gate.reload)
+            if background_sync:
+                engine.start()
+        return cls(store, gate, engine, direction)
+
+    def scan_text(self, text: str) -> GateVerdict:
+        verdict = self.gate.scan(text, direction=self.direction)
+        if self.engine is not None and verdict.mode == "offline" and not verdict.repeat:
+            self.engine.wake()
+        return verdict
+
+    def scan_lines(self, lines: Iterable[str], on_verdict: VerdictPrinter) -> None:
+        """Scan each non-blank line (a handheld scanner typing into a terminal, a file)."""
+        for line in lines:
+            if line.strip():
+                on_verdict(self.scan_text(line.strip()), None)
+
+    def scan_source(
+        self, spec: str, decoder: QrDecoder, on_verdict: VerdictPrinter, *, paced: bool = False
+    ) -> None:
+        """Scan from a camera, video or images until the source ends (or Ctrl-C). Raises
+        ``CaptureError`` when the source cannot be opened or fails."""
+        source = open_source(spec, paced=paced)
+
+        def sink(sighting: CodeSighting) -> None:
+            on_verdict(self.scan_text(sighting.text), sighting)
+
+        pipeline = FramePipeline(source, decoder, sink)
+        self._pipeline = pipeline
+        pipeline.start()
+        while not pipeline.wait(0.2):
+            pass
+        if pipeline.error is not None:
+            raise pipeline.error
+
+    def close(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.stop()
+        if self.engine is not None:
+            self.engine.stop()
+
+
+def verdict_json(verdict: GateVerdict, sighting: CodeSighting | None) -> str:
+    """One line of ``scan --json``: the verdict's fields, how it was reached, and the frame."""
+    line = msgspec.to_builtins(verdict.verdict)
+    line |= {
+        "sentence": verdict.sentence,
+        "mode": verdict.mode,
+        "on_signature": verdict.on_signature,
+        "repeat": verdict.repeat,
+        "reentry": verdict.reentry,
+        "frame": sighting.frame_index if sighting else None,
+    }
+    return msgspec.json.encode(line).decode()
+
+
+class DeviceStatus(msgspec.Struct, kw_only=True):
+    """What ``gatehouse-scanner status`` shows."""
+
+    enrolled: bool
+    device_id: uuid.UUID | None = None
+    device_name: str | None = None
+    gate: str | None = None
+    server_url: str | None = None
+    event_name: str | None = None
+    event_id: uuid.UUID | None = None
+    tickets_cached: int = 0
+    scans_recorded: int = 0
+    queued: int = 0
+    conflicts: int = 0
+    last_sync_at: datetime | None = None
+    last_contact_at: datetime | None = None
+    offline_reason: str | None = None
+    clock_offset_ms: int = 0
+    revoked: bool = False
+    data_file: str = ""
+
+    def lines(self) -> list[tuple[str, str]]:
+        if not self.enrolled:
+            return [
+                ("device", "not enrolled (gatehouse-scanner enroll --server URL --code CODE)"),
+                ("data", self.data_file),
+            ]
+        link = "standalone (no server)" if not self.server_url else self.server_url
+        state = "revoked: enroll again" if self.revoked else (self.offline_reason or "ok")
+        return [
+            ("device", f"{self.device_name} ({self.device_id})"),
+            ("gate", str(self.gate)),
+            ("event", f"{self.event_name} ({self.event_id})"),
+            ("server", link),
+            ("link", state),
+            ("last sync", _when(self.last_sync_at)),
+            ("clock offset", f"{self.clock_offset_ms:+d} ms"),
+            ("tickets cached", f"{self.tickets_cached:,}"),
+            ("scans recorded", f"{self.scans_recorded:,}"),
+            ("queued", f"{self.queued:,}"),
+            ("conflicts", f"{self.conflicts:,}"),
+            ("data", self.data_file),
+        ]
+
+
+def _when(at: datetime | None) -> str:
+    return "never" if at is None else at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def device_status(store: LocalStore) -> DeviceStatus:
+    with store.read() as conn:
+        enrollment = load_enrollment(conn)
+        if enrollment is None:
+            return DeviceStatus(enrolled=False, data_file=str(store.path))
+        gate_event = load_event(conn, enrollment.event_id)
+        sync = load_sync_state(conn)
+        return DeviceStatus(
+            enrolled=True,
+            device_id=enrollment.device_id,
+            device_name=enrollment.name,
+            gate=enrollment.gate,
+            server_url=enrollment.server_url,
+            event_name=gate_event.name if gate_event else None,
+            event_id=enrollment.event_id,
+            tickets_cached=ticket_count(conn),
+            scans_recorded=scan_count(conn),
+            queued=queue_length(conn),
+            conflicts=conflict_count(conn),
+            last_sync_at=sync.last_sync_at,
+            last_contact_at=sync.last_contact_at,
+            offline_reason=sync.offline_reason,
+            clock_offset_ms=sync.clock_offset_ms,
+            revoked=sync.revoked,
+            data_file=str(store.path),
+        )

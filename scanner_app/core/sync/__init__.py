@@ -1,0 +1,1 @@
+"""Keeping a scanner and its server in step: the HTTP client and the sync engine."""

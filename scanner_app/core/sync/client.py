@@ -1,0 +1,209 @@
+"""The scanner's HTTP client for the sync server (``docs/api.md``, ``docs/sync-protocol.md``).
+
+Every call either returns the decoded answer or raises one of three errors, so the sync engine
+decides with three cases and no HTTP details:
+
+* ``ServerUnavailable`` — try again later: no connection, a timeout, 5xx, 429 (with the
+  server's ``Retry-After`` when it sent one) or an answer that does not decode;
+* ``DeviceRejected`` — 401: the device was revoked or its token is no longer valid; syncing
+  again will not help, a manager must enroll it again;
+* ``RequestRefused`` — any other 4xx: the server will never accept this request as sent.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TypeVar
+
+import httpx
+import msgspec
+
+from shared import wire
+
+MSGPACK = "application/msgpack"
+_T = TypeVar("_T")
+
+
+class SyncError(Exception):
+    """Base of the client's errors; ``str()`` is a sentence for the status bar."""
+
+
+class ServerUnavailable(SyncError):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class DeviceRejected(SyncError):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+
+
+class RequestRefused(SyncError):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"{detail} ({status} {code})")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class _Problem(msgspec.Struct):
+    code: str = "error"
+    detail: str = ""
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare from our server; the engine's backoff applies
+
+
+def _check(response: httpx.Response) -> None:
+    status = response.status_code
+    if status < 400:
+        return
+    try:
+        problem = msgspec.json.decode(response.content, type=_Problem)
+    except msgspec.DecodeError:
+        problem = _Problem(detail=response.reason_phrase)
+    if status == 429:
+        raise ServerUnavailable("The server is busy (too many requests).", _retry_after(response))
+    if status >= 500:
+        raise ServerUnavailable(
+            f"The server has a problem ({status}: {problem.detail or problem.code}).",
+            _retry_after(response),
+        )
+    if status == 401:
+        raise DeviceRejected(problem.code, problem.detail or "The server no longer accepts us.")
+    raise RequestRefused(status, problem.code, problem.detail)
+
+
+def _decode(response: httpx.Response, kind: type[_T]) -> _T:
+    try:
+        if response.headers.get("content-type", "").startswith(MSGPACK):
+            return msgspec.msgpack.decode(response.content, type=kind)
+        return msgspec.json.decode(response.content, type=kind)
+    except (msgspec.DecodeError, msgspec.ValidationError) as error:
+        raise ServerUnavailable(f"The server's answer could not be read ({error}).") from error
+
+
+class ServerClient:
+    """Talks to one sync server as one enrolled device (or, for ``enroll``, as nobody yet).
+
+    ``timeout`` bounds every call except ``validate``, which takes its own (short) one.
+    Thread-safe; ``close()`` when done.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 15.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"User-Agent": "gatehouse-scanner", "Accept-Encoding": "gzip"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ServerClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _send(
+        self, method: str, path: str, *, timeout: float | None = None, **kwargs: object
+    ) -> httpx.Response:
+        try:
+            response = self._http.request(
+                method,
+                path,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+                **kwargs,  # type: ignore[arg-type]
+            )
+        except httpx.TimeoutException as error:
+            raise ServerUnavailable("The server did not answer in time.") from error
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as error:
+            raise RequestRefused(
+                0, "invalid_url", f"The server address is not valid: {error}"
+            ) from error
+        except httpx.TransportError as error:
+            raise ServerUnavailable(f"Cannot reach the server ({_cause(error)}).") from error
+        _check(response)
+        return response
+
+    def enroll(self, code: str, device_name: str) -> wire.EnrolledDevice:
+        """Redeem a one-time enrollment code. ``RequestRefused`` (422) for a used, unknown or
+        expired code — its ``detail`` says which."""
+        body = msgspec.json.encode(wire.EnrollRequest(code=code, device_name=device_name))
+        response = self._send(
+            "POST",
+            "/v1/devices/enroll",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        return _decode(response, wire.EnrolledDevice)
+
+    def me(self) -> wire.DeviceSelf:
+        return _decode(self._send("GET", "/v1/devices/me"), wire.DeviceSelf)
+
+    def changes(self, cursor: str | None, limit: int) -> wire.ChangesPage:
+        params: dict[str, str | int] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        response = self._send("GET", "/v1/sync/changes", params=params, headers={"Accept": MSGPACK})
+        return _decode(response, wire.ChangesPage)
+
+    def upload(self, scans: list[wire.ScanUpload]) -> wire.ScanBatchOutcome:
+        response = self._send(
+            "POST",
+            "/v1/sync/scans",
+            content=msgspec.json.encode(wire.ScanBatch(scans=scans)),
+            headers={"Content-Type": "application/json"},
+        )
+        return _decode(response, wire.ScanBatchOutcome)
+
+    def annul(self, scan_id: uuid.UUID) -> None:
+        self._send("POST", f"/v1/scans/{scan_id}/annul")
+
+    def validate(self, request: wire.ValidateRequest, timeout: float) -> wire.Verdict:
+        """The server's verdict (200, 409 and 422 all carry one)."""
+        try:
+            response = self._http.post(
+                "/v1/validate",
+                content=msgspec.json.encode(request),
+                headers={"Content-Type": "application/json"},
+                timeout=timeout,
+            )
+        except httpx.TimeoutException as error:
+            raise ServerUnavailable("The server did not answer in time.") from error
+        except httpx.TransportError as error:
+            raise ServerUnavailable(f"Cannot reach the server ({_cause(error)}).") from error
+        if response.status_code in {409, 422}:
+            try:
+                return msgspec.json.decode(response.content, type=wire.Verdict)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass  # a 422 problem (e.g. validation), not a verdict
+        _check(response)
+        return _decode(response, wire.Verdict)
+
+
+def _cause(error: Exception) -> str:
+    text = str(error) or type(error).__name__
+    return text if len(text) < 120 else text[:117] + "..."

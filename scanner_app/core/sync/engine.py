@@ -1,0 +1,560 @@
+"""The sync engine: keeps one scanner and the server in step, whenever there is a link.
+
+One sync (``sync_once``) does, in this order:
+
+1. ``GET /v1/devices/me`` — the device still counts; new keys and event details; the clock
+   offset (server time against the midpoint of the request);
+2. uploads queued scans in batches of up to 1,000, then queued annulments. The server's answer
+   is stored (its verdict, conflicts it found, earlier scans it reclassified) and the entries
+   leave the queue in the same transaction;
+3. downloads the changes feed from the saved cursor; each page is applied and its cursor saved in
+   one transaction, so an interrupted download resumes where it stopped and applies nothing
+   twice.
+
+At most one sync runs at a time — in this process (a lock) and on this data folder (a lock
+file, so ``gatehouse-scanner sync`` beside a running app waits its turn or says it is busy).
+
+``run`` repeats it in a background thread: every ``sync_interval_seconds`` while all is well; after
+a failure, after a backoff that doubles up to a minute (with jitter, so a hall of scanners
+does not come back in step) or after the server's ``Retry-After``; at once when ``wake`` is
+called (a scan was queued, online validation failed). ``online_check`` gives the gate the
+server's verdict with a short timeout, and flips the engine offline on failure so the gate
+decides offline at once for the next person instead of waiting for a timeout every time.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import filelock
+import msgspec
+
+from scanner_app.core.store import LocalStore
+from scanner_app.core.store.cache import apply_changes
+from scanner_app.core.store.scanlog import (
+    QueuedScan,
+    conflict_count,
+    drop_from_queue,
+    note_failed_attempt,
+    queue_length,
+    queued_annulments,
+    queued_scans,
+    record_outcomes,
+    refuse_queued,
+)
+from scanner_app.core.store.state import (
+    Enrollment,
+    SyncState,
+    load_enrollment,
+    load_sync_state,
+    merge_keys,
+    save_enrollment,
+    save_event,
+    save_sync_state,
+)
+from scanner_app.core.sync.client import (
+    DeviceRejected,
+    RequestRefused,
+    ServerClient,
+    ServerUnavailable,
+    SyncError,
+)
+from shared import wire
+from shared.clock import Clock, SystemClock
+from shared.wire import MAX_SCAN_BATCH
+
+log = logging.getLogger(__name__)
+
+FEED_PAGE = 10_000
+BACKOFF_FIRST_SECONDS = 1.0
+BACKOFF_MAX_SECONDS = 60.0
+LOCK_FILE = "sync.lock"
+
+ClientFactory = Callable[[str, str | None], ServerClient]
+
+
+def _default_client(url: str, token: str | None) -> ServerClient:
+    return ServerClient(url, token)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncStatus:
+    """What the status bar shows."""
+
+    online: bool
+    #: Why the device is offline (a sentence), None when online or never tried.
+    offline_reason: str | None
+    queued: int
+    last_sync_at: datetime | None
+    last_contact_at: datetime | None
+    next_retry_at: datetime | None
+    clock_offset_ms: int
+    conflicts: int
+    revoked: bool
+    syncing: bool = False
+
+
+@dataclass(slots=True)
+class SyncReport:
+    """What one sync did."""
+
+    uploaded: int = 0
+    refused: int = 0
+    annulments: int = 0
+    new_conflicts: int = 0
+    tickets: int = 0
+    admissions: int = 0
+    new_keys: int = 0
+    pages: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class SyncBusy(SyncError):
+    """Another sync of this data folder is running."""
+
+
+class NotEnrolledForSync(SyncError):
+    """The device has no server to sync with (not enrolled, or a standalone demo device)."""
+
+
+def enroll(
+    store: LocalStore,
+    server_url: str,
+    code: str,
+    device_name: str,
+    *,
+    clock: Clock | None = None,
+    client_factory: ClientFactory = _default_client,
+) -> Enrollment:
+    """Redeem an enrollment code and make this store that device.
+
+    Raises ``RequestRefused`` for a code the server does not accept (its ``detail`` says why),
+    ``ServerUnavailable`` when the server cannot be reached.
+    """
+    clock = clock or SystemClock()
+    server_url = server_url.strip().rstrip("/")
+    with client_factory(server_url, None) as client:
+        sent = clock.now()
+        enrolled = client.enroll(code.strip(), device_name)
+        received = clock.now()
+    enrollment = Enrollment(
+        device_id=enrolled.device_id,
+        name=device_name,
+        server_url=server_url,
+        tenant_id=enrolled.tenant_id,
+        event_id=enrolled.event_id,
+        gate=enrolled.gate,
+        token=enrolled.device_token,
+        enrolled_at=received,
+    )
+    with store.write() as conn:
+        save_enrollment(conn, enrollment)
+        save_event(conn, enrolled.event)
+        merge_keys(conn, enrolled.keys, received)
+        save_sync_state(
+            conn,
+            SyncState(
+                last_contact_at=received,
+                clock_offset_ms=_offset_ms(enrolled.server_time, sent, received),
+            ),
+        )
+    return enrollment
+
+
+def _offset_ms(server_time: datetime, sent: datetime, received: datetime) -> int:
+    midpoint = sent + (received - sent) / 2
+    return round((server_time - midpoint).total_seconds() * 1000)
+
+
+class SyncEngine:
+    """Syncs one store with its server. Share one instance; all methods are thread-safe."""
+
+    def __init__(
+        self,
+        store: LocalStore,
+        *,
+        clock: Clock | None = None,
+        client_factory: ClientFactory = _default_client,
+        on_status: Callable[[SyncStatus], None] | None = None,
+        on_data_changed: Callable[[], None] | None = None,
+        interval_seconds: float = 5.0,
+        online_timeout_seconds: float = 0.8,
+        lock_timeout_seconds: float = 0.0,
+    ) -> None:
+        self._store = store
+        self._clock = clock or SystemClock()
+        self._client_factory = client_factory
+        self._on_status = on_status
+        self._on_data_changed = on_data_changed
+        self.interval_seconds = interval_seconds
+        self.online_timeout_seconds = online_timeout_seconds
+        self._lock_timeout = lock_timeout_seconds
+        self._sync_lock = threading.Lock()
+        self._file_lock = filelock.FileLock(str(Path(store.path).parent / LOCK_FILE))
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._validate_client: ServerClient | None = None
+        self._validate_lock = threading.Lock()
+        self._syncing = False
+        with store.read() as conn:
+            self._enrollment = load_enrollment(conn)
+            self._state = load_sync_state(conn)
+
+    def set_data_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after a sync brought new keys, tickets, admissions or event
+        details (the gate reloads what it keeps in memory)."""
+        self._on_data_changed = listener
+
+    # --- status -----------------------------------------------------------------------------
+
+    @property
+    def enrollment(self) -> Enrollment | None:
+        return self._enrollment
+
+    def status(self) -> SyncStatus:
+        with self._store.read() as conn:
+            queued = queue_length(conn)
+            conflict_total = conflict_count(conn)
+        state = self._state
+        return SyncStatus(
+            online=self.is_online(),
+            offline_reason=state.offline_reason,
+            queued=queued,
+            last_sync_at=state.last_sync_at,
+            last_contact_at=state.last_contact_at,
+            next_retry_at=state.next_retry_at,
+            clock_offset_ms=state.clock_offset_ms,
+            conflicts=conflict_total,
+            revoked=state.revoked,
+            syncing=self._syncing,
+        )
+
+    def is_online(self) -> bool:
+        """True when the last request reached the server and nothing has failed since."""
+        state = self._state
+        return (
+            self._has_server()
+            and not state.revoked
+            and state.offline_reason is None
+            and state.last_contact_at is not None
+        )
+
+    def _has_server(self) -> bool:
+        return self._enrollment is not None and bool(self._enrollment.server_url)
+
+    def _emit(self) -> None:
+        if self._on_status is not None:
+            try:
+                self._on_status(self.status())
+            except Exception:  # a listener's bug must not stop syncing
+                log.exception("status listener failed")
+
+    def _save_state(self, state: SyncState) -> None:
+        with self._store.write() as conn:
+            save_sync_state(conn, state)
+        self._state = state
+
+    # --- online validation ---------------------------------------------------------------------
+
+    def online_check(self, request: wire.ValidateRequest) -> wire.Verdict | None:
+        """The server's verdict, or None when it cannot give one in time (the gate then
+        decides offline). A failure marks the engine offline and wakes the sync loop, which
+        finds out when the server is back."""
+        if not self.is_online() or self._enrollment is None:
+            return None
+        client = self._validation_client()
+        try:
+            return client.validate(request, timeout=self.online_timeout_seconds)
+        except ServerUnavailable as error:
+            self._went_offline(error.reason, error.retry_after)
+        except DeviceRejected as error:
+            self._revoked(str(error))
+        except RequestRefused as error:
+            log.warning("online validation refused: %s", error)
+        return None
+
+    def _validation_client(self) -> ServerClient:
+        with self._validate_lock:
+            if self._validate_client is None:
+                assert self._enrollment is not None
+                self._validate_client = self._client_factory(
+                    self._enrollment.server_url, self._enrollment.token
+                )
+            return self._validate_client
+
+    # --- one sync ---------------------------------------------------------------------------------
+
+    def sync_once(self) -> SyncReport:
+        """Upload, then download, once. Raises ``SyncBusy`` when a sync is already running,
+        ``NotEnrolledForSync`` when there is no server. Network failures do not raise: they are
+        in the report and the status."""
+        if not self._has_server():
+            raise NotEnrolledForSync(
+                "This scanner has no server to sync with. Enroll it with a code first."
+            )
+        if not self._sync_lock.acquire(blocking=False):
+            raise SyncBusy("A sync is already running.")
+        try:
+            try:
+                self._file_lock.acquire(timeout=self._lock_timeout)
+            except filelock.Timeout as error:
+                raise SyncBusy(
+                    "Another program is syncing this scanner's data right now."
+                ) from error
+            try:
+                self._syncing = True
+                self._emit()
+                return self._sync()
+            finally:
+                self._syncing = False
+                self._file_lock.release()
+        finally:
+            self._sync_lock.release()
+            self._emit()
+
+    def _sync(self) -> SyncReport:
+        assert self._enrollment is not None
+        report = SyncReport()
+        client = self._client_factory(self._enrollment.server_url, self._enrollment.token)
+        try:
+            self._check_in(client, report)
+            self._upload(client, report)
+            self._download(client, report)
+        except ServerUnavailable as error:
+            report.errors.append(error.reason)
+            self._went_offline(error.reason, error.retry_after)
+            return report
+        except DeviceRejected as error:
+            report.errors.append(str(error))
+            self._revoked(str(error))
+            return report
+        finally:
+            client.close()
+        now = self._clock.now()
+        self._save_state(
+            replace_state(
+                self._state,
+                last_sync_at=now,
+                last_contact_at=now,
+                offline_reason=None,
+                next_retry_at=None,
+                failures=0,
+                revoked=False,
+            )
+        )
+        if report.new_keys or report.tickets or report.admissions:
+            self._data_changed()
+        return report
+
+    def _check_in(self, client: ServerClient, report: SyncReport) -> None:
+        sent = self._clock.now()
+        me = client.me()
+        received = self._clock.now()
+        offset = _offset_ms(me.server_time, sent, received)
+        with self._store.write() as conn:
+            report.new_keys += merge_keys(conn, me.keys, received)
+            save_event(conn, me.event)
+            state = replace_state(
+                load_sync_state(conn), clock_offset_ms=offset, last_contact_at=received
+            )
+            save_sync_state(conn, state)
+        self._state = state
+        self._data_changed()
+
+    def _upload(self, client: ServerClient, report: SyncReport) -> None:
+        while True:
+            with self._store.read() as conn:
+                batch = queued_scans(conn, MAX_SCAN_BATCH)
+            if not batch:
+                break
+            try:
+                outcome = client.upload([item.upload for item in batch])
+            except RequestRefused as error:
+                if len(batch) == 1:
+                    # This one scan will never be accepted as sent: keep it in the log with
+                    # the server's reason and let the rest of the queue go.
+                    with self._store.write() as conn:
+                        refuse_queued(conn, batch[0].seq, error.detail or error.code)
+                    report.refused += 1
+                    continue
+                self._upload_one_by_one(client, batch, report)
+                continue
+            except ServerUnavailable as error:
+                with self._store.write() as conn:
+                    note_failed_attempt(conn, [item.seq for item in batch], error.reason)
+                raise
+            with self._store.write() as conn:
+                report.new_conflicts += record_outcomes(conn, outcome)
+            report.uploaded += len(outcome.outcomes)
+            self._emit()
+        self._upload_annulments(client, report)
+
+    def _upload_one_by_one(
+        self, client: ServerClient, batch: list[QueuedScan], report: SyncReport
+    ) -> None:
+        """A refused batch: find the scans the server will never take, send the rest."""
+        for item in batch:
+            try:
+                outcome = client.upload([item.upload])
+            except RequestRefused as error:
+                with self._store.write() as conn:
+                    refuse_queued(conn, item.seq, error.detail or error.code)
+                report.refused += 1
+                continue
+            with self._store.write() as conn:
+                report.new_conflicts += record_outcomes(conn, outcome)
+            report.uploaded += 1
+
+    def _upload_annulments(self, client: ServerClient, report: SyncReport) -> None:
+        with self._store.read() as conn:
+            pending = queued_annulments(conn, 1000)
+        for item in pending:
+            try:
+                client.annul(item.scan_id)
+            except RequestRefused as error:
+                # Already annulled, or no longer annullable: either way nothing to retry.
+                log.info("annulment of %s refused: %s", item.scan_id, error)
+            with self._store.write() as conn:
+                drop_from_queue(conn, item.seq)
+            report.annulments += 1
+
+    def _download(self, client: ServerClient, report: SyncReport) -> None:
+        while True:
+            page = client.changes(self._state.cursor, FEED_PAGE)
+            now = self._clock.now()
+            with self._store.write() as conn:
+                applied = apply_changes(conn, self._store.sealer, page.changes, now)
+                state = replace_state(
+                    load_sync_state(conn), cursor=page.next_cursor, last_contact_at=now
+                )
+                save_sync_state(conn, state)
+            self._state = state
+            report.pages += 1
+            report.tickets += applied.tickets
+            report.admissions += applied.admissions
+            report.new_keys += applied.new_keys
+            if not page.has_more:
+                return
+
+    # --- failure bookkeeping ----------------------------------------------------------------------
+
+    def _went_offline(self, reason: str, retry_after: float | None) -> None:
+        state = self._state
+        failures = state.failures + 1
+        delay = _backoff(failures)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        self._save_state(
+            replace_state(
+                state,
+                offline_reason=reason,
+                failures=failures,
+                next_retry_at=self._clock.now() + timedelta(seconds=delay),
+            )
+        )
+        log.info("offline: %s (retry in %.1f s)", reason, delay)
+        self._emit()
+        self._wake.set()
+
+    def _revoked(self, reason: str) -> None:
+        self._save_state(
+            replace_state(self._state, revoked=True, offline_reason=reason, next_retry_at=None)
+        )
+        self._emit()
+
+    def _data_changed(self) -> None:
+        if self._on_data_changed is not None:
+            try:
+                self._on_data_changed()
+            except Exception:
+                log.exception("data-changed listener failed")
+
+    # --- the background loop --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run ``sync_once`` in a background thread until ``stop``."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="gatehouse-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        with self._validate_lock:
+            if self._validate_client is not None:
+                self._validate_client.close()
+                self._validate_client = None
+
+    def wake(self) -> None:
+        """Sync soon (e.g. a scan was just queued), without waiting for the interval. During a
+        backoff, the backoff still applies."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            delay = self._next_delay()
+            if delay > 0:
+                self._wake.wait(delay)
+                self._wake.clear()
+                if self._stop.is_set():
+                    return
+                if self._next_delay() > 0 and not self.is_online():
+                    continue  # woken during a backoff: wait for its end
+            try:
+                self.sync_once()
+            except SyncBusy:
+                self._wake.wait(1.0)
+            except NotEnrolledForSync:
+                return
+            except Exception:  # keep the gate's sync alive whatever happens
+                log.exception("sync failed unexpectedly")
+                self._went_offline("The scanner hit an internal error while syncing.", None)
+
+    def _next_delay(self) -> float:
+        state = self._state
+        if state.revoked:
+            return 3600.0
+        if state.next_retry_at is not None and state.offline_reason is not None:
+            return max(0.0, (state.next_retry_at - self._clock.now()).total_seconds())
+        if state.last_sync_at is None:
+            return 0.0
+        since = (self._clock.now() - state.last_sync_at).total_seconds()
+        return max(0.0, self.interval_seconds - since)
+
+
+def _backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failures in a row: doubling from one second up to a
+    minute, with "full jitter" so many scanners do not retry in step."""
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(failures - 1, 16))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+
+def replace_state(state: SyncState, **changes: object) -> SyncState:
+    return msgspec.structs.replace(state, **changes)
+
+
+__all__ = [
+    "FEED_PAGE",
+    "NotEnrolledForSync",
+    "SyncBusy",
+    "SyncEngine",
+    "SyncReport",
+    "SyncStatus",
+    "enroll",
+]
