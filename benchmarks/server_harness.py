@@ -4,7 +4,9 @@ bulk, and a tiny HTTP client for set-up calls.
 * ``fresh_database()`` creates a database with a random name through the migrations (as the
   tests do), and drops it afterwards whatever happens.
 * ``Server`` runs ``gatehouse-server serve --workers N`` (or any other ASGI command) on a free
-  port of 127.0.0.1 with fresh secrets, waits for ``/health`` and always stops it.
+  port of 127.0.0.1 with fresh secrets, waits for ``/health`` and always stops it. It can be
+  stopped and started again on the same port with the same environment (the scanner's
+  integration tests restart it under a running sync engine: tests/scanner_app/live_server.py).
 * ``Seeder`` makes a tenant, an event, its ticket type and enrolled devices through the API,
   then inserts tickets by the ten thousand with COPY as the owner and mints their codes locally
   with the event's own keys, on every core.
@@ -27,6 +29,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -90,9 +93,9 @@ async def _drop_database(name: str) -> None:
 
 
 @contextmanager
-def fresh_database(label: str) -> Iterator[BenchDatabase]:
-    """A migrated database named ``gatehouse_bench_LABEL_<random>``, dropped on the way out."""
-    name = f"gatehouse_bench_{label}_{secrets.token_hex(4)}"
+def fresh_database(label: str, prefix: str = "gatehouse_bench") -> Iterator[BenchDatabase]:
+    """A migrated database named ``PREFIX_LABEL_<random>``, dropped on the way out."""
+    name = f"{prefix}_{label}_{secrets.token_hex(4)}"
     admin_url = f"{PG_HOST}/{name}"
     app_url = make_url(admin_url).set(username=APP_ROLE).render_as_string(hide_password=False)
     try:
@@ -139,6 +142,30 @@ def free_port() -> int:
         return port
 
 
+def _ephemeral_range() -> range:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return range(int(low), int(high) + 1)
+    except (OSError, ValueError):
+        return range(32768, 61000)  # Linux's default
+
+
+def restartable_port(attempts: int = 200) -> int:
+    """A free port of 127.0.0.1 outside the kernel's ephemeral range, for a server that will be
+    stopped and started again on it: while it is down, no outgoing connection of this machine
+    (to Postgres, say) can be given the port and make the restart fail."""
+    ephemeral = _ephemeral_range()
+    candidates = [p for p in range(20_000, 32_768) if p not in ephemeral]
+    for port in random.SystemRandom().sample(candidates, min(attempts, len(candidates))):
+        with socket.socket() as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 def gatehouse_serve_command(port: int, workers: int = SERVER_WORKERS) -> list[str]:
     return [
         str(VENV_BIN / "gatehouse-server"),
@@ -172,22 +199,73 @@ def uvicorn_command(app_factory: str, port: int, workers: int = SERVER_WORKERS) 
     ]
 
 
-class Server:
-    """A server subprocess in its own process group, with its output in a log file."""
+# Run in front of the server command on Linux: the server gets SIGTERM when the process that
+# started it dies, even by SIGKILL (a test run killed by a timeout), so none outlives its run.
+# Then exec, so the server keeps this pid (and its process group).
+_ORPHAN_GUARD = """\
+import ctypes, os, signal, sys
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)  # the parent died before the guard was set
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
-    def __init__(self, command: Sequence[str], port: int, env: Mapping[str, str]) -> None:
+
+def _guarded(command: Sequence[str]) -> list[str]:
+    # The death signal follows the *thread* that forks: only the main thread lives as long as
+    # the process, so a server started from another thread goes without the guard.
+    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return list(command)
+    return [sys.executable, "-c", _ORPHAN_GUARD, str(os.getpid()), *command]
+
+
+class Server:
+    """A server subprocess in its own process group, with its output in a log file.
+
+    As a context manager it starts once and cleans up on the way out. ``stop()`` and
+    ``start()`` may also alternate: a restart keeps the port, the environment (so the same
+    secrets) and the log. ``command[0]`` must be an absolute path.
+    """
+
+    def __init__(
+        self,
+        command: Sequence[str],
+        port: int,
+        env: Mapping[str, str],
+        *,
+        stop_timeout_s: float = 15.0,
+    ) -> None:
         self.command = list(command)
         self.port = port
         self.env = dict(env)
         self.base = f"http://{HOST}:{port}"
-        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
-            prefix="gatehouse-bench-server-", suffix=".log", delete=False
+        self.stop_timeout_s = stop_timeout_s
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in close()
+            mode="ab", prefix="gatehouse-server-", suffix=".log", delete=False
         )
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        """Start the server and wait until it answers ``/health``. Raises ``RuntimeError``
+        (with the log's tail) when it exits or stays silent, e.g. because the port is taken."""
+        if self.running:
+            raise RuntimeError(f"the server on port {self.port} is already running")
+        if self._log.tell():
+            self._log.write(b"\n--- started again ---\n")
+            self._log.flush()
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and console script
-            self.command,
+            _guarded(self.command),
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -199,10 +277,6 @@ class Server:
         except BaseException:
             self.stop()
             raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _wait_healthy(self) -> None:
         assert self.process is not None
@@ -216,7 +290,7 @@ class Server:
                     return
             except OSError:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.05)
         raise RuntimeError(f"the server did not answer /health in {HEALTH_TIMEOUT_S:.0f} s")
 
     def worker_pids(self) -> list[int]:
@@ -230,24 +304,48 @@ class Server:
             return []
 
     def log_tail(self, lines: int = 30) -> str:
-        self._log.flush()
-        text_ = Path(self._log.name).read_text(errors="replace")
+        if not self._log.closed:
+            self._log.flush()
+        try:
+            text_ = Path(self._log.name).read_text(errors="replace")
+        except OSError:
+            return ""
         return "\n".join(text_.splitlines()[-lines:])
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop the server: SIGTERM, then SIGKILL to its whole process group after
+        ``timeout_s`` (``stop_timeout_s`` by default). Returns once the server process has
+        exited: with one worker (no supervisor), nothing listens on the port any more. Does
+        nothing when it is not running."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            # uvicorn's supervisor stops its workers on SIGTERM; the group kill is the backstop
-            # for workers left behind (the group is this server's own, made at start).
+        if process is None:
+            return
+        if process.poll() is None:
+            # uvicorn stops its workers on SIGTERM (and waits for requests in flight); the
+            # group kill is the backstop for a hung shutdown or workers left behind (the group
+            # is this server's own, made at start).
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(timeout=15)
+                process.wait(timeout=self.stop_timeout_s if timeout_s is None else timeout_s)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                with suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL to its process group, no shutdown), as a crash
+        would. Does nothing when it is not running."""
+        process, self.process = self.process, None
         if process is not None:
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def close(self) -> None:
+        """Stop the server and delete its log."""
+        self.stop()
         if not self._log.closed:
             self._log.close()
             Path(self._log.name).unlink(missing_ok=True)
