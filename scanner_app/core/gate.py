@@ -180,6 +180,10 @@ class Gate:
     def _repeat_of(
         self, text: str, direction: Direction, now: float, window: float
     ) -> GateVerdict | None:
+        if window <= 0:
+            # Debouncing is off: every read is a scan, even at the same clock tick (a coarse
+            # monotonic clock, or camera and handheld reading one code at once).
+            return None
         with self._lock:
             if len(self._recent) > 256:
                 self._recent = {

@@ -70,6 +70,9 @@ class LocalStore:
         store = cls(engine, path)
         try:
             store._migrate()
+        except StoreError:
+            engine.dispose()  # a refused file is closed again: the user may move it aside
+            raise
         except DBAPIError as error:
             engine.dispose()
             raise StoreError(

@@ -140,6 +140,8 @@ state = Table(
 
 
 def _v1(conn: Connection) -> None:
+    # A non-INTEGER primary key of a rowid table takes NULL unless it says NOT NULL (an old
+    # SQLite quirk kept for compatibility), hence the explicit NOT NULLs.
     for statement in (
         """CREATE TABLE device (
             id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -153,7 +155,7 @@ def _v1(conn: Connection) -> None:
             enrolled_at INTEGER NOT NULL
         )""",
         """CREATE TABLE event (
-            event_id BLOB PRIMARY KEY,
+            event_id BLOB PRIMARY KEY NOT NULL,
             name TEXT NOT NULL,
             venue TEXT NOT NULL,
             starts_at INTEGER NOT NULL,
@@ -178,7 +180,7 @@ def _v1(conn: Connection) -> None:
             sealed_holder BLOB
         ) WITHOUT ROWID""",
         """CREATE TABLE scans (
-            scan_id BLOB PRIMARY KEY,
+            scan_id BLOB PRIMARY KEY NOT NULL,
             origin TEXT NOT NULL CHECK (origin IN ('local', 'peer')),
             ticket_lookup BLOB,
             ticket_id BLOB,
@@ -215,7 +217,7 @@ def _v1(conn: Connection) -> None:
             UNIQUE (scan_id, kind)
         )""",
         """CREATE TABLE state (
-            name TEXT PRIMARY KEY,
+            name TEXT PRIMARY KEY NOT NULL,
             value TEXT NOT NULL
         )""",
     ):
