@@ -34,7 +34,14 @@ from sqlalchemy import Connection
 
 from scanner_app.core.store import LocalStore, StoreError
 from scanner_app.core.store.cache import admissions_of, find_ticket
-from scanner_app.core.store.scanlog import ScanRecord, record_scan
+from scanner_app.core.store.scanlog import (
+    PendingOnline,
+    ScanRecord,
+    begin_online,
+    end_online,
+    record_scan,
+)
+from scanner_app.core.store.sealing import Sealer
 from scanner_app.core.store.state import (
     Enrollment,
     GateSettings,
@@ -172,7 +179,7 @@ class Gate:
         if verdict is None:
             verdict = self._scan_offline(context, text, direction, scan_id, device_now)
         with self._lock:
-            self._recent[(text, direction)] = (now_mono, verdict)
+            self._recent[(_same_scan_key(text), direction)] = (now_mono, verdict)
         return verdict
 
     # --- debounce -------------------------------------------------------------------------
@@ -189,7 +196,7 @@ class Gate:
                 self._recent = {
                     key: seen for key, seen in self._recent.items() if now - seen[0] <= window
                 }
-            seen = self._recent.get((text, direction))
+            seen = self._recent.get((_same_scan_key(text), direction))
             if seen is None or now - seen[0] > window:
                 return None
             return replace_struct(seen[1], repeat=True)
@@ -211,32 +218,24 @@ class Gate:
             scan_id=scan_id,
             scanned_at=device_now,
         )
+        # Written down before asking: if the program dies before the answer is recorded, the
+        # next sync asks the server whether this question arrived (see the sync engine).
+        with self._store.write() as conn:
+            begin_online(conn, PendingOnline(scan_id, text, direction, device_now))
         answer = self._online(request)
         if answer is None:
-            return None
-        at = answer.scanned_at or device_now
-        lookup = self._store.sealer.lookup(answer.ticket_id) if answer.ticket_id else None
-        record = ScanRecord(
-            scan_id=scan_id,
-            device_id=context.enrollment.device_id,
-            gate=answer.gate or context.enrollment.gate,
-            direction=direction,
-            at=at,
-            device_time=device_now,
-            clock_offset_ms=_offset_ms(at, device_now),
-            result=answer.result,
-            reason=answer.reason,
-            mode="online",
-            code=text,
-            ticket_lookup=lookup,
-            ticket_id=answer.ticket_id,
-            ticket_type=answer.ticket_type,
-            server_result=answer.result,
-            server_reason=answer.reason,
-        )
+            return None  # the offline verdict's transaction clears the pending row
         with self._store.write() as conn:
-            # Already on the server: logged here, not queued.
-            record_scan(conn, record, upload=False, now=device_now)
+            record_online_verdict(
+                conn,
+                self._store.sealer,
+                context.enrollment,
+                scan_id=scan_id,
+                answer=answer,
+                code=text,
+                direction=direction,
+                device_time=device_now,
+            )
         verdict = msgspec.structs.replace(answer, scan_id=scan_id, direction=direction)
         return GateVerdict(verdict=verdict, mode="online", sentence=_sentence(verdict, False))
 
@@ -278,9 +277,8 @@ class Gate:
                 on_signature=decision.on_signature,
             )
             # A device without a server (the demo) has nowhere to send its scans.
-            record_scan(
-                conn, record, upload=bool(context.enrollment.server_url), now=device_now
-            )
+            record_scan(conn, record, upload=bool(context.enrollment.server_url), now=device_now)
+            end_online(conn, scan_id)
         verdict = wire.Verdict(
             result=decision.result,
             reason=decision.reason,
@@ -385,6 +383,48 @@ class _Decision:
     prior: wire.PriorScan | None = None
     on_signature: bool = False
     reentry: bool = False
+
+
+def record_online_verdict(
+    conn: Connection,
+    sealer: Sealer,
+    enrollment: Enrollment,
+    *,
+    scan_id: uuid.UUID,
+    answer: wire.Verdict,
+    code: str,
+    direction: Direction,
+    device_time: datetime,
+) -> None:
+    """Log a verdict the server gave (already on the server: not queued) and clear its
+    pending row, in the caller's transaction."""
+    at = answer.scanned_at or device_time
+    record = ScanRecord(
+        scan_id=scan_id,
+        device_id=enrollment.device_id,
+        gate=answer.gate or enrollment.gate,
+        direction=direction,
+        at=at,
+        device_time=device_time,
+        clock_offset_ms=_offset_ms(at, device_time),
+        result=answer.result,
+        reason=answer.reason,
+        mode="online",
+        code=code,
+        ticket_lookup=sealer.lookup(answer.ticket_id) if answer.ticket_id else None,
+        ticket_id=answer.ticket_id,
+        ticket_type=answer.ticket_type,
+        server_result=answer.result,
+        server_reason=answer.reason,
+    )
+    record_scan(conn, record, upload=False, now=device_time, if_new=True)
+    end_online(conn, scan_id)
+
+
+def _same_scan_key(text: str) -> str:
+    # The code reader forgives case and surrounding whitespace, so a camera's "GH1…" and a
+    # handheld scanner's "gh1…\n" are the same code.
+    return text.strip().upper()
 
 
 def replace_struct(verdict: GateVerdict, **changes: object) -> GateVerdict:

@@ -291,3 +291,31 @@ async def test_the_feed_speaks_msgpack_and_gzip(client: Client, tenant: TenantHa
 async def test_only_devices_read_the_feed(client: Client, tenant: TenantHandle) -> None:
     response = await client.get("/v1/sync/changes", headers=tenant.token())
     assert response.status_code == 403
+
+
+async def test_a_device_can_ask_whether_its_scan_arrived(
+    client: Client, tenant: TenantHandle
+) -> None:
+    event_id, tickets = await _event_with_tickets(client, tenant, count=1)
+    device = await enrolled_device(client, tenant, event_id)
+    other = await enrolled_device(client, tenant, event_id, gate="South 2")
+    scan_id = str(new_id())
+    validated = await client.post(
+        "/v1/validate",
+        json={"code": tickets[0]["code"], "scan_id": scan_id},
+        headers=device.headers,
+    )
+    assert validated.status_code == 200, validated.text
+
+    mine = await client.get(f"/v1/sync/scans/{scan_id}", headers=device.headers)
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["result"] == "admitted"
+    assert mine.json()["ticket_id"] == tickets[0]["ticket"]["id"]
+    assert mine.json()["scan_id"] == scan_id
+
+    # Another device's scan, and a scan the server never got, are not there for this device.
+    theirs = await client.get(f"/v1/sync/scans/{scan_id}", headers=other.headers)
+    assert theirs.status_code == 404
+    never = await client.get(f"/v1/sync/scans/{new_id()}", headers=device.headers)
+    assert never.status_code == 404
+    assert never.json()["code"] == "not_found"

@@ -42,7 +42,8 @@ INSERT INTO scans (scan_id, origin, ticket_lookup, device_id, gate, direction, a
 VALUES (?, 'peer', ?, ?, ?, ?, ?, 0, 'admitted', 'peer', 0, ?, ?, ?)
 ON CONFLICT (scan_id) DO UPDATE SET
     conflict_of = excluded.conflict_of,
-    annulled = excluded.annulled
+    -- An annulment made here and not uploaded yet must not be undone by an older echo.
+    annulled = max(scans.annulled, excluded.annulled)
 """
 
 

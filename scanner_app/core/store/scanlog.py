@@ -53,13 +53,18 @@ class ScanRecord:
     conflict_of: uuid.UUID | None = None
 
 
-def record_scan(conn: Connection, scan: ScanRecord, *, upload: bool, now: datetime) -> None:
-    """Write ``scan`` to the log and, when ``upload``, queue it for the server."""
+def record_scan(
+    conn: Connection, scan: ScanRecord, *, upload: bool, now: datetime, if_new: bool = False
+) -> None:
+    """Write ``scan`` to the log and, when ``upload``, queue it for the server. With
+    ``if_new``, a scan already in the log is left as it is (a verdict recorded twice by two
+    paths that both learnt it from the server)."""
+    conflict = " ON CONFLICT (scan_id) DO NOTHING" if if_new else ""
     conn.exec_driver_sql(
         "INSERT INTO scans (scan_id, origin, ticket_lookup, ticket_id, device_id, gate, "
         "direction, at, device_time, clock_offset_ms, result, reason, mode, on_signature, code, "
         "ticket_type, conflict_of, annulled, server_result, server_reason, recorded_at) "
-        "VALUES (?, 'local', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+        "VALUES (?, 'local', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)" + conflict,
         (
             scan.scan_id.bytes,
             scan.ticket_lookup,
@@ -92,6 +97,47 @@ def enqueue(conn: Connection, scan_id: uuid.UUID, kind: str, now: datetime) -> N
         "ON CONFLICT (scan_id, kind) DO NOTHING",
         (scan_id.bytes, kind, to_micros(now)),
     )
+
+
+# --- online verdicts in flight ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOnline:
+    scan_id: uuid.UUID
+    code: str
+    direction: Direction
+    device_time: datetime
+
+
+def begin_online(conn: Connection, pending: PendingOnline) -> None:
+    """Note that the server is being asked about this scan (before asking it)."""
+    conn.exec_driver_sql(
+        "INSERT INTO pending_online (scan_id, code, direction, device_time) VALUES (?, ?, ?, ?)",
+        (
+            pending.scan_id.bytes,
+            pending.code[:MAX_CODE_CHARS],
+            pending.direction.value,
+            to_micros(pending.device_time),
+        ),
+    )
+
+
+def end_online(conn: Connection, scan_id: uuid.UUID) -> None:
+    conn.exec_driver_sql("DELETE FROM pending_online WHERE scan_id = ?", (scan_id.bytes,))
+
+
+def unresolved_online(conn: Connection, started_before: datetime) -> list[PendingOnline]:
+    """Questions to the server that a crash left without an answer (older than
+    ``started_before``, so that one still in flight in this process is not among them)."""
+    rows = conn.exec_driver_sql(
+        "SELECT scan_id, code, direction, device_time FROM pending_online "
+        "WHERE device_time < ? ORDER BY device_time",
+        (to_micros(started_before),),
+    ).all()
+    return [
+        PendingOnline(uuid.UUID(bytes=r[0]), r[1], Direction(r[2]), from_micros(r[3])) for r in rows
+    ]
 
 
 # --- the upload side ---------------------------------------------------------------------------
@@ -138,8 +184,8 @@ def queued_scans(conn: Connection, limit: int) -> list[QueuedScan]:
 
 
 def _code_text(code: str | None) -> CodeText:
-    # The wire needs at least one character; an empty scan is never recorded, but a damaged
-    # row must not block the queue.
+    # The wire needs at least one character; an empty read (a scanner sending only Enter) is
+    # recorded as what it was, and must not block the queue.
     return code or "?"
 
 
@@ -215,11 +261,13 @@ def drop_from_queue(conn: Connection, seq: int) -> None:
 
 
 def annul(conn: Connection, scan_id: uuid.UUID, now: datetime) -> bool:
-    """Undo an admission made here: it no longer counts, and the server is told. False when
-    there is no such admitted local scan (or it was annulled already)."""
+    """Undo an entry admitted here: it no longer counts, and the server is told. False when
+    there is no such admitted local entry (or it was annulled already, or the server refused
+    the scan and so has nothing to undo)."""
     result = conn.exec_driver_sql(
         "UPDATE scans SET annulled = 1 WHERE scan_id = ? AND origin = 'local' "
-        "AND result = 'admitted' AND NOT annulled",
+        "AND result = 'admitted' AND direction = 'entry' AND NOT annulled "
+        "AND server_result IS NOT 'refused'",
         (scan_id.bytes,),
     )
     if result.rowcount != 1:
@@ -308,6 +356,17 @@ def conflicts(conn: Connection) -> list[LoggedScan]:
         "ORDER BY s.at DESC"
     ).all()
     return [_logged(r) for r in rows]
+
+
+def conflict_count(conn: Connection) -> int:
+    return int(
+        conn.scalar(
+            select(func.count())
+            .select_from(schema.scans)
+            .where(schema.scans.c.conflict_of.is_not(None))
+        )
+        or 0
+    )
 
 
 def scan_count(conn: Connection, origin: str = "local") -> int:

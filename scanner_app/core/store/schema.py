@@ -130,6 +130,17 @@ upload_queue = Table(
     sqlite_autoincrement=True,
 )
 
+#: Online verdicts asked for and not yet answered: written before the request, removed with the
+#: answer. A row left behind by a crash is resolved by the next sync (did the server get it?).
+pending_online = Table(
+    "pending_online",
+    metadata,
+    Column("scan_id", LargeBinary, primary_key=True),
+    Column("code", Text, nullable=False),
+    Column("direction", Text, nullable=False),
+    Column("device_time", Integer, nullable=False),
+)
+
 #: Sync bookkeeping and settings: small named values (JSON text).
 state = Table(
     "state",
@@ -215,6 +226,12 @@ def _v1(conn: Connection) -> None:
             attempts INTEGER NOT NULL,
             last_error TEXT,
             UNIQUE (scan_id, kind)
+        )""",
+        """CREATE TABLE pending_online (
+            scan_id BLOB NOT NULL PRIMARY KEY,
+            code TEXT NOT NULL,
+            direction TEXT NOT NULL,
+            device_time INTEGER NOT NULL
         )""",
         """CREATE TABLE state (
             name TEXT PRIMARY KEY NOT NULL,

@@ -182,6 +182,16 @@ class ServerClient:
     def annul(self, scan_id: uuid.UUID) -> None:
         self._send("POST", f"/v1/scans/{scan_id}/annul")
 
+    def recorded(self, scan_id: uuid.UUID) -> wire.Verdict | None:
+        """The verdict the server recorded for one of our scans; None when it never got it."""
+        try:
+            response = self._send("GET", f"/v1/sync/scans/{scan_id}")
+        except RequestRefused as error:
+            if error.status == 404:
+                return None
+            raise
+        return _decode(response, wire.Verdict)
+
     def validate(self, request: wire.ValidateRequest, timeout: float) -> wire.Verdict:
         """The server's verdict (200, 409 and 422 all carry one)."""
         try:

@@ -35,18 +35,21 @@ from pathlib import Path
 import filelock
 import msgspec
 
+from scanner_app.core.gate import record_online_verdict
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import apply_changes
 from scanner_app.core.store.scanlog import (
     QueuedScan,
     conflict_count,
     drop_from_queue,
+    end_online,
     note_failed_attempt,
     queue_length,
     queued_annulments,
     queued_scans,
     record_outcomes,
     refuse_queued,
+    unresolved_online,
 )
 from scanner_app.core.store.state import (
     Enrollment,
@@ -106,6 +109,8 @@ class SyncReport:
 
     uploaded: int = 0
     refused: int = 0
+    #: Online verdicts a crash interrupted that the server turned out to have recorded.
+    recovered: int = 0
     annulments: int = 0
     new_conflicts: int = 0
     tickets: int = 0
@@ -207,6 +212,7 @@ class SyncEngine:
         self._validate_client: ServerClient | None = None
         self._validate_lock = threading.Lock()
         self._syncing = False
+        self._started_at = self._clock.now()
         with store.read() as conn:
             self._enrollment = load_enrollment(conn)
             self._state = load_sync_state(conn)
@@ -329,6 +335,7 @@ class SyncEngine:
         client = self._client_factory(self._enrollment.server_url, self._enrollment.token)
         try:
             self._check_in(client, report)
+            self._resolve_online(client, report)
             self._upload(client, report)
             self._download(client, report)
         except ServerUnavailable as error:
@@ -371,6 +378,37 @@ class SyncEngine:
             save_sync_state(conn, state)
         self._state = state
         self._data_changed()
+
+    def _resolve_online(self, client: ServerClient, report: SyncReport) -> None:
+        """Online verdicts a crash left unanswered: if the server recorded the scan, log it
+        here too (it was never shown, but it counts); if not, forget it. Either way device
+        and server agree.
+
+        A question asked since this engine started, and less than ten seconds old, may still
+        be in flight (an online check and its offline fallback take about a second): it is
+        left for the next sync."""
+        assert self._enrollment is not None
+        now = self._clock.now()
+        cutoff = max(now - timedelta(seconds=10), min(self._started_at, now - timedelta(seconds=2)))
+        with self._store.read() as conn:
+            pending = unresolved_online(conn, cutoff)
+        for item in pending:
+            answer = client.recorded(item.scan_id)
+            with self._store.write() as conn:
+                if answer is None:
+                    end_online(conn, item.scan_id)
+                    continue
+                record_online_verdict(
+                    conn,
+                    self._store.sealer,
+                    self._enrollment,
+                    scan_id=item.scan_id,
+                    answer=answer,
+                    code=item.code,
+                    direction=item.direction,
+                    device_time=item.device_time,
+                )
+            report.recovered += 1
 
     def _upload(self, client: ServerClient, report: SyncReport) -> None:
         while True:

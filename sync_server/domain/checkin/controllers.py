@@ -116,4 +116,22 @@ class FeedController(Controller):
         return Response(msgspec.json.encode(page), media_type="application/json")
 
 
-CHECKIN_ROUTES: list[ControllerRouterHandler] = [validate, annul, upload_scans, FeedController]
+@get("/v1/sync/scans/{scan_id:uuid}", guards=[allow(Role.SCANNER)], tags=["sync"])
+async def recorded_scan(
+    scan_id: FromPath[uuid.UUID], session: SessionDep, rt: RuntimeDep, principal: PrincipalDep
+) -> wire.Verdict:
+    """The verdict recorded for one of this device's scans; 404 when the server never got it.
+    A scanner that was cut off while asking ``/v1/validate`` asks this to find out whether its
+    question arrived."""
+    gate = _device_gate(principal)
+    assert gate.device_id is not None
+    return await _service(session, rt, principal).recorded(scan_id, gate.device_id)
+
+
+CHECKIN_ROUTES: list[ControllerRouterHandler] = [
+    validate,
+    annul,
+    upload_scans,
+    recorded_scan,
+    FeedController,
+]

@@ -597,6 +597,17 @@ class CheckInService:
         )
         return inserted is not None
 
+    async def recorded(self, scan_id: uuid.UUID, device_id: uuid.UUID) -> wire.Verdict:
+        """The verdict the server recorded for one of this device's scans. A device that crashed
+        while asking online uses it to learn whether its question arrived. Raises ``NotFound``
+        when there is no such scan of this device."""
+        scan = await self._session.get(TicketScan, scan_id)
+        if scan is None or scan.device_id != device_id:
+            raise NotFound("scan of this device")
+        verdict = await self._recorded_verdict(scan_id)
+        assert verdict is not None
+        return verdict
+
     async def _recorded_verdict(self, scan_id: uuid.UUID) -> wire.Verdict | None:
         scan = await self._session.get(TicketScan, scan_id)
         if scan is None:

@@ -1,0 +1,195 @@
+"""Scanners against a real server process: enrollment, online and offline verdicts, the server
+going away and coming back, and two gates that both let the same ticket in while offline."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scanner_app.core.gate import Gate
+from scanner_app.core.store import LocalStore
+from scanner_app.core.store.cache import ticket_count
+from scanner_app.core.store.scanlog import conflicts, find_scan, local_scans, queue_length
+from scanner_app.core.store.state import GateSettings, save_settings
+from scanner_app.core.sync.engine import SyncEngine, enroll
+from shared.domain import VerdictReason, VerdictResult
+from tests.scanner_app.live_server import BackOffice, LiveServer
+
+pytestmark = [pytest.mark.integration]
+
+
+class Scanner:
+    """One enrolled scanner: its store, sync engine and gate, as the app wires them."""
+
+    def __init__(self, data_dir: Path, server: LiveServer, code: str, name: str) -> None:
+        self.store = LocalStore.open(data_dir)
+        self.enrollment = enroll(self.store, server.url, code, name)
+        with self.store.write() as conn:
+            # A person presenting the code again at once is a new scan in these tests.
+            save_settings(conn, GateSettings(debounce_seconds=0))
+        self.engine = SyncEngine(self.store)
+        self.gate = Gate(
+            self.store, online=self.engine.online_check, is_online=self.engine.is_online
+        )
+        self.engine.set_data_listener(self.gate.reload)
+
+    def sync(self) -> None:
+        report = self.engine.sync_once()
+        assert report.ok, report.errors
+
+    def close(self) -> None:
+        self.engine.stop()
+        self.store.close()
+
+
+@pytest.fixture
+def scanners(tmp_path: Path) -> Iterator[list[Scanner]]:
+    made: list[Scanner] = []
+    yield made
+    for scanner in made:
+        scanner.close()
+
+
+def _scanner(
+    made: list[Scanner],
+    tmp_path: Path,
+    server: LiveServer,
+    office: BackOffice,
+    event_id: uuid.UUID,
+    gate: str,
+) -> Scanner:
+    enrollment = office.create_enrollment(event_id, gate=gate)
+    scanner = Scanner(tmp_path / gate.replace(" ", "-"), server, enrollment.code, f"{gate} scanner")
+    made.append(scanner)
+    return scanner
+
+
+def test_enrolled_scanner_caches_the_event_and_admits_online(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    sale = back_office.event_on_sale(tickets=3)
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    north.sync()
+    with north.store.read() as conn:
+        assert ticket_count(conn) == 3
+
+    verdict = north.gate.scan(sale.tickets[0].code)
+
+    assert verdict.mode == "online"
+    assert verdict.verdict.result is VerdictResult.ADMITTED
+    assert verdict.verdict.holder_name == sale.tickets[0].holder_name
+    server_scans = back_office.scans(sale.event_id)
+    assert [s.id for s in server_scans] == [verdict.verdict.scan_id]
+    with north.store.read() as conn:
+        assert queue_length(conn) == 0  # on the server already
+        assert verdict.verdict.scan_id is not None
+        logged = find_scan(conn, verdict.verdict.scan_id)
+    assert logged is not None
+    assert logged.mode == "online"
+
+
+def test_scanning_goes_on_without_the_server_and_the_queue_drains_when_it_returns(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    sale = back_office.event_on_sale(tickets=4)
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    south = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "South 2")
+    north.sync()
+    south.sync()
+    # South admits ticket 3 online; North has not synced since, so it does not know.
+    assert south.gate.scan(sale.tickets[3].code).mode == "online"
+
+    live_server.stop()
+    offline = [north.gate.scan(ticket.code) for ticket in sale.tickets]
+
+    assert [v.mode for v in offline] == ["offline"] * 4
+    assert all(v.verdict.result is VerdictResult.ADMITTED for v in offline)
+    status = north.engine.status()
+    assert not status.online
+    assert status.offline_reason
+    assert status.queued == 4
+
+    live_server.start()
+    north.sync()
+
+    status = north.engine.status()
+    assert status.online
+    assert status.queued == 0
+    on_server = {s.id: s for s in back_office.scans(sale.event_id)}
+    assert {v.verdict.scan_id for v in offline} <= on_server.keys()
+    assert len(on_server) == 5  # four from North, one from South: each exactly once
+    # The server found North's admission of ticket 3 to be a double entry: the device knows.
+    double = offline[3].verdict.scan_id
+    assert double is not None
+    assert on_server[double].conflict_of is not None
+    with north.store.read() as conn:
+        found = conflicts(conn)
+    assert [c.scan_id for c in found] == [double]
+    assert found[0].conflict_of == on_server[double].conflict_of
+    assert status.conflicts == 1
+
+
+def test_two_offline_gates_admit_one_ticket_and_both_learn_of_the_double_entry(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    sale = back_office.event_on_sale(tickets=2)
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    south = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "South 2")
+    north.sync()
+    south.sync()
+    code = sale.tickets[0].code
+
+    live_server.stop()
+    first = north.gate.scan(code)
+    time.sleep(0.05)  # South's admission is later, by both clocks
+    second = south.gate.scan(code)
+    assert (first.verdict.result, first.mode) == (VerdictResult.ADMITTED, "offline")
+    assert (second.verdict.result, second.mode) == (VerdictResult.ADMITTED, "offline")
+
+    live_server.start()
+    # Upload order is the wrong way round on purpose: the earlier admission still wins.
+    south.sync()
+    north.sync()
+    south.sync()
+
+    for scanner in (north, south):
+        with scanner.store.read() as conn:
+            known = conflicts(conn)
+        assert [(c.scan_id, c.conflict_of) for c in known] == [
+            (second.verdict.scan_id, first.verdict.scan_id)
+        ], scanner.enrollment.gate
+
+    for scanner in (north, south):
+        third = scanner.gate.scan(code)
+        assert third.verdict.result is VerdictResult.REJECTED
+        assert third.verdict.reason is VerdictReason.ALREADY_CHECKED_IN
+        assert third.verdict.prior is not None
+        assert third.verdict.prior.gate == "North 1"
+        assert third.verdict.prior.scan_id == first.verdict.scan_id
+
+
+def test_a_revoked_ticket_reaches_the_cache_and_is_refused_offline(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    sale = back_office.event_on_sale(tickets=2)
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    north.sync()
+    back_office.revoke(sale.tickets[0].id)
+    moved = back_office.transfer(sale.tickets[1].id)
+    north.sync()
+
+    live_server.stop()
+    revoked = north.gate.scan(sale.tickets[0].code)
+    old_code = north.gate.scan(sale.tickets[1].code)
+    new_code = north.gate.scan(moved.code)
+
+    assert revoked.verdict.reason is VerdictReason.REVOKED
+    assert old_code.verdict.reason is VerdictReason.SUPERSEDED
+    assert new_code.verdict.result is VerdictResult.ADMITTED
+    assert new_code.verdict.holder_name == moved.holder_name
+    with north.store.read() as conn:
+        assert len(local_scans(conn)) == 3
