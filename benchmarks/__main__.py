@@ -1,7 +1,7 @@
 """Run the benchmarks and write their results into docs/benchmarks.md.
 
     ./dev bench                 every benchmark
-    ./dev bench decode          only the named ones (ticket_code, decode, validate, ingest, feed)
+    ./dev bench decode          only the named ones (see BENCHMARKS)
     ./dev bench --quick         smaller sets, for a smoke run (results are not written)
 
 Each benchmark module has ``run(quick: bool) -> str`` returning a markdown section. Sections
@@ -17,7 +17,15 @@ import re
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("ticket_code", "decode", "validate", "ingest", "feed")
+BENCHMARKS = (
+    "ticket_code",
+    "decode",
+    "pipeline",
+    "offline_verdict",
+    "validate",
+    "ingest",
+    "feed",
+)
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
