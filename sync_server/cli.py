@@ -229,6 +229,12 @@ def demo() -> None:
     click.echo("\nTicket codes:")
     for ticket in seed.tickets:
         click.echo(f"  {ticket.label}\n    {ticket.code}")
+    click.echo("\nScanner enrollment codes (one device each, valid 12 h):")
+    for gate, code in seed.enrollment_codes.items():
+        click.echo(
+            f"  {gate}: gatehouse-scanner enroll --server "
+            f"http://{settings.http.host}:{settings.http.port} --code {code}"
+        )
     click.echo(
         "\nTry: curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
         f'-d \'{{"code": "<a code>"}}\' http://{settings.http.host}:{settings.http.port}'

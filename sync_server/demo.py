@@ -7,10 +7,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.clock import ManualClock
 from shared.ids import new_id
 from sync_server.auth import Principal, Role, mint_token
 from sync_server.db.engine import Database
 from sync_server.db.models import TicketType
+from sync_server.domain.devices.schemas import EnrollmentCreate
+from sync_server.domain.devices.services import DeviceService
 from sync_server.domain.events.schemas import EventCreate
 from sync_server.domain.events.services import EventService
 from sync_server.domain.keys.services import KeyStore
@@ -40,6 +43,8 @@ class DemoSeed:
     event_id: uuid.UUID
     manager_token: str
     tickets: list[DemoTicket]
+    #: One-time codes that enroll a scanner, by gate.
+    enrollment_codes: dict[str, str]
 
 
 async def seed_demo(settings: Settings, now: datetime) -> DemoSeed:
@@ -108,6 +113,16 @@ async def seed_demo(settings: Settings, now: datetime) -> DemoSeed:
             revoked = tickets[4]
             await service.revoke(revoked.ticket_id, RevokeRequest(reason="refunded (demo)"))
             tickets[4] = DemoTicket(f"{revoked.label} → revoked", revoked.ticket_id, revoked.code)
+            devices = DeviceService(session, keys, ManualClock(now), manager)
+            enrollment_codes = {
+                gate: (
+                    await devices.create_enrollment(
+                        EnrollmentCreate(event_id=event.id, gate=gate),
+                        default_ttl_seconds=12 * 3600,
+                    )
+                ).code
+                for gate in ("North 1", "South 2")
+            }
     finally:
         await database.close()
     token = mint_token(
@@ -117,4 +132,10 @@ async def seed_demo(settings: Settings, now: datetime) -> DemoSeed:
         subject="demo-manager",
         ttl_seconds=12 * 3600,
     )
-    return DemoSeed(tenant_id=tenant_id, event_id=event.id, manager_token=token, tickets=tickets)
+    return DemoSeed(
+        tenant_id=tenant_id,
+        event_id=event.id,
+        manager_token=token,
+        tickets=tickets,
+        enrollment_codes=enrollment_codes,
+    )

@@ -32,3 +32,14 @@ async def test_demo_seed(client: Client, settings: Settings) -> None:
         "revoked",
         "admitted",
     ], outcomes
+    # The printed enrollment codes enroll scanners for their gates, once each.
+    assert set(seed.enrollment_codes) == {"North 1", "South 2"}
+    code = seed.enrollment_codes["North 1"]
+    enrolled = await client.post(
+        "/v1/devices/enroll", json={"code": code, "device_name": "demo scanner"}
+    )
+    assert enrolled.status_code == 201, enrolled.text
+    assert enrolled.json()["gate"] == "North 1"
+    assert enrolled.json()["event"]["event_id"] == str(seed.event_id)
+    again = await client.post("/v1/devices/enroll", json={"code": code, "device_name": "second"})
+    assert again.status_code == 422
