@@ -557,7 +557,9 @@ class SyncEngine:
             try:
                 self.sync_once()
             except SyncBusy:
-                self._wake.wait(1.0)
+                # Another program is syncing this data folder: try again in a second. (Not
+                # ``_wake.wait``: a pending wake would return at once, every time, and spin.)
+                self._stop.wait(1.0)
             except NotEnrolledForSync:
                 return
             except Exception:  # keep the gate's sync alive whatever happens
