@@ -220,8 +220,9 @@ def run(quick: bool = False) -> str:
         f"({cache_mb * 1e6 / tickets:,.0f} bytes per ticket, indexes and sealed names "
         f"included); loading them through `apply_changes` took {load_s:.1f} s "
         f"({tickets / load_s:,.0f} tickets/s). Peak memory of the scanning process: "
-        f"{measured.max_rss_mb:,.0f} MB RSS (Python, SQLAlchemy, cryptography and SQLite's "
-        "64 MB page cache; the cache file is not read into memory).",
+        f"{measured.max_rss_mb:,.0f} MB RSS (Python, SQLAlchemy, cryptography, and SQLite's "
+        "8 MB page cache per pooled connection; the cache file's pages stay in the operating "
+        "system's file cache, shared and evictable).",
     ]
     return "\n".join(lines)
 

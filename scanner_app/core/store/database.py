@@ -61,8 +61,10 @@ class LocalStore:
         engine = create_engine(
             f"sqlite+pysqlite:///{path}",
             poolclass=QueuePool,
-            pool_size=4,
-            max_overflow=4,
+            # Readers and the writer of the gate, the sync thread and the UI; more are opened
+            # when needed and closed when returned.
+            pool_size=2,
+            max_overflow=6,
             connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
         )
         event.listen(engine, "connect", _configure_connection)
@@ -153,8 +155,10 @@ def _configure_connection(dbapi_connection: sqlite3.Connection, _record: Any) ->
     cursor.execute("PRAGMA synchronous = FULL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    # A million-ticket cache is ~100 MB; keep the hot part of the b-trees in memory.
-    cursor.execute("PRAGMA cache_size = -65536")
+    # Each pooled connection has its own page cache, so keep it small (8 MB): lookups of a
+    # million-ticket cache touch pages all over the file, and 64 MB per connection measured
+    # 530 MB of RSS. The operating system's file cache keeps the file's pages anyway.
+    cursor.execute("PRAGMA cache_size = -8192")
     cursor.close()
 
 
