@@ -239,6 +239,12 @@ class FakeServer:
             )
             self._touch("ticket", ticket_id)
 
+    def rotate_keys(self) -> None:
+        """New codes use fresh keys; scanners learn them from /me and the feed."""
+        with self._lock:
+            self.issuer = self.issuer.rotated()
+            self._touch("keys", self.gate_event.event_id)
+
     def code(self, ticket_id: uuid.UUID) -> str:
         return issue_code(
             self.issuer,
@@ -764,6 +770,35 @@ def test_sync_measures_the_clock_offset_again(
     assert engine.status().clock_offset_ms == pytest.approx(-30_000, abs=1)
 
 
+def test_new_keys_reach_the_gate_through_the_data_listener(
+    store: LocalStore, clock: ManualClock, server: FakeServer, engine: SyncEngine, gate: Gate
+) -> None:
+    server.rotate_keys()
+    (ticket,) = server.sell(1)
+    reloads: list[bool] = []
+
+    def reload() -> None:
+        reloads.append(True)
+        gate.reload()
+
+    engine.set_data_listener(reload)
+    report = engine.sync_once()
+
+    assert report.ok
+    assert report.new_keys == 2  # a verify key and an encryption key
+    assert reloads
+    verdict = gate.scan(server.code(ticket))  # made with the new keys
+    assert verdict.admitted
+    assert not verdict.on_signature  # and the ticket came with the same sync
+
+    def broken() -> None:
+        raise RuntimeError("a listener's bug")
+
+    engine.set_data_listener(broken)
+    server.sell(1)
+    assert engine.sync_once().ok  # a listener's bug does not stop syncing
+
+
 # --- uploads -------------------------------------------------------------------------------------
 
 
@@ -884,18 +919,26 @@ def test_scans_reclassified_by_an_upload_are_updated_from_its_answer(
     assert engine.status().conflicts == 1
 
 
+@pytest.mark.parametrize(
+    ("queued", "uploads"), [(5, [5, 1, 1, 1, 1, 1]), (1, [1])], ids=["in-a-batch", "alone"]
+)
 def test_a_refused_batch_is_retried_scan_by_scan_and_the_poison_scan_leaves_the_queue(
-    store: LocalStore, server: FakeServer, engine: SyncEngine, gate: Gate
+    queued: int,
+    uploads: list[int],
+    store: LocalStore,
+    server: FakeServer,
+    engine: SyncEngine,
+    gate: Gate,
 ) -> None:
-    ids = scan_offline(gate, server, server.sell(5))
-    poison = ids[2]
+    ids = scan_offline(gate, server, server.sell(queued))
+    poison = ids[queued // 2]
     server.taken_scan_ids.add(poison)
 
     report = engine.sync_once()
 
     assert report.ok
-    assert (report.uploaded, report.refused) == (4, 1)
-    assert server.upload_sizes() == [5, 1, 1, 1, 1, 1]
+    assert (report.uploaded, report.refused) == (queued - 1, 1)
+    assert server.upload_sizes() == uploads
     assert set(server.scans) == set(ids) - {poison}
     assert engine.status().queued == 0
     with store.read() as conn:
@@ -944,6 +987,25 @@ def test_an_annulment_is_sent_only_after_its_scan(
         logged = find_scan(conn, scan_id)
     assert logged is not None
     assert logged.annulled
+
+
+def test_an_annulment_the_server_refuses_leaves_the_queue(
+    store: LocalStore, clock: ManualClock, server: FakeServer, engine: SyncEngine, gate: Gate
+) -> None:
+    (scan_id,) = scan_offline(gate, server, server.sell(1))
+    assert engine.sync_once().ok
+    server.scans[scan_id].annulled = True  # a manager undid it on the server meanwhile
+    with store.write() as conn:
+        assert annul(conn, scan_id, clock.now())
+
+    report = engine.sync_once()
+
+    assert report.ok
+    assert len(server.requests_to(ANNUL)) == 1  # answered 422 already_annulled
+    assert engine.status().queued == 0  # nothing left to retry
+    before = len(server.seen)
+    assert engine.sync_once().ok
+    assert server.requests_to(ANNUL, since=before) == []
 
 
 # --- the changes feed ----------------------------------------------------------------------------
@@ -1051,7 +1113,8 @@ def test_a_busy_server_is_retried_no_sooner_than_it_asked_and_nothing_is_lost(
 def test_backoff_doubles_with_each_failure_up_to_a_minute(
     store: LocalStore, clock: ManualClock, server: FakeServer, engine: SyncEngine
 ) -> None:
-    server.fail(ME, Failure(error=httpx.ConnectError), times=12)
+    server.fail(ME, Failure(error=httpx.ConnectError), times=6)
+    server.fail(ME, Failure(error=httpx.ReadTimeout), times=6)
     delays = []
     for _ in range(12):
         assert not engine.sync_once().ok
@@ -1092,6 +1155,41 @@ def test_a_revoked_device_stops_syncing(server: FakeServer, engine: SyncEngine) 
     finally:
         engine.stop()
     assert sync_threads_since(before) == []
+
+
+def test_the_background_loop_keeps_to_the_backoff_even_when_woken(
+    clock: ManualClock, server: FakeServer, engine: SyncEngine
+) -> None:
+    server.fail(ME, Failure(status=503, retry_after="30"))
+    engine.start()
+    try:
+        assert wait_until(lambda: engine.status().offline_reason is not None)
+        asked = len(server.seen)
+        engine.wake()  # e.g. a scan was queued
+        time.sleep(0.3)
+        assert len(server.seen) == asked  # the server asked for 30 s of quiet
+        clock.advance(31)
+        engine.wake()
+        assert wait_until(lambda: engine.status().online)
+        assert len(server.seen) > asked
+    finally:
+        engine.stop()
+
+
+def test_an_online_check_that_finds_the_device_revoked_stops_it(
+    clock: ManualClock, server: FakeServer, engine: SyncEngine
+) -> None:
+    (ticket,) = server.sell(1)
+    server.revoked = True
+
+    answer = engine.online_check(wire.ValidateRequest(code=server.code(ticket), scan_id=new_id()))
+
+    assert answer is None  # the gate decides offline
+    assert engine.status().revoked
+    assert not engine.is_online()
+    asked = len(server.seen)
+    assert engine.online_check(wire.ValidateRequest(code=server.code(ticket))) is None
+    assert len(server.seen) == asked  # not asked again
 
 
 # --- online validation ---------------------------------------------------------------------------
