@@ -143,7 +143,8 @@ class ServerClient:
             raise RequestRefused(
                 0, "invalid_url", f"The server address is not valid: {error}"
             ) from error
-        except httpx.TransportError as error:
+        except httpx.RequestError as error:
+            # Transport failures, and answers that cannot be decoded (a broken gzip body).
             raise ServerUnavailable(f"Cannot reach the server ({_cause(error)}).") from error
         _check(response)
         return response
@@ -203,7 +204,7 @@ class ServerClient:
             )
         except httpx.TimeoutException as error:
             raise ServerUnavailable("The server did not answer in time.") from error
-        except httpx.TransportError as error:
+        except httpx.RequestError as error:
             raise ServerUnavailable(f"Cannot reach the server ({_cause(error)}).") from error
         if response.status_code in {409, 422}:
             try:

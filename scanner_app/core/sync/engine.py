@@ -55,6 +55,7 @@ from scanner_app.core.store.state import (
     Enrollment,
     SyncState,
     load_enrollment,
+    load_event,
     load_sync_state,
     merge_keys,
     save_enrollment,
@@ -346,6 +347,12 @@ class SyncEngine:
             report.errors.append(str(error))
             self._revoked(str(error))
             return report
+        except RequestRefused as error:
+            # The server refuses a request it should accept (a 403 after a role change, a
+            # proxy in the way): nothing this device can fix by itself; keep trying slowly.
+            report.errors.append(str(error))
+            self._went_offline(f"The server refused the sync: {error}", None)
+            return report
         finally:
             client.close()
         now = self._clock.now()
@@ -370,14 +377,18 @@ class SyncEngine:
         received = self._clock.now()
         offset = _offset_ms(me.server_time, sent, received)
         with self._store.write() as conn:
-            report.new_keys += merge_keys(conn, me.keys, received)
-            save_event(conn, me.event)
+            new_keys = merge_keys(conn, me.keys, received)
+            event_changed = load_event(conn, me.event.event_id) != me.event
+            if event_changed:
+                save_event(conn, me.event)
             state = replace_state(
                 load_sync_state(conn), clock_offset_ms=offset, last_contact_at=received
             )
             save_sync_state(conn, state)
         self._state = state
-        self._data_changed()
+        report.new_keys += new_keys
+        if new_keys or event_changed:
+            self._data_changed()
 
     def _resolve_online(self, client: ServerClient, report: SyncReport) -> None:
         """Online verdicts a crash left unanswered: if the server recorded the scan, log it
@@ -434,6 +445,10 @@ class SyncEngine:
                 raise
             with self._store.write() as conn:
                 report.new_conflicts += record_outcomes(conn, outcome)
+            answered = {o.scan_id for o in outcome.outcomes}
+            if not answered & {item.upload.scan_id for item in batch}:
+                # A server that answers none of what was sent would have us send it forever.
+                raise ServerUnavailable("The server's answer to an upload named none of its scans.")
             report.uploaded += len(outcome.outcomes)
             self._emit()
         self._upload_annulments(client, report)
@@ -469,7 +484,19 @@ class SyncEngine:
 
     def _download(self, client: ServerClient, report: SyncReport) -> None:
         while True:
-            page = client.changes(self._state.cursor, FEED_PAGE)
+            try:
+                page = client.changes(self._state.cursor, FEED_PAGE)
+            except RequestRefused as error:
+                if error.code != "invalid_cursor" or self._state.cursor is None:
+                    raise
+                # The server no longer knows our cursor (a restored database): start over.
+                # Applying everything again is safe; every change says how things now are.
+                log.warning("the server refused our feed cursor; downloading everything again")
+                with self._store.write() as conn:
+                    state = replace_state(load_sync_state(conn), cursor=None)
+                    save_sync_state(conn, state)
+                self._state = state
+                continue
             now = self._clock.now()
             with self._store.write() as conn:
                 applied = apply_changes(conn, self._store.sealer, page.changes, now)

@@ -30,11 +30,14 @@ from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import find_ticket, ticket_count
 from scanner_app.core.store.scanlog import (
+    PendingOnline,
     ScanRecord,
     annul,
+    begin_online,
     find_scan,
     local_scans,
     record_scan,
+    unresolved_online,
 )
 from scanner_app.core.store.state import (
     SyncState,
@@ -1420,3 +1423,93 @@ def test_validate_reads_a_verdict_from_422_but_not_a_problem() -> None:
     problem = _problem(422, "unprocessable", "Bad direction.", VALIDATE)
     with _answering(problem) as client, pytest.raises(RequestRefused):
         client.validate(wire.ValidateRequest(code="GH1X"), timeout=0.8)
+
+
+# --- crashes and a server that forgot -----------------------------------------------------------
+
+
+def test_an_online_question_cut_off_by_a_crash_is_resolved_by_the_next_sync(
+    store: LocalStore, clock: ManualClock, server: FakeServer, engine: SyncEngine
+) -> None:
+    arrived, lost = server.sell(2)
+    assert engine.sync_once().ok
+    enrollment = engine.enrollment
+    assert enrollment is not None
+    asked_id, never_id = new_id(), new_id()
+    # The scanner wrote both questions down, asked the first (the server recorded it) and
+    # died before it recorded the answer; the second never left the device.
+    with store.write() as conn:
+        begin_online(
+            conn, PendingOnline(asked_id, server.code(arrived), Direction.ENTRY, clock.now())
+        )
+        begin_online(conn, PendingOnline(never_id, server.code(lost), Direction.ENTRY, clock.now()))
+    with ServerClient(SERVER_URL, enrollment.token, transport=server.transport) as client:
+        request = wire.ValidateRequest(code=server.code(arrived), scan_id=asked_id)
+        assert client.validate(request, timeout=5).result is VerdictResult.ADMITTED
+
+    clock.advance(11)  # no longer possibly in flight
+    report = engine.sync_once()
+
+    assert report.ok, report.errors
+    assert report.recovered == 1
+    with store.read() as conn:
+        assert unresolved_online(conn, clock.now() + timedelta(days=1)) == []
+        recovered = find_scan(conn, asked_id)
+        assert find_scan(conn, never_id) is None
+    assert recovered is not None
+    assert (recovered.result, recovered.mode) == (VerdictResult.ADMITTED, "online")
+    # It counts: the ticket is inside now, by this device's own records.
+    again = Gate(store, clock=clock).scan(server.code(arrived))
+    assert again.verdict.reason is VerdictReason.ALREADY_CHECKED_IN
+    assert again.verdict.prior is not None
+    assert again.verdict.prior.scan_id == asked_id
+
+
+def test_a_question_still_in_flight_is_left_alone(
+    store: LocalStore, clock: ManualClock, server: FakeServer, engine: SyncEngine
+) -> None:
+    (ticket,) = server.sell(1)
+    pending = PendingOnline(new_id(), server.code(ticket), Direction.ENTRY, clock.now())
+    with store.write() as conn:
+        begin_online(conn, pending)
+    clock.advance(1)
+    assert engine.sync_once().ok
+    assert server.requests_to(RECORDED) == []
+    with store.read() as conn:
+        assert unresolved_online(conn, clock.now() + timedelta(days=1)) == [pending]
+
+
+def test_a_cursor_the_server_no_longer_knows_starts_the_feed_over(
+    store: LocalStore, server: FakeServer, engine: SyncEngine
+) -> None:
+    server.sell(3)
+    assert engine.sync_once().ok
+    server.sell(2)
+    refused = Failure(
+        status=400, code="invalid_cursor", detail="The cursor is not one this feed returned."
+    )
+    server.fail(FEED, refused)
+
+    report = engine.sync_once()
+
+    assert report.ok, report.errors
+    cursors = [seen.cursor for seen in server.requests_to(FEED)]
+    assert cursors[-2] is not None  # the refused one
+    assert cursors[-1] is None  # started over
+    with store.read() as conn:
+        assert ticket_count(conn) == 5
+
+
+def test_a_sync_the_server_refuses_is_reported_not_raised(
+    server: FakeServer, engine: SyncEngine
+) -> None:
+    server.fail(ME, Failure(status=403, code="forbidden", detail="Not for this role."))
+
+    report = engine.sync_once()
+
+    assert not report.ok
+    assert "Not for this role." in report.errors[0]
+    status = engine.status()
+    assert not status.online
+    assert status.offline_reason is not None
+    assert "Not for this role." in status.offline_reason
