@@ -256,9 +256,14 @@ class Gate:
             context = self._context
             code = read_code(context.keys, text)
         with self._store.write() as conn:
-            offset_ms = load_sync_state(conn).clock_offset_ms
+            sync = load_sync_state(conn)
+            offset_ms = sync.clock_offset_ms
             now = device_now + timedelta(milliseconds=offset_ms)
-            decision = self._decide(conn, context, code, direction, now)
+            if sync.revoked:
+                # A manager switched this scanner off: it admits nobody until enrolled again.
+                decision = _Decision(VerdictResult.REJECTED, VerdictReason.DEVICE_REVOKED)
+            else:
+                decision = self._decide(conn, context, code, direction, now)
             record = ScanRecord(
                 scan_id=scan_id,
                 device_id=context.enrollment.device_id,

@@ -1513,3 +1513,20 @@ def test_a_sync_the_server_refuses_is_reported_not_raised(
     assert not status.online
     assert status.offline_reason is not None
     assert "Not for this role." in status.offline_reason
+
+
+def test_a_revoked_scanner_admits_nobody(
+    store: LocalStore, server: FakeServer, engine: SyncEngine, gate: Gate
+) -> None:
+    (ticket,) = server.sell(1)
+    assert engine.sync_once().ok
+    server.revoked = True
+    assert not engine.sync_once().ok
+
+    verdict = gate.scan(server.code(ticket))
+
+    assert verdict.verdict.result is VerdictResult.REJECTED
+    assert verdict.verdict.reason is VerdictReason.DEVICE_REVOKED
+    with store.read() as conn:
+        logged = find_scan(conn, verdict.verdict.scan_id or new_id())
+    assert logged is not None  # recorded like every scan
