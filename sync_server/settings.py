@@ -61,10 +61,39 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisSettings:
+    #: Rate limits, the ticket cache and shared circuit breakers; check-in works without it.
+    url: str = "redis://127.0.0.1:6379/0"
+
+
+@dataclass(frozen=True, slots=True)
+class AmqpSettings:
+    #: RabbitMQ, for the outbox relay and the consumers; the API only reports whether it answers.
+    url: str = field(default="amqp://guest:guest@127.0.0.1:5672/", repr=False)
+
+
+LOG_FORMATS = ("json", "console")
+
+
+@dataclass(frozen=True, slots=True)
+class ObservabilitySettings:
+    #: ``json`` (one object a line, for collectors) or ``console`` (for people at a terminal).
+    log_format: str = "console"
+    log_level: str = "INFO"
+    #: One structured line per request (method, route, status, duration, tenant).
+    access_log: bool = True
+    #: How long ``/ready`` waits for each dependency before calling it down.
+    ready_timeout_seconds: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    amqp: AmqpSettings = field(default_factory=AmqpSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     #: Seals the per-event ticket keys at rest (AES-256-GCM). 32 bytes.
     master_key: bytes = field(default=b"", repr=False)
     environment: str = "development"
@@ -116,6 +145,9 @@ class Settings:
                 port=_int(env, "GATEHOUSE_PORT", defaults_http.port),
                 workers=_int(env, "GATEHOUSE_WORKERS", defaults_http.workers),
             ),
+            redis=RedisSettings(url=env.get("GATEHOUSE_REDIS_URL") or RedisSettings().url),
+            amqp=AmqpSettings(url=env.get("GATEHOUSE_AMQP_URL") or AmqpSettings().url),
+            observability=_observability(env, environment),
             master_key=decode_master_key(master_text),
             environment=environment,
         )
@@ -136,6 +168,37 @@ def decode_master_key(text: str) -> bytes:
 
 def new_master_key() -> str:
     return base64.urlsafe_b64encode(secrets.token_bytes(MASTER_KEY_BYTES)).decode().rstrip("=")
+
+
+def _observability(env: Mapping[str, str], environment: str) -> ObservabilitySettings:
+    defaults = ObservabilitySettings()
+    # JSON for log collectors in production; readable lines on a developer's terminal.
+    log_format = env.get("GATEHOUSE_LOG_FORMAT") or (
+        "json" if environment == "production" else defaults.log_format
+    )
+    if log_format not in LOG_FORMATS:
+        raise SettingsError(f"GATEHOUSE_LOG_FORMAT must be json or console, not {log_format!r}")
+    level = (env.get("GATEHOUSE_LOG_LEVEL") or defaults.log_level).upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(
+            f"GATEHOUSE_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {level!r}"
+        )
+    access = (env.get("GATEHOUSE_ACCESS_LOG") or "true").lower()
+    if access not in ("true", "false", "1", "0", "yes", "no"):
+        raise SettingsError(f"GATEHOUSE_ACCESS_LOG must be true or false, not {access!r}")
+    timeout = env.get("GATEHOUSE_READY_TIMEOUT") or str(defaults.ready_timeout_seconds)
+    try:
+        ready_timeout = float(timeout)
+    except ValueError as error:
+        raise SettingsError(f"GATEHOUSE_READY_TIMEOUT must be seconds, not {timeout!r}") from error
+    if not 0 < ready_timeout <= 30:
+        raise SettingsError("GATEHOUSE_READY_TIMEOUT must be between 0 and 30 seconds")
+    return ObservabilitySettings(
+        log_format=log_format,
+        log_level=level,
+        access_log=access in ("true", "1", "yes"),
+        ready_timeout_seconds=ready_timeout,
+    )
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
