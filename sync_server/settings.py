@@ -64,6 +64,34 @@ class HttpSettings:
 class RedisSettings:
     #: Rate limits, the ticket cache and shared circuit breakers; check-in works without it.
     url: str = "redis://127.0.0.1:6379/0"
+    #: Put before every key (empty in production; tests use one per run so runs never meet).
+    key_prefix: str = ""
+    #: Connect and command timeout: a hung Redis costs one request this much, once.
+    timeout_seconds: float = 0.25
+    #: How long ``GET /v1/tickets/{id}`` answers may be served from Redis; 0 turns it off.
+    ticket_cache_ttl_seconds: int = 300
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """Requests per minute per caller (tenant and token subject), by role; 0 means no limit.
+
+    A gate's scanner sees a person every few seconds and syncs in batches, so 600 a minute is
+    far above any real gate and still stops a device stuck in a loop; services buy and transfer
+    for many people at once, so they get more."""
+
+    scanner: int = 600
+    manager: int = 600
+    service: int = 3000
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    #: Consecutive failures of a dependency (across all processes) that open its circuit.
+    failure_threshold: int = 5
+    #: How long an open circuit refuses calls before one trial call may go through. Less than
+    #: the 30 s the shared state lives in Redis, or the trial would never be seen.
+    open_seconds: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +120,8 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    breakers: BreakerSettings = field(default_factory=BreakerSettings)
     amqp: AmqpSettings = field(default_factory=AmqpSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     #: Seals the per-event ticket keys at rest (AES-256-GCM). 32 bytes.
@@ -145,7 +175,9 @@ class Settings:
                 port=_int(env, "GATEHOUSE_PORT", defaults_http.port),
                 workers=_int(env, "GATEHOUSE_WORKERS", defaults_http.workers),
             ),
-            redis=RedisSettings(url=env.get("GATEHOUSE_REDIS_URL") or RedisSettings().url),
+            redis=_redis(env),
+            rate_limits=_rate_limits(env),
+            breakers=_breakers(env),
             amqp=AmqpSettings(url=env.get("GATEHOUSE_AMQP_URL") or AmqpSettings().url),
             observability=_observability(env, environment),
             master_key=decode_master_key(master_text),
@@ -199,6 +231,48 @@ def _observability(env: Mapping[str, str], environment: str) -> ObservabilitySet
         access_log=access in ("true", "1", "yes"),
         ready_timeout_seconds=ready_timeout,
     )
+
+
+def _redis(env: Mapping[str, str]) -> RedisSettings:
+    defaults = RedisSettings()
+    return RedisSettings(
+        url=env.get("GATEHOUSE_REDIS_URL") or defaults.url,
+        key_prefix=env.get("GATEHOUSE_REDIS_KEY_PREFIX", defaults.key_prefix),
+        timeout_seconds=_seconds(env, "GATEHOUSE_REDIS_TIMEOUT", defaults.timeout_seconds, 5.0),
+        ticket_cache_ttl_seconds=_int(
+            env, "GATEHOUSE_TICKET_CACHE_TTL", defaults.ticket_cache_ttl_seconds
+        ),
+    )
+
+
+def _rate_limits(env: Mapping[str, str]) -> RateLimitSettings:
+    defaults = RateLimitSettings()
+    return RateLimitSettings(
+        scanner=_int(env, "GATEHOUSE_RATE_LIMIT_SCANNER", defaults.scanner),
+        manager=_int(env, "GATEHOUSE_RATE_LIMIT_MANAGER", defaults.manager),
+        service=_int(env, "GATEHOUSE_RATE_LIMIT_SERVICE", defaults.service),
+    )
+
+
+def _breakers(env: Mapping[str, str]) -> BreakerSettings:
+    defaults = BreakerSettings()
+    return BreakerSettings(
+        failure_threshold=_int(env, "GATEHOUSE_BREAKER_FAILURES", defaults.failure_threshold),
+        open_seconds=_seconds(env, "GATEHOUSE_BREAKER_OPEN_SECONDS", defaults.open_seconds, 29.0),
+    )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, most: float) -> float:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        seconds = float(value)
+    except ValueError as error:
+        raise SettingsError(f"{name} must be seconds, not {value!r}") from error
+    if not 0 < seconds <= most:
+        raise SettingsError(f"{name} must be more than 0 and at most {most:g} seconds")
+    return seconds
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
