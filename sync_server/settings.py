@@ -20,6 +20,8 @@ from pathlib import Path
 import platformdirs
 
 MASTER_KEY_BYTES = 32
+#: The role migration 0005 creates for the outbox relay.
+RELAY_ROLE = "gatehouse_relay"
 
 
 class SettingsError(ValueError):
@@ -39,6 +41,19 @@ class DatabaseSettings:
     # ran slower than 16 with a pool of 10 + 20 overflow).
     pool_size: int = 20
     max_overflow: int = 5
+    #: The outbox relay's connection (``gatehouse-server worker``), as the role the migrations
+    #: create for it: it reads every tenant's outbox and may only mark rows sent. Unset: ``url``
+    #: with the user ``gatehouse_relay`` and no password.
+    relay_url: str | None = field(default=None, repr=False)
+
+    def relay_connection_url(self) -> str:
+        """``relay_url``, or the application's URL with the relay role's name in it."""
+        if self.relay_url:
+            return self.relay_url
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 - only the worker needs it
+
+        derived = make_url(self.url).set(username=RELAY_ROLE, password=None)
+        return derived.render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +171,7 @@ class Settings:
                 app_role=env.get("GATEHOUSE_DATABASE_APP_ROLE", defaults_db.app_role),
                 pool_size=_int(env, "GATEHOUSE_DATABASE_POOL_SIZE", defaults_db.pool_size),
                 max_overflow=_int(env, "GATEHOUSE_DATABASE_MAX_OVERFLOW", defaults_db.max_overflow),
+                relay_url=env.get("GATEHOUSE_DATABASE_RELAY_URL") or None,
             ),
             auth=AuthSettings(
                 jwt_secret=jwt_secret,

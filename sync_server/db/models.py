@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
@@ -233,11 +234,19 @@ class IdempotencyKey(Base):
 
 
 class Outbox(Base):
-    """Ticket events waiting to be published (CloudEvents JSON in ``payload``)."""
+    """Ticket events waiting to be published (CloudEvents JSON in ``payload``). ``seq`` is drawn
+    at insert under the ticket's row lock: the order of one ticket's events (migration 0005)."""
 
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_unsent", "created_at", postgresql_where=text("sent_at IS NULL")),
+        Index("ix_outbox_unsent_seq", "seq", postgresql_where=text("sent_at IS NULL")),
+        Index(
+            "ix_outbox_unsent_ticket_id_seq",
+            "ticket_id",
+            "seq",
+            postgresql_where=text("sent_at IS NULL"),
+        ),
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = _tenant()
@@ -247,6 +256,18 @@ class Outbox(Base):
     created_at: Mapped[datetime] = _created()
     sent_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    seq: Mapped[int] = mapped_column(BigInteger, Identity())
+
+
+class ProcessedEvent(Base):
+    """An event a consumer of ours has handled, written with the handler's effect (idempotency
+    by event id)."""
+
+    __tablename__ = "processed_events"
+    consumer: Mapped[str] = mapped_column(Text, primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    processed_at: Mapped[datetime] = _created()
 
 
 class PendingTransaction(Base):
