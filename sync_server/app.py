@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar, get
+from litestar import Litestar
 from litestar.config.compression import CompressionConfig
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
@@ -24,6 +24,9 @@ from sync_server.domain.events.controllers import EventController
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.scans.controllers import SCAN_ROUTES
 from sync_server.domain.tickets.controllers import TICKET_ROUTES
+from sync_server.observability.controllers import OPS_ROUTES, Operations
+from sync_server.observability.readiness import AmqpProbe, PostgresProbe, Readiness, RedisProbe
+from sync_server.observability.requests import RequestContextMiddleware, ResponseObserver
 from sync_server.problems import exception_handlers
 from sync_server.runtime import (
     Runtime,
@@ -35,12 +38,6 @@ from sync_server.runtime import (
 from sync_server.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@get("/health", opt={"exclude_from_auth": True}, tags=["ops"])
-async def health() -> dict[str, str]:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Litestar:
@@ -58,6 +55,16 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             verifier=verifier,
             clock=clock or SystemClock(),
         )
+        timeout = settings.observability.ready_timeout_seconds
+        readiness = Readiness(
+            [
+                PostgresProbe(database.engine),
+                RedisProbe(url=settings.redis.url, timeout=timeout),
+                AmqpProbe(settings.amqp.url, timeout=timeout),
+            ],
+            timeout=timeout,
+        )
+        app.state["operations"] = Operations(readiness, database, timeout)
         try:
             async with database.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
@@ -66,11 +73,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         try:
             yield
         finally:
+            await readiness.close()
             await runtime(app.state).database.close()
 
     return Litestar(
         route_handlers=[
-            health,
+            *OPS_ROUTES,
             EventController,
             DeviceController,
             *TICKET_ROUTES,
@@ -79,14 +87,21 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         ],
         lifespan=[lifespan],
         middleware=[
-            DefineMiddleware(BearerAuthMiddleware, verifier=verifier, exclude=["^/schema"])
+            # First, so its request id and start time cover everything after it.
+            RequestContextMiddleware,
+            DefineMiddleware(BearerAuthMiddleware, verifier=verifier, exclude=["^/schema"]),
         ],
+        before_send=[ResponseObserver(access_log_enabled=settings.observability.access_log)],
         dependencies={
             "rt": Provide(provide_runtime),
             "principal": Provide(provide_principal),
             "session": Provide(provide_session),
         },
         exception_handlers=exception_handlers(),
+        # Logging is the process's business (gatehouse-server serve/worker configure it, see
+        # observability/logs.py): Litestar's default would replace the root handler in every
+        # worker with a plain-text one.
+        logging_config=None,
         # gzip when the client asks for it: the changes feed is large and compresses well.
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024),
         openapi_config=OpenAPIConfig(

@@ -14,6 +14,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from sync_server.observability.context import assign_request_id
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -110,6 +112,9 @@ def problem_response(request: Request[Any, Any, Any], problem: Problem) -> Respo
         "instance": request.url.path,
         **problem.extra,
     }
+    # The id in the X-Request-ID header and in every log line of this request: a client quoting
+    # it lets support find exactly what happened.
+    body["request_id"] = assign_request_id(request.scope)  # type: ignore[arg-type]
     return Response(
         content=body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
     )

@@ -13,6 +13,7 @@ from shared import wire
 from sync_server.auth import Principal, Role, allow
 from sync_server.domain.checkin.services import CheckInService, Gate, http_status
 from sync_server.domain.sync.feed import DEFAULT_PAGE, MAX_PAGE, read_changes, sequence_pending
+from sync_server.observability.metrics import observe_uploads, observe_verdict
 from sync_server.problems import BadRequest, Forbidden
 from sync_server.runtime import PrincipalDep, Runtime, RuntimeDep, SessionDep
 
@@ -53,6 +54,7 @@ async def validate(
             raise BadRequest("gate_required", "Say at which gate this check-in happens.")
         gate = Gate(name=data.gate, actor=principal.actor, event_id=None)
     verdict = await _service(session, rt, principal).validate(gate, data)
+    observe_verdict(verdict)
     return Response(verdict, status_code=http_status(verdict))
 
 
@@ -77,7 +79,9 @@ async def upload_scans(
 ) -> wire.ScanBatchOutcome:
     """Upload offline scans (at most 1000). Safe to repeat: each scan id is recorded once, and
     a repeat returns the same outcomes (``duplicate_upload`` marks them)."""
-    return await _service(session, rt, principal).ingest(_device_gate(principal), data.scans)
+    outcome = await _service(session, rt, principal).ingest(_device_gate(principal), data.scans)
+    observe_uploads(outcome)
+    return outcome
 
 
 class FeedController(Controller):

@@ -1,0 +1,126 @@
+"""``/health``, ``/ready`` and ``/metrics``: for load balancers and Prometheus, no token.
+
+Keep them off the public internet at the load balancer: they reveal nothing about tenants, but
+``/metrics`` tells traffic and error rates to whoever asks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from litestar import Response, get
+from litestar.datastructures import State
+from litestar.types import ControllerRouterHandler
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from sqlalchemy.exc import DBAPIError, ProgrammingError
+
+from sync_server.db.engine import Database
+from sync_server.observability import metrics
+from sync_server.observability.readiness import Readiness, ReadinessReport
+
+log = logging.getLogger(__name__)
+
+_OPS = {"exclude_from_auth": True}
+# Counts and the oldest time only, across tenants (a SECURITY DEFINER function of migration
+# 0005: the application role cannot read other tenants' outbox rows itself). created_at comes
+# from the API's clock and the age from the database's; clamped at 0 for small clock skew.
+_OUTBOX_BACKLOG = (
+    "SELECT unsent, greatest(extract(epoch FROM clock_timestamp() - oldest), 0)::float8 "
+    "FROM gatehouse_outbox_backlog()"
+)
+
+
+@dataclass(slots=True)
+class Operations:
+    """What the ops endpoints need; built with the app's lifespan, kept in ``app.state``."""
+
+    readiness: Readiness
+    database: Database
+    timeout_seconds: float = 2.0
+
+    async def scraped(self) -> list[Metric]:
+        """Gauges computed for this scrape: dependency status and the outbox backlog."""
+        report, backlog = await asyncio.gather(self.readiness.report(), self._outbox_backlog())
+        families = _dependency_families(report)
+        if backlog is not None:
+            unsent, lag = backlog
+            families.append(
+                GaugeMetricFamily(
+                    f"{metrics.PREFIX}_outbox_unsent",
+                    "Outbox events not yet confirmed by RabbitMQ, all tenants.",
+                    value=unsent,
+                )
+            )
+            families.append(
+                GaugeMetricFamily(
+                    f"{metrics.PREFIX}_outbox_lag_seconds",
+                    "Age of the oldest outbox event not yet published; 0 when none waits.",
+                    value=lag,
+                )
+            )
+        return families
+
+    async def _outbox_backlog(self) -> tuple[int, float] | None:
+        """(unsent rows, age of the oldest in seconds), or None when the database cannot say
+        now — then the samples are left out rather than reported as a reassuring zero."""
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                async with self.database.engine.connect() as connection:
+                    result = await connection.exec_driver_sql(_OUTBOX_BACKLOG)
+                    unsent, lag = tuple(result.one())
+        except ProgrammingError as error:  # a database the migrations have not reached
+            log.warning("outbox backlog unknown: %s", error.orig or error)
+            return None
+        except (DBAPIError, OSError, TimeoutError):
+            return None  # Postgres is down: /ready and gatehouse_dependency_up say so
+        return int(unsent), float(lag or 0.0)
+
+
+def _dependency_families(report: ReadinessReport) -> list[Metric]:
+    up = GaugeMetricFamily(
+        f"{metrics.PREFIX}_dependency_up",
+        "1 when the dependency answered the readiness probe, else 0.",
+        labels=["dependency"],
+    )
+    latency = GaugeMetricFamily(
+        f"{metrics.PREFIX}_dependency_latency_seconds",
+        "How long the last readiness probe of the dependency took.",
+        labels=["dependency"],
+    )
+    for name, check in report.checks.items():
+        up.add_metric([name], 1.0 if check.status == "up" else 0.0)
+        latency.add_metric([name], check.latency_ms / 1000)
+    return [up, latency]
+
+
+def operations(state: State) -> Operations:
+    found: Operations = state["operations"]
+    return found
+
+
+@get("/health", opt=_OPS, tags=["ops"])
+async def health() -> dict[str, str]:
+    """Liveness: the process answers. Checks no dependency, so a database outage never makes
+    an orchestrator restart every instance."""
+    return {"status": "ok"}
+
+
+@get("/ready", opt=_OPS, tags=["ops"])
+async def ready(state: State) -> Response[ReadinessReport]:
+    """Readiness, per dependency with status and latency: 200 when Postgres answers (status
+    ``ready``, or ``degraded`` when Redis or RabbitMQ does not), 503 when it does not."""
+    report = await operations(state).readiness.report()
+    return Response(report, status_code=report.http_status)
+
+
+@get("/metrics", opt=_OPS, tags=["ops"], include_in_schema=False)
+async def prometheus_metrics(state: State) -> Response[bytes]:
+    """Prometheus text exposition: every worker process's metrics, summed."""
+    body, content_type = metrics.render(await operations(state).scraped())
+    return Response(body, media_type=content_type)
+
+
+OPS_ROUTES: list[ControllerRouterHandler] = [health, ready, prometheus_metrics]
