@@ -8,6 +8,7 @@ sentence on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,11 +28,19 @@ from sync_server.db.migrate import migrate as run_migrations
 from sync_server.demo import seed_demo
 from sync_server.domain.tenants.services import create_tenant, tenant_name
 from sync_server.domain.tickets.services import expire_ended_events
+from sync_server.observability.logs import logging_config
+from sync_server.observability.metrics import (
+    cleanup_multiprocess_dir,
+    prepare_multiprocess_dir,
+)
 from sync_server.settings import Settings, SettingsError
 
 APP_FACTORY = "sync_server.app:create_app"
 ADMIN_URL = "GATEHOUSE_DATABASE_ADMIN_URL"
 APP_URL = "GATEHOUSE_DATABASE_URL"
+#: After SIGTERM, how long requests in flight may take before their connections are closed;
+#: below the 30 s that systemd and docker wait before SIGKILL (packaging/).
+GRACEFUL_SHUTDOWN_S = 20
 
 
 def _settings() -> Settings:
@@ -114,26 +123,40 @@ def migrate() -> None:
 )
 @click.option(
     "--access-log/--no-access-log",
-    default=False,
-    show_default=True,
-    help="Log every request.",
+    default=None,
+    help="One log line per request.  [default: GATEHOUSE_ACCESS_LOG or on]",
 )
-def serve(host: str | None, port: int | None, workers: int | None, access_log: bool) -> None:
+def serve(host: str | None, port: int | None, workers: int | None, access_log: bool | None) -> None:
     """Run the HTTP API with uvicorn.
 
     Trusts X-Forwarded-* headers from the addresses in FORWARDED_ALLOW_IPS (uvicorn's setting,
-    127.0.0.1 by default), for running behind a reverse proxy.
+    127.0.0.1 by default), for running behind a reverse proxy. Logs go to stderr as
+    GATEHOUSE_LOG_FORMAT says (json or console). On SIGTERM it stops accepting connections and
+    gives requests in flight up to 20 s to finish.
     """
-    http = _settings().http  # fail here, with a sentence, rather than in every worker
-    uvicorn.run(
-        APP_FACTORY,
-        factory=True,
-        host=host or http.host,
-        port=port or http.port,
-        workers=workers or http.workers,
-        proxy_headers=True,
-        access_log=access_log,
-    )
+    if access_log is not None:
+        # The workers read their settings from the environment they inherit.
+        os.environ["GATEHOUSE_ACCESS_LOG"] = "true" if access_log else "false"
+    settings = _settings()  # fail here, with a sentence, rather than in every worker
+    http, observability = settings.http, settings.observability
+    worker_count = workers or http.workers
+    # Before any worker starts: they find the metrics directory in their environment.
+    metrics_dir = prepare_multiprocess_dir(worker_count)
+    try:
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=host or http.host,
+            port=port or http.port,
+            workers=worker_count,
+            proxy_headers=True,
+            # Ours: uvicorn applies it in every worker; the app writes its own access log.
+            log_config=logging_config(observability.log_format, observability.log_level),
+            access_log=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+    finally:
+        cleanup_multiprocess_dir(metrics_dir)
 
 
 @main.group()

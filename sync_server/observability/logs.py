@@ -34,6 +34,12 @@ def _add_tenant(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return event
 
 
+def _drop_color_message(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    # uvicorn passes an ANSI-coloured copy of its message as an extra; the message is enough.
+    event.pop("color_message", None)
+    return event
+
+
 def _json(event: MutableMapping[str, Any], **_: Any) -> str:
     # msgspec: several times faster than json.dumps, and UUIDs and datetimes need no help.
     return msgspec.json.encode(event, enc_hook=str).decode()
@@ -47,6 +53,7 @@ def _pre_chain() -> list[Processor]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),
+        _drop_color_message,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
     ]
 
