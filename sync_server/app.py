@@ -13,21 +13,26 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import Scope
 from sqlalchemy import text
 
 from shared.clock import Clock, SystemClock
 from sync_server.auth import BearerAuthMiddleware, TokenVerifier
+from sync_server.breakers import Breakers
 from sync_server.db.engine import Database
 from sync_server.domain.checkin.controllers import CHECKIN_ROUTES
 from sync_server.domain.devices.controllers import DeviceController
 from sync_server.domain.events.controllers import EventController
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.scans.controllers import SCAN_ROUTES
+from sync_server.domain.tickets.cache import TicketCache
 from sync_server.domain.tickets.controllers import TICKET_ROUTES
 from sync_server.observability.controllers import OPS_ROUTES, Operations
 from sync_server.observability.readiness import AmqpProbe, PostgresProbe, Readiness, RedisProbe
 from sync_server.observability.requests import RequestContextMiddleware, ResponseObserver
 from sync_server.problems import exception_handlers
+from sync_server.rate_limits import RateLimitMiddleware, RateLimits
+from sync_server.redis_link import RedisLink
 from sync_server.runtime import (
     Runtime,
     provide_principal,
@@ -48,12 +53,20 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         database = Database(settings.database)
+        redis = RedisLink(settings.redis)  # connects on first use; works degraded without it
+        ticket_cache = TicketCache(redis, settings.redis.ticket_cache_ttl_seconds)
+        # Committed ticket changes leave the cache before the writer's response is sent.
+        database.on_tickets_written = ticket_cache.invalidate
         app.state["runtime"] = Runtime(
             settings=settings,
             database=database,
             keys=KeyStore(settings.master_key),
             verifier=verifier,
             clock=clock or SystemClock(),
+            redis=redis,
+            rate_limits=RateLimits(redis, settings.rate_limits),
+            ticket_cache=ticket_cache,
+            breakers=Breakers(redis, settings.breakers),
         )
         timeout = settings.observability.ready_timeout_seconds
         readiness = Readiness(
@@ -75,6 +88,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         finally:
             await readiness.close()
             await runtime(app.state).database.close()
+            await runtime(app.state).redis.close()
 
     return Litestar(
         route_handlers=[
@@ -90,6 +104,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             # First, so its request id and start time cover everything after it.
             RequestContextMiddleware,
             DefineMiddleware(BearerAuthMiddleware, verifier=verifier, exclude=["^/schema"]),
+            # Inside authentication: it counts per caller, so it needs the token's principal.
+            RateLimitMiddleware(_rate_limits),
         ],
         before_send=[ResponseObserver(access_log_enabled=settings.observability.access_log)],
         dependencies={
@@ -116,3 +132,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             security=[{"bearer": []}],
         ),
     )
+
+
+def _rate_limits(scope: Scope) -> RateLimits:
+    return runtime(Litestar.from_scope(scope).state).rate_limits

@@ -27,6 +27,7 @@ from sync_server.db.migrate import alembic_config
 from sync_server.db.migrate import migrate as run_migrations
 from sync_server.demo import seed_demo
 from sync_server.domain.tenants.services import create_tenant, tenant_name
+from sync_server.domain.tickets.cache import invalidating
 from sync_server.domain.tickets.services import expire_ended_events
 from sync_server.observability.logs import logging_config
 from sync_server.observability.metrics import (
@@ -231,7 +232,9 @@ def expire() -> None:
     async def run() -> int:
         database = Database(settings.database)
         try:
-            return await expire_ended_events(database, datetime.now(UTC))
+            # Expired tickets must leave the API's ticket cache too.
+            async with invalidating(database, settings.redis):
+                return await expire_ended_events(database, datetime.now(UTC))
         finally:
             await database.close()
 

@@ -4,6 +4,7 @@ token verifier, the clock. Built by the app factory, reached through dependency 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -14,10 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import Clock
 from sync_server.auth import Principal, TokenVerifier
+from sync_server.breakers import Breakers
 from sync_server.db.engine import Database
 from sync_server.domain.checkin.ownership import NotChainChecked, OwnershipCheck
 from sync_server.domain.keys.services import KeyStore
+from sync_server.domain.tickets.cache import TicketCache
 from sync_server.problems import Unauthorized
+from sync_server.rate_limits import RateLimits
+from sync_server.redis_link import RedisLink
 from sync_server.settings import Settings
 
 
@@ -28,6 +33,11 @@ class Runtime:
     keys: KeyStore
     verifier: TokenVerifier
     clock: Clock
+    #: Redis and what rides on it; each works (degraded) while Redis is down.
+    redis: RedisLink
+    rate_limits: RateLimits
+    ticket_cache: TicketCache
+    breakers: Breakers
     #: The on-chain ownership step of check-in (a seam until the chain client exists).
     ownership: OwnershipCheck = field(default_factory=NotChainChecked)
 
@@ -54,7 +64,14 @@ async def provide_session(
     """The request's transaction, scoped to the caller's tenant; commits when the handler
     returns, before the response is sent, and rolls back when it raises."""
     principal = await provide_principal(request)
-    database = runtime(state).database
+    async with caller_session(runtime(state).database, principal) as session:
+        yield session
+
+
+@asynccontextmanager
+async def caller_session(database: Database, principal: Principal) -> AsyncIterator[AsyncSession]:
+    """A transaction for ``principal``'s tenant, for handlers that need the database only
+    sometimes (a cache miss). Raises ``Unauthorized`` when the caller's device is revoked."""
     async with database.request(principal.tenant_id, principal.device_id) as (session, allowed):
         if not allowed:
             raise Unauthorized(

@@ -8,7 +8,7 @@ tenant from one request into the next. Row-level security does the rest.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
@@ -24,6 +24,18 @@ from sync_server.settings import DatabaseSettings
 _SET_TENANT = text("SELECT set_config('gatehouse.tenant_id', :tenant, true)")
 _ENTER_SQL = "SELECT gatehouse_enter($1, $2)"
 _SET_ENROLLMENT = text("SELECT set_config('gatehouse.enrollment_code_hash', :hash, true)")
+_WRITTEN_TICKETS = "gatehouse.written_tickets"
+
+#: Told, after a transaction commits, which tickets it changed (the ticket cache listens).
+TicketsWritten = Callable[[frozenset[uuid.UUID]], Awaitable[None]]
+
+
+def ticket_written(session: AsyncSession, *ticket_ids: uuid.UUID) -> None:
+    """Note that the session's transaction changes these tickets. Once it has committed, the
+    database's ``on_tickets_written`` hears of them (the ticket cache drops its copies); a
+    transaction that rolls back is never heard of. Every write to a ticket row must say so
+    (``record_change`` does for the lifecycle steps)."""
+    session.info.setdefault(_WRITTEN_TICKETS, set()).update(ticket_ids)
 
 
 class Database:
@@ -37,11 +49,24 @@ class Database:
             pool_pre_ping=True,
         )
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        #: Hears which tickets each committed transaction changed (see ``ticket_written``).
+        self.on_tickets_written: TicketsWritten | None = None
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction that commits on success; then, and only then, the
+        tickets it wrote are announced (awaited, so before a response is sent)."""
+        async with self._sessions() as session:
+            async with session.begin():
+                yield session
+            written = session.info.pop(_WRITTEN_TICKETS, None)
+            if written and self.on_tickets_written is not None:
+                await self.on_tickets_written(frozenset(written))
 
     @asynccontextmanager
     async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
         """A transaction that sees only ``tenant_id``'s rows. Commits on success."""
-        async with self._sessions() as session, session.begin():
+        async with self._transaction() as session:
             await session.execute(_SET_TENANT, {"tenant": str(tenant_id)})
             yield session
 
@@ -51,7 +76,7 @@ class Database:
     ) -> AsyncIterator[tuple[AsyncSession, bool]]:
         """Like ``tenant``, and in the same round trip checks that ``device_id`` (when given) is
         an enrolled, unrevoked device of the tenant: yields the session and that answer."""
-        async with self._sessions() as session, session.begin():
+        async with self._transaction() as session:
             # Straight to the driver (no statement compilation): this runs on every request.
             connection = await session.connection()
             result = await connection.exec_driver_sql(_ENTER_SQL, (tenant_id, device_id))
@@ -60,14 +85,14 @@ class Database:
     @asynccontextmanager
     async def enrollment(self, code_hash: bytes) -> AsyncIterator[AsyncSession]:
         """A transaction with no tenant that may see the one enrollment with ``code_hash``."""
-        async with self._sessions() as session, session.begin():
+        async with self._transaction() as session:
             await session.execute(_SET_ENROLLMENT, {"hash": code_hash.hex()})
             yield session
 
     @asynccontextmanager
     async def untenanted(self) -> AsyncIterator[AsyncSession]:
         """A transaction with no tenant: tenant tables look empty. For cross-tenant functions."""
-        async with self._sessions() as session, session.begin():
+        async with self._transaction() as session:
             yield session
 
     async def set_tenant(self, session: AsyncSession, tenant_id: uuid.UUID) -> None:

@@ -25,7 +25,7 @@ from sync_server.app import create_app
 from sync_server.auth import Role, mint_token
 from sync_server.db.migrate import ensure_database, upgrade
 from sync_server.domain.tenants.services import create_tenant
-from sync_server.settings import AuthSettings, DatabaseSettings, Settings
+from sync_server.settings import AuthSettings, DatabaseSettings, RedisSettings, Settings
 
 PG_HOST = os.environ.get("GATEHOUSE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 APP_ROLE = "gatehouse_app"
@@ -59,9 +59,17 @@ def database_settings() -> Iterator[DatabaseSettings]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_settings: DatabaseSettings) -> Settings:
+def redis_settings() -> RedisSettings:
+    """The local Redis, with this run's own key prefix: runs in parallel never share a rate
+    count, a cached ticket or a circuit. Every key has a TTL, so nothing needs cleaning up."""
+    return RedisSettings(key_prefix=f"gatehouse-test-{secrets.token_hex(4)}:")
+
+
+@pytest.fixture(scope="session")
+def settings(database_settings: DatabaseSettings, redis_settings: RedisSettings) -> Settings:
     return Settings(
         database=database_settings,
+        redis=redis_settings,
         auth=AuthSettings(jwt_secret=secrets.token_urlsafe(32)),
         master_key=secrets.token_bytes(32),
         environment="test",

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from shared.domain import VerdictReason
 from sync_server.auth import Role
 from sync_server.db.engine import Database
+from sync_server.domain.tickets.cache import invalidating
 from sync_server.domain.tickets.services import expire_ended_events
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
@@ -374,14 +375,15 @@ async def test_the_expiry_job_expires_tickets_of_ended_events(
     ).json()
     database = Database(settings.database)
     try:
-        before_end = datetime.fromisoformat(event["ends_at"]) - timedelta(minutes=1)
-        await expire_ended_events(database, before_end)
-        assert (await client.get(f"/v1/tickets/{ticket_ids[0]}", headers=tenant.token())).json()[
-            "status"
-        ] == "active"
-        after_end = datetime.fromisoformat(event["ends_at"]) + timedelta(minutes=1)
-        assert await expire_ended_events(database, after_end) >= 2
-        assert await expire_ended_events(database, after_end) == 0
+        # As ``gatehouse-server expire`` does: expired tickets leave the API's ticket cache.
+        async with invalidating(database, settings.redis):
+            before_end = datetime.fromisoformat(event["ends_at"]) - timedelta(minutes=1)
+            await expire_ended_events(database, before_end)
+            ticket = await client.get(f"/v1/tickets/{ticket_ids[0]}", headers=tenant.token())
+            assert ticket.json()["status"] == "active"  # and now cached
+            after_end = datetime.fromisoformat(event["ends_at"]) + timedelta(minutes=1)
+            assert await expire_ended_events(database, after_end) >= 2
+            assert await expire_ended_events(database, after_end) == 0
     finally:
         await database.close()
     for ticket_id in ticket_ids:

@@ -20,6 +20,7 @@ from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 from shared.ids import new_id
 from shared.ticket_code import TicketCode
 from shared.timeline import AdmittedScan, replay
+from sync_server.db.engine import ticket_written
 from sync_server.db.models import (
     Event,
     Ticket,
@@ -470,6 +471,7 @@ class CheckInService:
             return
         raw = await driver(self._session)
         await raw.execute(_CHECKED_IN, [t.id for t in first], self._now)
+        ticket_written(self._session, *(t.id for t in first))
         written = [
             change_rows(
                 replace(ticket, status=TicketStatus.CHECKED_IN.value),
@@ -533,6 +535,7 @@ class CheckInService:
                 from_status=TicketStatus.ACTIVE.value,
                 details=details,
             )
+            ticket_written(self._session, state.id)
             await raw.execute(
                 _FIRST_ADMISSION,
                 state.id,

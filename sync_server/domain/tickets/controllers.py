@@ -26,7 +26,7 @@ from sync_server.domain.tickets.schemas import (
 from sync_server.domain.tickets.services import TicketService, ticket_out
 from sync_server.idempotency import IdempotencyHeader, IdempotentRequest, run_idempotent
 from sync_server.pagination import DEFAULT_LIMIT
-from sync_server.runtime import PrincipalDep, Runtime, RuntimeDep, SessionDep
+from sync_server.runtime import PrincipalDep, Runtime, RuntimeDep, SessionDep, caller_session
 
 _WRITERS = [allow(Role.SERVICE, Role.MANAGER)]
 
@@ -90,13 +90,16 @@ class TicketController(Controller):
 
     @get("/{ticket_id:uuid}")
     async def read(
-        self,
-        ticket_id: FromPath[uuid.UUID],
-        session: SessionDep,
-        rt: RuntimeDep,
-        principal: PrincipalDep,
+        self, ticket_id: FromPath[uuid.UUID], rt: RuntimeDep, principal: PrincipalDep
     ) -> TicketOut:
-        return ticket_out(await _service(session, rt, principal).get(ticket_id))
+        """The ticket; served from the Redis cache when it is there (a hit needs no database
+        transaction, so this handler opens one only on a miss)."""
+
+        async def load() -> TicketOut:
+            async with caller_session(rt.database, principal) as session:
+                return ticket_out(await _service(session, rt, principal).get(ticket_id))
+
+        return await rt.ticket_cache.read(principal.tenant_id, ticket_id, load)
 
     @get("/{ticket_id:uuid}/history")
     async def history(

@@ -16,7 +16,7 @@ from shared.ids import new_id
 from shared.keys import IssuerKeyRing
 from shared.ticket_code import issue_code
 from sync_server.auth import Principal
-from sync_server.db.engine import Database
+from sync_server.db.engine import Database, ticket_written
 from sync_server.db.models import Event, Outbox, Ticket, TicketStateTransition, TicketType
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tickets.schemas import (
@@ -300,7 +300,8 @@ def record_change(
     reason: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """History row and outbox event for a change of ``ticket``, in the current transaction."""
+    """History row and outbox event for a change of ``ticket``, in the current transaction;
+    once it commits, the ticket cache forgets the ticket (see ``ticket_written``)."""
     history, event = change_rows(
         ticket,
         kind,
@@ -313,6 +314,8 @@ def record_change(
     )
     session.add(TicketStateTransition(**history))
     session.add(Outbox(**event))
+    if from_status is not None:  # a new ticket (purchase) has nothing cached to forget
+        ticket_written(session, ticket.id)
 
 
 def ticket_out(ticket: Ticket) -> TicketOut:

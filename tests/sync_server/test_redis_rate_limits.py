@@ -1,0 +1,97 @@
+"""Rate limits per tenant and caller per minute, counted in the real Redis."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from sync_server.app import create_app
+from sync_server.auth import Role
+from sync_server.rate_limits import RateLimits
+from sync_server.runtime import runtime
+from sync_server.settings import RateLimitSettings, Settings
+from tests.sync_server import redis_service
+from tests.sync_server.conftest import TenantHandle
+from tests.sync_server.helpers import assert_problem
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+LIMITS = RateLimitSettings(scanner=5, manager=5, service=0)
+#: 20.25 s into the current minute: the window cannot roll over under the test.
+MINUTE = int(time.time() // 60)
+NOW = MINUTE * 60 + 20.25
+
+
+@pytest.fixture
+async def limited(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    """The API with low limits and a rate-limit clock that stands still."""
+    app = create_app(replace(settings, rate_limits=LIMITS))
+    async with AsyncTestClient(app=app) as client:
+        rt = runtime(app.state)
+        rt.rate_limits = RateLimits(rt.redis, LIMITS, clock=lambda: NOW)
+        yield client
+
+
+async def test_a_caller_over_its_limit_gets_429_with_retry_after_and_no_one_else_does(
+    limited: AsyncTestClient[Litestar], settings: Settings, make_tenant: object
+) -> None:
+    main: TenantHandle = await make_tenant("Main")  # type: ignore[operator]
+    other: TenantHandle = await make_tenant("Other")  # type: ignore[operator]
+    alice = main.token(Role.MANAGER, subject="alice")
+
+    for _ in range(LIMITS.manager):
+        assert (await limited.get("/v1/events", headers=alice)).status_code == 200
+    refused = await limited.get("/v1/events", headers=alice)
+    assert_problem(refused, 429, "rate_limited")
+    assert refused.headers["Retry-After"] == str(math.ceil((MINUTE + 1) * 60 - NOW)) == "40"
+    assert refused.json()["limit"] == LIMITS.manager
+    assert refused.json()["retry_after"] == 40
+
+    # The key of the spec, with a one-minute life; refused requests count too.
+    async with redis_service.client(settings.redis) as redis:
+        key = f"{settings.redis.key_prefix}rate:{main.id}:manager:alice:{MINUTE}"
+        assert await redis.get(key) == str(LIMITS.manager + 1)
+        assert 0 < await redis.ttl(key) <= 60
+
+    # Another tenant's manager with the same name, and another person of the same tenant,
+    # each have their own count.
+    other_alice = other.token(Role.MANAGER, subject="alice")
+    assert (await limited.get("/v1/events", headers=other_alice)).status_code == 200
+    bob = main.token(Role.MANAGER, subject="bob")
+    assert (await limited.get("/v1/events", headers=bob)).status_code == 200
+    assert (await limited.get("/v1/events", headers=alice)).status_code == 429
+
+
+async def test_operations_paths_are_never_limited_and_a_zero_limit_is_none(
+    limited: AsyncTestClient[Litestar], tenant: TenantHandle
+) -> None:
+    carol = tenant.token(Role.MANAGER, subject="carol")
+    for _ in range(LIMITS.manager + 1):
+        await limited.get("/v1/events", headers=carol)
+    assert (await limited.get("/v1/events", headers=carol)).status_code == 429
+    assert (await limited.get("/health", headers=carol)).status_code == 200
+    assert (await limited.get("/schema/openapi.json", headers=carol)).status_code == 200
+
+    service = tenant.token(Role.SERVICE, subject="box-office")  # service limit 0: unlimited
+    for _ in range(3 * LIMITS.manager):
+        assert (await limited.get("/v1/events", headers=service)).status_code == 200
+
+
+async def test_the_minute_window_starts_afresh(settings: Settings, tenant: TenantHandle) -> None:
+    now = [NOW]
+    app = create_app(replace(settings, rate_limits=LIMITS))
+    async with AsyncTestClient(app=app) as client:
+        rt = runtime(app.state)
+        rt.rate_limits = RateLimits(rt.redis, LIMITS, clock=lambda: now[0])
+        dave = tenant.token(Role.MANAGER, subject="dave")
+        for _ in range(LIMITS.manager):
+            await client.get("/v1/events", headers=dave)
+        assert (await client.get("/v1/events", headers=dave)).status_code == 429
+        now[0] += 60  # the next minute: a new key
+        assert (await client.get("/v1/events", headers=dave)).status_code == 200
