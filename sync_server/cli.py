@@ -8,6 +8,7 @@ sentence on stderr and exit status 1, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import logging.config
 import os
 import uuid
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from sync_server.demo import seed_demo
 from sync_server.domain.tenants.services import create_tenant, tenant_name
 from sync_server.domain.tickets.cache import invalidating
 from sync_server.domain.tickets.services import expire_ended_events
+from sync_server.messaging.worker import run_worker
 from sync_server.observability.logs import logging_config
 from sync_server.observability.metrics import (
     cleanup_multiprocess_dir,
@@ -158,6 +160,21 @@ def serve(host: str | None, port: int | None, workers: int | None, access_log: b
         )
     finally:
         cleanup_multiprocess_dir(metrics_dir)
+
+
+@main.command()
+def worker() -> None:
+    """Relay ticket events from the outbox to RabbitMQ and run our event consumers, until
+    SIGTERM or SIGINT; then finish the work in hand and exit.
+
+    Uses GATEHOUSE_AMQP_URL, GATEHOUSE_DATABASE_RELAY_URL (default: GATEHOUSE_DATABASE_URL as
+    the gatehouse_relay role) and GATEHOUSE_DATABASE_URL. Run several for availability. While
+    RabbitMQ or Postgres is away the worker waits and retries; events wait in the outbox.
+    """
+    settings = _settings()
+    observability = settings.observability
+    logging.config.dictConfig(logging_config(observability.log_format, observability.log_level))
+    asyncio.run(run_worker(settings))
 
 
 @main.group()

@@ -1,0 +1,130 @@
+"""``gatehouse-server worker``: the outbox relay and our consumers in one process, until
+SIGTERM or SIGINT; then each finishes what it holds and the process exits 0.
+
+Run as many workers as you like (one per machine or container is plenty): relays share the
+outbox through ``SKIP LOCKED`` without publishing a row twice or a ticket's events out of order,
+and consumers of the same name share their queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Sequence
+
+from sync_server.db.engine import Database
+from sync_server.messaging.consumers import Consumer
+from sync_server.messaging.relay import OutboxRelay, RelayConfig, RelayHooks
+from sync_server.observability import metrics
+from sync_server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: How long the parts get, after SIGTERM, to finish their batch or messages before being
+#: cancelled (what is cancelled is redone later: rows stay unsent, messages are redelivered).
+SHUTDOWN_GRACE_S = 20.0
+
+ConsumerFactory = Callable[[Database, Settings], Sequence[Consumer]]
+
+
+def _relay_metrics() -> RelayHooks:
+    return RelayHooks(
+        published=lambda key: metrics.RELAY_PUBLISHED.labels(routing_key=key).inc(),
+        failed=lambda stage: metrics.RELAY_ERRORS.labels(stage=stage).inc(),
+    )
+
+
+def consumer_metrics(name: str) -> Callable[[str], None]:
+    """The ``on_outcome`` hook of consumer ``name``: counts its messages by outcome."""
+    queue = f"gatehouse.{name}"
+    return lambda outcome: metrics.CONSUMER_MESSAGES.labels(queue=queue, outcome=outcome).inc()
+
+
+def our_consumers(database: Database, settings: Settings) -> Sequence[Consumer]:
+    """The consumers this release runs. None yet: the first (minting tickets on chain) comes
+    with the Solana work; it will be built here from ``database`` and ``settings.amqp.url``,
+    with ``on_outcome=consumer_metrics(name)``."""
+    del database, settings
+    return ()
+
+
+class Worker:
+    """The relay and the consumers, started together, stopped together."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        consumers: ConsumerFactory = our_consumers,
+        relay_config: RelayConfig | None = None,
+        relay_hooks: RelayHooks | None = None,
+        shutdown_grace: float = SHUTDOWN_GRACE_S,
+    ) -> None:
+        self._settings = settings
+        self._shutdown_grace = shutdown_grace
+        # The consumers' handlers run as the application role, tenant by tenant; the relay
+        # has its own role and connections.
+        self.database = Database(settings.database)
+        self.relay = OutboxRelay(
+            settings.database.relay_connection_url(),
+            settings.amqp.url,
+            relay_config,
+            hooks=relay_hooks or _relay_metrics(),
+        )
+        self.consumers = list(consumers(self.database, settings))
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (what SIGTERM and SIGINT do)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Run until ``stop()``. Raises only if a part fails in a way it does not handle itself
+        (a bug): then the others are stopped first, and the error ends the process."""
+        parts = [asyncio.create_task(self.relay.run(), name="relay")] + [
+            asyncio.create_task(consumer.run(), name=f"consumer-{consumer.name}")
+            for consumer in self.consumers
+        ]
+        stopping = asyncio.create_task(self._stopping.wait())
+        log.info(
+            "worker started: relay and %d consumer%s",
+            len(self.consumers),
+            "" if len(self.consumers) == 1 else "s",
+        )
+        try:
+            done, _ = await asyncio.wait([stopping, *parts], return_when=asyncio.FIRST_COMPLETED)
+            crashed = [part for part in parts if part in done]
+            log.info("worker stopping")
+            self.relay.stop()
+            for consumer in self.consumers:
+                consumer.stop()
+            _, late = await asyncio.wait(parts, timeout=self._shutdown_grace)
+            for part in late:
+                log.warning(
+                    "%s did not stop in %.0f s; cancelled", part.get_name(), self._shutdown_grace
+                )
+                part.cancel()
+            for part in late:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await part
+            for part in crashed:
+                part.result()  # re-raise what ended a part early
+        finally:
+            stopping.cancel()
+            await self.database.close()
+        log.info("worker stopped")
+
+
+async def run_worker(settings: Settings) -> None:
+    """Run a ``Worker`` until SIGTERM or SIGINT (the CLI's ``worker`` command)."""
+    worker = Worker(settings)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
