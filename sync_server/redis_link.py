@@ -126,6 +126,11 @@ class RedisLink:
     async def _mark_up(self) -> None:
         if self._down_since is None:
             return
+        # Connections pooled before the outage are dead (a restarted Redis closed them); each
+        # would fail once and mark Redis down again. Nothing else runs commands while it is
+        # marked down, so they can all go now.
+        with contextlib.suppress(RedisError, OSError):
+            await self.client.connection_pool.disconnect()
         away = time.monotonic() - self._down_since
         self._down_since = None
         log.info("Redis at %s answers again after %.1f s", self._where(), away)

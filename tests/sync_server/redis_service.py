@@ -98,3 +98,9 @@ async def client(settings: RedisSettings) -> AsyncIterator[Redis]:
         yield redis
     finally:
         await redis.aclose()
+
+
+async def text(redis: Redis, key: str) -> str | None:
+    """The string at ``key`` (the client decodes responses), typed as such."""
+    value = await redis.get(key)
+    return value.decode() if isinstance(value, bytes) else value

@@ -56,7 +56,7 @@ async def test_a_caller_over_its_limit_gets_429_with_retry_after_and_no_one_else
     # The key of the spec, with a one-minute life; refused requests count too.
     async with redis_service.client(settings.redis) as redis:
         key = f"{settings.redis.key_prefix}rate:{main.id}:manager:alice:{MINUTE}"
-        assert await redis.get(key) == str(LIMITS.manager + 1)
+        assert await redis_service.text(redis, key) == str(LIMITS.manager + 1)
         assert 0 < await redis.ttl(key) <= 60
 
     # Another tenant's manager with the same name, and another person of the same tenant,

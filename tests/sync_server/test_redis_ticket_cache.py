@@ -55,11 +55,17 @@ def _key(settings: Settings, ticket_id: str) -> str:
 
 async def _cached(redis: Redis, settings: Settings, ticket_id: str) -> dict[str, Any] | None:
     """The cached answer, or None when the key is empty or holds a tombstone."""
-    raw = await redis.get(_key(settings, ticket_id))
+    raw = await redis_service.text(redis, _key(settings, ticket_id))
     if raw is None or raw.startswith(TOMBSTONE_PREFIX):
         return None
     value: dict[str, Any] = json.loads(raw)
     return value
+
+
+async def _tombstoned(redis: Redis, settings: Settings, ticket_id: str) -> bool:
+    return (await redis_service.text(redis, _key(settings, ticket_id)) or "").startswith(
+        TOMBSTONE_PREFIX
+    )
 
 
 async def _read(api: Client, tenant: TenantHandle, ticket_id: str) -> Any:
@@ -71,7 +77,7 @@ async def _read(api: Client, tenant: TenantHandle, ticket_id: str) -> Any:
 async def _poke(redis: Redis, settings: Settings, ticket_id: str, name: str) -> None:
     """Change the cached copy behind the server's back, to see whether an answer came from it."""
     key = _key(settings, ticket_id)
-    value = json.loads(await redis.get(key))
+    value = json.loads(await redis_service.text(redis, key) or "null")
     value["ticket"]["holder"]["name"] = name
     await redis.set(key, json.dumps(value), keepttl=True)
 
@@ -80,7 +86,9 @@ async def test_a_read_fills_the_cache_and_the_next_read_is_served_from_it(
     api: httpx.AsyncClient, tenant: TenantHandle, redis: Redis, settings: Settings
 ) -> None:
     ticket_id = (await bought(api, tenant))["tickets"][0]["ticket"]["id"]
-    assert await redis.get(_key(settings, ticket_id)) is None  # a purchase stores nothing
+    assert (
+        await redis_service.text(redis, _key(settings, ticket_id)) is None
+    )  # a purchase stores nothing
 
     first = await _read(api, tenant, ticket_id)
     cached = await _cached(redis, settings, ticket_id)
@@ -104,7 +112,7 @@ async def test_transfer_revoke_and_check_in_invalidate_after_commit(
         headers={**tenant.token(), "Idempotency-Key": str(uuid.uuid4())},
     )
     assert transferred.status_code == 200, transferred.text
-    assert (await redis.get(_key(settings, ticket_id))).startswith(TOMBSTONE_PREFIX)
+    assert await _tombstoned(redis, settings, ticket_id)
     after_transfer = await _read(api, tenant, ticket_id)
     assert after_transfer["secret_version"] == 1
     assert after_transfer["holder"]["name"] == "Grace Guest"
@@ -164,7 +172,7 @@ async def test_offline_admissions_and_expiry_invalidate(
     # cache (the API's Database carries it; ``gatehouse-server expire`` wires its own).
     async with rt.database.tenant(tenant.id) as session:
         assert await expire_tickets(session, datetime(2031, 1, 1, tzinfo=UTC)) == 2
-    assert (await redis.get(_key(settings, second))).startswith(TOMBSTONE_PREFIX)
+    assert await _tombstoned(redis, settings, second)
     assert (await _read(api, tenant, second))["status"] == TicketStatus.EXPIRED
 
 
@@ -177,13 +185,13 @@ async def test_a_rolled_back_write_announces_nothing(
 ) -> None:
     ticket_id = (await bought(api, tenant))["tickets"][0]["ticket"]["id"]
     await _read(api, tenant, ticket_id)
-    before = await redis.get(_key(settings, ticket_id))
+    before = await redis_service.text(redis, _key(settings, ticket_id))
 
     with pytest.raises(RuntimeError, match="changed my mind"):
         async with rt.database.tenant(tenant.id) as session:
             ticket_written(session, uuid.UUID(ticket_id))
             raise RuntimeError("changed my mind")
-    assert await redis.get(_key(settings, ticket_id)) == before
+    assert await redis_service.text(redis, _key(settings, ticket_id)) == before
 
     # A refused write through the API (already revoked: 409) leaves the cache alone too.
     for expected in (200, 409):
@@ -195,8 +203,8 @@ async def test_a_rolled_back_write_announces_nothing(
         assert response.status_code == expected
         if expected == 200:
             await _read(api, tenant, ticket_id)
-            before = await redis.get(_key(settings, ticket_id))
-    assert await redis.get(_key(settings, ticket_id)) == before
+            before = await redis_service.text(redis, _key(settings, ticket_id))
+    assert await redis_service.text(redis, _key(settings, ticket_id)) == before
 
 
 async def test_a_reader_that_read_the_old_row_cannot_store_it_after_a_write(
@@ -214,7 +222,7 @@ async def test_a_reader_that_read_the_old_row_cannot_store_it_after_a_write(
         return row
 
     assert await cache.read(tenant_id, ticket_id, load_then_a_write_commits) == old
-    assert (await redis.get(_key(settings, str(ticket_id)))).startswith(TOMBSTONE_PREFIX)
+    assert await _tombstoned(redis, settings, str(ticket_id))
 
     # The next reader (after the write) sees the tombstone, reads the new row and stores it.
     new = _ticket(ticket_id, "New Holder")
@@ -237,12 +245,14 @@ async def test_a_cached_ticket_is_never_served_to_another_tenant(
 ) -> None:
     ticket_id = (await bought(api, tenant))["tickets"][0]["ticket"]["id"]
     await _read(api, tenant, ticket_id)
-    cached = await redis.get(_key(settings, ticket_id))
+    cached = await redis_service.text(redis, _key(settings, ticket_id))
 
     intruder: TenantHandle = await make_tenant("Intruder")
     response = await api.get(f"/v1/tickets/{ticket_id}", headers=intruder.token())
     assert response.status_code == 404
-    assert await redis.get(_key(settings, ticket_id)) == cached  # untouched, not replaced
+    assert (
+        await redis_service.text(redis, _key(settings, ticket_id)) == cached
+    )  # untouched, not replaced
 
 
 async def test_invalidations_redis_did_not_take_are_written_when_it_answers_again(
@@ -265,7 +275,7 @@ async def test_invalidations_redis_did_not_take_are_written_when_it_answers_agai
 
     assert await cache.read(tenant_id, ticket_id, load) == fresh  # cache skipped while down
     assert await rt.redis.ping()  # answers again: the kept invalidation is written
-    assert (await redis.get(_key(settings, str(ticket_id)))).startswith(TOMBSTONE_PREFIX)
+    assert await _tombstoned(redis, settings, str(ticket_id))
     assert await cache.read(tenant_id, ticket_id, load) == fresh
 
 

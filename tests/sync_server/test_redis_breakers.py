@@ -1,0 +1,168 @@
+"""Circuit breakers shared through the real Redis by two app instances (as two server
+processes would), and their process-local fallback when Redis cannot be reached."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import pytest
+from redis.asyncio import Redis
+
+from sync_server.app import create_app
+from sync_server.breakers import BreakerPolicy, Breakers, BreakerState, CircuitOpen
+from sync_server.problems import Problem
+from sync_server.redis_link import RedisLink
+from sync_server.runtime import runtime
+from sync_server.settings import BreakerSettings, RedisSettings, Settings
+from tests.sync_server import redis_service
+
+pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+OPEN_SECONDS = 0.4
+THRESHOLD = 3
+
+
+class Down(ConnectionError):
+    """The remote service failing."""
+
+
+@dataclass
+class Service:
+    """A stand-in for a remote service that counts the calls that reach it."""
+
+    failing: bool = True
+    calls: int = 0
+    delay: float = 0.0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        if self.failing:
+            raise Down("no answer")
+        return "ok"
+
+
+@pytest.fixture
+async def two_instances(settings: Settings) -> AsyncIterator[tuple[Breakers, Breakers]]:
+    """The breakers of two app instances on the same Redis, started in the test's loop."""
+    tuned = replace(settings, breakers=BreakerSettings(THRESHOLD, OPEN_SECONDS))
+    first, second = create_app(tuned), create_app(tuned)
+    async with first.lifespan(), second.lifespan():
+        yield runtime(first.state).breakers, runtime(second.state).breakers
+
+
+async def _fail(breakers: Breakers, name: str, service: Service) -> None:
+    with pytest.raises(Down):
+        await breakers.call(name, service)
+
+
+async def test_a_circuit_opened_by_one_instance_is_open_in_the_other_and_half_opens_once(
+    two_instances: tuple[Breakers, Breakers], settings: Settings
+) -> None:
+    one, other = two_instances
+    name = f"rpc-{uuid.uuid4().hex[:8]}"
+    service = Service()
+    for _ in range(THRESHOLD):
+        assert await other.state(name) is BreakerState.CLOSED
+        await _fail(one, name, service)
+    assert await other.state(name) is BreakerState.OPEN
+
+    with pytest.raises(CircuitOpen) as refused:
+        await other.call(name, service)
+    assert service.calls == THRESHOLD  # refused without calling
+    assert isinstance(refused.value, Problem)
+    assert refused.value.status == 503
+    assert refused.value.code == "dependency_unavailable"
+    assert refused.value.headers["Retry-After"] == "1"
+    assert 0 < refused.value.retry_after <= OPEN_SECONDS
+
+    async with redis_service.client(settings.redis) as redis:
+        key = f"{settings.redis.key_prefix}circuit:{name}"
+        assert 0 < await redis.ttl(key) <= 30
+
+        # Half-open: of twelve callers in both instances at once, one trial reaches the
+        # service; its failure opens the circuit again.
+        await asyncio.sleep(OPEN_SECONDS + 0.05)
+        assert await one.state(name) is BreakerState.HALF_OPEN
+        service = Service(delay=0.05)
+        outcomes = await asyncio.gather(
+            *(b.call(name, service) for b in (one, other) * 6), return_exceptions=True
+        )
+        assert service.calls == 1
+        assert sorted(type(o).__name__ for o in outcomes) == ["CircuitOpen"] * 11 + ["Down"]
+        assert await other.state(name) is BreakerState.OPEN
+
+        # The next trial succeeds: closed everywhere, state forgotten.
+        await asyncio.sleep(OPEN_SECONDS + 0.05)
+        service.failing = False
+        assert await other.call(name, service) == "ok"
+        assert await one.state(name) is BreakerState.CLOSED
+        assert await redis.exists(key) == 0
+        assert await one.call(name, service) == "ok"
+
+
+async def test_only_failures_in_a_row_count_and_only_those_the_policy_counts(
+    two_instances: tuple[Breakers, Breakers],
+) -> None:
+    one, other = two_instances
+    name = f"rpc-{uuid.uuid4().hex[:8]}"
+    service = Service()
+    for _ in range(THRESHOLD - 1):
+        await _fail(one, name, service)
+    service.failing = False
+    async with other.guard(name):  # the context-manager form
+        await service()
+    service.failing = True
+    for _ in range(THRESHOLD - 1):
+        await _fail(other, name, service)
+    assert await one.state(name) is BreakerState.CLOSED  # a success reset the count
+
+    # A policy that counts only connection failures: "no such account" shows it answers.
+    picky = f"rpc-{uuid.uuid4().hex[:8]}"
+    one.configure(picky, BreakerPolicy(THRESHOLD, OPEN_SECONDS, lambda e: isinstance(e, Down)))
+
+    async def refuses() -> None:
+        raise LookupError("no such account")
+
+    for _ in range(THRESHOLD + 2):
+        with pytest.raises(LookupError):
+            await one.call(picky, refuses)
+    assert await one.state(picky) is BreakerState.CLOSED
+
+
+async def test_without_redis_each_process_keeps_its_own_circuit() -> None:
+    # Nothing listens on port 1: every Redis command fails at once (connection refused).
+    link = RedisLink(RedisSettings(url="redis://127.0.0.1:1/0"))
+    try:
+        breakers = Breakers(link, BreakerSettings(THRESHOLD, OPEN_SECONDS))
+        service = Service()
+        for _ in range(THRESHOLD):
+            await _fail(breakers, "solana-rpc", service)
+        assert not link.up
+        with pytest.raises(CircuitOpen):
+            await breakers.call("solana-rpc", service)
+        assert service.calls == THRESHOLD
+        assert await breakers.state("solana-rpc") is BreakerState.OPEN
+
+        await asyncio.sleep(OPEN_SECONDS + 0.05)
+        service.failing = False
+        assert await breakers.call("solana-rpc", service) == "ok"  # the trial closes it
+        assert await breakers.state("solana-rpc") is BreakerState.CLOSED
+    finally:
+        await link.close()
+
+
+async def test_the_shared_state_is_one_hash_per_service(settings: Settings) -> None:
+    link = RedisLink(settings.redis)
+    try:
+        breakers = Breakers(link, BreakerSettings(THRESHOLD, OPEN_SECONDS))
+        name = f"mail-{uuid.uuid4().hex[:8]}"
+        await _fail(breakers, name, Service())
+        redis: Redis = link.client
+        fields = await redis.hgetall(link.key(f"circuit:{name}"))
+        assert fields == {b"failures": b"1"}
+    finally:
+        await link.close()
