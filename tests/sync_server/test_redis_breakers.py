@@ -4,6 +4,7 @@ processes would), and their process-local fallback when Redis cannot be reached.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -13,6 +14,7 @@ from redis.asyncio import Redis
 
 from sync_server.app import create_app
 from sync_server.breakers import BreakerPolicy, Breakers, BreakerState, CircuitOpen
+from sync_server.domain.checkin.ownership import GuardedOwnership, OwnershipResult
 from sync_server.problems import Problem
 from sync_server.redis_link import RedisLink
 from sync_server.runtime import runtime
@@ -164,5 +166,40 @@ async def test_the_shared_state_is_one_hash_per_service(settings: Settings) -> N
         redis: Redis = link.client
         fields = await redis.hgetall(link.key(f"circuit:{name}"))
         assert fields == {b"failures": b"1"}
+    finally:
+        await link.close()
+
+
+async def test_a_slow_or_failing_chain_makes_admissions_unverified_not_refused(
+    settings: Settings,
+) -> None:
+    link = RedisLink(settings.redis)
+    calls: list[str | None] = []
+
+    class HungChain:
+        async def check(
+            self, *, ticket_id: uuid.UUID, nft_mint: str | None, holder_wallet: str | None
+        ) -> OwnershipResult:
+            calls.append(nft_mint)
+            await asyncio.sleep(10)
+            return OwnershipResult(verified=True)
+
+    try:
+        breakers = Breakers(link, BreakerSettings(THRESHOLD, OPEN_SECONDS))
+        chain = GuardedOwnership(
+            HungChain(), breakers, service=f"chain-{uuid.uuid4().hex[:8]}", timeout_seconds=0.05
+        )
+        ticket_id = uuid.uuid4()
+        unverified = OwnershipResult(verified=None)
+        assert (
+            await chain.check(ticket_id=ticket_id, nft_mint=None, holder_wallet=None) == unverified
+        )
+        assert calls == []  # no mint: nothing asked
+        started = time.monotonic()
+        for _ in range(THRESHOLD + 3):
+            result = await chain.check(ticket_id=ticket_id, nft_mint="Mint1", holder_wallet=None)
+            assert result == unverified
+        assert len(calls) == THRESHOLD  # then the open circuit answers without asking
+        assert time.monotonic() - started < THRESHOLD * 0.05 + 0.5
     finally:
         await link.close()
