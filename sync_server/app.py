@@ -72,7 +72,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         readiness = Readiness(
             [
                 PostgresProbe(database.engine),
-                RedisProbe(url=settings.redis.url, timeout=timeout),
+                # Through the shared link: a successful probe also tells it Redis is back.
+                RedisProbe(ping=redis.ping),
                 AmqpProbe(settings.amqp.url, timeout=timeout),
             ],
             timeout=timeout,
