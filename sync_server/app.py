@@ -73,12 +73,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             [
                 PostgresProbe(database.engine),
                 # Through the shared link: a successful probe also tells it Redis is back.
-                RedisProbe(ping=redis.ping),
+                RedisProbe(redis.ping),
                 AmqpProbe(settings.amqp.url, timeout=timeout),
             ],
             timeout=timeout,
         )
-        app.state["operations"] = Operations(readiness, database, timeout)
+        app.state["operations"] = Operations(
+            readiness, database, timeout, runtime(app.state).breakers
+        )
         try:
             async with database.engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))

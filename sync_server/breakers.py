@@ -197,6 +197,7 @@ class Breakers:
         self._default = BreakerPolicy(settings.failure_threshold, settings.open_seconds)
         self._policies: dict[str, BreakerPolicy] = {}
         self._local: dict[str, LocalCircuit] = {}
+        self._used: set[str] = set()
         register = link.client.register_script
         self._before_script = register(_BEFORE)
         self._failed_script = register(_FAILED)
@@ -213,10 +214,15 @@ class Breakers:
     def key(self, service: str) -> str:
         return self._link.key(f"circuit:{service}")
 
+    def services(self) -> list[str]:
+        """The services this process configured or called through a circuit (for metrics)."""
+        return sorted(self._used | set(self._policies))
+
     @asynccontextmanager
     async def guard(self, service: str) -> AsyncIterator[None]:
         """Run the body as a call to ``service``. Raises ``CircuitOpen`` before the body when
         the circuit is open; the body's own exceptions pass through after being counted."""
+        self._used.add(service)
         decided = await self._before(service)
         try:
             yield

@@ -35,6 +35,7 @@ from sync_server.observability.logs import logging_config
 from sync_server.observability.metrics import (
     cleanup_multiprocess_dir,
     prepare_multiprocess_dir,
+    serve_worker_metrics,
 )
 from sync_server.settings import Settings, SettingsError
 
@@ -174,6 +175,15 @@ def worker() -> None:
     settings = _settings()
     observability = settings.observability
     logging.config.dictConfig(logging_config(observability.log_format, observability.log_level))
+    if observability.worker_metrics_port:
+        host, port = observability.worker_metrics_host, observability.worker_metrics_port
+        try:
+            serve_worker_metrics(port, host)
+        except OSError as error:
+            raise click.ClickException(
+                f"Cannot serve the worker's metrics on {host}:{port} "
+                f"(GATEHOUSE_WORKER_METRICS_PORT): {error.strerror or error}."
+            ) from error
     asyncio.run(run_worker(settings))
 
 

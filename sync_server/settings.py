@@ -127,6 +127,10 @@ class ObservabilitySettings:
     access_log: bool = True
     #: How long ``/ready`` waits for each dependency before calling it down.
     ready_timeout_seconds: float = 2.0
+    #: Where ``gatehouse-server worker`` serves its own ``/metrics`` (relay and consumer
+    #: counters); port 0 (the default) serves none.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,11 +245,17 @@ def _observability(env: Mapping[str, str], environment: str) -> ObservabilitySet
         raise SettingsError(f"GATEHOUSE_READY_TIMEOUT must be seconds, not {timeout!r}") from error
     if not 0 < ready_timeout <= 30:
         raise SettingsError("GATEHOUSE_READY_TIMEOUT must be between 0 and 30 seconds")
+    metrics_port = _int(env, "GATEHOUSE_WORKER_METRICS_PORT", defaults.worker_metrics_port)
+    if not 0 <= metrics_port <= 65535:
+        raise SettingsError("GATEHOUSE_WORKER_METRICS_PORT must be a port number, or 0 for none")
     return ObservabilitySettings(
         log_format=log_format,
         log_level=level,
         access_log=access in ("true", "1", "yes"),
         ready_timeout_seconds=ready_timeout,
+        worker_metrics_host=env.get("GATEHOUSE_WORKER_METRICS_HOST")
+        or defaults.worker_metrics_host,
+        worker_metrics_port=metrics_port,
     )
 
 

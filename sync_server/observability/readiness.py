@@ -23,9 +23,6 @@ from typing import Literal, Protocol
 import aio_pika
 import msgspec
 from aio_pika.abc import AbstractConnection
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -108,45 +105,23 @@ class PostgresProbe:
 
 
 class RedisProbe:
-    """``PING``, through a given ``ping`` (the server's shared Redis link: it then also learns
-    that Redis is back) or a small client of its own made from ``url``."""
+    """``PING`` through the server's shared Redis link (``RedisLink.ping``, which never
+    raises): a probe that gets an answer also tells the link that Redis is back."""
 
     name = "redis"
     required = False
 
-    def __init__(
-        self,
-        *,
-        url: str | None = None,
-        ping: Callable[[], Awaitable[bool]] | None = None,
-        timeout: float = 2.0,
-    ) -> None:
-        if (url is None) == (ping is None):
-            raise ValueError("give a Redis url or a ping function, not both")
-        self._client: Redis | None = None
-        if url is not None:
-            # No retries: redis-py's default retries a refused connection with backoff, and
-            # the probe's answer must come within its timeout.
-            self._client = Redis.from_url(
-                url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
+    def __init__(self, ping: Callable[[], Awaitable[bool]]) -> None:
         self._ping = ping
 
     async def check(self) -> bool | None:
-        if self._ping is not None:
-            return await self._ping()
-        assert self._client is not None
-        return bool(await self._client.ping())
+        return await self._ping()
 
     async def reset(self) -> None:
-        """redis-py drops a connection whose command failed."""
+        """The link drops a connection whose command failed."""
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
+        """The link belongs to the app's runtime."""
 
 
 class AmqpProbe:

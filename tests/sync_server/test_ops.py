@@ -10,7 +10,9 @@ import io
 import json
 import logging
 import os
+import signal
 import socket
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -24,8 +26,11 @@ from litestar.testing import AsyncTestClient
 
 from benchmarks.server_harness import Server, free_port, gatehouse_serve_command, request
 from sync_server.app import create_app
+from sync_server.breakers import BreakerPolicy, Breakers
 from sync_server.observability.logs import formatter
 from sync_server.observability.metrics import sample_value
+from sync_server.redis_link import RedisLink
+from sync_server.runtime import runtime
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import (
@@ -208,6 +213,36 @@ async def test_metrics_count_requests_and_verdicts(
     assert lag >= 0
 
 
+async def test_metrics_show_circuit_breaker_state(app: Litestar, settings: Settings) -> None:
+    policy = BreakerPolicy(failure_threshold=1, open_seconds=30)
+    # Another process's breakers (own Redis link, same Redis): the state is shared.
+    elsewhere = RedisLink(settings.redis)
+    other_process = Breakers(elsewhere, settings.breakers)
+    other_process.configure("test_chain_rpc", policy)
+
+    async def failing() -> None:
+        raise ConnectionError("node unreachable")
+
+    try:
+        async with AsyncTestClient(app=app) as client:
+            runtime(app.state).breakers.configure("test_chain_rpc", policy)
+            closed = sample_value(
+                (await client.get("/metrics")).content,
+                "gatehouse_circuit_breaker_state",
+                service="test_chain_rpc",
+            )
+            with pytest.raises(ConnectionError):
+                await other_process.call("test_chain_rpc", failing)
+            opened = sample_value(
+                (await client.get("/metrics")).content,
+                "gatehouse_circuit_breaker_state",
+                service="test_chain_rpc",
+            )
+    finally:
+        await elsewhere.close()
+    assert (closed, opened) == (0, 2)
+
+
 # --- request ids and logs ----------------------------------------------------------------------
 
 
@@ -327,3 +362,56 @@ def test_serve_with_two_workers_sums_metrics_and_logs_json(settings: Settings) -
     assert len(started) == 2
     assert not [line for line in log if line.strip() and not line.startswith(("{", "---"))]
     assert set(Path(tempfile.gettempdir()).glob("gatehouse-metrics-*")) == metrics_dirs
+
+
+@pytest.mark.slow
+async def test_worker_serves_its_metrics_and_logs_json(
+    settings: Settings, closed_port: int, tmp_path: Path
+) -> None:
+    """``gatehouse-server worker`` with GATEHOUSE_WORKER_METRICS_PORT: its relay's counters are
+    scraped from the worker itself. RabbitMQ is pointed at a closed port, so the relay's
+    connection errors are what it counts (and no shared outbox row is published)."""
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "GATEHOUSE_ENV": "test",
+        "GATEHOUSE_CONFIG_DIR": str(tmp_path),
+        "GATEHOUSE_DATABASE_URL": settings.database.url,
+        "GATEHOUSE_DATABASE_ADMIN_URL": settings.database.admin_url,
+        "GATEHOUSE_JWT_SECRET": settings.auth.jwt_secret,
+        "GATEHOUSE_MASTER_KEY": base64.urlsafe_b64encode(settings.master_key).decode(),
+        "GATEHOUSE_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{closed_port}/",
+        "GATEHOUSE_LOG_FORMAT": "json",
+        "GATEHOUSE_WORKER_METRICS_PORT": str(port),
+    }
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "gatehouse-server"),
+        "worker",
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        errors = None
+        for _ in range(100):
+            await asyncio.sleep(0.1)
+            try:
+                status, body = await asyncio.to_thread(request, port, "GET", "/metrics")
+            except OSError:
+                continue
+            assert status == 200
+            errors = sample_value(body, "gatehouse_relay_errors_total", stage="connect")
+            if errors:
+                break
+        assert errors is not None
+        assert errors >= 1
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 20)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.stderr is not None
+    log = (await process.stderr.read()).decode().splitlines()
+    assert process.returncode == 0, log
+    assert log
+    assert all(line.startswith("{") for line in log if line.strip()), log
