@@ -19,10 +19,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError, RedisError
 
 from sync_server.settings import RedisSettings
 
@@ -35,6 +36,10 @@ _T = TypeVar("_T")
 
 #: How often a down Redis is asked whether it is back.
 RECOVERY_INTERVAL_SECONDS: Final = 1.0
+#: Connections per process; commands take well under a millisecond, so few are busy at once.
+MAX_CONNECTIONS: Final = 64
+#: How long a command waits for a free connection before this request goes without Redis.
+POOL_WAIT_SECONDS: Final = 1.0
 
 
 class Unavailable(enum.Enum):
@@ -58,12 +63,18 @@ class RedisLink:
         # redis-py retries a refused connection three times with backoff by default: measured
         # 3.4 s per command against a stopped Redis. No retries and short timeouts make a
         # stopped Redis cost ~1 ms and a hung one one timeout, once.
-        self.client: Redis = Redis.from_url(
+        pool = BlockingConnectionPool.from_url(
             settings.url,
             socket_timeout=settings.timeout_seconds,
             socket_connect_timeout=settings.timeout_seconds,
             retry=Retry(NoBackoff(), 0),
+            # A burst waits briefly for a free connection: the default pool (100, not
+            # blocking) raised "Too many connections" at 3,000 concurrent commands, which is
+            # not Redis being down.
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
         )
+        self.client: Redis = Redis(connection_pool=pool)
         self._down_since: float | None = None
         self._recovery: asyncio.Task[None] | None = None
         self._listeners: list[RecoveryListener] = []
@@ -93,6 +104,8 @@ class RedisLink:
         try:
             return await command(self.client)
         except (RedisError, OSError, TimeoutError) as error:
+            if _pool_busy(error):
+                return UNAVAILABLE  # this process is busy, Redis is fine: skip it this once
             self.mark_down(error)
             return UNAVAILABLE
 
@@ -159,6 +172,15 @@ class RedisLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recovery
         await self.client.aclose()
+
+
+def _pool_busy(error: BaseException) -> bool:
+    """No free connection in this process's pool (rather than Redis failing)."""
+    if isinstance(error, MaxConnectionsError):
+        return True
+    return isinstance(error, RedisConnectionError) and isinstance(
+        error.__cause__, asyncio.TimeoutError | TimeoutError
+    )
 
 
 async def redis_ready(runtime: Runtime) -> bool:
