@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -12,8 +14,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from sync_server.app import create_app
-from sync_server.auth import Role
+from sync_server.auth import Principal, Role
 from sync_server.rate_limits import RateLimits
+from sync_server.redis_link import RedisLink
 from sync_server.runtime import runtime
 from sync_server.settings import RateLimitSettings, Settings
 from tests.sync_server import redis_service
@@ -95,3 +98,20 @@ async def test_the_minute_window_starts_afresh(settings: Settings, tenant: Tenan
         assert (await client.get("/v1/events", headers=dave)).status_code == 429
         now[0] += 60  # the next minute: a new key
         assert (await client.get("/v1/events", headers=dave)).status_code == 200
+
+
+async def test_a_burst_is_counted_exactly_and_a_busy_pool_is_not_redis_down(
+    settings: Settings,
+) -> None:
+    link = RedisLink(settings.redis)
+    try:
+        limits = RateLimits(link, RateLimitSettings(scanner=10_000), clock=lambda: NOW)
+        device = Principal(
+            subject="device", tenant_id=uuid.uuid4(), role=Role.SCANNER, device_id=uuid.uuid4()
+        )
+        await asyncio.gather(*(limits.hit(device) for _ in range(300)))
+        assert link.up  # far more commands at once than pooled connections
+        async with redis_service.client(settings.redis) as redis:
+            assert await redis_service.text(redis, limits.key(device, MINUTE)) == "300"
+    finally:
+        await link.close()
