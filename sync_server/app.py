@@ -52,6 +52,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # A lifespan nested in another of the same app (tests run one per event loop) hands
+        # the outer one's objects back when it ends: its pools belong to the other loop.
+        outer = {name: app.state.get(name) for name in ("runtime", "operations")}
         database = Database(settings.database)
         redis = RedisLink(settings.redis)  # connects on first use; works degraded without it
         ticket_cache = TicketCache(redis, settings.redis.ticket_cache_ttl_seconds)
@@ -90,8 +93,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             yield
         finally:
             await readiness.close()
-            await runtime(app.state).database.close()
-            await runtime(app.state).redis.close()
+            await database.close()
+            await redis.close()
+            app.state.update({name: value for name, value in outer.items() if value is not None})
 
     return Litestar(
         route_handlers=[
