@@ -176,7 +176,7 @@ def render(scraped: Iterable[Metric] = ()) -> tuple[bytes, str]:
 
 
 def sample_value(body: bytes, name: str, **labels: str) -> float | None:
-    """The value of one sample in an exposition ``body`` (for tests and the CLI), or None."""
+    """The value of one sample in an exposition ``body``, or None (for tests and scripts)."""
     from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
 
     for family in text_string_to_metric_families(body.decode()):
