@@ -305,7 +305,8 @@ class Consumer:
                         event.id,
                         delay,
                     )
-                    await asyncio.sleep(delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), delay)
                     continue
                 await self._failed(message, link, event, retries, error)
                 return

@@ -4,8 +4,11 @@ relay's database URL (the ``gatehouse_relay`` role of the session's test databas
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Protocol
 
 import pytest
@@ -20,10 +23,36 @@ class Runnable(Protocol):
     def stop(self) -> None: ...
 
 
+# Tests of several sessions (engineers, CI) share one broker on this machine. A test that stops
+# it holds this lock exclusively; every other test that needs it holds it shared, so an outage
+# of one session never lands in the middle of another session's test.
+BROKER_LOCK = Path(tempfile.gettempdir()) / "gatehouse-test-rabbitmq.lock"
+
+
+@asynccontextmanager
+async def _broker_lock(mode: int) -> AsyncIterator[None]:
+    with BROKER_LOCK.open("a") as handle:
+        await asyncio.to_thread(fcntl.flock, handle, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @pytest.fixture
-async def amqp_url() -> str:
-    await ensure_broker(AMQP_URL)
-    return AMQP_URL
+async def amqp_url() -> AsyncIterator[str]:
+    """The broker, running, and not stopped by another test session meanwhile."""
+    async with _broker_lock(fcntl.LOCK_SH):
+        await ensure_broker(AMQP_URL)
+        yield AMQP_URL
+
+
+@pytest.fixture
+async def broker_to_stop() -> AsyncIterator[str]:
+    """The broker, for a test that stops it: no other session's test uses it meanwhile."""
+    async with _broker_lock(fcntl.LOCK_EX):
+        await ensure_broker(AMQP_URL)
+        yield AMQP_URL
 
 
 @pytest.fixture
