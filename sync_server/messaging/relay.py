@@ -275,7 +275,7 @@ class OutboxRelay:
                     await db.execute(_MARK_SENT, {"ids": [row.id for row in sent]})
                 if failed:
                     await db.execute(_COUNT_FAILURE, {"ids": [row_id for row_id, _ in failed]})
-        except DBAPIError:
+        except (DBAPIError, OSError):  # publishing errors are in ``results``, not raised
             self._hooks.failed("database")
             raise
         self._set(
