@@ -35,6 +35,7 @@ from sqlalchemy import Connection
 from scanner_app.core.store import LocalStore, StoreError
 from scanner_app.core.store.cache import admissions_of, find_ticket
 from scanner_app.core.store.scanlog import (
+    MAX_CODE_CHARS,
     PendingOnline,
     ScanRecord,
     begin_online,
@@ -199,7 +200,7 @@ class Gate:
             seen = self._recent.get((_same_scan_key(text), direction))
             if seen is None or now - seen[0] > window:
                 return None
-            return replace_struct(seen[1], repeat=True)
+            return msgspec.structs.replace(seen[1], repeat=True)
 
     # --- online ----------------------------------------------------------------------------
 
@@ -213,7 +214,7 @@ class Gate:
     ) -> GateVerdict | None:
         assert self._online is not None
         request = wire.ValidateRequest(
-            code=text.strip()[:2048] or text[:2048],
+            code=text.strip()[:MAX_CODE_CHARS],
             direction=direction,
             scan_id=scan_id,
             scanned_at=device_now,
@@ -302,9 +303,7 @@ class Gate:
             mode="offline",
             on_signature=decision.on_signature,
             reentry=decision.reentry,
-            sentence=reentry_sentence()
-            if decision.reentry
-            else _sentence(verdict, decision.on_signature),
+            sentence=_sentence(verdict, decision.on_signature, reentry=decision.reentry),
         )
 
     def _decide(
@@ -432,15 +431,11 @@ def _same_scan_key(text: str) -> str:
     return text.strip().upper()
 
 
-def replace_struct(verdict: GateVerdict, **changes: object) -> GateVerdict:
-    return msgspec.structs.replace(verdict, **changes)
-
-
 def _offset_ms(server: datetime, device: datetime) -> int:
     return round((server - device).total_seconds() * 1000)
 
 
-def _sentence(verdict: wire.Verdict, on_signature: bool) -> str:
+def _sentence(verdict: wire.Verdict, on_signature: bool, *, reentry: bool = False) -> str:
     """The verdict as gate staff read it."""
     if verdict.reason is VerdictReason.ALREADY_CHECKED_IN and verdict.prior is not None:
         when = verdict.prior.scanned_at.astimezone().strftime("%H:%M")
@@ -451,8 +446,6 @@ def _sentence(verdict: wire.Verdict, on_signature: bool) -> str:
         return "Goodbye — exit recorded."
     if on_signature:
         return "Genuine ticket, not yet on this scanner's list (sold after the last sync)."
+    if reentry:
+        return "Welcome back (re-entry)."
     return "Welcome!"
-
-
-def reentry_sentence() -> str:
-    return "Welcome back (re-entry)."

@@ -53,8 +53,8 @@ from aio_pika.abc import (
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.backoff import Backoff
 from sync_server.db.engine import Database
-from sync_server.messaging.backoff import Backoff
 from sync_server.messaging.broker import (
     ERROR_HEADER,
     RETRY_HEADER,

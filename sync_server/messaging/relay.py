@@ -57,7 +57,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
 
-from sync_server.messaging.backoff import Backoff
+from shared.backoff import Backoff
 from sync_server.messaging.broker import connect, declare_tickets_exchange, event_message
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select
 
 from scanner_app.core.store import schema
 from scanner_app.core.store.times import from_micros, opt_datetime, to_micros
@@ -208,29 +208,28 @@ def queue_length(conn: Connection) -> int:
 def record_outcomes(conn: Connection, batch: wire.ScanBatchOutcome) -> int:
     """Store the server's answer to an upload and take the answered scans off the queue.
     Returns how many of this device's scans the server found to be conflicts."""
-    conflicts = 0
-    for outcome in batch.outcomes:
+    if batch.outcomes:
         conn.exec_driver_sql(
-            "DELETE FROM upload_queue WHERE kind = 'scan' AND scan_id = ?", (outcome.scan_id.bytes,)
+            "DELETE FROM upload_queue WHERE kind = 'scan' AND scan_id = ?",
+            [(outcome.scan_id.bytes,) for outcome in batch.outcomes],
         )
-        conflicts += _store_outcome(conn, outcome)
-    for outcome in batch.reclassified:
-        conflicts += _store_outcome(conn, outcome)
-    return conflicts
-
-
-def _store_outcome(conn: Connection, outcome: wire.ScanOutcome) -> int:
-    reason = outcome.server_reason or outcome.reason
-    conn.execute(
-        update(schema.scans)
-        .where(schema.scans.c.scan_id == outcome.scan_id.bytes)
-        .values(
-            server_result=outcome.result.value,
-            server_reason=reason.value if reason else None,
-            conflict_of=outcome.conflict_of.bytes if outcome.conflict_of else None,
+    answers = [*batch.outcomes, *batch.reclassified]
+    if answers:
+        # One statement for the whole answer (up to 1,000 scans), not one per scan.
+        conn.exec_driver_sql(
+            "UPDATE scans SET server_result = ?, server_reason = ?, conflict_of = ? "
+            "WHERE scan_id = ?",
+            [
+                (
+                    outcome.result.value,
+                    reason.value if (reason := outcome.server_reason or outcome.reason) else None,
+                    outcome.conflict_of.bytes if outcome.conflict_of else None,
+                    outcome.scan_id.bytes,
+                )
+                for outcome in answers
+            ],
         )
-    )
-    return 1 if outcome.conflict_of is not None else 0
+    return sum(1 for outcome in answers if outcome.conflict_of is not None)
 
 
 def refuse_queued(conn: Connection, seq: int, error: str) -> None:

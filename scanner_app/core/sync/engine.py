@@ -25,7 +25,6 @@ decides offline at once for the next person instead of waiting for a timeout eve
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +69,7 @@ from scanner_app.core.sync.client import (
     SyncError,
 )
 from shared import wire
+from shared.backoff import backoff_delay
 from shared.clock import Clock, SystemClock
 from shared.wire import MAX_SCAN_BATCH
 
@@ -357,7 +357,7 @@ class SyncEngine:
             client.close()
         now = self._clock.now()
         self._save_state(
-            replace_state(
+            msgspec.structs.replace(
                 self._state,
                 last_sync_at=now,
                 last_contact_at=now,
@@ -381,7 +381,7 @@ class SyncEngine:
             event_changed = load_event(conn, me.event.event_id) != me.event
             if event_changed:
                 save_event(conn, me.event)
-            state = replace_state(
+            state = msgspec.structs.replace(
                 load_sync_state(conn), clock_offset_ms=offset, last_contact_at=received
             )
             save_sync_state(conn, state)
@@ -493,14 +493,14 @@ class SyncEngine:
                 # Applying everything again is safe; every change says how things now are.
                 log.warning("the server refused our feed cursor; downloading everything again")
                 with self._store.write() as conn:
-                    state = replace_state(load_sync_state(conn), cursor=None)
+                    state = msgspec.structs.replace(load_sync_state(conn), cursor=None)
                     save_sync_state(conn, state)
                 self._state = state
                 continue
             now = self._clock.now()
             with self._store.write() as conn:
                 applied = apply_changes(conn, self._store.sealer, page.changes, now)
-                state = replace_state(
+                state = msgspec.structs.replace(
                     load_sync_state(conn), cursor=page.next_cursor, last_contact_at=now
                 )
                 save_sync_state(conn, state)
@@ -517,11 +517,12 @@ class SyncEngine:
     def _went_offline(self, reason: str, retry_after: float | None) -> None:
         state = self._state
         failures = state.failures + 1
-        delay = _backoff(failures)
+        # Doubling from a second up to a minute; jitter keeps a hall of scanners out of step.
+        delay = backoff_delay(failures - 1, BACKOFF_FIRST_SECONDS, BACKOFF_MAX_SECONDS)
         if retry_after is not None:
             delay = max(delay, retry_after)
         self._save_state(
-            replace_state(
+            msgspec.structs.replace(
                 state,
                 offline_reason=reason,
                 failures=failures,
@@ -534,7 +535,9 @@ class SyncEngine:
 
     def _revoked(self, reason: str) -> None:
         self._save_state(
-            replace_state(self._state, revoked=True, offline_reason=reason, next_retry_at=None)
+            msgspec.structs.replace(
+                self._state, revoked=True, offline_reason=reason, next_retry_at=None
+            )
         )
         self._emit()
 
@@ -603,17 +606,6 @@ class SyncEngine:
             return 0.0
         since = (self._clock.now() - state.last_sync_at).total_seconds()
         return max(0.0, self.interval_seconds - since)
-
-
-def _backoff(failures: int) -> float:
-    """Seconds to wait after ``failures`` failures in a row: doubling from one second up to a
-    minute, with "full jitter" so many scanners do not retry in step."""
-    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** min(failures - 1, 16))
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
-
-
-def replace_state(state: SyncState, **changes: object) -> SyncState:
-    return msgspec.structs.replace(state, **changes)
 
 
 __all__ = [
