@@ -134,6 +134,55 @@ class ObservabilitySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ChainSettings:
+    """Solana: where the chain is and who the issuer is. No RPC URL means no chain: tickets are
+    not minted and verdicts say they were not chain-verified (``chain_verified = null``)."""
+
+    #: JSON-RPC endpoint (``GATEHOUSE_SOLANA_RPC_URL``); unset turns the chain off.
+    rpc_url: str | None = None
+    #: PubSub WebSocket (``GATEHOUSE_SOLANA_WS_URL``); unset: the RPC URL with ws:// or wss://.
+    ws_url: str | None = None
+    #: The issuer's keypair as solana-keygen JSON (64 numbers): pays for and signs mints, holds
+    #: the freeze authority. Read from the file ``GATEHOUSE_SOLANA_ISSUER_KEYPAIR`` names (or the
+    #: JSON text itself); never stored in the repository.
+    issuer_keypair: str = field(default="", repr=False)
+    #: Holds the NFTs of holders without a wallet (``GATEHOUSE_SOLANA_CUSTODY_KEYPAIR``, same
+    #: forms); unset: the issuer is the custodian.
+    custody_keypair: str = field(default="", repr=False)
+    #: How settled a transaction must be before reads, the gate check and the listener trust it.
+    commitment: str = "confirmed"
+    #: The gate's budget for the ownership check; beyond it the verdict is not chain-verified.
+    ownership_timeout_seconds: float = 0.25
+    #: Timeout of the worker's and listener's RPC calls.
+    rpc_timeout_seconds: float = 5.0
+    #: How often pending transactions are polled for confirmations.
+    poll_seconds: float = 1.0
+    #: Submissions of one chain action before it is given up as failed.
+    max_attempts: int = 5
+    #: Shown in ``GET /v1/chain/config``: which cluster this is (``localnet``, ``devnet``, ...).
+    cluster: str = "localnet"
+    #: Token metadata: the symbol of every ticket NFT and the base of its metadata URI.
+    symbol: str = "GATE"
+    metadata_base_url: str = "http://127.0.0.1:8000/v1/chain/metadata"
+    #: Resale fee in basis points, charged off-chain on API resales (see docs/chain.md).
+    resale_fee_bps: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.rpc_url)
+
+    def websocket_url(self) -> str:
+        """``ws_url``, or the RPC URL with its scheme swapped (http→ws, https→wss)."""
+        if self.ws_url:
+            return self.ws_url
+        if not self.rpc_url:
+            raise SettingsError("GATEHOUSE_SOLANA_RPC_URL is not set: the chain is off")
+        if self.rpc_url.startswith("https://"):
+            return "wss://" + self.rpc_url.removeprefix("https://")
+        return "ws://" + self.rpc_url.removeprefix("http://")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -143,6 +192,7 @@ class Settings:
     breakers: BreakerSettings = field(default_factory=BreakerSettings)
     amqp: AmqpSettings = field(default_factory=AmqpSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+    chain: ChainSettings = field(default_factory=ChainSettings)
     #: Seals the per-event ticket keys at rest (AES-256-GCM). 32 bytes.
     master_key: bytes = field(default=b"", repr=False)
     environment: str = "development"
@@ -200,6 +250,7 @@ class Settings:
             breakers=_breakers(env),
             amqp=AmqpSettings(url=env.get("GATEHOUSE_AMQP_URL") or AmqpSettings().url),
             observability=_observability(env, environment),
+            chain=_chain(env),
             master_key=decode_master_key(master_text),
             environment=environment,
         )
@@ -269,6 +320,62 @@ def _redis(env: Mapping[str, str]) -> RedisSettings:
             env, "GATEHOUSE_TICKET_CACHE_TTL", defaults.ticket_cache_ttl_seconds
         ),
     )
+
+
+_COMMITMENT_NAMES = ("processed", "confirmed", "finalized")
+
+
+def _chain(env: Mapping[str, str]) -> ChainSettings:
+    defaults = ChainSettings()
+    rpc_url = env.get("GATEHOUSE_SOLANA_RPC_URL") or None
+    issuer = _keypair_text(env, "GATEHOUSE_SOLANA_ISSUER_KEYPAIR")
+    if rpc_url and not issuer:
+        raise SettingsError(
+            "GATEHOUSE_SOLANA_ISSUER_KEYPAIR must name the issuer's keypair file (solana-keygen "
+            "JSON) when GATEHOUSE_SOLANA_RPC_URL is set"
+        )
+    commitment = env.get("GATEHOUSE_SOLANA_COMMITMENT") or defaults.commitment
+    if commitment not in _COMMITMENT_NAMES:
+        raise SettingsError(
+            f"GATEHOUSE_SOLANA_COMMITMENT must be processed, confirmed or finalized, "
+            f"not {commitment!r}"
+        )
+    fee = _int(env, "GATEHOUSE_SOLANA_RESALE_FEE_BPS", defaults.resale_fee_bps)
+    if not 0 <= fee <= 10_000:
+        raise SettingsError("GATEHOUSE_SOLANA_RESALE_FEE_BPS must be between 0 and 10000")
+    attempts = _int(env, "GATEHOUSE_SOLANA_MAX_ATTEMPTS", defaults.max_attempts)
+    if attempts < 1:
+        raise SettingsError("GATEHOUSE_SOLANA_MAX_ATTEMPTS must be at least 1")
+    return ChainSettings(
+        rpc_url=rpc_url,
+        ws_url=env.get("GATEHOUSE_SOLANA_WS_URL") or None,
+        issuer_keypair=issuer,
+        custody_keypair=_keypair_text(env, "GATEHOUSE_SOLANA_CUSTODY_KEYPAIR"),
+        commitment=commitment,
+        ownership_timeout_seconds=_seconds(
+            env, "GATEHOUSE_SOLANA_OWNERSHIP_TIMEOUT", defaults.ownership_timeout_seconds, 5.0
+        ),
+        rpc_timeout_seconds=_seconds(
+            env, "GATEHOUSE_SOLANA_RPC_TIMEOUT", defaults.rpc_timeout_seconds, 60.0
+        ),
+        poll_seconds=_seconds(env, "GATEHOUSE_SOLANA_POLL_SECONDS", defaults.poll_seconds, 60.0),
+        max_attempts=attempts,
+        cluster=env.get("GATEHOUSE_SOLANA_CLUSTER") or defaults.cluster,
+        symbol=env.get("GATEHOUSE_SOLANA_SYMBOL") or defaults.symbol,
+        metadata_base_url=env.get("GATEHOUSE_SOLANA_METADATA_URL") or defaults.metadata_base_url,
+        resale_fee_bps=fee,
+    )
+
+
+def _keypair_text(env: Mapping[str, str], name: str) -> str:
+    """A keypair setting: the JSON text itself (starts with ``[``) or a file holding it."""
+    value = (env.get(name) or "").strip()
+    if not value or value.startswith("["):
+        return value
+    try:
+        return Path(value).expanduser().read_text().strip()
+    except OSError as error:
+        raise SettingsError(f"{name}: cannot read the keypair file {value!r}: {error}") from error
 
 
 def _rate_limits(env: Mapping[str, str]) -> RateLimitSettings:

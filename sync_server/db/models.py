@@ -91,6 +91,12 @@ class Ticket(Base):
         Index("ix_tickets_purchase_id", "purchase_id"),
         Index("ix_tickets_event_id_change_seq", "event_id", "change_seq"),
         Index("ix_tickets_pending", "updated_at", postgresql_where=text("change_seq IS NULL")),
+        Index(
+            "ix_tickets_nft_mint",
+            "nft_mint",
+            unique=True,
+            postgresql_where=text("nft_mint IS NOT NULL"),
+        ),
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = _tenant()
@@ -103,7 +109,14 @@ class Ticket(Base):
     status: Mapped[str] = mapped_column(Text)
     secret_version: Mapped[int] = mapped_column(Integer, server_default="0")
     nft_mint: Mapped[str | None] = mapped_column(Text)
+    #: ``not_minted``, ``pending`` (a chain action in flight), ``synced``, ``out_of_sync`` (the
+    #: chain was seen to disagree; the listener reconciles) or ``failed`` (see docs/chain.md).
     blockchain_sync_status: Mapped[str] = mapped_column(Text, server_default="not_minted")
+    #: The wallet holding the NFT, as last seen on-chain (custody for holders without a wallet).
+    chain_owner: Mapped[str | None] = mapped_column(Text)
+    chain_frozen: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    #: Slot of the last on-chain change applied; an older notification never undoes a newer one.
+    chain_slot: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _created()
     #: Position in the changes feed; NULL until the sequencer numbers the committed change.
@@ -271,24 +284,60 @@ class ProcessedEvent(Base):
 
 
 class PendingTransaction(Base):
+    """A chain action of ours (mint, transfer, freeze) from queued to finalized or failed."""
+
     __tablename__ = "pending_transactions"
+    __table_args__ = (
+        Index(
+            "ix_pending_transactions_open",
+            "created_at",
+            postgresql_where=text("status IN ('queued', 'submitted', 'confirmed')"),
+        ),
+        Index("ix_pending_transactions_ticket_id", "ticket_id"),
+    )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = _tenant()
     ticket_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tickets.id"))
+    #: ``mint``, ``transfer`` or ``freeze``.
+    kind: Mapped[str] = mapped_column(Text, server_default="mint")
+    mint: Mapped[str | None] = mapped_column(Text)
+    #: The wallet the action gives the ticket to (mint, transfer).
+    destination: Mapped[str | None] = mapped_column(Text)
     tx_signature: Mapped[str | None] = mapped_column(Text)
+    #: ``queued``, ``submitted``, ``confirmed``, ``finalized`` or ``failed``.
     status: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: The current submission's blockhash is dead beyond this block height.
+    last_valid_block_height: Mapped[int | None] = mapped_column(BigInteger)
+    slot: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
     submitted_at: Mapped[datetime | None]
     confirmed_at: Mapped[datetime | None]
     confirmation_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
 
 
 class BlockchainSync(Base):
     __tablename__ = "blockchain_sync"
+    __table_args__ = (
+        Index(
+            "ux_blockchain_sync_signature_ticket",
+            "signature",
+            "ticket_id",
+            unique=True,
+            postgresql_where=text("signature IS NOT NULL"),
+        ),
+        Index("ix_blockchain_sync_ticket_id", "ticket_id"),
+    )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = _tenant()
     ticket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tickets.id"))
     signature: Mapped[str | None] = mapped_column(Text)
     slot: Mapped[int | None] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(Text)
+    from_wallet: Mapped[str | None] = mapped_column(Text)
+    to_wallet: Mapped[str | None] = mapped_column(Text)
+    block_time: Mapped[datetime | None]
     details: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     processed_at: Mapped[datetime] = _created()
