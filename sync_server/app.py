@@ -19,8 +19,12 @@ from sqlalchemy import text
 from shared.clock import Clock, SystemClock
 from sync_server.auth import BearerAuthMiddleware, TokenVerifier
 from sync_server.breakers import Breakers
+from sync_server.chain.client import ChainKeys
+from sync_server.chain.ownership import ChainOwnership
 from sync_server.db.engine import Database
+from sync_server.domain.chain.controllers import CHAIN_ROUTES
 from sync_server.domain.checkin.controllers import CHECKIN_ROUTES
+from sync_server.domain.checkin.ownership import GuardedOwnership
 from sync_server.domain.devices.controllers import DeviceController
 from sync_server.domain.events.controllers import EventController
 from sync_server.domain.keys.services import KeyStore
@@ -60,7 +64,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         ticket_cache = TicketCache(redis, settings.redis.ticket_cache_ttl_seconds)
         # Committed ticket changes leave the cache before the writer's response is sent.
         database.on_tickets_written = ticket_cache.invalidate
-        app.state["runtime"] = Runtime(
+        breakers = Breakers(redis, settings.breakers)
+        shared = Runtime(
             settings=settings,
             database=database,
             keys=KeyStore(settings.master_key),
@@ -69,8 +74,17 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             redis=redis,
             rate_limits=RateLimits(redis, settings.rate_limits),
             ticket_cache=ticket_cache,
-            breakers=Breakers(redis, settings.breakers),
+            breakers=breakers,
         )
+        chain: ChainOwnership | None = None
+        if settings.chain.enabled:
+            shared.chain_keys = ChainKeys.from_settings(settings.chain)
+            chain = ChainOwnership.from_settings(settings.chain, shared.chain_keys)
+            # Slow, failing or unreachable: the verdict is "not chain-verified", never a wait.
+            shared.ownership = GuardedOwnership(
+                chain, breakers, timeout_seconds=settings.chain.ownership_timeout_seconds
+            )
+        app.state["runtime"] = shared
         timeout = settings.observability.ready_timeout_seconds
         readiness = Readiness(
             [
@@ -93,6 +107,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             yield
         finally:
             await readiness.close()
+            if chain is not None:
+                await chain.close()
             await database.close()
             await redis.close()
             app.state.update({name: value for name, value in outer.items() if value is not None})
@@ -105,6 +121,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             *TICKET_ROUTES,
             *CHECKIN_ROUTES,
             *SCAN_ROUTES,
+            *CHAIN_ROUTES,
         ],
         lifespan=[lifespan],
         middleware=[

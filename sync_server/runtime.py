@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.clock import Clock
 from sync_server.auth import Principal, TokenVerifier
 from sync_server.breakers import Breakers
+from sync_server.chain.client import ChainKeys
 from sync_server.db.engine import Database
 from sync_server.domain.checkin.ownership import NotChainChecked, OwnershipCheck
 from sync_server.domain.keys.services import KeyStore
@@ -38,8 +39,11 @@ class Runtime:
     rate_limits: RateLimits
     ticket_cache: TicketCache
     breakers: Breakers
-    #: The on-chain ownership step of check-in (a seam until the chain client exists).
+    #: The on-chain ownership step of check-in: "not checked" with the chain off, the chain
+    #: client behind a timeout and the ``solana-rpc`` circuit breaker with it on.
     ownership: OwnershipCheck = field(default_factory=NotChainChecked)
+    #: The issuer's and custodian's keys; None with the chain off.
+    chain_keys: ChainKeys | None = None
 
 
 def runtime(state: State) -> Runtime:

@@ -1,6 +1,7 @@
-"""The on-chain ownership step of a check-in, as a seam. Until tickets are minted as NFTs and a
-chain client exists, the only honest answer is "not checked": verdicts then carry
-``chain_verified = None``, never a made-up ``True``."""
+"""The on-chain ownership step of a check-in, as a seam. With the chain off the only honest
+answer is "not checked": verdicts then carry ``chain_verified = None``, never a made-up
+``True``. With it on, the app wraps ``sync_server.chain.ownership.ChainOwnership`` (the chain
+client) in ``GuardedOwnership`` (timeout and circuit breaker)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ class OwnershipResult:
     verified: bool | None
     #: The chain names someone else as the owner: the verdict is ``ownership_mismatch``.
     mismatch: bool = False
+    #: The wallet the chain names as the holder, when it was asked (None: burned, or not asked).
+    owner: str | None = None
 
 
 class OwnershipCheck(Protocol):

@@ -46,6 +46,12 @@ _NO_BAR_TO_LEAVING = frozenset(
 )
 
 
+_OUT_OF_SYNC = "out_of_sync"
+#: Sync statuses under which the chain is asked at the gate: the NFT exists and no chain action
+#: of ours is in flight ('synced'), or the chain was seen to disagree ('out_of_sync').
+_CHAIN_SETTLED = frozenset({"synced", _OUT_OF_SYNC})
+
+
 def http_status(verdict: wire.Verdict) -> int:
     """200 admitted, 409 already checked in, 422 any other rejection."""
     if verdict.reason is None:
@@ -80,6 +86,7 @@ class LockedTicket:
     holder_name: str
     holder_wallet: str | None
     nft_mint: str | None
+    blockchain_sync_status: str
     ticket_type: str
     allow_reentry: bool
     admission_opens_at: datetime | None
@@ -173,14 +180,30 @@ class CheckInService:
             prior = _prior_in(await self._history([state.id]), state.allow_reentry)
             if prior is not None:
                 return VerdictReason.ALREADY_CHECKED_IN, prior, None
+        if state.blockchain_sync_status not in _CHAIN_SETTLED:
+            # 'pending': a mint or transfer of ours is in flight, so the chain may still name
+            # the previous holder (or nobody) — asking would refuse a rightful guest.
+            # 'not_minted' / 'failed': there is nothing on the chain to ask about.
+            return None, None, None
         ownership = await self._ownership.check(
             ticket_id=state.id,
             nft_mint=state.nft_mint,
             holder_wallet=state.holder_wallet,
         )
         if ownership.mismatch:
+            await self._flag_out_of_sync(state)
             return VerdictReason.OWNERSHIP_MISMATCH, None, ownership.verified
         return None, None, ownership.verified
+
+    async def _flag_out_of_sync(self, state: LockedTicket) -> None:
+        """The chain named another holder: mark the ticket ``out_of_sync`` in the verdict's
+        transaction, so managers see it at once and the chain listener reconciles it. The
+        ticket stays as it is otherwise: who really holds it is the listener's to settle."""
+        if state.blockchain_sync_status == _OUT_OF_SYNC:
+            return
+        raw = await driver(self._session)
+        await raw.execute(_FLAG_OUT_OF_SYNC, state.id, self._now)
+        ticket_written(self._session, state.id)
 
     async def annul(
         self, scan_id: uuid.UUID, actor: str, device_id: uuid.UUID | None
@@ -702,7 +725,8 @@ def _json(value: Any) -> str:
 
 _LOCK_TICKETS = """
 SELECT t.id, t.tenant_id, t.event_id, t.ticket_type_id, t.purchase_id, t.user_id, t.status,
-       t.secret_version, t.holder_name, t.holder_wallet, t.nft_mint, tt.name AS ticket_type,
+       t.secret_version, t.holder_name, t.holder_wallet, t.nft_mint, t.blockchain_sync_status,
+       tt.name AS ticket_type,
        e.allow_reentry, e.admission_opens_at, e.ends_at
 FROM tickets t
 JOIN events e ON e.id = t.event_id
@@ -710,6 +734,10 @@ JOIN ticket_types tt ON tt.id = t.ticket_type_id
 WHERE t.id = ANY($1::uuid[])
 ORDER BY t.id
 FOR UPDATE OF t
+"""
+
+_FLAG_OUT_OF_SYNC = """
+UPDATE tickets SET blockchain_sync_status = 'out_of_sync', updated_at = $2 WHERE id = $1
 """
 
 _ADMITTED_SCANS = """
