@@ -621,3 +621,37 @@ async def test_two_listeners_apply_a_transfer_once(
     assert len(logged) == 1
     assert len(await _transferred_events(settings, ticket.id)) == 1
     assert (await _ticket(settings, ticket.id)).secret_version == 1
+
+
+async def test_a_checked_in_ticket_follows_the_chain_and_keeps_its_check_in(
+    client: Client,
+    tenant: TenantHandle,
+    settings: Settings,
+    database: Database,
+    solana_node: LocalSolanaNode,
+    rpc: AsyncClient,
+    chain_keys: ChainKeys,
+    chain_settings: ChainSettings,
+) -> None:
+    alice, bob = _wallet(solana_node), Keypair()
+    [ticket] = await _minted_tickets(
+        client, tenant, settings, rpc, solana_node, chain_keys, alice.pubkey()
+    )
+    device = await enrolled_device(client, tenant, ticket.event_id)
+    admitted = await client.post("/v1/validate", json={"code": ticket.code}, headers=device.headers)
+    assert admitted.status_code == 200, admitted.text
+    async with _listening(database, chain_settings, chain_keys):
+        await _send(rpc, solana_node, _move(ticket.mint, alice, bob.pubkey()), alice)
+
+        async def moved() -> Any:
+            row = await _ticket(settings, ticket.id)
+            return row if row.holder_wallet == str(bob.pubkey()) else None
+
+        row = await _eventually(moved, "the checked-in ticket to follow the NFT")
+
+    assert row.status == "checked_in"
+    assert row.secret_version == 1
+    [event] = await _transferred_events(settings, ticket.id)
+    assert event["status"] == "checked_in"
+    again = await client.post("/v1/validate", json={"code": ticket.code}, headers=device.headers)
+    assert again.json()["reason"] == "superseded"
