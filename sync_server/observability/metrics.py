@@ -93,6 +93,16 @@ CONSUMER_MESSAGES = Counter(
     ["queue", "outcome"],
 )
 
+#: For the chain tracker: ``kind`` is ``mint``, ``transfer`` or ``freeze``; ``outcome`` is
+#: ``submitted`` (signed and sent), ``retried`` (did not land; queued again), ``finalized``
+#: (applied to the ticket) or ``failed`` (given up after its attempts: look at the ticket).
+CHAIN_TRANSACTIONS = Counter(
+    f"{PREFIX}_chain_transactions_total",
+    "Our Solana transactions by kind (mint, transfer, freeze) and outcome: submitted, "
+    "retried, finalized, failed.",
+    ["kind", "outcome"],
+)
+
 
 class BreakerState(IntEnum):
     """The values of ``gatehouse_circuit_breaker_state``."""

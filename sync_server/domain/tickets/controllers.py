@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import TicketStatus
 from sync_server.auth import Principal, Role, allow
+from sync_server.chain.client import ChainKeys
 from sync_server.domain.checkin.code_check import check_code
 from sync_server.domain.tickets.schemas import (
     CodeCheckOut,
@@ -27,12 +29,24 @@ from sync_server.domain.tickets.services import TicketService, ticket_out
 from sync_server.idempotency import IdempotencyHeader, IdempotentRequest, run_idempotent
 from sync_server.pagination import DEFAULT_LIMIT
 from sync_server.runtime import PrincipalDep, Runtime, RuntimeDep, SessionDep, caller_session
+from sync_server.settings import ChainSettings
 
 _WRITERS = [allow(Role.SERVICE, Role.MANAGER)]
 
 
+@functools.lru_cache(maxsize=8)
+def _custody(chain: ChainSettings) -> str | None:
+    """The custodial wallet's address with the chain on, None with it off (parsed once per
+    settings: the keys come from configuration and do not change while the app runs)."""
+    if not chain.enabled:
+        return None
+    return str(ChainKeys.from_settings(chain).custody.pubkey())
+
+
 def _service(session: AsyncSession, rt: Runtime, principal: Principal) -> TicketService:
-    return TicketService(session, rt.keys, principal, rt.clock.now())
+    return TicketService(
+        session, rt.keys, principal, rt.clock.now(), custody=_custody(rt.settings.chain)
+    )
 
 
 @post("/v1/purchases", guards=_WRITERS, tags=["tickets"], status_code=201)
@@ -133,7 +147,9 @@ class TicketController(Controller):
         principal: PrincipalDep,
         idempotency_key: IdempotencyHeader = None,
     ) -> Response[TicketWithCode]:
-        """Give the ticket to a new holder. Its old code becomes ``superseded``."""
+        """Give the ticket to a new holder. Its old code becomes ``superseded``. With the chain
+        on, 409 ``held_in_wallet`` when the ticket's NFT is in the holder's own wallet (the
+        holder moves it from there; the ticket follows)."""
         request = IdempotentRequest.of(
             principal, f"tickets/{ticket_id}/transfer", idempotency_key, data
         )

@@ -17,7 +17,14 @@ from shared.keys import IssuerKeyRing
 from shared.ticket_code import issue_code
 from sync_server.auth import Principal
 from sync_server.db.engine import Database, ticket_written
-from sync_server.db.models import Event, Outbox, Ticket, TicketStateTransition, TicketType
+from sync_server.db.models import (
+    Event,
+    Outbox,
+    PendingTransaction,
+    Ticket,
+    TicketStateTransition,
+    TicketType,
+)
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tickets.schemas import (
     Holder,
@@ -38,15 +45,28 @@ log = logging.getLogger(__name__)
 
 EXPIRY_BATCH = 500
 
+#: Chain actions still in flight (``pending_transactions.status``).
+_CHAIN_IN_FLIGHT = ("queued", "submitted", "confirmed")
+#: Chain actions that put a ticket's NFT into a wallet.
+_CHAIN_MOVES = ("mint", "transfer")
+
 
 class TicketService:
     def __init__(
-        self, session: AsyncSession, keys: KeyStore, actor: Principal | str, now: datetime
+        self,
+        session: AsyncSession,
+        keys: KeyStore,
+        actor: Principal | str,
+        now: datetime,
+        *,
+        custody: str | None = None,
     ) -> None:
+        """``custody`` is the custodial wallet's address when the chain is on (None: off)."""
         self._session = session
         self._keys = keys
         self._actor = actor.actor if isinstance(actor, Principal) else actor
         self._now = now
+        self._custody = custody
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -167,12 +187,24 @@ class TicketService:
         )
 
     async def transfer(self, ticket_id: uuid.UUID, data: TransferRequest) -> TicketWithCode:
-        """Give the ticket to a new holder: a new secret version, so the old code is dead."""
+        """Give the ticket to a new holder: a new secret version, so the old code is dead.
+
+        With the chain on, a ticket whose NFT is (or is being put) in the holder's own wallet
+        cannot be transferred here (409 ``held_in_wallet``): we do not hold that wallet's key,
+        and chose not to hold a permanent delegate that could move anyone's ticket. The holder
+        transfers the NFT from the wallet, and the ticket follows it.
+        """
         ticket = await self._locked(ticket_id)
         if ticket.status != TicketStatus.ACTIVE:
             raise Unprocessable(
                 "ticket_not_transferable",
                 f"Only an unused, active ticket can be transferred; this one is {ticket.status}.",
+            )
+        if self._custody is not None and await self._in_own_wallet(ticket, self._custody):
+            raise Conflict(
+                "held_in_wallet",
+                "This ticket's NFT is in the holder's own wallet; the holder transfers it from "
+                "the wallet and the ticket follows.",
             )
         previous = _holder(ticket)
         ticket.user_id = data.holder.user_id
@@ -202,6 +234,23 @@ class TicketService:
         return ticket_out(ticket)
 
     # --- helpers ----------------------------------------------------------------------------
+
+    async def _in_own_wallet(self, ticket: Ticket, custody: str) -> bool:
+        """Whether the ticket's NFT sits in a wallet other than custody, or an action in flight
+        is putting it there (once it lands we could no longer move it either)."""
+        if ticket.chain_owner is not None and ticket.chain_owner != custody:
+            return True
+        moving = await self._session.scalar(
+            select(PendingTransaction.id)
+            .where(
+                PendingTransaction.ticket_id == ticket.id,
+                PendingTransaction.status.in_(_CHAIN_IN_FLIGHT),
+                PendingTransaction.kind.in_(_CHAIN_MOVES),
+                PendingTransaction.destination != custody,
+            )
+            .limit(1)
+        )
+        return moving is not None
 
     async def _locked(self, ticket_id: uuid.UUID) -> Ticket:
         ticket = await self._session.scalar(
