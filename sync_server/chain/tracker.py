@@ -555,7 +555,11 @@ class ChainTracker:
                     kind=kind.value,
                     from_wallet=self._custody if kind is ActionKind.TRANSFER else None,
                     to_wallet=owner if kind is not ActionKind.FREEZE else None,
-                    details={"source": "gatehouse", "transaction_id": str(row.id)},
+                    details={
+                        "mint": row.mint,
+                        "source": "gatehouse",
+                        "transaction_id": str(row.id),
+                    },
                     processed_at=now,
                 )
                 .on_conflict_do_nothing(
