@@ -23,6 +23,7 @@ BENCHMARKS = (
     "pipeline",
     "offline_verdict",
     "validate",
+    "validate_chain",
     "ingest",
     "feed",
 )
