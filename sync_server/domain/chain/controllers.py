@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from litestar import get
+import uuid
+
+from litestar import Response, get
+from litestar.params import FromPath
 from litestar.types import ControllerRouterHandler
 
 from sync_server.auth import Role, allow
-from sync_server.domain.chain.schemas import ChainConfig
-from sync_server.domain.chain.services import chain_config
+from sync_server.domain.chain.schemas import ChainConfig, TicketNftMetadata
+from sync_server.domain.chain.services import chain_config, nft_metadata
 from sync_server.runtime import PrincipalDep, RuntimeDep, caller_session
 
 
@@ -27,4 +30,18 @@ async def config(rt: RuntimeDep, principal: PrincipalDep) -> ChainConfig:
     return chain_config(rt.settings.chain, rt.chain_keys)
 
 
-CHAIN_ROUTES: list[ControllerRouterHandler] = [config]
+@get(
+    "/v1/chain/metadata/{ticket_id:uuid}",
+    opt={"exclude_from_auth": True},
+    tags=["chain"],
+)
+async def metadata(ticket_id: FromPath[uuid.UUID], rt: RuntimeDep) -> Response[TicketNftMetadata]:
+    """The off-chain JSON a ticket NFT's metadata uri points at (no token needed: wallets and
+    explorers fetch it): name, symbol, description, attributes. Nothing about the holder. 404
+    when the ticket has no NFT or the chain is off."""
+    found = await nft_metadata(rt.database, rt.settings.chain, rt.chain_keys, ticket_id)
+    # Changes only when the event is renamed or moved: let caches keep it a while.
+    return Response(found, headers={"Cache-Control": "public, max-age=300"})
+
+
+CHAIN_ROUTES: list[ControllerRouterHandler] = [config, metadata]

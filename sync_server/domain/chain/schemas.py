@@ -55,3 +55,19 @@ class ChainConfig(msgspec.Struct, kw_only=True):
     resale_fee: ResaleFeeConfig | None = None
     #: The gate's budget for the ownership check; beyond it a verdict is not chain-verified.
     ownership_timeout_seconds: float | None = None
+
+
+class MetadataAttribute(msgspec.Struct, kw_only=True):
+    trait_type: str
+    value: str
+
+
+class TicketNftMetadata(msgspec.Struct, kw_only=True):
+    """The off-chain JSON a ticket NFT's metadata uri points at, in the shape wallets and
+    explorers read (name, symbol, description, attributes). Public: nothing about the holder,
+    no code, no secret version."""
+
+    name: str
+    symbol: str
+    description: str
+    attributes: list[MetadataAttribute]

@@ -1,10 +1,12 @@
-"""``GET /v1/chain/config``: the server's Solana setup in public facts, never a secret."""
+"""``GET /v1/chain/config`` (the server's Solana setup in public facts, never a secret) and
+``GET /v1/chain/metadata/{ticket_id}`` (a ticket NFT's public metadata)."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,8 +18,16 @@ from sync_server.app import create_app
 from sync_server.auth import Role
 from sync_server.chain.client import ChainKeys
 from sync_server.settings import Settings
+from tests.sync_server.chain.onchain_tickets import record_on_ticket
 from tests.sync_server.conftest import TenantHandle
-from tests.sync_server.helpers import assert_problem, create_event, enrolled_device
+from tests.sync_server.helpers import (
+    HOLDER,
+    assert_problem,
+    buy,
+    create_event,
+    create_ticket_type,
+    enrolled_device,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -140,3 +150,45 @@ async def test_the_config_with_the_chain_off_is_enabled_false_and_nulls(
             "ownership_timeout_seconds",
         ]
     )
+
+
+async def test_a_minted_tickets_metadata_is_public_and_says_nothing_of_its_holder(
+    chain_client: AsyncTestClient[Litestar],
+    tenant: TenantHandle,
+    chain_keys: ChainKeys,
+    provider_settings: Settings,
+) -> None:
+    event = await create_event(chain_client, tenant, name="Spring Concert", venue="Main Hall")
+    ticket_type = await create_ticket_type(chain_client, tenant, event["id"], name="Balcony")
+    bought = await buy(chain_client, tenant, ticket_type["id"], quantity=2)
+    assert bought.status_code == 201, bought.text
+    minted, unminted = (uuid.UUID(t["ticket"]["id"]) for t in bought.json()["tickets"])
+    mint = chain_keys.mint_keypair(minted).pubkey()
+    await record_on_ticket(
+        provider_settings, minted, mint=mint, owner=chain_keys.custody.pubkey(), status="synced"
+    )
+
+    response = await chain_client.get(f"/v1/chain/metadata/{minted}")  # no token
+
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "public, max-age=300"
+    body = response.json()
+    assert body["name"] == "Spring Concert"
+    assert body["symbol"] == "VENUE"
+    assert "Balcony" in body["description"]
+    attributes = {a["trait_type"]: a["value"] for a in body["attributes"]}
+    assert attributes["event_id"] == event["id"]
+    assert attributes["ticket_type"] == "Balcony"
+    assert attributes["ticket_id"] == str(minted)
+    assert attributes["venue"] == "Main Hall"
+    for personal in (HOLDER["name"], HOLDER["user_id"]):
+        assert personal not in response.text
+
+    for missing in (unminted, uuid.uuid4()):  # no NFT recorded; no such ticket
+        assert_problem(await chain_client.get(f"/v1/chain/metadata/{missing}"), 404, "not_found")
+
+
+async def test_no_metadata_is_served_with_the_chain_off(
+    client: AsyncTestClient[Litestar], tenant: TenantHandle
+) -> None:
+    assert_problem(await client.get(f"/v1/chain/metadata/{uuid.uuid4()}"), 404, "not_found")
