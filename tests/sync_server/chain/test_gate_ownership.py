@@ -459,3 +459,28 @@ async def test_offline_uploads_never_ask_the_chain(
     assert outcome["result"] == "admitted"
     assert outcome["server_reason"] is None
     assert await sync_status(gate_settings, ticket_id) == "synced"
+
+
+async def test_a_mint_this_cluster_does_not_know_is_not_checked_rather_than_refused(
+    client: Client,
+    tenant: TenantHandle,
+    gate_settings: Settings,
+    chain_keys: ChainKeys,
+) -> None:
+    """Our records name a mint the node has never seen (a wrong cluster configured, a reset
+    devnet): not a reason to refuse a guest, and not a chain failure either."""
+    sold = await _sold(client, tenant)
+    ticket_id, code = sold.tickets[0]
+    never_minted = chain_keys.mint_keypair(ticket_id).pubkey()
+    await record_on_ticket(gate_settings, ticket_id, mint=never_minted, owner=None, status="synced")
+    link = RedisLink(gate_settings.redis)
+    try:
+        response = await _validate(client, sold.device, code)
+        failures = await link.client.hget(link.key(f"circuit:{RPC}"), "failures")
+    finally:
+        await link.close()
+
+    assert response.status_code == 200, response.text
+    assert response.json()["chain_verified"] is None
+    assert failures is None  # the node answered: nothing counted against it
+    assert await sync_status(gate_settings, ticket_id) == "synced"
