@@ -66,7 +66,9 @@ _SENTENCES: dict[VerdictReason, str] = {
     VerdictReason.ALREADY_CHECKED_IN: "This ticket has already been checked in.",
     VerdictReason.NOT_YET_VALID: "This ticket is not valid yet.",
     VerdictReason.NO_LONGER_VALID: "This ticket is no longer valid.",
-    VerdictReason.OWNERSHIP_MISMATCH: "This ticket now belongs to someone else.",
+    VerdictReason.OWNERSHIP_MISMATCH: (
+        "This ticket now belongs to someone else. Send the guest to the box office."
+    ),
     VerdictReason.DEVICE_REVOKED: (
         "This scanner has been switched off by a manager. Ask a manager to enroll it again."
     ),

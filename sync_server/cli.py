@@ -23,6 +23,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from sync_server.auth import Role, mint_token
+from sync_server.chain.client import ChainKeys
+from sync_server.chain.minting import reconcile_tenant, retry_ticket
 from sync_server.db.engine import Database
 from sync_server.db.migrate import alembic_config
 from sync_server.db.migrate import migrate as run_migrations
@@ -268,6 +270,47 @@ def expire() -> None:
     with _database(settings.database.url, APP_URL):
         count = asyncio.run(run())
     click.echo(f"Expired {count} ticket{'' if count == 1 else 's'}.")
+
+
+@main.group()
+def chain() -> None:
+    """Tickets on Solana (docs/chain.md)."""
+
+
+@chain.command("reconcile")
+@click.option("--tenant", "tenant_id", type=click.UUID, required=True, help="The tenant's id.")
+@click.argument("ticket_ids", nargs=-1, type=click.UUID)
+def chain_reconcile(tenant_id: uuid.UUID, ticket_ids: tuple[uuid.UUID, ...]) -> None:
+    """Queue the chain actions tickets are missing: the named TICKET_IDS, or every live ticket
+    of the tenant without an NFT or with a failed action. The worker carries them out."""
+    settings = _settings()
+    if not settings.chain.enabled:
+        raise click.ClickException("The chain is off: set GATEHOUSE_SOLANA_RPC_URL first.")
+    try:
+        keys = ChainKeys.from_settings(settings.chain)
+    except SettingsError as error:
+        raise click.ClickException(f"{error}.") from error
+
+    async def run() -> int:
+        database = Database(settings.database)
+        now = datetime.now(UTC)
+        try:
+            async with invalidating(database, settings.redis):
+                if not ticket_ids:
+                    return await reconcile_tenant(database, tenant_id, keys, now)
+                queued = 0
+                for ticket_id in ticket_ids:
+                    if await retry_ticket(database, tenant_id, ticket_id, keys, now) is not None:
+                        queued += 1
+                return queued
+        except LookupError as error:
+            raise click.ClickException(f"{error}.") from error
+        finally:
+            await database.close()
+
+    with _database(settings.database.url, APP_URL):
+        count = asyncio.run(run())
+    click.echo(f"Queued {count} chain action{'' if count == 1 else 's'}; the worker sends them.")
 
 
 @main.command()

@@ -238,6 +238,43 @@ def _clip(value: str) -> str:
     return value if len(value) <= METADATA_TEXT_LIMIT else value[: METADATA_TEXT_LIMIT - 1] + "…"
 
 
+async def reconcile_tenant(
+    database: Database,
+    tenant_id: uuid.UUID,
+    keys: ChainKeys,
+    now: datetime,
+    *,
+    batch: int = 500,
+) -> int:
+    """Reconcile every live ticket of a tenant that has no NFT or whose last action failed —
+    after the chain was turned on for tickets sold before, after a first deployment whose
+    ``gatehouse.chain`` queue did not exist yet when tickets were bought, or after fixing what
+    made actions fail. One transaction per ``batch`` tickets; returns how many were queued."""
+    queued = 0
+    after = uuid.UUID(int=0)
+    while True:
+        async with database.tenant(tenant_id) as session:
+            tickets = (
+                await session.scalars(
+                    select(Ticket)
+                    .where(
+                        Ticket.id > after,
+                        Ticket.blockchain_sync_status.in_(("not_minted", "failed")),
+                        Ticket.status.in_((TicketStatus.ACTIVE, TicketStatus.CHECKED_IN)),
+                    )
+                    .order_by(Ticket.id)
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for ticket in tickets:
+                if await reconcile(session, ticket, keys, now) is not None:
+                    queued += 1
+        if len(tickets) < batch:
+            return queued
+        after = tickets[-1].id
+
+
 async def retry_ticket(
     database: Database, tenant_id: uuid.UUID, ticket_id: uuid.UUID, keys: ChainKeys, now: datetime
 ) -> PendingTransaction | None:

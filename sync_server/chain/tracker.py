@@ -192,7 +192,8 @@ class ChainTracker:
         """Track until ``stop()``. Outages are waited out, never raised."""
         client = rpc_client(self._chain)
         reader = ChainReader(client)
-        log.info("chain tracker started (%s)", self._chain.rpc_url)
+        # Not the RPC URL: a provider's often carries its API key.
+        log.info("chain tracker started (cluster %s)", self._chain.cluster)
         try:
             while not self._stopping.is_set():
                 delay = self._chain.poll_seconds
@@ -523,7 +524,11 @@ class ChainTracker:
             ticket.chain_frozen = True
         if newer:
             ticket.chain_slot = landed.slot
-        ticket.blockchain_sync_status = "synced"
+        # The holder may have moved a freshly minted NFT before it finalized (the listener
+        # knows a mint only from here on): then the chain and the ticket disagree, and the
+        # listener's reconcile makes the ticket follow the chain.
+        moved_early = kind is ActionKind.MINT and ticket.chain_owner != row.destination
+        ticket.blockchain_sync_status = "out_of_sync" if moved_early else "synced"
         ticket.updated_at = now
         ticket_written(session, ticket.id)
         if kind is ActionKind.MINT:

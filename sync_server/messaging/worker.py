@@ -1,5 +1,7 @@
-"""``gatehouse-server worker``: the outbox relay and our consumers in one process, until
-SIGTERM or SIGINT; then each finishes what it holds and the process exits 0.
+"""``gatehouse-server worker``: the outbox relay and our consumers in one process — and, with the
+chain on, the chain tracker (our mints, transfers and freezes until finalized) and the chain
+listener (transfers made on-chain) — until SIGTERM or SIGINT; then each finishes what it holds
+and the process exits 0.
 
 Run as many workers as you like (one per machine or container is plenty): relays share the
 outbox through ``SKIP LOCKED`` without publishing a row twice or a ticket's events out of order,
@@ -13,8 +15,14 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
+from sync_server.chain.client import ChainKeys
+from sync_server.chain.listener import ChainListener
+from sync_server.chain.minting import chain_consumers
+from sync_server.chain.tracker import ChainTracker
 from sync_server.db.engine import Database
+from sync_server.domain.tickets.cache import invalidating
 from sync_server.messaging.consumers import Consumer
 from sync_server.messaging.relay import OutboxRelay, RelayConfig, RelayHooks
 from sync_server.observability import metrics
@@ -43,11 +51,28 @@ def consumer_metrics(name: str) -> Callable[[str], None]:
 
 
 def our_consumers(database: Database, settings: Settings) -> Sequence[Consumer]:
-    """The consumers this release runs. None yet: the first (minting tickets on chain) comes
-    with the Solana work; it will be built here from ``database`` and ``settings.amqp.url``,
-    with ``on_outcome=consumer_metrics(name)``."""
-    del database, settings
-    return ()
+    """The consumers this release runs: with the chain on, ``chain`` (queues each ticket's next
+    chain action: mint, move out of custody, freeze); none otherwise."""
+    return chain_consumers(database, settings)
+
+
+class Part(Protocol):
+    """Something the worker runs until asked to stop."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def chain_parts(database: Database, settings: Settings) -> list[tuple[str, Part]]:
+    """With the chain on: the tracker and the listener (named, for logs)."""
+    if not settings.chain.enabled:
+        return []
+    keys = ChainKeys.from_settings(settings.chain)
+    return [
+        ("chain-tracker", ChainTracker(database, settings, keys=keys)),
+        ("chain-listener", ChainListener(database, settings.chain, keys=keys)),
+    ]
 
 
 class Worker:
@@ -74,6 +99,7 @@ class Worker:
             hooks=relay_hooks or _relay_metrics(),
         )
         self.consumers = list(consumers(self.database, settings))
+        self.chain = chain_parts(self.database, settings)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -83,15 +109,25 @@ class Worker:
     async def run(self) -> None:
         """Run until ``stop()``. Raises only if a part fails in a way it does not handle itself
         (a bug): then the others are stopped first, and the error ends the process."""
-        parts = [asyncio.create_task(self.relay.run(), name="relay")] + [
-            asyncio.create_task(consumer.run(), name=f"consumer-{consumer.name}")
-            for consumer in self.consumers
-        ]
+        # The consumers and the chain parts change tickets: the API's Redis copies must go.
+        async with invalidating(self.database, self._settings.redis):
+            await self._run_parts()
+
+    async def _run_parts(self) -> None:
+        parts = (
+            [asyncio.create_task(self.relay.run(), name="relay")]
+            + [
+                asyncio.create_task(consumer.run(), name=f"consumer-{consumer.name}")
+                for consumer in self.consumers
+            ]
+            + [asyncio.create_task(chain.run(), name=name) for name, chain in self.chain]
+        )
         stopping = asyncio.create_task(self._stopping.wait())
         log.info(
-            "worker started: relay and %d consumer%s",
+            "worker started: relay, %d consumer%s%s",
             len(self.consumers),
             "" if len(self.consumers) == 1 else "s",
+            ", chain tracker and listener" if self.chain else "",
         )
         try:
             done, _ = await asyncio.wait([stopping, *parts], return_when=asyncio.FIRST_COMPLETED)
@@ -100,6 +136,8 @@ class Worker:
             self.relay.stop()
             for consumer in self.consumers:
                 consumer.stop()
+            for _, chain_part in self.chain:
+                chain_part.stop()
             _, late = await asyncio.wait(parts, timeout=self._shutdown_grace)
             for part in late:
                 log.warning(

@@ -102,6 +102,9 @@ def logging_config(log_format: str, level: str = "INFO") -> dict[str, Any]:
             "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
             # aio-pika/aiormq log every reconnection attempt at INFO; the relay reports them.
             "aiormq": {"level": "WARNING"},
+            # httpx logs every request at INFO — with the chain on, one line per verdict, and
+            # the Solana RPC URL in it often carries the provider's API key.
+            "httpx": {"level": "WARNING"},
             "aio_pika": {"level": "WARNING"},
         },
     }

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import functools
 import uuid
 from typing import Annotated
 
@@ -11,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import TicketStatus
 from sync_server.auth import Principal, Role, allow
-from sync_server.chain.client import ChainKeys
 from sync_server.domain.checkin.code_check import check_code
 from sync_server.domain.tickets.schemas import (
     CodeCheckOut,
@@ -29,24 +27,14 @@ from sync_server.domain.tickets.services import TicketService, ticket_out
 from sync_server.idempotency import IdempotencyHeader, IdempotentRequest, run_idempotent
 from sync_server.pagination import DEFAULT_LIMIT
 from sync_server.runtime import PrincipalDep, Runtime, RuntimeDep, SessionDep, caller_session
-from sync_server.settings import ChainSettings
 
 _WRITERS = [allow(Role.SERVICE, Role.MANAGER)]
 
 
-@functools.lru_cache(maxsize=8)
-def _custody(chain: ChainSettings) -> str | None:
-    """The custodial wallet's address with the chain on, None with it off (parsed once per
-    settings: the keys come from configuration and do not change while the app runs)."""
-    if not chain.enabled:
-        return None
-    return str(ChainKeys.from_settings(chain).custody.pubkey())
-
-
 def _service(session: AsyncSession, rt: Runtime, principal: Principal) -> TicketService:
-    return TicketService(
-        session, rt.keys, principal, rt.clock.now(), custody=_custody(rt.settings.chain)
-    )
+    # The custodial wallet's address with the chain on (read once at start-up), None with it off.
+    custody = str(rt.chain_keys.custody.pubkey()) if rt.chain_keys is not None else None
+    return TicketService(session, rt.keys, principal, rt.clock.now(), custody=custody)
 
 
 @post("/v1/purchases", guards=_WRITERS, tags=["tickets"], status_code=201)
