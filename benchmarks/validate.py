@@ -184,7 +184,7 @@ def _report_oddities(result: WrkResult, server: Server) -> None:
             _log("server log (tail):\n" + server.log_tail())
 
 
-def _per_verdict_ms(seconds: float | None, verdicts: int) -> str:
+def per_verdict_ms(seconds: float | None, verdicts: int) -> str:
     if seconds is None or not verdicts:
         return "–"
     return f"{1000 * seconds / verdicts:.2f}"
@@ -204,9 +204,9 @@ def _table(rows: list[Row]) -> list[str]:
             f"| {row.series}{mark} | {r.connections} | {r.verdicts_per_s:,.0f} | "
             f"{r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.statuses.get(200, 0):,} | "
             f"{r.statuses.get(409, 0):,} | {r.statuses.get(422, 0):,} | {r.other:,} | "
-            f"{_per_verdict_ms(cpu.seconds.get('server'), r.verdicts)} | "
-            f"{_per_verdict_ms(cpu.seconds.get('postgres'), r.verdicts)} | "
-            f"{_per_verdict_ms(r.client_cpu_s, requests)} | {cpu.machine_busy:.0%} |"
+            f"{per_verdict_ms(cpu.seconds.get('server'), r.verdicts)} | "
+            f"{per_verdict_ms(cpu.seconds.get('postgres'), r.verdicts)} | "
+            f"{per_verdict_ms(r.client_cpu_s, requests)} | {cpu.machine_busy:.0%} |"
         )
     return lines
 

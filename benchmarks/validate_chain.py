@@ -57,6 +57,7 @@ from benchmarks.server_harness import (
     server_env,
     wait_for_quiet,
 )
+from benchmarks.validate import per_verdict_ms
 from benchmarks.wrk_load import WrkResult, run_wrk, wrk_version
 from sync_server.chain.client import ChainKeys
 from sync_server.chain.localnode import LocalSolanaNode
@@ -308,12 +309,6 @@ def _series(label: str, plan: Plan, workdir: Path, chain: Chain | None) -> tuple
 # --- report -----------------------------------------------------------------------------------
 
 
-def _per_verdict_ms(seconds: float | None, verdicts: int) -> str:
-    if seconds is None or not verdicts:
-        return "–"
-    return f"{1000 * seconds / verdicts:.2f}"
-
-
 def _table(rows: list[Row]) -> list[str]:
     lines = [
         "| chain check | clients | verdicts/s | p50 ms | p90 ms | p99 ms | 200 | other "
@@ -329,9 +324,9 @@ def _table(rows: list[Row]) -> list[str]:
             f"| {row.series}{mark} | {r.connections} | {r.verdicts_per_s:,.0f} | "
             f"{r.p50_ms:.1f} | {r.p90_ms:.1f} | {r.p99_ms:.1f} | {r.statuses.get(200, 0):,} | "
             f"{r.other:,} | {verified} | {row.circuit if row.asked is not None else '–'} | "
-            f"{_per_verdict_ms(cpu.seconds.get('server'), r.verdicts)} | "
-            f"{_per_verdict_ms(cpu.seconds.get('postgres'), r.verdicts)} | "
-            f"{_per_verdict_ms(cpu.seconds.get('node'), r.verdicts)} | {cpu.machine_busy:.0%} |"
+            f"{per_verdict_ms(cpu.seconds.get('server'), r.verdicts)} | "
+            f"{per_verdict_ms(cpu.seconds.get('postgres'), r.verdicts)} | "
+            f"{per_verdict_ms(cpu.seconds.get('node'), r.verdicts)} | {cpu.machine_busy:.0%} |"
         )
     return lines
 

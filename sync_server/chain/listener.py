@@ -58,7 +58,7 @@ from solders.transaction_status import (
     UiTransactionTokenBalance,
 )
 from spl.token.constants import TOKEN_2022_PROGRAM_ID
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,7 +71,7 @@ from sync_server.chain.nft import read_ticket_holding
 from sync_server.chain.token2022 import AccountLayoutError
 from sync_server.db.engine import Database, ticket_written
 from sync_server.db.models import BlockchainSync, Ticket
-from sync_server.domain.tickets.services import record_change
+from sync_server.domain.tickets.services import locked_ticket, record_change
 from sync_server.settings import ChainSettings
 
 log = logging.getLogger(__name__)
@@ -424,7 +424,7 @@ class ChainListener:
         """Apply one change in the ticket's tenant transaction; see the module docstring and
         ``docs/chain.md`` for the rules. Idempotent per (signature, ticket)."""
         async with self._database.tenant(ref.tenant_id) as session:
-            ticket = await _locked(session, ref.ticket_id)
+            ticket = await locked_ticket(session, ref.ticket_id)
             if ticket is None or ticket.nft_mint != ref.mint:
                 outcome = Outcome.NOT_OURS  # the mint was reassigned since the lookup
             elif change.owner_unknown:
@@ -648,7 +648,7 @@ class ChainListener:
         self, ref: _TicketRef, owner: str | None, frozen: bool, slot: int
     ) -> Outcome:
         async with self._database.tenant(ref.tenant_id) as session:
-            ticket = await _locked(session, ref.ticket_id)
+            ticket = await locked_ticket(session, ref.ticket_id)
             if ticket is None or ticket.nft_mint != ref.mint:
                 return Outcome.NOT_OURS
             if ticket.blockchain_sync_status != "out_of_sync":
@@ -711,16 +711,6 @@ class ChainListener:
 
     def _set(self, **changes: Any) -> None:
         self._stats = replace(self._stats, **changes)
-
-
-async def _locked(session: AsyncSession, ticket_id: uuid.UUID) -> Ticket | None:
-    ticket: Ticket | None = await session.scalar(
-        select(Ticket)
-        .where(Ticket.id == ticket_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return ticket
 
 
 async def _log(session: AsyncSession, ticket: Ticket, change: OwnershipChange) -> bool:

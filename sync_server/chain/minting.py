@@ -31,6 +31,7 @@ from sync_server.chain.client import ChainKeys
 from sync_server.chain.nft import TicketMetadata
 from sync_server.db.engine import Database, ticket_written
 from sync_server.db.models import PendingTransaction, Ticket
+from sync_server.domain.tickets.services import locked_ticket
 from sync_server.messaging.consumers import Consumer, EventHandler, RetryPolicy, TicketEvent
 from sync_server.observability import metrics
 from sync_server.settings import ChainSettings, Settings
@@ -146,16 +147,6 @@ async def reconcile(
     await session.flush()
     log.info("ticket %s: %s to %s queued", ticket.id, action.kind.value, action.destination)
     return row
-
-
-async def locked_ticket(session: AsyncSession, ticket_id: uuid.UUID) -> Ticket | None:
-    ticket: Ticket | None = await session.scalar(
-        select(Ticket)
-        .where(Ticket.id == ticket_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return ticket
 
 
 # --- the consumer ----------------------------------------------------------------------------

@@ -54,7 +54,6 @@ from sync_server.chain.minting import (
     OPEN_STATUSES,
     QUEUED,
     SUBMITTED,
-    locked_ticket,
     reconcile,
     ticket_metadata,
 )
@@ -68,7 +67,7 @@ from sync_server.db.models import (
     TicketStateTransition,
     TicketType,
 )
-from sync_server.domain.tickets.services import record_change
+from sync_server.domain.tickets.services import locked_ticket, record_change
 from sync_server.observability import metrics
 from sync_server.settings import ChainSettings, Settings
 

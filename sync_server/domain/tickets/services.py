@@ -253,12 +253,7 @@ class TicketService:
         return moving is not None
 
     async def _locked(self, ticket_id: uuid.UUID) -> Ticket:
-        ticket = await self._session.scalar(
-            select(Ticket)
-            .where(Ticket.id == ticket_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        ticket = await locked_ticket(self._session, ticket_id)
         if ticket is None:
             raise NotFound("ticket")
         return ticket
@@ -298,6 +293,18 @@ class TicketService:
             reason=reason,
             details=details,
         )
+
+
+async def locked_ticket(session: AsyncSession, ticket_id: uuid.UUID) -> Ticket | None:
+    """The ticket row, locked ``FOR UPDATE`` (every writer of a ticket takes this lock first) and
+    re-read even if the session holds an older copy; None when the tenant has no such ticket."""
+    ticket: Ticket | None = await session.scalar(
+        select(Ticket)
+        .where(Ticket.id == ticket_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return ticket
 
 
 def change_rows(
