@@ -1,9 +1,13 @@
-"""The demo that runs without a server: issue demo ticket codes, show them to a simulated gate
-camera, read them back and check them.
+"""The demos that run without a server.
 
-It covers what exists so far: the ticket code and the QR decoder. The verdict here is the code
-check only (genuine? readable with our keys? for this event?); ticket status, earlier scans and
-the rest of the offline rules belong to the scanner's validator.
+Two of them share the ways a code can be bad (forged, tampered, foreign keys):
+
+* ``prepare_demo_store``: the app's demo (``gatehouse-scanner --demo``) — an event happening
+  now, about fifty tickets in a fresh embedded store, admissions other gates made earlier, and one
+  labelled code for each verdict a person can try at the gate screen, with the verdict it must
+  give (the self-test and the tests hold the gate to it);
+* ``run_demo``: the command-line demo — issue codes, film them with a simulated gate camera,
+  read them back and check them (the code check only).
 """
 
 from __future__ import annotations
@@ -12,16 +16,22 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from scanner_app.core.decoding import QrDecoder
+from scanner_app.core.gate import GateVerdict
+from scanner_app.core.standalone import load_tickets, set_up_standalone
+from scanner_app.core.store import LocalStore, StoreError
+from scanner_app.core.store.cache import apply_changes
+from scanner_app.core.store.database import DATABASE_FILE
 from scanner_app.core.synthetic_frames import render_qr, synthetic_frame
 from shared import wire
-from shared.domain import VerdictReason, VerdictResult
+from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
+from shared.ids import new_id
 from shared.keys import EncryptionKey, IssuerKeyRing, ScannerKeyRing, SigningKey
 from shared.ticket_code import CodeRejection, issue_code, read_code
 
@@ -60,17 +70,9 @@ def check_code(keys: ScannerKeyRing, event_id: uuid.UUID, text: str) -> wire.Ver
     )
 
 
-def demo_tickets(issuer: IssuerKeyRing, event_id: uuid.UUID) -> list[DemoTicket]:
-    """A valid ticket and one of each way a code can fail the code check."""
-    now = datetime.now(UTC)
-
-    def issue(ring: IssuerKeyRing, event: uuid.UUID) -> str:
-        return issue_code(
-            ring, ticket_id=uuid.uuid4(), event_id=event, secret_version=0, issued_at=now
-        )
-
-    valid = issue(issuer, event_id)
-    # Someone who stole a scanner has its encryption key, but must sign with a key of their own.
+def forged_code(issuer: IssuerKeyRing, event_id: uuid.UUID, now: datetime) -> str:
+    """A code made by someone who stole a scanner: they have its encryption key (and the key
+    ids), but must sign with a key of their own, which no gate trusts."""
     stolen = issuer.active_encryption_key
     forger = IssuerKeyRing(
         [SigningKey.generate(issuer.active_signing_key.key_id)],
@@ -78,16 +80,49 @@ def demo_tickets(issuer: IssuerKeyRing, event_id: uuid.UUID) -> list[DemoTicket]
         active_signing_id=issuer.active_signing_key.key_id,
         active_encryption_id=stolen.key_id,
     )
-    # Change one character in the middle: still valid base32, so only the seal can catch it.
-    middle = len(valid) // 2
-    tampered = valid[:middle] + ("A" if valid[middle] != "A" else "B") + valid[middle + 1 :]
+    return _issue(forger, event_id, now)
+
+
+def tampered_code(code: str) -> str:
+    """``code`` with one character in the middle changed: still valid base32, so only the
+    seal can catch it."""
+    middle = len(code) // 2
+    return code[:middle] + ("A" if code[middle] != "A" else "B") + code[middle + 1 :]
+
+
+def foreign_key_code(event_id: uuid.UUID, now: datetime) -> str:
+    """A well-made code under keys this gate was never given."""
+    return _issue(IssuerKeyRing.generate(), event_id, now)
+
+
+def _issue(
+    ring: IssuerKeyRing,
+    event_id: uuid.UUID,
+    now: datetime,
+    *,
+    ticket_id: uuid.UUID | None = None,
+    secret_version: int = 0,
+) -> str:
+    return issue_code(
+        ring,
+        ticket_id=ticket_id or new_id(),
+        event_id=event_id,
+        secret_version=secret_version,
+        issued_at=now,
+    )
+
+
+def demo_tickets(issuer: IssuerKeyRing, event_id: uuid.UUID) -> list[DemoTicket]:
+    """A valid ticket and one of each way a code can fail the code check."""
+    now = datetime.now(UTC)
+    valid = _issue(issuer, event_id, now)
     return [
         DemoTicket("valid ticket", valid),
-        DemoTicket("another valid ticket", issue(issuer, event_id)),
-        DemoTicket("forged with a stolen scanner's keys", issue(forger, event_id)),
-        DemoTicket("one character altered", tampered),
-        DemoTicket("ticket for another event", issue(issuer, uuid.uuid4())),
-        DemoTicket("issued under keys this gate lacks", issue(IssuerKeyRing.generate(), event_id)),
+        DemoTicket("another valid ticket", _issue(issuer, event_id, now)),
+        DemoTicket("forged with a stolen scanner's keys", forged_code(issuer, event_id, now)),
+        DemoTicket("one character altered", tampered_code(valid)),
+        DemoTicket("ticket for another event", _issue(issuer, uuid.uuid4(), now)),
+        DemoTicket("issued under keys this gate lacks", foreign_key_code(event_id, now)),
     ]
 
 
@@ -120,3 +155,312 @@ def run_demo(decoder: QrDecoder, out_dir: Path, seed: int = 7) -> Iterator[DemoS
 def _write(path: Path, image: np.typing.NDArray[np.uint8]) -> None:
     if not cv2.imwrite(str(path), image):
         raise OSError(f"could not write {path}")
+
+
+# --- the app's demo: a store with an event happening now ----------------------------------------
+
+DEMO_EVENT_NAME = "Gatehouse Demo Night"
+DEMO_VENUE = "The Demo Hall"
+#: The gate this device stands at; the other gates' admissions arrive as the feed brings them.
+DEMO_GATE = "Gate A"
+#: Written into a demo data folder, so that a fresh demo may wipe it and nothing else.
+DEMO_MARKER = "gatehouse-demo.txt"
+DEMO_TICKET_COUNT = 50
+
+_GENERAL, _VIP, _LATE = "General admission", "VIP", "Late show"
+
+# Holders of the tickets nobody is shown a code for: the rest of the audience.
+_AUDIENCE = (
+    "Emmy Noether", "John von Neumann", "Barbara Liskov", "Edsger Dijkstra", "Frances Allen",
+    "Donald Knuth", "Radia Perlman", "Tim Berners-Lee", "Margaret Hamilton", "Dennis Ritchie",
+    "Ken Thompson", "Shafi Goldwasser", "Leslie Lamport", "Adele Goldberg", "Claude Shannon",
+    "Sophie Wilson", "Niklaus Wirth", "Jean Sammet", "John McCarthy", "Karen Spärck Jones",
+    "Tony Hoare", "Anita Borg", "Vint Cerf", "Mary Kenneth Keller", "Bjarne Stroustrup",
+    "Evelyn Berezin", "Guido van Rossum", "Ida Rhodes", "Whitfield Diffie", "Lynn Conway",
+    "Robin Milner", "Kathleen Booth", "Ralph Merkle", "Joan Clarke", "Martin Hellman",
+    "Dorothy Vaughan", "Butler Lampson", "Carol Shaw", "Peter Naur", "Elizabeth Feinler",
+    "Fernando Corbató", "Jean Bartik",
+)  # fmt: skip
+
+
+class DemoFolderInUse(StoreError):
+    """The folder given for the demo holds a real scanner's data."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoCode:
+    """One code to show the gate, with what the gate must say about it."""
+
+    label: str  # what the demo window shows above the code
+    code: str
+    result: VerdictResult
+    reason: VerdictReason | None = None
+    #: Admitted on the code's signature alone (amber): genuine, not on the list yet.
+    on_signature: bool = False
+    #: What to try with it, in a sentence.
+    hint: str = ""
+
+    @property
+    def expected(self) -> str:
+        """The verdict it is for, in a few words ("admitted", "rejected: revoked")."""
+        if self.reason is not None:
+            return f"{self.result}: {self.reason}"
+        return f"{self.result} on signature" if self.on_signature else str(self.result)
+
+    def matches(self, verdict: GateVerdict) -> bool:
+        """Whether the gate said what this code is for (a first scan of it)."""
+        said = (verdict.verdict.result, verdict.verdict.reason, verdict.on_signature)
+        return said == (self.result, self.reason, self.on_signature)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSetup:
+    """A demo store, ready for the app: open it with ``LocalStore.open(data_dir)``."""
+
+    data_dir: Path
+    gate_event: wire.GateEvent
+    gate: str
+    codes: tuple[DemoCode, ...]
+    tickets: int
+    #: Admissions other gates made before the demo began (as the feed would bring them).
+    peer_admissions: int
+
+
+def prepare_demo_store(data_dir: Path, *, now: datetime | None = None) -> DemoSetup:
+    """Make a fresh demo store in ``data_dir``: "Gatehouse Demo Night" happening now, with fresh
+    keys, ``DEMO_TICKET_COUNT`` tickets, other gates' admissions from the last hour, and the
+    labelled demo codes. No server: the device queues nothing.
+
+    A folder that held an earlier demo is wiped first (keys are fresh on every run, so old
+    codes would not read anyway). Raises ``DemoFolderInUse`` when ``data_dir`` holds a real
+    scanner's store, and ``StoreError`` when the folder cannot be written.
+    """
+    now = now or datetime.now(UTC)
+    _fresh_demo_folder(data_dir)
+    issuer = IssuerKeyRing.generate()  # nothing secret is kept: codes live as long as the demo
+    gate_event = wire.GateEvent(
+        event_id=new_id(),
+        name=DEMO_EVENT_NAME,
+        venue=DEMO_VENUE,
+        starts_at=now - timedelta(hours=1),
+        ends_at=now + timedelta(hours=4),
+        admission_opens_at=now - timedelta(hours=1, minutes=30),
+        allow_reentry=True,
+    )
+    cases = _DemoCases(issuer, gate_event, now)
+    store = LocalStore.open(data_dir)
+    try:
+        set_up_standalone(
+            store,
+            gate_event=gate_event,
+            keys=issuer.scanner_ring,
+            gate=DEMO_GATE,
+            now=now,
+            device_name="demo scanner",
+        )
+        loaded = load_tickets(store, cases.tickets, now)
+        with store.write() as conn:
+            apply_changes(conn, store.sealer, list(cases.admissions), now)
+        store.checkpoint()
+    finally:
+        store.close()
+    return DemoSetup(
+        data_dir=data_dir,
+        gate_event=gate_event,
+        gate=DEMO_GATE,
+        codes=tuple(cases.codes),
+        tickets=loaded.tickets,
+        peer_admissions=len(cases.admissions),
+    )
+
+
+def _fresh_demo_folder(data_dir: Path) -> None:
+    marker = data_dir / DEMO_MARKER
+    database = data_dir / DATABASE_FILE
+    if database.exists() and not marker.exists():
+        raise DemoFolderInUse(
+            f"{data_dir} holds a scanner's own data; the demo will not overwrite it. "
+            "Give the demo an empty folder."
+        )
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            (data_dir / f"{DATABASE_FILE}{suffix}").unlink(missing_ok=True)
+        marker.write_text(
+            "This folder holds a Gatehouse scanner demo; each demo start wipes and refills it.\n"
+        )
+    except OSError as error:
+        raise StoreError(f"Cannot prepare the demo folder {data_dir}: {error}") from error
+
+
+class _DemoCases:
+    """The demo's tickets, other gates' admissions, and the labelled codes, built together so
+    that each code's expected verdict follows from the data next to it."""
+
+    def __init__(self, issuer: IssuerKeyRing, gate_event: wire.GateEvent, now: datetime) -> None:
+        self.issuer = issuer
+        self.event_id = gate_event.event_id
+        self.now = now
+        self.tickets: list[wire.TicketChange] = []
+        self.admissions: list[wire.AdmissionChange] = []
+        self.codes: list[DemoCode] = []
+        admitted = VerdictResult.ADMITTED
+        rejected = VerdictResult.REJECTED
+
+        for name, kind in (("Ada Lovelace", _GENERAL), ("Grace Hopper", _VIP)):
+            self._code(
+                f"Valid — {name}, {kind}",
+                self._ticket(name, kind),
+                admitted,
+                hint="Scan it: green. Scan it again after 3 s: already checked in.",
+            )
+        self._code(
+            f"Valid — Alan Turing, {_GENERAL}",
+            self._ticket("Alan Turing", _GENERAL),
+            admitted,
+            hint="Scan it at entry, switch the gate to exit and scan, back to entry: re-entry.",
+        )
+        used = self._ticket("Katherine Johnson", _VIP)
+        self._admitted_elsewhere(used, "Gate B", minutes_ago=20)
+        self._code(
+            "Already used — Katherine Johnson, admitted at Gate B 20 minutes ago",
+            used,
+            rejected,
+            VerdictReason.ALREADY_CHECKED_IN,
+        )
+        self._code(
+            "Revoked — Charles Babbage's ticket was cancelled",
+            self._ticket("Charles Babbage", _GENERAL, status=TicketStatus.REVOKED),
+            rejected,
+            VerdictReason.REVOKED,
+        )
+        # Transferred to Hedy Lamarr: her new code has secret version 1, the old one 0.
+        moved = self._ticket("Hedy Lamarr", _GENERAL, secret_version=1)
+        self._code(
+            "Superseded — the old code of a ticket transferred to Hedy Lamarr",
+            moved,
+            rejected,
+            VerdictReason.SUPERSEDED,
+            secret_version=0,
+        )
+        self._code(
+            "Expired — Konrad Zuse's ticket expired",
+            self._ticket("Konrad Zuse", _GENERAL, status=TicketStatus.EXPIRED),
+            rejected,
+            VerdictReason.EXPIRED,
+        )
+        self._code(
+            f"Not yet valid — Annie Easley, {_LATE} (from {_clock(now + timedelta(hours=2))})",
+            self._ticket("Annie Easley", _LATE, valid_from=now + timedelta(hours=2)),
+            rejected,
+            VerdictReason.NOT_YET_VALID,
+        )
+        self.codes.append(
+            DemoCode(
+                "Wrong event — a ticket for another night",
+                _issue(issuer, new_id(), now),
+                rejected,
+                VerdictReason.WRONG_EVENT,
+            )
+        )
+        self.codes.append(
+            DemoCode(
+                "Forged — signed with a key this gate does not trust",
+                forged_code(issuer, self.event_id, now),
+                rejected,
+                VerdictReason.INVALID_CODE,
+            )
+        )
+        self.codes.append(
+            DemoCode(
+                "Tampered — one character of Ada's code altered",
+                tampered_code(self.codes[0].code),
+                rejected,
+                VerdictReason.INVALID_CODE,
+            )
+        )
+        self.codes.append(
+            DemoCode(
+                "Unknown key — made under keys this gate was never given",
+                foreign_key_code(self.event_id, now),
+                rejected,
+                VerdictReason.UNKNOWN_KEY,
+            )
+        )
+        # Sold after the last sync: genuine, for this event, not in the cache.
+        self.codes.append(
+            DemoCode(
+                "Not on the list yet — genuine, sold after the last sync",
+                _issue(issuer, self.event_id, now),
+                admitted,
+                on_signature=True,
+                hint="Admitted on its signature alone: amber, not green.",
+            )
+        )
+
+        # The rest of the audience; some came in through the other gates in the last hour.
+        for index, name in enumerate(_AUDIENCE[: DEMO_TICKET_COUNT - len(self.tickets)]):
+            ticket = self._ticket(name, _VIP if index % 5 == 0 else _GENERAL)
+            if index % 3 == 0:
+                self._admitted_elsewhere(
+                    ticket, "Gate B" if index % 2 else "Gate C", minutes_ago=55 - index
+                )
+
+    def _ticket(
+        self,
+        holder: str,
+        ticket_type: str,
+        *,
+        status: TicketStatus = TicketStatus.ACTIVE,
+        secret_version: int = 0,
+        valid_from: datetime | None = None,
+    ) -> wire.TicketChange:
+        ticket = wire.TicketChange(
+            ticket_id=new_id(),
+            event_id=self.event_id,
+            status=status,
+            secret_version=secret_version,
+            ticket_type=ticket_type,
+            valid_from=valid_from,
+            holder_name=holder,
+        )
+        self.tickets.append(ticket)
+        return ticket
+
+    def _admitted_elsewhere(
+        self, ticket: wire.TicketChange, gate: str, *, minutes_ago: int
+    ) -> None:
+        self.admissions.append(
+            wire.AdmissionChange(
+                scan_id=new_id(),
+                ticket_id=ticket.ticket_id,
+                gate=gate,
+                direction=Direction.ENTRY,
+                scanned_at=self.now - timedelta(minutes=minutes_ago),
+                device_id=uuid.uuid5(uuid.NAMESPACE_URL, f"gatehouse-demo:{gate}"),
+            )
+        )
+
+    def _code(
+        self,
+        label: str,
+        ticket: wire.TicketChange,
+        result: VerdictResult,
+        reason: VerdictReason | None = None,
+        *,
+        secret_version: int | None = None,
+        hint: str = "",
+    ) -> None:
+        version = ticket.secret_version if secret_version is None else secret_version
+        code = _issue(
+            self.issuer,
+            self.event_id,
+            self.now,
+            ticket_id=ticket.ticket_id,
+            secret_version=version,
+        )
+        self.codes.append(DemoCode(label, code, result, reason, hint=hint))
+
+
+def _clock(moment: datetime) -> str:
+    return moment.astimezone().strftime("%H:%M")
