@@ -17,9 +17,11 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from scanner_app.core.store import schema
+from scanner_app.core.store.sealing import Sealer
 from scanner_app.core.store.times import from_micros, opt_datetime, to_micros
 from shared import wire
 from shared.domain import Direction, VerdictReason, VerdictResult
+from shared.timeline import AdmittedScan, replay
 from shared.wire import CodeText
 
 #: Longest text kept from a scan (the wire's limit); longer input is not a ticket code anyway.
@@ -381,3 +383,321 @@ def last_scan_time(conn: Connection) -> datetime | None:
     return opt_datetime(
         conn.scalar(select(func.max(schema.scans.c.at)).where(schema.scans.c.origin == "local"))
     )
+
+
+# --- the manager's scan log: filtered, paged by key, counted per gate ---------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScanFilter:
+    """Which scans the manager's log shows. Empty sets mean "any". Every condition is applied
+    in SQL, so a page of the log is a page of the *filtered* log, however many rows it holds.
+
+    ``text`` matches a gate or ticket type containing it, a ticket id starting with it (with or
+    without dashes), or — for tickets this device scanned, whose names it can open — a holder
+    name containing it (case-insensitive)."""
+
+    results: frozenset[VerdictResult] = frozenset()
+    reasons: frozenset[VerdictReason] = frozenset()
+    gates: frozenset[str] = frozenset()
+    #: Inclusive lower bound on the scan time.
+    since: datetime | None = None
+    #: Exclusive upper bound on the scan time.
+    until: datetime | None = None
+    text: str = ""
+    conflicts_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogKey:
+    """Where a page of the log ends: its last row's time and sequence number. The next page
+    starts strictly after it, so rows inserted meanwhile never shift or repeat a page."""
+
+    at_micros: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One row of the manager's scan log: the logged scan and what else the device knows."""
+
+    #: Insertion order on this device (SQLite's rowid; scans are never deleted).
+    seq: int
+    scan: LoggedScan
+    device_id: uuid.UUID | None
+    device_time: datetime | None
+    clock_offset_ms: int
+    #: Only for tickets this device scanned (the ticket id opens the sealed name).
+    holder_name: str | None
+    has_ticket_row: bool
+    #: False on a device without a server: its scans are never queued.
+    queued: bool
+
+    @property
+    def key(self) -> LogKey:
+        return LogKey(to_micros(self.scan.at), self.seq)
+
+    @property
+    def upload_state(self) -> str:
+        """``refused`` (the server turned the upload down for good), ``queued`` (waiting),
+        ``uploaded`` (the server has it: answered, or decided online), ``from server`` (another
+        gate's admission, learnt from the feed) or ``local only`` (never queued: a device
+        without a server)."""
+        scan = self.scan
+        if scan.origin == "peer":
+            return "from server"
+        if scan.server_result == "refused":
+            return "refused"
+        if self.queued:
+            return "queued"
+        if scan.server_result is not None or scan.mode == "online":
+            return "uploaded"
+        return "local only"
+
+
+@dataclass(frozen=True, slots=True)
+class GateCount:
+    """Live counts of one gate, by the server's counting rules (``sync_server.domain.scans``):
+    an entry counts when admitted, not annulled and not a double entry; an exit when admitted
+    and not annulled; a ticket is inside on the gate of its latest counted entry when that is
+    later than its latest counted exit."""
+
+    gate: str
+    entries: int
+    exits: int
+    inside: int
+    rejected: int
+    conflicts: int
+
+
+_ENTRY_COLUMNS = (
+    f"s.rowid, {_LOG_COLUMNS}, s.device_id, s.device_time, s.clock_offset_ms, "  # noqa: S608
+    "t.sealed_holder, t.lookup IS NOT NULL, EXISTS (SELECT 1 FROM upload_queue q "
+    "WHERE q.scan_id = s.scan_id AND q.kind = 'scan')"
+)
+_ENTRY_FROM = "FROM scans s LEFT JOIN tickets t ON t.lookup = s.ticket_lookup"
+_HOLDER_FUNCTION = "gatehouse_holder_has"
+_HEX_DIGITS = frozenset("0123456789ABCDEF")
+
+
+class HolderNames:
+    """Opens the holder names of tickets this device scanned, remembering them: the text filter
+    asks for the same few thousand names on every keystroke, and opening one costs a SHA-512
+    and an AES-GCM decryption. Names only stay in memory (they are sealed on disk)."""
+
+    def __init__(self, sealer: Sealer) -> None:
+        self._sealer = sealer
+        self._names: dict[bytes, str | None] = {}
+
+    def open(self, ticket_id: bytes | None, sealed: bytes | None) -> str | None:
+        if ticket_id is None or sealed is None:
+            return None
+        if ticket_id not in self._names:
+            if len(self._names) > 200_000:
+                self._names.clear()
+            seal = self._sealer.for_ticket(uuid.UUID(bytes=ticket_id))
+            self._names[ticket_id] = seal.open(sealed)
+        return self._names[ticket_id]
+
+
+def _conditions(
+    flt: ScanFilter, holders: HolderNames | None, conn: Connection
+) -> tuple[list[str], list[object]]:
+    where: list[str] = []
+    params: list[object] = []
+    if flt.results:
+        where.append(f"s.result IN ({', '.join('?' * len(flt.results))})")
+        params.extend(sorted(r.value for r in flt.results))
+    if flt.reasons:
+        where.append(f"s.reason IN ({', '.join('?' * len(flt.reasons))})")
+        params.extend(sorted(r.value for r in flt.reasons))
+    if flt.gates:
+        where.append(f"s.gate IN ({', '.join('?' * len(flt.gates))})")
+        params.extend(sorted(flt.gates))
+    if flt.since is not None:
+        where.append("s.at >= ?")
+        params.append(to_micros(flt.since))
+    if flt.until is not None:
+        where.append("s.at < ?")
+        params.append(to_micros(flt.until))
+    if flt.conflicts_only:
+        where.append("s.conflict_of IS NOT NULL")
+    text = flt.text.strip()
+    if text:
+        like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        alternatives = ["s.gate LIKE ? ESCAPE '\\'", "s.ticket_type LIKE ? ESCAPE '\\'"]
+        params.extend([like, like])
+        hex_prefix = text.replace("-", "").upper()
+        if hex_prefix and set(hex_prefix) <= _HEX_DIGITS and len(hex_prefix) <= 32:
+            alternatives.append("substr(hex(s.ticket_id), 1, ?) = ?")
+            params.extend([len(hex_prefix), hex_prefix])
+        if holders is not None:
+            needle = text.casefold()
+
+            def holder_has(ticket_id: bytes | None, sealed: bytes | None) -> bool:
+                name = holders.open(ticket_id, sealed)
+                return name is not None and needle in name.casefold()
+
+            # Names are sealed on disk, so SQL cannot compare them; SQLite calls back into
+            # Python for the rows the cheaper alternatives did not already match.
+            conn.connection.driver_connection.create_function(  # type: ignore[union-attr]
+                _HOLDER_FUNCTION, 2, holder_has, deterministic=True
+            )
+            alternatives.append(f"{_HOLDER_FUNCTION}(s.ticket_id, t.sealed_holder)")
+        where.append("(" + " OR ".join(alternatives) + ")")
+    return where, params
+
+
+def _entry(r: Any, holders: HolderNames) -> LogEntry:
+    return LogEntry(
+        seq=int(r[0]),
+        scan=_logged(r[1:17]),
+        device_id=uuid.UUID(bytes=r[17]) if r[17] else None,
+        device_time=opt_datetime(r[18]),
+        clock_offset_ms=int(r[19]),
+        holder_name=holders.open(r[10], r[20]),
+        has_ticket_row=bool(r[21]),
+        queued=bool(r[22]),
+    )
+
+
+def log_page(
+    conn: Connection,
+    holders: HolderNames,
+    flt: ScanFilter = ScanFilter(),
+    *,
+    after: LogKey | None = None,
+    newest_first: bool = True,
+    limit: int = 200,
+) -> list[LogEntry]:
+    """Up to ``limit`` scans matching ``flt`` (this device's and other gates'), by time then
+    sequence, starting after ``after`` (keyset paging: each page costs the same however deep,
+    and rows added meanwhile never shift a page)."""
+    where, params = _conditions(flt, holders, conn)
+    if after is not None:
+        cmp = "<" if newest_first else ">"
+        where.append(f"(s.at {cmp} ? OR (s.at = ? AND s.rowid {cmp} ?))")
+        params.extend([after.at_micros, after.at_micros, after.seq])
+    order = "DESC" if newest_first else "ASC"
+    rows = conn.exec_driver_sql(
+        f"SELECT {_ENTRY_COLUMNS} {_ENTRY_FROM} "
+        f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+        f"ORDER BY s.at {order}, s.rowid {order} LIMIT ?",
+        (*params, limit),
+    ).all()
+    return [_entry(r, holders) for r in rows]
+
+
+def log_added_since(
+    conn: Connection,
+    holders: HolderNames,
+    flt: ScanFilter,
+    after_seq: int,
+    limit: int = 1000,
+) -> list[LogEntry]:
+    """Scans matching ``flt`` written after sequence number ``after_seq``, oldest first: what a
+    log on screen lacks since it last looked (a new verdict, another gate's admission)."""
+    where, params = _conditions(flt, holders, conn)
+    where.append("s.rowid > ?")
+    rows = conn.exec_driver_sql(
+        f"SELECT {_ENTRY_COLUMNS} {_ENTRY_FROM} WHERE {' AND '.join(where)} "
+        "ORDER BY s.rowid LIMIT ?",
+        (*params, after_seq, limit),
+    ).all()
+    return [_entry(r, holders) for r in rows]
+
+
+def log_entries(conn: Connection, holders: HolderNames, seqs: list[int]) -> list[LogEntry]:
+    """The current state of the scans with these sequence numbers (their upload state, conflict
+    and annulment change after they were first read)."""
+    found: list[LogEntry] = []
+    for start in range(0, len(seqs), 500):
+        chunk = seqs[start : start + 500]
+        rows = conn.exec_driver_sql(
+            f"SELECT {_ENTRY_COLUMNS} {_ENTRY_FROM} "
+            f"WHERE s.rowid IN ({', '.join('?' * len(chunk))})",
+            tuple(chunk),
+        ).all()
+        found.extend(_entry(r, holders) for r in rows)
+    return found
+
+
+def log_count(
+    conn: Connection,
+    flt: ScanFilter = ScanFilter(),
+    holders: HolderNames | None = None,
+) -> int:
+    """How many scans match ``flt``. Without ``holders`` the text filter does not look at
+    holder names."""
+    where, params = _conditions(flt, holders, conn)
+    return int(
+        conn.exec_driver_sql(
+            f"SELECT count(*) {_ENTRY_FROM} {'WHERE ' + ' AND '.join(where) if where else ''}",
+            tuple(params),
+        ).scalar_one()
+    )
+
+
+def latest_seq(conn: Connection) -> int:
+    """The sequence number of the newest scan row (0 for an empty log)."""
+    return int(conn.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM scans").scalar_one())
+
+
+def log_gates(conn: Connection) -> list[str]:
+    """Every gate the log names, for the gate filter."""
+    return [r[0] for r in conn.exec_driver_sql("SELECT DISTINCT gate FROM scans ORDER BY gate")]
+
+
+def gate_counts(conn: Connection) -> list[GateCount]:
+    """Entries, exits, who is inside, rejections and conflicts per gate (see ``GateCount``)."""
+    counts = {
+        r[0]: [int(r[1]), int(r[2]), 0, int(r[3]), int(r[4])]
+        for r in conn.exec_driver_sql(
+            "SELECT gate, "
+            "count(*) FILTER (WHERE result = 'admitted' AND direction = 'entry' "
+            "  AND NOT annulled AND conflict_of IS NULL), "
+            "count(*) FILTER (WHERE result = 'admitted' AND direction = 'exit' AND NOT annulled), "
+            "count(*) FILTER (WHERE result = 'rejected'), "
+            "count(*) FILTER (WHERE conflict_of IS NOT NULL AND NOT annulled) "
+            "FROM scans GROUP BY gate"
+        )
+    }
+    # Each ticket's latest counted entry or exit (the partial index on admitted scans serves
+    # this); the ticket is inside on that entry's gate.
+    inside = conn.exec_driver_sql(
+        "SELECT gate, count(*) FROM ("
+        "  SELECT gate, direction, row_number() OVER ("
+        "    PARTITION BY ticket_lookup ORDER BY at DESC, scan_id DESC) AS n"
+        "  FROM scans WHERE result = 'admitted' AND ticket_lookup IS NOT NULL AND NOT annulled"
+        "  AND (direction = 'exit' OR conflict_of IS NULL)"
+        ") WHERE n = 1 AND direction = 'entry' GROUP BY gate"
+    )
+    for gate, number in inside:
+        counts.setdefault(gate, [0, 0, 0, 0, 0])[2] = int(number)
+    return [GateCount(gate, *values) for gate, values in sorted(counts.items())]
+
+
+def prior_admission(conn: Connection, scan_id: uuid.UUID) -> LoggedScan | None:
+    """For a scan refused as ``already_checked_in``: the admission it collided with, replayed
+    from the ticket's admissions this device knows *now* before that scan (a conflict or an
+    annulment learnt since may make it differ from the one the gate named at the time)."""
+    row = conn.exec_driver_sql(
+        "SELECT s.ticket_lookup, s.at, coalesce(e.allow_reentry, 0) FROM scans s "
+        "LEFT JOIN device d ON d.id = 1 LEFT JOIN event e ON e.event_id = d.event_id "
+        "WHERE s.scan_id = ?",
+        (scan_id.bytes,),
+    ).first()
+    if row is None or row[0] is None:
+        return None
+    earlier = conn.exec_driver_sql(
+        "SELECT scan_id, at, direction FROM scans WHERE ticket_lookup = ? "
+        "AND result = 'admitted' AND NOT annulled AND conflict_of IS NULL AND at <= ? "
+        "AND scan_id != ?",
+        (row[0], row[1], scan_id.bytes),
+    ).all()
+    timeline = replay(
+        (AdmittedScan(uuid.UUID(bytes=r[0]), from_micros(r[1]), Direction(r[2])) for r in earlier),
+        allow_reentry=bool(row[2]),
+    )
+    collides = timeline.entry_collides_with(bool(row[2]))
+    return find_scan(conn, collides) if collides else None
