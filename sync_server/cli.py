@@ -22,6 +22,7 @@ from alembic.util import CommandError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
+from shared.enrollment_link import EnrollmentLink
 from sync_server.auth import Role, mint_token
 from sync_server.chain.client import ChainKeys
 from sync_server.chain.minting import reconcile_tenant, retry_ticket
@@ -326,11 +327,11 @@ def demo() -> None:
     for ticket in seed.tickets:
         click.echo(f"  {ticket.label}\n    {ticket.code}")
     click.echo("\nScanner enrollment codes (one device each, valid 12 h):")
+    server = f"http://{settings.http.host}:{settings.http.port}"
     for gate, code in seed.enrollment_codes.items():
-        click.echo(
-            f"  {gate}: gatehouse-scanner enroll --server "
-            f"http://{settings.http.host}:{settings.http.port} --code {code}"
-        )
+        click.echo(f"  {gate}: gatehouse-scanner enroll --server {server} --code {code}")
+        # The same as an enrollment QR code's text (the app's "Scan an enrollment QR").
+        click.echo(f"    QR text: {EnrollmentLink(server, code).text()}")
     click.echo(
         "\nTry: curl -s -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' "
         f'-d \'{{"code": "<a code>"}}\' http://{settings.http.host}:{settings.http.port}'
