@@ -1,0 +1,191 @@
+"""The demo mode: every demo code gets the verdict its label promises through a real gate; the
+demo codes window draws codes that read back, hands the shown code to the app, and scans image
+files; the self-test of a build passes."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtTest import QTest
+from pytestqt.qtbot import QtBot
+
+from scanner_app.core.decoding import create_decoder
+from scanner_app.core.demo import DEMO_EVENT_NAME, DEMO_GATE
+from scanner_app.core.gate import Gate
+from scanner_app.core.store import LocalStore
+from scanner_app.core.store.cache import ticket_count
+from scanner_app.core.store.scanlog import local_scans, queued_scans
+from scanner_app.core.synthetic_frames import render_qr
+from scanner_app.ui.demo import (
+    DemoCodesWindow,
+    DemoFolderInUse,
+    DemoSetup,
+    gray_pixels,
+    prepare_demo,
+)
+from scanner_app.ui.selftest import run_self_test
+from shared.clock import ManualClock
+from shared.domain import VerdictReason, VerdictResult
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> DemoSetup:
+    return prepare_demo(tmp_path / "demo")
+
+
+def test_every_demo_code_gets_the_verdict_its_label_promises(setup: DemoSetup) -> None:
+    store = LocalStore.open(setup.data_dir)
+    try:
+        clock = ManualClock(datetime.now(UTC))
+        gate = Gate(store, clock=clock)
+        said = {code.label: gate.scan(code.code) for code in setup.codes}
+        for code in setup.codes:
+            assert code.matches(said[code.label]), (code.label, said[code.label])
+
+        # A person can try every verdict the gate gives offline (the rest need a server).
+        reasons = {code.reason for code in setup.codes}
+        assert reasons >= {
+            None,
+            VerdictReason.ALREADY_CHECKED_IN,
+            VerdictReason.REVOKED,
+            VerdictReason.SUPERSEDED,
+            VerdictReason.EXPIRED,
+            VerdictReason.NOT_YET_VALID,
+            VerdictReason.WRONG_EVENT,
+            VerdictReason.INVALID_CODE,
+            VerdictReason.UNKNOWN_KEY,
+        }
+        valid = [c for c in setup.codes if c.result is VerdictResult.ADMITTED]
+        assert sum(not c.on_signature for c in valid) >= 2
+        assert [c.on_signature for c in valid].count(True) == 1
+        assert said[valid[0].label].verdict.holder_name == "Ada Lovelace"
+        assert said[valid[0].label].verdict.ticket_type == "General admission"
+
+        used = next(c for c in setup.codes if c.reason is VerdictReason.ALREADY_CHECKED_IN)
+        prior = said[used.label].verdict.prior
+        assert prior is not None
+        assert prior.gate == "Gate B"
+        assert timedelta(minutes=19) < clock.now() - prior.scanned_at < timedelta(minutes=21)
+
+        # A valid code scanned again once the debounce window is over: already checked in here.
+        clock.advance(gate.settings.debounce_seconds + 1)
+        again = gate.scan(valid[0].code)
+        assert again.verdict.reason is VerdictReason.ALREADY_CHECKED_IN
+        assert again.sentence.endswith(f"at {DEMO_GATE}.")
+        with store.read() as conn:
+            # Recorded in the demo's log, and queued for no server.
+            assert len(local_scans(conn)) == len(setup.codes) + 1
+            assert queued_scans(conn, 100) == []
+    finally:
+        store.close()
+
+
+def test_the_demo_event_is_happening_now_with_fifty_tickets(setup: DemoSetup) -> None:
+    now = datetime.now(UTC)
+    event = setup.gate_event
+    assert event.name == DEMO_EVENT_NAME
+    assert event.starts_at < now < event.ends_at
+    assert setup.tickets == 50
+    assert setup.peer_admissions > 1
+    store = LocalStore.open(setup.data_dir)
+    try:
+        with store.read() as conn:
+            assert ticket_count(conn) == 50
+    finally:
+        store.close()
+
+
+def test_a_new_demo_starts_afresh_but_never_over_a_real_scanner(tmp_path: Path) -> None:
+    first = prepare_demo(tmp_path / "demo")
+    store = LocalStore.open(first.data_dir)
+    try:
+        Gate(store).scan(first.codes[0].code)
+    finally:
+        store.close()
+    second = prepare_demo(tmp_path / "demo")
+    store = LocalStore.open(second.data_dir)
+    try:
+        with store.read() as conn:
+            assert local_scans(conn) == []  # the earlier demo's scans are gone
+        assert Gate(store).scan(second.codes[0].code).admitted
+    finally:
+        store.close()
+
+    LocalStore.open(tmp_path / "real").close()
+    with pytest.raises(DemoFolderInUse, match="will not overwrite"):
+        prepare_demo(tmp_path / "real")
+
+
+def test_the_window_draws_each_code_as_a_qr_that_reads_back(qtbot: QtBot, setup: DemoSetup) -> None:
+    window = DemoCodesWindow(setup)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    decoder = create_decoder("zxing")
+    assert window.codes_list.count() == len(setup.codes)
+    for index, code in enumerate(setup.codes):
+        window.show_code(index)
+        assert window.title.text() == code.label
+        assert code.expected in window.expected.text()
+        read = [symbol.text for symbol in decoder.decode(gray_pixels(window.shown_qr()))]
+        assert read == [code.code], code.label
+
+
+def test_scan_this_hands_the_shown_code_to_the_app(qtbot: QtBot, setup: DemoSetup) -> None:
+    window = DemoCodesWindow(setup)
+    qtbot.addWidget(window)
+    window.show()
+    window.show_code(4)
+    with qtbot.waitSignal(window.scan_requested) as clicked:
+        QTest.mouseClick(window.scan_button, Qt.MouseButton.LeftButton)
+    assert clicked.args == [setup.codes[4].code]
+
+    # Keyboard only: Down to the next code, Enter on the list scans it.
+    QTest.keyClick(window.codes_list, Qt.Key.Key_Down)
+    with qtbot.waitSignal(window.scan_requested) as entered:
+        QTest.keyClick(window.codes_list, Qt.Key.Key_Return)
+    assert entered.args == [setup.codes[5].code]
+    assert setup.codes[5].label in window.status.text()
+
+
+def test_an_image_file_is_read_and_its_code_scanned(
+    qtbot: QtBot, setup: DemoSetup, tmp_path: Path
+) -> None:
+    window = DemoCodesWindow(setup)
+    qtbot.addWidget(window)
+    photo = tmp_path / "ticket photo.png"
+    code = setup.codes[2].code
+    canvas = np.full((600, 800), 200, np.uint8)
+    qr = render_qr(code, module_px=5)
+    canvas[50 : 50 + qr.shape[0], 100 : 100 + qr.shape[1]] = qr
+    assert cv2.imwrite(str(photo), canvas)
+    with qtbot.waitSignal(window.scan_requested) as scanned:
+        window.scan_image_file(photo)
+    assert scanned.args == [code]
+    qtbot.waitUntil(lambda: not window.busy)
+    assert window.status.text() == "Scanned 1 code from ticket photo.png."
+
+    blank = tmp_path / "blank.png"
+    assert cv2.imwrite(str(blank), np.full((100, 100), 255, np.uint8))
+    window.scan_image_file(blank)
+    qtbot.waitUntil(lambda: not window.busy)
+    assert window.status.text() == "No QR code was found in blank.png."
+
+    window.scan_image_file(tmp_path / "missing.png")
+    qtbot.waitUntil(lambda: not window.busy)
+    assert "Nothing was found at" in window.status.text()
+
+
+def test_the_self_test_passes(qtbot: QtBot) -> None:
+    out = io.StringIO()
+    assert run_self_test(out) == 0, out.getvalue()
+    lines = out.getvalue().splitlines()
+    assert lines[-1].startswith("all checks passed")
+    assert not [line for line in lines if line.startswith("FAIL")]
+    assert sum(line.startswith("ok   verdict: ") for line in lines) >= 10
