@@ -50,7 +50,6 @@ from scanner_app.core.store.scanlog import (
     LoggedScan,
     ScanFilter,
     find_scan,
-    log_gates,
     prior_admission,
 )
 from scanner_app.ui.scanlog_model import (
@@ -184,10 +183,9 @@ class ScanLogWidget(QWidget):
         layout.addLayout(self._filters)
         layout.addWidget(body, 1)
 
-        self.model.total_changed.connect(self._show_total)
-        self.model.counts_changed.connect(self._update_gate_choices)
-        self._show_total(self.model.total)
-        self._update_gate_choices()
+        self.model.counts_changed.connect(self._counts_arrived)
+        self.model.modelReset.connect(self._counting)
+        self._counting()
         self.table.resizeColumnsToContents()
 
     def _build_table(self) -> None:
@@ -330,17 +328,18 @@ class ScanLogWidget(QWidget):
         self.details.clear()
 
     @Slot()
-    def _update_gate_choices(self) -> None:
-        with self._store.read() as conn:
-            gates = log_gates(conn)
-        known = {self.gate_filter.itemData(i) for i in range(1, self.gate_filter.count())}
-        for gate in gates:
-            if gate not in known:
-                self.gate_filter.addItem(gate, gate)
+    def _counting(self) -> None:
+        self.total_label.setText("Counting…")
 
-    @Slot(int)
-    def _show_total(self, total: int) -> None:
+    @Slot()
+    def _counts_arrived(self) -> None:
+        total = self.model.total
         self.total_label.setText(f"{total:,} scan{'s' if total != 1 else ''}")
+        # The gate filter offers every gate the log names (they come with the counts).
+        known = {self.gate_filter.itemData(i) for i in range(1, self.gate_filter.count())}
+        for count in self.model.gate_counts:
+            if count.gate not in known:
+                self.gate_filter.addItem(count.gate, count.gate)
 
     # --- table and details -------------------------------------------------------------------
 

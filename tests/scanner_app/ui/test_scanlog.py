@@ -53,10 +53,17 @@ def venue(tmp_path: Path) -> Iterator[LoggedVenue]:
 
 
 @pytest.fixture
-def widget(qtbot: QtBot, venue: LoggedVenue) -> ScanLogWidget:
+def widget(qtbot: QtBot, venue: LoggedVenue) -> Iterator[ScanLogWidget]:
     shown = ScanLogWidget(venue.store)
     qtbot.addWidget(shown)
-    return shown
+    _settled(qtbot, shown.model)
+    yield shown
+    shown.model.wait_for_tally()
+
+
+def _settled(qtbot: QtBot, model: ScanLogModel) -> None:
+    """Wait for the counts the model reads on a worker thread."""
+    qtbot.waitUntil(lambda: not model.counting)
 
 
 def _labels(venue: LoggedVenue, model: ScanLogModel) -> list[str]:
@@ -150,6 +157,7 @@ def test_each_filter_gives_exactly_its_rows_even_across_pages(
     while model.canFetchMore(QModelIndex()):
         model.fetchMore(QModelIndex())
     assert _labels(venue, model) == expected
+    _settled(qtbot, model)
     assert model.total == len(expected)
 
 
@@ -178,12 +186,14 @@ def test_the_filter_bar_drives_the_model(
     widget.until_enabled.setChecked(False)
     qtbot.keyClicks(widget.text_filter, "hopper")  # type: ignore[no-untyped-call]
     qtbot.waitUntil(lambda: _labels(venue, widget.model) == ["exit"])
+    _settled(qtbot, widget.model)
     assert widget.total_label.text() == "1 scan"
 
 
-def test_pages_load_as_the_view_asks_for_more(venue: LoggedVenue) -> None:
+def test_pages_load_as_the_view_asks_for_more(qtbot: QtBot, venue: LoggedVenue) -> None:
     model = ScanLogModel(venue.store, page_size=3)
     assert model.rowCount() == 3
+    _settled(qtbot, model)
     assert model.total == 8
     assert model.canFetchMore(QModelIndex())
     model.fetchMore(QModelIndex())
@@ -195,6 +205,7 @@ def test_pages_load_as_the_view_asks_for_more(venue: LoggedVenue) -> None:
     while model.canFetchMore(QModelIndex()):
         model.fetchMore(QModelIndex())
     assert _labels(venue, model) == NEWEST_FIRST[::-1]
+    model.wait_for_tally()
 
 
 def test_details_name_the_earlier_admission_and_explain_a_conflict(
@@ -272,7 +283,7 @@ def test_counts_per_gate(widget: ScanLogWidget) -> None:
 
 
 def test_refresh_picks_up_new_scans_and_changed_states(
-    venue: LoggedVenue, widget: ScanLogWidget
+    qtbot: QtBot, venue: LoggedVenue, widget: ScanLogWidget
 ) -> None:
     model = widget.model
     venue.scan("ada_out", venue.code("ada"), Direction.EXIT)
@@ -295,12 +306,15 @@ def test_refresh_picks_up_new_scans_and_changed_states(
     assert model.rowCount() == 8
     widget.refresh()
     assert _labels(venue, model) == ["ada_out", *NEWEST_FIRST, "late_peer"]
+    _settled(qtbot, model)
     assert _text(model, _row_of(venue, model, "again"), ScanLogModel.UPLOAD) == "Uploaded"
     assert widget.total_label.text() == "10 scans"
     assert _counts(widget)[0] == ["North", "1", "2", "0", "3", "1"]
 
 
-def test_refresh_leaves_rows_beyond_the_loaded_pages_to_fetch_more(venue: LoggedVenue) -> None:
+def test_refresh_leaves_rows_beyond_the_loaded_pages_to_fetch_more(
+    qtbot: QtBot, venue: LoggedVenue
+) -> None:
     model = ScanLogModel(venue.store, page_size=3)
     venue.peer("late_peer", "grace", DOORS + timedelta(minutes=1))
     venue.scan("newest", venue.code("grace"), Direction.EXIT)
@@ -309,3 +323,4 @@ def test_refresh_leaves_rows_beyond_the_loaded_pages_to_fetch_more(venue: Logged
     while model.canFetchMore(QModelIndex()):
         model.fetchMore(QModelIndex())
     assert _labels(venue, model) == ["newest", *NEWEST_FIRST, "late_peer"]
+    _settled(qtbot, model)
