@@ -1,57 +1,121 @@
-"""``gatehouse-scanner``: the scanner's command line."""
+"""``gatehouse-scanner``: the scanner's command line, and with no command, the desktop app.
+
+Start-up time matters for the app (a gate screen in under 2 s), so this module imports only
+click and the paths at first; each command imports what it needs (OpenCV, the sync engine...)
+when it runs.
+"""
 
 from __future__ import annotations
 
-import socket
-import sys
-from pathlib import Path
+import time
 
-import click
-import cv2
-import msgspec
-import numpy as np
+# Taken first, before any import: the app's ``--ready-probe`` measures from here.
+STARTED_AT = time.perf_counter()
 
-from scanner_app.core import paths
-from scanner_app.core.capture import CaptureError
-from scanner_app.core.decoding import (
-    BACKENDS,
-    DEFAULT_BACKEND,
-    DecoderUnavailable,
-    QrDecoder,
-    create_decoder,
-)
-from scanner_app.core.demo import run_demo
-from scanner_app.core.gate import GateVerdict
-from scanner_app.core.paths import ENV_VAR
-from scanner_app.core.pipeline import CodeSighting
-from scanner_app.core.session import ScanSession, VerdictPrinter, device_status, verdict_json
-from scanner_app.core.store import LocalStore, StoreError
-from scanner_app.core.sync import engine as sync_engine
-from scanner_app.core.sync.client import RequestRefused, SyncError
-from scanner_app.core.sync.engine import NotEnrolledForSync, SyncBusy, SyncEngine
-from shared.domain import Direction
+import socket  # noqa: E402 - after the start time on purpose
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+import click  # noqa: E402
+
+from scanner_app.core import paths  # noqa: E402
+from scanner_app.core.paths import ENV_VAR  # noqa: E402
+from shared.domain import Direction  # noqa: E402
+
+if TYPE_CHECKING:
+    from scanner_app.core.decoding import QrDecoder
+    from scanner_app.core.gate import GateVerdict
+    from scanner_app.core.pipeline import CodeSighting
+    from scanner_app.core.session import VerdictPrinter
+    from scanner_app.core.store import LocalStore
 
 
 def _decoder(name: str) -> QrDecoder:
+    from scanner_app.core.decoding import DecoderUnavailable, create_decoder  # noqa: PLC0415
+
     try:
         return create_decoder(name)
     except DecoderUnavailable as error:
         raise click.ClickException(str(error)) from error
 
 
+class _DecoderChoice(click.ParamType[str]):
+    """``click.Choice`` over the decoding backends, loaded only when a command parses or shows
+    help (the decoding module brings OpenCV in)."""
+
+    name = "decoder"
+
+    @staticmethod
+    def _choice() -> click.Choice[str]:
+        from scanner_app.core.decoding import BACKENDS  # noqa: PLC0415 - see the class
+
+        return click.Choice(BACKENDS)
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        return self._choice().get_metavar(param, ctx)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        return str(self._choice().convert(value, param, ctx))
+
+
+class _ResolvedDefaultOption(click.Option):
+    """Shows a callable default's value in the help (click would print "(dynamic)")."""
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        return super().get_default(ctx, call=True)
+
+
+def _default_backend() -> str:
+    from scanner_app.core.decoding import DEFAULT_BACKEND  # noqa: PLC0415 - see _DecoderChoice
+
+    return DEFAULT_BACKEND
+
+
 _decoder_option = click.option(
     "--decoder",
-    type=click.Choice(BACKENDS),
-    default=DEFAULT_BACKEND,
+    cls=_ResolvedDefaultOption,
+    type=_DecoderChoice(),
+    default=_default_backend,
     show_default=True,
     help="QR decoding library.",
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(package_name="gatehouse")
-def main() -> None:
-    """Gatehouse scanner: reads ticket QR codes at the gate and decides who gets in."""
+@click.option(
+    "--demo",
+    "demo_mode",
+    is_flag=True,
+    help="Open the app on a fresh demo event with demo tickets (no server needed).",
+)
+@click.option(
+    "--data-dir",
+    "app_data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder of the app's data, when no command is given (with --demo: the demo's folder).",
+)
+@click.option("--ready-probe", is_flag=True, hidden=True)
+@click.pass_context
+def main(ctx: click.Context, demo_mode: bool, app_data_dir: Path | None, ready_probe: bool) -> None:
+    """Gatehouse scanner: reads ticket QR codes at the gate and decides who gets in.
+
+    Without a command, opens the gate app on this scanner's data (--demo: on a demo event).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from scanner_app.ui.app import main as run_app  # noqa: PLC0415 - Qt only for the app
+
+    argv = []
+    if demo_mode:
+        argv.append("--demo")
+    if ready_probe:
+        argv.append("--ready-probe")
+    if app_data_dir is not None:
+        argv += ["--data-dir", str(app_data_dir)]
+    ctx.exit(run_app(argv, started_at=STARTED_AT))
 
 
 @main.command()
@@ -69,6 +133,8 @@ def demo(out: Path, seed: int, decoder: str) -> None:
 
     Needs no server and writes nothing outside --out.
     """
+    from scanner_app.core.demo import run_demo  # noqa: PLC0415 - commands import what they use
+
     reader = _decoder(decoder)
     click.echo(f"Gatehouse demo: fresh event and keys, decoder {reader.name}, frames 1280x720.\n")
     click.echo(f"  {'ticket':<38} {'read in':>8}  {'verdict':<9} why")
@@ -102,6 +168,9 @@ def decode(images: tuple[Path, ...], decoder: str) -> None:
 
     Exits with status 1 when an image cannot be read or holds no QR code.
     """
+    import cv2  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
     reader = _decoder(decoder)
     failed = False
     for path in images:
@@ -130,6 +199,8 @@ _data_dir_option = click.option(
 
 
 def _open_store(data_dir: Path | None) -> LocalStore:
+    from scanner_app.core.store import LocalStore, StoreError  # noqa: PLC0415
+
     try:
         return LocalStore.open(paths.data_dir(data_dir))
     except StoreError as error:
@@ -145,6 +216,9 @@ def _open_store(data_dir: Path | None) -> LocalStore:
 @_data_dir_option
 def enroll(server_url: str, code: str, device_name: str, data_dir: Path | None) -> None:
     """Enroll this scanner for a gate with a code from a manager, then fetch its tickets."""
+    from scanner_app.core.sync import engine as sync_engine  # noqa: PLC0415
+    from scanner_app.core.sync.client import RequestRefused, SyncError  # noqa: PLC0415
+
     store = _open_store(data_dir)
     try:
         enrollment = sync_engine.enroll(store, server_url, code, device_name)
@@ -160,6 +234,8 @@ def enroll(server_url: str, code: str, device_name: str, data_dir: Path | None) 
 
 
 def _sync_now(store: LocalStore) -> bool:
+    from scanner_app.core.sync.engine import NotEnrolledForSync, SyncBusy, SyncEngine  # noqa: PLC0415
+
     engine = SyncEngine(store, lock_timeout_seconds=30.0)
     try:
         report = engine.sync_once()
@@ -190,6 +266,10 @@ def sync(data_dir: Path | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(data_dir: Path | None, as_json: bool) -> None:
     """Show the device, its event, the link to the server and what is waiting to be sent."""
+    import msgspec  # noqa: PLC0415
+
+    from scanner_app.core.session import device_status  # noqa: PLC0415
+
     store = _open_store(data_dir)
     report = device_status(store)
     if as_json:
@@ -230,6 +310,10 @@ def scan(  # noqa: PLR0917 - click passes one argument per option
 ) -> None:
     """Scan codes from SOURCE and print a verdict for each. Every verdict is recorded (and
     queued for the server) before it is printed. Stops at the end of a file, or on Ctrl-C."""
+    from scanner_app.core.capture import CaptureError  # noqa: PLC0415
+    from scanner_app.core.session import ScanSession  # noqa: PLC0415
+    from scanner_app.core.store import StoreError  # noqa: PLC0415
+
     store = _open_store(data_dir)
     try:
         session = ScanSession.open(
@@ -255,6 +339,8 @@ def scan(  # noqa: PLR0917 - click passes one argument per option
 
 
 def _verdict_printer(as_json: bool) -> VerdictPrinter:
+    from scanner_app.core.session import verdict_json  # noqa: PLC0415
+
     def show(verdict: GateVerdict, sighting: CodeSighting | None) -> None:
         if as_json:
             click.echo(verdict_json(verdict, sighting))

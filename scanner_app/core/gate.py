@@ -38,8 +38,11 @@ from scanner_app.core.store.scanlog import (
     MAX_CODE_CHARS,
     PendingOnline,
     ScanRecord,
+    annul,
     begin_online,
+    drop_from_queue,
     end_online,
+    queued_annulments,
     record_scan,
 )
 from scanner_app.core.store.sealing import Sealer
@@ -182,6 +185,33 @@ class Gate:
         with self._lock:
             self._recent[(_same_scan_key(text), direction)] = (now_mono, verdict)
         return verdict
+
+    def annul(self, scan_id: uuid.UUID) -> bool:
+        """Undo an entry this device admitted (staff let the wrong person in, or the guest
+        turned back): it stops counting for later verdicts, and the server is told at the next
+        sync. Returns False when ``scan_id`` is not an admitted entry of this device that still
+        counts. Raises ``StoreError`` when the annulment cannot be recorded.
+
+        The same code scanned right after the undo is a new scan, not a debounced repeat of
+        the admission that was undone.
+        """
+        context = self._context
+        with self._store.write() as conn:
+            if not annul(conn, scan_id, self._clock.now()):
+                return False
+            if not context.enrollment.server_url:
+                # A device without a server (the demo) has nowhere to send the annulment, as it
+                # has nowhere to send its scans: keep the queue empty.
+                for queued in queued_annulments(conn, limit=1_000_000):
+                    if queued.scan_id == scan_id:
+                        drop_from_queue(conn, queued.seq)
+        with self._lock:
+            self._recent = {
+                key: seen
+                for key, seen in self._recent.items()
+                if seen[1].verdict.scan_id != scan_id
+            }
+        return True
 
     # --- debounce -------------------------------------------------------------------------
 

@@ -79,6 +79,14 @@ class ScanSession:
             self.engine.wake()
         return verdict
 
+    def annul(self, scan_id: uuid.UUID) -> bool:
+        """Undo an admitted entry of this device (see ``Gate.annul``) and wake the sync, so
+        the server hears of it soon. False when there was nothing to undo."""
+        done = self.gate.annul(scan_id)
+        if done and self.engine is not None:
+            self.engine.wake()
+        return done
+
     def scan_lines(self, lines: Iterable[str], on_verdict: VerdictPrinter) -> None:
         """Scan each non-blank line (a handheld scanner typing into a terminal, a file)."""
         for line in lines:

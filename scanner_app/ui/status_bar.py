@@ -1,0 +1,123 @@
+"""The status bar: the state of the device, always visible, never a click away.
+
+From left to right: the link (online / offline and why / standalone / revoked), scans waiting
+to be sent, the last successful sync, how old the ticket data is, a clock warning when the
+device clock is off, and conflicts the server found. A part that needs action is coloured.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+
+from scanner_app.ui.scanning import GateStatus
+
+#: A device clock further off than this is worth a warning. Verdict times are corrected by the
+#: measured offset, but a wrong clock also skews what the device shows and logs.
+CLOCK_WARNING_MS = 30_000
+
+_WARN = "color: #b71c1c; font-weight: bold;"
+_OK = "color: #1b5e20; font-weight: bold;"
+
+
+def describe_age(seconds: float) -> str:
+    """A duration as staff say it: "just now", "4 min", "2 h 5 min", "3 days"."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return "just now"
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} days"
+
+
+def describe_offset(offset_ms: int) -> str:
+    """The clock offset as a warning sentence part: server time minus device time."""
+    seconds = abs(offset_ms) // 1000
+    amount = f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+    return f"device clock is {amount} {'slow' if offset_ms > 0 else 'fast'}"
+
+
+class GateStatusBar(QStatusBar):
+    """Shows a ``GateStatus``; ``show_status`` is connected to ``ScanBridge.status``."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setSizeGripEnabled(False)
+        self.link_label = QLabel("Starting…")
+        self.queue_label = QLabel()
+        self.sync_label = QLabel()
+        self.cache_label = QLabel()
+        self.clock_label = QLabel()
+        self.conflict_label = QLabel()
+        for label in (
+            self.link_label,
+            self.queue_label,
+            self.sync_label,
+            self.cache_label,
+            self.clock_label,
+            self.conflict_label,
+        ):
+            self.addWidget(label)
+        self.status: GateStatus | None = None
+
+    def show_status(self, status: GateStatus) -> None:
+        self.status = status
+        device = status.device
+        now = status.read_at
+        self._show_link(status)
+        self.queue_label.setText(f"{device.queued:,} queued" if status.has_server else "")
+        self.queue_label.setStyleSheet(_WARN if device.queued and not status.online else "")
+        if status.has_server:
+            self.sync_label.setText(f"Last sync: {_ago(device.last_sync_at, now)}")
+            age = (
+                f"Ticket data: {describe_age((now - device.last_sync_at).total_seconds())} old"
+                if device.last_sync_at
+                else "Ticket data: never synced"
+            )
+        else:
+            self.sync_label.setText("")
+            age = f"Tickets on this device: {device.tickets_cached:,}"
+        self.cache_label.setText(age)
+        if abs(device.clock_offset_ms) > CLOCK_WARNING_MS:
+            self.clock_label.setText(f"Clock: {describe_offset(device.clock_offset_ms)}")
+            self.clock_label.setStyleSheet(_WARN)
+            self.clock_label.show()
+        else:
+            self.clock_label.setText("")
+            self.clock_label.hide()
+        self.conflict_label.setText(
+            f"{device.conflicts:,} conflicts (see the scan log)" if device.conflicts else ""
+        )
+        self.conflict_label.setStyleSheet(_WARN if device.conflicts else "")
+
+    def _show_link(self, status: GateStatus) -> None:
+        device = status.device
+        if not device.enrolled:
+            text, style = "Not enrolled", _WARN
+        elif device.revoked:
+            text, style = "Switched off by a manager — enroll again", _WARN
+        elif not status.has_server:
+            text, style = "Standalone (no server)", ""
+        elif status.online:
+            text, style = ("Online — syncing" if status.syncing else "Online"), _OK
+        else:
+            why = device.offline_reason or "not connected to the server yet"
+            text, style = f"Offline — {why}", _WARN
+            if status.next_retry_at is not None and status.next_retry_at > status.read_at:
+                wait = (status.next_retry_at - status.read_at).total_seconds()
+                text += f" (retry in {max(1, round(wait))} s)"
+        self.link_label.setText(text)
+        self.link_label.setStyleSheet(style)
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "never"
+    local = when.astimezone().strftime("%H:%M")
+    age = describe_age((now - when).total_seconds())
+    return f"{local} ({age if age == 'just now' else age + ' ago'})"
