@@ -26,6 +26,7 @@ BENCHMARKS = (
     "validate_chain",
     "ingest",
     "feed",
+    "cold_start",
 )
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
