@@ -79,6 +79,8 @@ class MainWindow(QMainWindow):
         self.wedge = WedgeFilter(self, parent=self)
         self.wedge.scanned.connect(self.bridge.scan_text)
         self.wedge.incomplete.connect(self._incomplete_scan)
+        if demo_codes is not None:
+            self.wedge.add_scope(demo_codes)
         app = QApplication.instance()
         if app is not None:
             app.installEventFilter(self.wedge)

@@ -78,7 +78,7 @@ class WedgeFilter(QObject):
         """``terminators`` are the keys the scanner ends a code with (its suffix setting);
         ``max_gap`` and ``min_length`` tune what counts as a burst (see ``WedgeParser``)."""
         super().__init__(parent)
-        self._scope = scope
+        self._scopes: list[QWidget] = [scope]
         self._terminators = frozenset(terminators)
         self._parser = WedgeParser(
             max_gap=max_gap, min_length=min_length, terminators=self._terminators
@@ -124,7 +124,12 @@ class WedgeFilter(QObject):
             return False
         if not isinstance(watched, QWidget):
             return False
-        return watched.window() is self._scope
+        window = watched.window()
+        return any(window is scope for scope in self._scopes)
+
+    def add_scope(self, window: QWidget) -> None:
+        """Also take scanner input meant for ``window`` (e.g. the demo codes window)."""
+        self._scopes.append(window)
 
     def _key_text(self, event: QKeyEvent) -> str | None:
         if event.modifiers() & _SHORTCUT_MODIFIERS:
