@@ -98,14 +98,29 @@ _decoder_option = click.option(
     help="Folder of the app's data, when no command is given (with --demo: the demo's folder).",
 )
 @click.option("--ready-probe", is_flag=True, hidden=True)
+@click.option(
+    "--self-test",
+    is_flag=True,
+    help="Check this installation without a screen or a server; exit 1 on a failure.",
+)
 @click.pass_context
-def main(ctx: click.Context, demo_mode: bool, app_data_dir: Path | None, ready_probe: bool) -> None:
+def main(
+    ctx: click.Context,
+    demo_mode: bool,
+    app_data_dir: Path | None,
+    ready_probe: bool,
+    self_test: bool,
+) -> None:
     """Gatehouse scanner: reads ticket QR codes at the gate and decides who gets in.
 
     Without a command, opens the gate app on this scanner's data (--demo: on a demo event).
     """
     if ctx.invoked_subcommand is not None:
         return
+    if self_test:
+        from scanner_app.ui.selftest import run_self_test  # noqa: PLC0415 - only when asked
+
+        ctx.exit(run_self_test())
     from scanner_app.ui.app import main as run_app  # noqa: PLC0415 - Qt only for the app
 
     argv = []
