@@ -31,6 +31,9 @@ BENCHMARKS = (
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
+NOTES = "## Notes\n"
+
+
 def write_section(doc: Path, name: str, body: str) -> None:
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     block = f"{start}\n{body.strip()}\n{end}"
@@ -38,6 +41,8 @@ def write_section(doc: Path, name: str, body: str) -> None:
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text)
+    elif NOTES in text:  # a new section goes before the notes, which stay last
+        text = text.replace(NOTES, block + "\n\n" + NOTES, 1)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     doc.write_text(text)
