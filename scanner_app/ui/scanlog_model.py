@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -148,7 +148,27 @@ class _Tally(QRunnable):
         self.signals.done.emit(result)
 
 
-class ScanLogModel(QAbstractTableModel):
+class _Table(QAbstractTableModel):
+    """A flat table of ``_rows`` under the column titles ``HEADERS``."""
+
+    HEADERS: ClassVar[tuple[str, ...]] = ()
+    _rows: Sequence[Any]
+
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation is Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return self.HEADERS[section] if 0 <= section < len(self.HEADERS) else None
+        return None
+
+
+class ScanLogModel(_Table):
     """The scans this device knows (its own and other gates' admissions from the feed), newest
     first by default, filtered and paged in the store. ``entry(row)`` gives the whole
     ``LogEntry`` of a row; ``EntryRole`` gives it through ``data``."""
@@ -375,19 +395,6 @@ class ScanLogModel(QAbstractTableModel):
 
     # --- the table ---------------------------------------------------------------------------
 
-    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation is Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.HEADERS[section] if 0 <= section < len(self.HEADERS) else None
-        return None
-
     def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:
         """Only the time column sorts (the store pages by time): newest first for descending."""
         if column != self.TIME:
@@ -530,7 +537,7 @@ def write_csv(path: Path, entries: Iterator[LogEntry]) -> int:
 # --- counts per gate ----------------------------------------------------------------------------
 
 
-class GateCountsModel(QAbstractTableModel):
+class GateCountsModel(_Table):
     """Live counts per gate (entries, exits, inside, rejected, conflicts) and a total row,
     following a ``ScanLogModel``'s refreshes."""
 
@@ -569,19 +576,6 @@ class GateCountsModel(QAbstractTableModel):
         self.beginResetModel()
         self._rows = rows
         self.endResetModel()
-
-    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.HEADERS)
-
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> Any:
-        if orientation is Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return self.HEADERS[section] if 0 <= section < len(self.HEADERS) else None
-        return None
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self._rows):
