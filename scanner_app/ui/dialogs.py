@@ -238,7 +238,6 @@ class EnrollmentDialog(QDialog):
         self.message_label = _error_label()
 
         self.enroll_button = QPushButton("&Enroll")
-        self.enroll_button.setDefault(True)
         self.enroll_button.clicked.connect(self.start_enrollment)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.reject)
@@ -255,6 +254,11 @@ class EnrollmentDialog(QDialog):
         layout.addWidget(self.status_label)
         layout.addWidget(self.message_label)
         layout.addWidget(buttons)
+        # Enter anywhere means Enroll: only once the button is in the dialog can it be its
+        # default, and the QR buttons must not take Enter when they had focus last.
+        for side_button in (self.camera_button, self.file_button):
+            side_button.setAutoDefault(False)
+        self.enroll_button.setDefault(True)
         self.server_edit.setFocus()
 
     def _build_fields(self) -> tuple[QLabel, QFormLayout]:
@@ -655,6 +659,8 @@ class SettingsDialog(QDialog):
         file_button.clicked.connect(self._choose_camera_file)
         folder_button = QPushButton("F&older…")
         folder_button.clicked.connect(self._choose_camera_folder)
+        for side_button in (file_button, folder_button):
+            side_button.setAutoDefault(False)  # Enter means OK, not "pick a file"
         camera_row = QHBoxLayout()
         camera_row.addWidget(self.camera_combo, 1)
         camera_row.addWidget(file_button)
