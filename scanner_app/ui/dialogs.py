@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QRadioButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -131,6 +132,8 @@ def _error_label() -> QLabel:
     # White on dark red: readable on light and dark themes alike.
     label.setStyleSheet("color: white; background-color: #b3261e; padding: 0.2em;")
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    # As tall as its sentence, never taller: spare height is not the error's to take.
+    label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
     label.hide()
     return label
 
@@ -138,6 +141,22 @@ def _error_label() -> QLabel:
 def _show_error(label: QLabel, sentence: str | None) -> None:
     label.setText(sentence or "")
     label.setVisible(bool(sentence))
+    _fit_height(label.window())
+
+
+def _fit_height(window: QWidget) -> None:
+    """Grow the window to fit wrapped sentences that appeared: a dialog does not grow by itself
+    for a label whose height depends on its width, so the sentence would be cut off."""
+    layout = window.layout()
+    if layout is None or not window.isVisible():
+        return
+    needed = (
+        layout.totalHeightForWidth(window.width())
+        if layout.hasHeightForWidth()
+        else layout.totalSizeHint().height()
+    )
+    if needed > window.height():
+        window.resize(window.width(), needed)
 
 
 def _heading(text: str, parent: QWidget) -> QLabel:
