@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -146,12 +147,28 @@ class LocalStore:
                 conn.exec_driver_sql(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
 
 
+def _wal(cursor: sqlite3.Cursor) -> None:
+    """Switch to the write-ahead log. Switching takes an exclusive lock for which SQLite does not
+    always wait (it answers "database is locked" at once when another connection is opening or
+    migrating a new file — the app and ``gatehouse-scanner sync`` starting together, or an
+    enrollment running while the window opens the store), so retry for up to the busy timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _configure_connection(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event decide when transactions start (the driver's own
     # implicit BEGIN would start them late, after the first read).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode = WAL")
+    _wal(cursor)
     cursor.execute("PRAGMA synchronous = FULL")
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
