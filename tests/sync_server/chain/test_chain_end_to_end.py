@@ -13,7 +13,7 @@ import dataclasses
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -38,7 +38,7 @@ from sync_server.messaging.relay import RelayConfig
 from sync_server.messaging.worker import Worker
 from sync_server.settings import AmqpSettings, Settings
 from tests.sync_server.chain.conftest import LAMPORTS_PER_SOL
-from tests.sync_server.chain.onchain_tickets import transfer_ticket_nft
+from tests.sync_server.chain.onchain_tickets import eventually, transfer_ticket_nft
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import (
     HOLDER,
@@ -70,21 +70,6 @@ def e2e_settings(chain_server_settings: Settings, amqp_url: str) -> Settings:  #
 @pytest.fixture
 def app(e2e_settings: Settings) -> Litestar:
     return create_app(e2e_settings)
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], what: str, node: LocalSolanaNode
-) -> T:
-    """``check()``'s first truthy answer; the node moves 4 slots between polls, as a live
-    cluster would. A 60 s deadline is a hang detector, not a latency target."""
-    deadline = time.monotonic() + 60
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        node.advance(4)
-        await asyncio.sleep(0.05)
 
 
 def _consumers_for(tenant_id: uuid.UUID, name: str) -> Callable[[Database, Settings], Any]:
@@ -186,8 +171,12 @@ async def test_bought_minted_verified_moved_on_chain_and_followed(
         )
         return row if row["blockchain_sync_status"] == "synced" else None
 
-    first = await eventually(lambda: minted(first_id), "the first ticket minted", solana_node)
-    second = await eventually(lambda: minted(second_id), "the second ticket minted", solana_node)
+    first = await eventually(
+        lambda: minted(first_id), "the first ticket minted", timeout=60, tick=solana_node
+    )
+    second = await eventually(
+        lambda: minted(second_id), "the second ticket minted", timeout=60, tick=solana_node
+    )
     assert first["chain_owner"] == str(holder.pubkey())
     assert first["nft_mint"] == str(chain_keys.mint_keypair(first_id).pubkey())
     async with AsyncClient(solana_node.rpc_url) as rpc:
@@ -240,7 +229,9 @@ async def test_bought_minted_verified_moved_on_chain_and_followed(
         )
         return row if row["holder_wallet"] == str(newcomer.pubkey()) else None
 
-    moved = await eventually(followed, "the listener to apply the transfer", solana_node)
+    moved = await eventually(
+        followed, "the listener to apply the transfer", timeout=60, tick=solana_node
+    )
     assert moved["chain_owner"] == str(newcomer.pubkey())
     assert moved["secret_version"] == 1
     log = await _row(

@@ -5,9 +5,8 @@ minted directly on the node (as the minting worker would), and then moved on-cha
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -25,15 +24,13 @@ from sync_server.chain.client import ChainKeys
 from sync_server.chain.listener import ChainListener, ListenerConfig, holder_label
 from sync_server.chain.localnode import LocalSolanaNode
 from sync_server.chain.nft import (
-    TicketMetadata,
     build_transaction,
     burn_ticket_instruction,
-    mint_ticket_instructions,
-    ticket_mint_space,
     transfer_ticket_instructions,
 )
 from sync_server.db.engine import Database
 from sync_server.settings import ChainSettings, Settings
+from tests.sync_server.chain.onchain_tickets import eventually, mint_nft, send
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import (
     Client,
@@ -73,18 +70,6 @@ def _wallet(node: LocalSolanaNode) -> Keypair:
     return wallet
 
 
-async def _eventually(check: Callable[[], Awaitable[T | None]], what: str) -> T:
-    """Poll ``check`` until it returns something truthy; fail after a generous deadline."""
-    deadline = time.monotonic() + 30
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def _rows(settings: Settings, sql: str, **params: Any) -> list[Any]:
     async with connect(settings.database.admin_url) as connection:
         return list((await connection.execute(text(sql), params)).all())
@@ -99,21 +84,6 @@ async def _execute(settings: Settings, sql: str, **params: Any) -> None:
 async def _ticket(settings: Settings, ticket_id: str) -> Any:
     rows = await _rows(settings, "SELECT * FROM tickets WHERE id = :t", t=ticket_id)
     return rows[0]
-
-
-async def _send(
-    rpc: AsyncClient,
-    node: LocalSolanaNode,
-    instructions: list[Instruction],
-    payer: Keypair,
-    *signers: Keypair,
-) -> Signature:
-    """Send over HTTP and let one slot pass, so it is ``confirmed`` (what the listener hears)."""
-    blockhash = (await rpc.get_latest_blockhash()).value.blockhash
-    tx = build_transaction(instructions, payer=payer, signers=signers, blockhash=blockhash)
-    signature = (await rpc.send_raw_transaction(bytes(tx))).value
-    node.advance(1)
-    return signature
 
 
 def _submit_in_process(
@@ -141,34 +111,6 @@ class MintedTicket:
     mint_signature: Signature
 
 
-async def _mint(
-    rpc: AsyncClient,
-    node: LocalSolanaNode,
-    issuer: Keypair,
-    mint: Keypair,
-    owner: Pubkey,
-    ticket_id: str,
-) -> Signature:
-    metadata = TicketMetadata(
-        name="Spring Concert",
-        symbol="GATE",
-        uri=f"http://127.0.0.1/v1/chain/metadata/{ticket_id}.json",
-        event_id=str(uuid.uuid4()),
-        ticket_type="General",
-        ticket_id=ticket_id,
-    )
-    _, final_size = ticket_mint_space(metadata)
-    rent = (await rpc.get_minimum_balance_for_rent_exemption(final_size)).value
-    instructions = mint_ticket_instructions(
-        issuer=issuer.pubkey(),
-        mint=mint.pubkey(),
-        holder=owner,
-        metadata=metadata,
-        rent_lamports=rent,
-    )
-    return await _send(rpc, node, instructions, issuer, mint)
-
-
 async def _minted_tickets(
     client: Client,
     tenant: TenantHandle,
@@ -194,7 +136,9 @@ async def _minted_tickets(
         ticket_id = item["ticket"]["id"]
         mint = keys.mint_keypair(uuid.UUID(ticket_id))
         owner = keys.expected_owner(str(holder_wallet) if holder_wallet else None)
-        signature = await _mint(rpc, node, keys.issuer, mint, owner, ticket_id)
+        signature = await mint_nft(
+            rpc, node, issuer=keys.issuer, mint=mint, holder=owner, ticket_id=ticket_id
+        )
         landed = node.ledger.landed(signature)
         assert landed is not None
         await _execute(
@@ -231,7 +175,7 @@ async def _listening(
         return listener.stats().following
 
     try:
-        await _eventually(following, "the listener to follow the chain")
+        await eventually(following, "the listener to follow the chain")
         yield listener
     finally:
         listener.stop()
@@ -283,13 +227,13 @@ async def test_a_transfer_from_the_holders_wallet_moves_the_ticket_and_supersede
             for r in await _sync_rows(settings, ticket.id)
         ] == [(str(ticket.mint_signature), "mint", None, str(alice.pubkey()))]
 
-        signature = await _send(rpc, solana_node, _move(ticket.mint, alice, bob.pubkey()), alice)
+        signature = await send(rpc, solana_node, _move(ticket.mint, alice, bob.pubkey()), alice)
 
         async def moved() -> Any:
             row = await _ticket(settings, ticket.id)
             return row if row.holder_wallet == str(bob.pubkey()) else None
 
-        row = await _eventually(moved, "the ticket to follow the NFT to bob")
+        row = await eventually(moved, "the ticket to follow the NFT to bob")
         stats = listener.stats()
 
     landed = solana_node.ledger.landed(signature)
@@ -362,7 +306,7 @@ async def test_transfers_made_while_disconnected_are_backfilled_once(
             async def lost() -> bool:
                 return listener.stats().outages == 1
 
-            await _eventually(lost, "the listener to notice the outage")
+            await eventually(lost, "the listener to notice the outage")
         finally:
             solana_node.resume()
 
@@ -371,7 +315,7 @@ async def test_transfers_made_while_disconnected_are_backfilled_once(
             following = listener.stats().following
             return row if following and row.holder_wallet == str(carol.pubkey()) else None
 
-        row = await _eventually(caught_up, "the listener to reconnect and backfill")
+        row = await eventually(caught_up, "the listener to reconnect and backfill")
         stats = listener.stats()
         assert stats.connections == 2
         assert stats.applied == applied_before + 2
@@ -383,7 +327,7 @@ async def test_transfers_made_while_disconnected_are_backfilled_once(
         async def reconnected() -> bool:
             return listener.stats().connections == 3 and listener.stats().following
 
-        await _eventually(reconnected, "the listener to reconnect again")
+        await eventually(reconnected, "the listener to reconnect again")
         assert listener.stats().applied == stats.applied
         assert listener.stats().holder_changes == 2
 
@@ -424,15 +368,13 @@ async def test_an_api_made_move_is_logged_without_a_new_secret_or_event(
         assert transferred.status_code == 200, transferred.text
         # What the minting worker does for that transfer: custody hands the NFT over.
         custody = chain_keys.custody
-        signature = await _send(
-            rpc, solana_node, _move(ticket.mint, custody, bob.pubkey()), custody
-        )
+        signature = await send(rpc, solana_node, _move(ticket.mint, custody, bob.pubkey()), custody)
 
         async def logged() -> list[Any]:
             rows = await _sync_rows(settings, ticket.id)
             return [r for r in rows if r.signature == str(signature)]
 
-        [row] = await _eventually(logged, "the listener to log the custody transfer")
+        [row] = await eventually(logged, "the listener to log the custody transfer")
         stats = listener.stats()
 
     assert (row.kind, row.from_wallet, row.to_wallet) == (
@@ -469,17 +411,24 @@ async def test_transactions_of_mints_that_are_not_ours_are_ignored(
     async with _listening(database, chain_settings, chain_keys) as listener:
         ignored_before = listener.stats().ignored
         foreign = [
-            await _mint(rpc, solana_node, stranger, foreign_mint, alice.pubkey(), "not-ours"),
-            await _send(rpc, solana_node, _move(foreign_mint.pubkey(), alice, bob.pubkey()), alice),
+            await mint_nft(
+                rpc,
+                solana_node,
+                issuer=stranger,
+                mint=foreign_mint,
+                holder=alice.pubkey(),
+                ticket_id="not-ours",
+            ),
+            await send(rpc, solana_node, _move(foreign_mint.pubkey(), alice, bob.pubkey()), alice),
         ]
         # One of ours after them: once it is applied, the two before it were handled.
-        ours = await _send(rpc, solana_node, _move(ticket.mint, alice, bob.pubkey()), alice)
+        ours = await send(rpc, solana_node, _move(ticket.mint, alice, bob.pubkey()), alice)
 
         async def applied() -> list[Any]:
             rows = await _sync_rows(settings, ticket.id)
             return [r for r in rows if r.signature == str(ours)]
 
-        await _eventually(applied, "our own transfer to be applied")
+        await eventually(applied, "our own transfer to be applied")
         assert listener.stats().ignored == ignored_before + 2
 
     logged = await _rows(
@@ -524,7 +473,7 @@ async def test_flagged_tickets_are_reconciled_with_the_chain(
             rows = [await _ticket(settings, t.id) for t in (disagreeing, agreeing)]
             return all(row.blockchain_sync_status == "synced" for row in rows)
 
-        await _eventually(settled, "both flagged tickets to be reconciled")
+        await eventually(settled, "both flagged tickets to be reconciled")
         assert listener.stats().reconciled == 2
 
     row = await _ticket(settings, disagreeing.id)
@@ -562,7 +511,7 @@ async def test_a_burned_ticket_has_no_owner_on_chain_and_keeps_its_holder(
         client, tenant, settings, rpc, solana_node, chain_keys, alice.pubkey()
     )
     async with _listening(database, chain_settings, chain_keys):
-        signature = await _send(
+        signature = await send(
             rpc,
             solana_node,
             [burn_ticket_instruction(mint=ticket.mint, wallet=alice.pubkey())],
@@ -573,7 +522,7 @@ async def test_a_burned_ticket_has_no_owner_on_chain_and_keeps_its_holder(
             rows = await _sync_rows(settings, ticket.id)
             return [r for r in rows if r.signature == str(signature)]
 
-        [row] = await _eventually(logged, "the burn to be logged")
+        [row] = await eventually(logged, "the burn to be logged")
 
     assert (row.kind, row.from_wallet, row.to_wallet) == ("burn", str(alice.pubkey()), None)
     ticket_row = await _ticket(settings, ticket.id)
@@ -602,7 +551,7 @@ async def test_two_listeners_apply_a_transfer_once(
         _listening(database, chain_settings, chain_keys) as second,
     ):
         before = [(s.applied, s.duplicates) for s in (first.stats(), second.stats())]
-        signature = await _send(rpc, solana_node, _move(ticket.mint, alice, bob.pubkey()), alice)
+        signature = await send(rpc, solana_node, _move(ticket.mint, alice, bob.pubkey()), alice)
 
         async def both_saw_it() -> bool:
             seen = [
@@ -613,7 +562,7 @@ async def test_two_listeners_apply_a_transfer_once(
             ]
             return seen == [1, 1]
 
-        await _eventually(both_saw_it, "both listeners to handle the transfer")
+        await eventually(both_saw_it, "both listeners to handle the transfer")
         assert first.stats().holder_changes + second.stats().holder_changes == 1
         assert first.stats().duplicates + second.stats().duplicates - sum(d for _, d in before) == 1
 
@@ -641,13 +590,13 @@ async def test_a_checked_in_ticket_follows_the_chain_and_keeps_its_check_in(
     admitted = await client.post("/v1/validate", json={"code": ticket.code}, headers=device.headers)
     assert admitted.status_code == 200, admitted.text
     async with _listening(database, chain_settings, chain_keys):
-        await _send(rpc, solana_node, _move(ticket.mint, alice, bob.pubkey()), alice)
+        await send(rpc, solana_node, _move(ticket.mint, alice, bob.pubkey()), alice)
 
         async def moved() -> Any:
             row = await _ticket(settings, ticket.id)
             return row if row.holder_wallet == str(bob.pubkey()) else None
 
-        row = await _eventually(moved, "the checked-in ticket to follow the NFT")
+        row = await eventually(moved, "the checked-in ticket to follow the NFT")
 
     assert row.status == "checked_in"
     assert row.secret_version == 1

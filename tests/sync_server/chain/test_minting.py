@@ -8,11 +8,9 @@ whether the account is frozen) rather than trusting what the worker wrote down.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import secrets
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -66,6 +64,7 @@ from sync_server.messaging.consumers import Consumer, RetryPolicy, TicketEvent
 from sync_server.messaging.relay import OutboxRelay, RelayConfig
 from sync_server.settings import AmqpSettings, Settings
 from tests.sync_server.chain.conftest import LAMPORTS_PER_SOL
+from tests.sync_server.chain.onchain_tickets import eventually
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import assert_problem, buy, create_event, create_ticket_type
 from tests.sync_server.messaging.conftest import amqp_url, running  # noqa: F401 - a fixture
@@ -130,26 +129,6 @@ async def rpc(solana_node: LocalSolanaNode) -> AsyncIterator[AsyncClient]:
         yield client
     finally:
         await client.close()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]],
-    what: str,
-    *,
-    timeout: float = 30.0,
-    tick: LocalSolanaNode | None = None,
-) -> T:
-    """``check()``'s first truthy answer, polled until ``timeout``; with ``tick``, the node
-    moves 4 slots between polls (as a live cluster would)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        if tick is not None:
-            tick.advance(4)
-        await asyncio.sleep(0.05)
 
 
 @dataclass
