@@ -183,23 +183,22 @@ def decode(images: tuple[Path, ...], decoder: str) -> None:
 
     Exits with status 1 when an image cannot be read or holds no QR code.
     """
-    import cv2  # noqa: PLC0415
-    import numpy as np  # noqa: PLC0415
+    from scanner_app.core.capture import CaptureError, codes_in_image  # noqa: PLC0415
 
     reader = _decoder(decoder)
     failed = False
     for path in images:
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None or frame.dtype != np.uint8:
+        try:
+            texts = codes_in_image(path, reader)
+        except CaptureError:
             click.echo(f"{path}: not an image this program can read", err=True)
             failed = True
             continue
-        symbols = reader.decode(frame.astype(np.uint8, copy=False))
-        if not symbols:
+        if not texts:
             click.echo(f"{path}: no QR code found", err=True)
             failed = True
-        for symbol in symbols:
-            click.echo(f"{path}: {symbol.text}")
+        for text in texts:
+            click.echo(f"{path}: {text}")
     sys.exit(1 if failed else 0)
 
 

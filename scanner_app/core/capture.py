@@ -21,12 +21,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from shared.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from scanner_app.core.decoding import QrDecoder
 
 __all__ = [
     "DEFAULT_IMAGE_FPS",
@@ -37,6 +41,7 @@ __all__ = [
     "FrameSource",
     "ImageSource",
     "VideoFileSource",
+    "codes_in_image",
     "open_source",
 ]
 
@@ -338,6 +343,21 @@ def _read_image(path: Path) -> Frame | None:
         return None
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     return None if image is None else np.asarray(image, dtype=np.uint8)
+
+
+def codes_in_image(path: Path, decoder: QrDecoder) -> list[str]:
+    """The text of every QR code in the image file at ``path`` (``[]`` when it holds none).
+
+    Raises ``CaptureError`` with a sentence when there is no such file or it is not an image.
+    Reads the file's bytes rather than letting OpenCV open the path, which fails for non-ASCII
+    paths on Windows.
+    """
+    if not path.is_file():
+        raise CaptureError(f"Nothing was found at {path}. Check the spelling of the path.")
+    frame = _read_image(path)
+    if frame is None:
+        raise CaptureError(f"{path.name} is not an image this scanner can read.")
+    return [symbol.text for symbol in decoder.decode(frame)]
 
 
 def open_source(

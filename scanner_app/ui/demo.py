@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from scanner_app.core.capture import IMAGE_SUFFIXES, CaptureError, open_source
+from scanner_app.core.capture import IMAGE_SUFFIXES, CaptureError, codes_in_image
 from scanner_app.core.decoding import DecoderUnavailable, create_decoder
 from scanner_app.core.demo import DemoCode, DemoFolderInUse, DemoSetup, prepare_demo_store
 from scanner_app.core.synthetic_frames import render_qr
@@ -230,12 +230,8 @@ class DemoCodesWindow(QWidget):
 
     def _read_image(self, path: Path) -> None:
         # On a pool thread: emitting hands the result to the GUI thread (a queued connection).
-        found: list[str] = []
         try:
-            decoder = create_decoder()
-            with open_source(str(path)) as source:
-                for frame in source:
-                    found.extend(symbol.text for symbol in decoder.decode(frame.image))
+            found = codes_in_image(path, create_decoder())
         except (CaptureError, DecoderUnavailable) as error:
             self._image_read.emit(str(path), str(error))
             return

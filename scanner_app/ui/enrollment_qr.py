@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Qt, Signal, Slot
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QWidget
 
-from scanner_app.core.capture import CapturedFrame, CaptureError, open_source
+from scanner_app.core.capture import CapturedFrame, CaptureError, codes_in_image, open_source
 from scanner_app.core.decoding import DecodedSymbol, DecoderUnavailable, create_decoder
 from scanner_app.core.pipeline import CodeSighting, FramePipeline
 from shared.enrollment_link import EnrollmentLink, EnrollmentLinkError, parse_enrollment_link
@@ -36,19 +36,16 @@ def read_enrollment_qr_image(path: Path) -> EnrollmentLink:
     no QR code, or its QR code is not an enrollment link. Blocks for the file read and one
     decode (milliseconds): call it off the UI thread.
     """
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise EnrollmentLinkError(f"{path.name} is not an image this scanner can read.")
     try:
-        symbols = create_decoder().decode(np.asarray(image, dtype=np.uint8))
-    except DecoderUnavailable as error:
+        texts = codes_in_image(path, create_decoder())
+    except (CaptureError, DecoderUnavailable) as error:
         raise EnrollmentLinkError(str(error)) from error
-    if not symbols:
+    if not texts:
         raise EnrollmentLinkError(f"No QR code was found in {path.name}.")
     problems: list[str] = []
-    for symbol in symbols:
+    for text in texts:
         try:
-            return parse_enrollment_link(symbol.text)
+            return parse_enrollment_link(text)
         except EnrollmentLinkError as error:
             problems.append(str(error))
     raise EnrollmentLinkError(problems[0])
