@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from scanner_app.core.gate import GateVerdict
+from scanner_app.core.store.scanlog import NameMatch
 from scanner_app.core.store.state import GateSettings
-from scanner_app.ui.scanning import GateStatus, NameMatch, ScanBridge, UndoOutcome
+from scanner_app.ui.scanning import GateStatus, ScanBridge, UndoOutcome
 from scanner_app.ui.sounds import VerdictSounds
 from scanner_app.ui.verdict_panel import Tone, VerdictPanel, look_of
 from shared.domain import Direction, VerdictResult

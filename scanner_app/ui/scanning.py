@@ -33,12 +33,11 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
-from sqlalchemy import Connection
 
 from scanner_app.core.store import LocalStore
-from scanner_app.core.store.cache import find_ticket
+from scanner_app.core.store.scanlog import find_scanned_holders, inside_by_gate
 from scanner_app.core.store.state import load_settings, save_settings
-from shared.domain import Direction, VerdictResult
+from shared.domain import Direction
 
 if TYPE_CHECKING:
     from scanner_app.core.capture import CapturedFrame
@@ -56,73 +55,6 @@ STATUS_INTERVAL_MS = 1000
 
 
 # --- Qt-free queries ---------------------------------------------------------------------------
-
-
-def inside_now(conn: Connection) -> int:
-    """How many tickets are inside now, as this device knows it: tickets whose latest counting
-    admission (this device's or another gate's, from the feed; not annulled, not a conflict)
-    is an entry. Counting per ticket, not entries minus exits, because an exit gate lets out
-    anyone with a genuine code — including people it never saw come in."""
-    row = conn.exec_driver_sql(
-        "SELECT count(*) FROM (SELECT direction, max(at) FROM scans "
-        "WHERE result = 'admitted' AND NOT annulled AND conflict_of IS NULL "
-        "AND ticket_lookup IS NOT NULL GROUP BY ticket_lookup) WHERE direction = 'entry'"
-    ).first()
-    return int(row[0]) if row else 0
-
-
-@dataclass(frozen=True, slots=True)
-class NameMatch:
-    """A ticket this device scanned whose holder's name matches a search."""
-
-    holder_name: str
-    ticket_type: str | None
-    last_scan_at: datetime
-    last_result: VerdictResult
-    last_direction: Direction
-    #: The code text as it was read: scanning it again is what "check in" from a search does.
-    code: str
-
-
-def find_by_name(store: LocalStore, query: str, limit: int = 50) -> list[NameMatch]:
-    """Tickets scanned at this device whose holder's name contains ``query`` (case-insensitive).
-
-    Names in the cache are sealed per ticket and open only with the ticket's id, which is in
-    its code (docs/scanner.md): a device can read the names of tickets it has scanned (its own
-    log keeps their ids) and of no others. So this searches those, and only those.
-    """
-    needle = query.strip().casefold()
-    if not needle:
-        return []
-    with store.read() as conn:
-        rows = conn.exec_driver_sql(
-            "SELECT ticket_id, code, at, result, direction FROM scans "
-            "WHERE origin = 'local' AND ticket_id IS NOT NULL ORDER BY at DESC"
-        ).all()
-        matches: list[NameMatch] = []
-        seen: set[bytes] = set()
-        for ticket_bytes, code, at, result, direction in rows:
-            if ticket_bytes in seen:
-                continue
-            seen.add(ticket_bytes)
-            seal = store.sealer.for_ticket(uuid.UUID(bytes=ticket_bytes))
-            cached = find_ticket(conn, seal.lookup)
-            name = seal.open(cached.sealed_holder) if cached else None
-            if name is None or needle not in name.casefold():
-                continue
-            matches.append(
-                NameMatch(
-                    holder_name=name,
-                    ticket_type=cached.ticket_type if cached else None,
-                    last_scan_at=datetime.fromtimestamp(at / 1_000_000, UTC),
-                    last_result=VerdictResult(result),
-                    last_direction=Direction(direction),
-                    code=code or "",
-                )
-            )
-            if len(matches) >= limit:
-                break
-    return matches
 
 
 # --- what the bridge reports ---------------------------------------------------------------------
@@ -364,7 +296,9 @@ class ScanBridge(QObject):
         self.refresh_status()
 
     def _search(self, query: str) -> None:
-        self.names_found.emit(find_by_name(self.store, query))
+        with self.store.read() as conn:
+            found = find_scanned_holders(conn, self.store.sealer, query)
+        self.names_found.emit(found)
 
     def _read_status(self) -> None:
         try:
@@ -372,7 +306,7 @@ class ScanBridge(QObject):
 
             device = device_status(self.store)
             with self.store.read() as conn:
-                inside = inside_now(conn)
+                inside = sum(inside_by_gate(conn).values())
             session = self._session
             engine = session.engine if session is not None else None
             online = syncing = False

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 
 from scanner_app.core.store import schema
+from scanner_app.core.store.cache import find_ticket
 from scanner_app.core.store.sealing import Sealer
 from scanner_app.core.store.times import from_micros, opt_datetime, to_micros
 from shared import wire
@@ -662,6 +663,17 @@ def gate_counts(conn: Connection) -> list[GateCount]:
             "FROM scans GROUP BY gate"
         )
     }
+    for gate, number in inside_by_gate(conn).items():
+        counts.setdefault(gate, [0, 0, 0, 0, 0])[2] = number
+    return [GateCount(gate, *values) for gate, values in sorted(counts.items())]
+
+
+def inside_by_gate(conn: Connection) -> dict[str, int]:
+    """Who is inside now, as this device knows it, by the gate they came in through: tickets
+    whose latest counted admission (this device's or another gate's from the feed; not undone;
+    an entry that was a double entry does not count) is an entry. Per ticket, not entries minus
+    exits, because an exit gate lets out anyone with a genuine code — including people it never
+    saw come in. The gate screen's "inside now" is the sum; the scan log shows it per gate."""
     # Each ticket's latest counted entry or exit (the partial index on admitted scans serves
     # this); the ticket is inside on that entry's gate.
     inside = conn.exec_driver_sql(
@@ -672,9 +684,7 @@ def gate_counts(conn: Connection) -> list[GateCount]:
         "  AND (direction = 'exit' OR conflict_of IS NULL)"
         ") WHERE n = 1 AND direction = 'entry' GROUP BY gate"
     )
-    for gate, number in inside:
-        counts.setdefault(gate, [0, 0, 0, 0, 0])[2] = int(number)
-    return [GateCount(gate, *values) for gate, values in sorted(counts.items())]
+    return {gate: int(number) for gate, number in inside}
 
 
 def prior_admission(conn: Connection, scan_id: uuid.UUID) -> LoggedScan | None:
@@ -701,3 +711,58 @@ def prior_admission(conn: Connection, scan_id: uuid.UUID) -> LoggedScan | None:
     )
     collides = timeline.entry_collides_with(bool(row[2]))
     return find_scan(conn, collides) if collides else None
+
+
+@dataclass(frozen=True, slots=True)
+class NameMatch:
+    """A ticket this device scanned whose holder's name matches a search."""
+
+    holder_name: str
+    ticket_type: str | None
+    last_scan_at: datetime
+    last_result: VerdictResult
+    last_direction: Direction
+    #: The code text as it was read: scanning it again is what "check in" from a search does.
+    code: str
+
+
+def find_scanned_holders(
+    conn: Connection, sealer: Sealer, query: str, limit: int = 50
+) -> list[NameMatch]:
+    """Tickets scanned at this device whose holder's name contains ``query`` (case-insensitive).
+
+    Names in the cache are sealed per ticket and open only with the ticket's id, which is in
+    its code (docs/scanner.md): a device can read the names of tickets it has scanned (its own
+    log keeps their ids) and of no others. So this searches those, and only those.
+    """
+    needle = query.strip().casefold()
+    if not needle:
+        return []
+    rows = conn.exec_driver_sql(
+        "SELECT ticket_id, code, at, result, direction FROM scans "
+        "WHERE origin = 'local' AND ticket_id IS NOT NULL ORDER BY at DESC"
+    ).all()
+    matches: list[NameMatch] = []
+    seen: set[bytes] = set()
+    for ticket_bytes, code, at, result, direction in rows:
+        if ticket_bytes in seen:
+            continue
+        seen.add(ticket_bytes)
+        seal = sealer.for_ticket(uuid.UUID(bytes=ticket_bytes))
+        cached = find_ticket(conn, seal.lookup)
+        name = seal.open(cached.sealed_holder) if cached else None
+        if name is None or needle not in name.casefold():
+            continue
+        matches.append(
+            NameMatch(
+                holder_name=name,
+                ticket_type=cached.ticket_type if cached else None,
+                last_scan_at=from_micros(at),
+                last_result=VerdictResult(result),
+                last_direction=Direction(direction),
+                code=code or "",
+            )
+        )
+        if len(matches) >= limit:
+            break
+    return matches
