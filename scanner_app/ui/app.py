@@ -111,25 +111,15 @@ def _open_demo(data_dir: Path | None) -> tuple[LocalStore, QWidget | None]:
     """A fresh demo store and its codes window. Raises ``StoreError`` when the demo folder
     cannot be prepared (it holds a real scanner's data, or is not writable)."""
     folder = data_dir or paths.data_dir() / DEMO_FOLDER
-    try:
-        from scanner_app.ui.demo import DemoCodesWindow, prepare_demo  # noqa: PLC0415
-    except ImportError as error:
-        raise StoreError(f"The demo is not available in this build ({error}).") from error
+    from scanner_app.ui.demo import DemoCodesWindow, prepare_demo  # noqa: PLC0415 - demo only
+
     setup = prepare_demo(folder)
     return LocalStore.open(setup.data_dir), DemoCodesWindow(setup)
 
 
 def _enroll(data_dir: Path, *, ready_probe: bool, started: float) -> LocalStore | None:
-    try:
-        from scanner_app.ui.dialogs import EnrollmentDialog  # noqa: PLC0415 - first run only
-    except ImportError as error:
-        QMessageBox.critical(
-            None,
-            APP_NAME,
-            "This scanner is not enrolled, and this build cannot enroll it "
-            f"({error}). Enroll it with: gatehouse-scanner enroll --server URL --code CODE",
-        )
-        return None
+    from scanner_app.ui.dialogs import EnrollmentDialog  # noqa: PLC0415 - first run only
+
     dialog = EnrollmentDialog(data_dir)
     if ready_probe:
 

@@ -180,21 +180,15 @@ class MainWindow(QMainWindow):
             self._log_placeholder.deleteLater()
 
     def _make_scan_log(self) -> QWidget:
-        try:
-            from scanner_app.ui.scanlog import ScanLogWidget  # noqa: PLC0415 - on first use
-        except ImportError as error:
-            log.warning("scan log unavailable: %s", error)
-            return QLabel(f"The scan log is not available in this build ({error}).")
+        from scanner_app.ui.scanlog import ScanLogWidget  # noqa: PLC0415 - on first use
+
         return ScanLogWidget(self.store)
 
     # --- dialogs ---------------------------------------------------------------------------------
 
     def open_settings(self) -> None:
-        try:
-            from scanner_app.ui.dialogs import SettingsDialog  # noqa: PLC0415 - on first use
-        except ImportError as error:
-            QMessageBox.information(self, "Settings", f"Settings are not available: {error}")
-            return
+        from scanner_app.ui.dialogs import SettingsDialog  # noqa: PLC0415 - on first use
+
         dialog = SettingsDialog(self.store, self)
         if dialog.exec():
             self.bridge.reload_settings()
@@ -208,11 +202,8 @@ class MainWindow(QMainWindow):
         )
         if answer != QMessageBox.StandardButton.Yes:
             return
-        try:
-            from scanner_app.ui.dialogs import EnrollmentDialog  # noqa: PLC0415 - on first use
-        except ImportError as error:
-            QMessageBox.information(self, "Enroll", f"Enrollment is not available: {error}")
-            return
+        from scanner_app.ui.dialogs import EnrollmentDialog  # noqa: PLC0415 - on first use
+
         store = EnrollmentDialog(self.data_dir, self).exec()
         if store is not None:
             self.reenrolled.emit(store)
