@@ -143,7 +143,7 @@ class ScanBridge(QObject):
         if camera:
             self._submit(self._scans, self._start_camera)
         else:
-            self.camera.emit("The camera is switched off. Use the handheld scanner or type a code.")
+            self.camera.emit("The camera is switched off.")
         self._timer.start()
         self.refresh_status()
 
