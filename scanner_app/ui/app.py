@@ -30,6 +30,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget  # noqa: E402
 from scanner_app.core import paths  # noqa: E402
 from scanner_app.core.store import LocalStore, StoreError  # noqa: E402
 from scanner_app.core.store.state import load_enrollment  # noqa: E402
+from scanner_app.ui.gc_guard import GuiThreadGarbageCollector  # noqa: E402
 
 APP_NAME = "Gatehouse Scanner"
 ORGANISATION = "Gatehouse"
@@ -60,6 +61,8 @@ def application() -> QApplication:
     app.setApplicationName(APP_NAME)
     app.setOrganizationName(ORGANISATION)
     app.setApplicationDisplayName(APP_NAME)
+    # Parented to the application: collects cycles on the GUI thread for the app's whole life.
+    GuiThreadGarbageCollector(app)
     return app
 
 

@@ -18,16 +18,28 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QApplication
 
 from scanner_app.core.standalone import load_tickets, set_up_standalone
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import apply_changes
 from scanner_app.core.store.state import GateSettings, save_settings
+from scanner_app.ui.gc_guard import GuiThreadGarbageCollector
 from shared import wire
 from shared.domain import Direction, TicketStatus
 from shared.ids import new_id
 from shared.keys import IssuerKeyRing
 from shared.ticket_code import issue_code
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _collect_garbage_on_the_gui_thread(qapp: QApplication) -> Iterator[None]:
+    """As the app does (``scanner_app.ui.app.application``): cycles — windows of earlier tests
+    among them — are collected on the GUI thread, never on a worker that happens to allocate."""
+    collector = GuiThreadGarbageCollector(qapp)
+    yield
+    collector.stop()
+
 
 #: A camera path that exists nowhere: the app must say so and keep scanning.
 NO_CAMERA = "/dev/gatehouse-test-no-camera"
