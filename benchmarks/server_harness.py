@@ -48,11 +48,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from shared.ids import new_id
 from shared.keys import EncryptionKey, IssuerKeyRing, SigningKey
 from shared.ticket_code import issue_code
-from sync_server.auth import Role, mint_token
 from sync_server.db.engine import Database
 from sync_server.db.migrate import migrate
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tenants.services import create_tenant
+from sync_server.http.auth import Role, mint_token
 from sync_server.settings import DatabaseSettings
 
 PG_HOST = os.environ.get("GATEHOUSE_BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")

@@ -6,7 +6,7 @@ chain off, then on, same harness and load.
 A fresh database and a real ``gatehouse-server serve`` (2 workers) per series, one enrolled
 scanner, wrk sending a fresh code with every request (as ``validate`` does; see
 ``validate.lua``). With the chain on, the server points at a local Solana node
-(``sync_server.chain.localnode``: LiteSVM behind real HTTP JSON-RPC) running in this process on
+(``testkit.solana.localnode``: LiteSVM behind real HTTP JSON-RPC) running in this process on
 127.0.0.1, and every ticket's NFT is minted on it beforehand (to custody: the tickets have no
 holder wallet) and recorded as ``synced``, so every admission asks the chain: one breaker
 round trip to Redis and one ``getAccountInfo`` over HTTP, within the default 0.25 s budget.
@@ -60,13 +60,13 @@ from benchmarks.server_harness import (
 from benchmarks.validate import per_verdict_ms
 from benchmarks.wrk_load import WrkResult, run_wrk, wrk_version
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.localnode import LocalSolanaNode
 from sync_server.chain.nft import (
     TicketMetadata,
     build_transaction,
     mint_ticket_instructions,
     ticket_mint_space,
 )
+from testkit.solana.localnode import LocalSolanaNode
 
 LAMPORTS = 10**15  # the issuer's float: far more than any run's rent
 OWNERSHIP_FAILED = "not checked"  # GuardedOwnership's log line for a failed or late check

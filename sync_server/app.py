@@ -17,8 +17,6 @@ from litestar.types import Scope
 from sqlalchemy import text
 
 from shared.clock import Clock, SystemClock
-from sync_server.auth import BearerAuthMiddleware, TokenVerifier
-from sync_server.breakers import Breakers
 from sync_server.chain.client import ChainKeys
 from sync_server.chain.ownership import ChainOwnership
 from sync_server.db.engine import Database
@@ -29,14 +27,16 @@ from sync_server.domain.devices.controllers import DeviceController
 from sync_server.domain.events.controllers import EventController
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.scans.controllers import SCAN_ROUTES
-from sync_server.domain.tickets.cache import TicketCache
 from sync_server.domain.tickets.controllers import TICKET_ROUTES
-from sync_server.observability.controllers import OPS_ROUTES, Operations
+from sync_server.http.auth import BearerAuthMiddleware, TokenVerifier
+from sync_server.http.ops import OPS_ROUTES, Operations
+from sync_server.http.problems import exception_handlers
+from sync_server.http.request_context import RequestContextMiddleware, ResponseObserver
 from sync_server.observability.readiness import AmqpProbe, PostgresProbe, Readiness, RedisProbe
-from sync_server.observability.requests import RequestContextMiddleware, ResponseObserver
-from sync_server.problems import exception_handlers
-from sync_server.rate_limits import RateLimitMiddleware, RateLimits
-from sync_server.redis_link import RedisLink
+from sync_server.redis.breakers import Breakers
+from sync_server.redis.link import RedisLink
+from sync_server.redis.rate_limits import RateLimitMiddleware, RateLimits
+from sync_server.redis.ticket_cache import TicketCache
 from sync_server.runtime import (
     Runtime,
     provide_principal,

@@ -23,7 +23,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from shared.enrollment_link import EnrollmentLink
-from sync_server.auth import Role, mint_token
 from sync_server.chain.client import ChainKeys
 from sync_server.chain.minting import reconcile_tenant, retry_ticket
 from sync_server.db.engine import Database
@@ -31,8 +30,8 @@ from sync_server.db.migrate import alembic_config
 from sync_server.db.migrate import migrate as run_migrations
 from sync_server.demo import seed_demo
 from sync_server.domain.tenants.services import create_tenant, tenant_name
-from sync_server.domain.tickets.cache import invalidating
 from sync_server.domain.tickets.services import expire_ended_events
+from sync_server.http.auth import Role, mint_token
 from sync_server.messaging.worker import run_worker
 from sync_server.observability.logs import logging_config
 from sync_server.observability.metrics import (
@@ -40,6 +39,7 @@ from sync_server.observability.metrics import (
     prepare_multiprocess_dir,
     serve_worker_metrics,
 )
+from sync_server.redis.ticket_cache import invalidating
 from sync_server.settings import Settings, SettingsError
 
 APP_FACTORY = "sync_server.app:create_app"

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 
 from shared.clock import ManualClock
 from shared.ids import new_id
-from sync_server.auth import Principal, Role, mint_token
 from sync_server.db.engine import Database
 from sync_server.db.models import TicketType
 from sync_server.domain.devices.schemas import EnrollmentCreate
@@ -25,6 +24,7 @@ from sync_server.domain.tickets.schemas import (
     TransferRequest,
 )
 from sync_server.domain.tickets.services import TicketService
+from sync_server.http.auth import Principal, Role, mint_token
 from sync_server.settings import Settings
 
 GUESTS = ("Ada Lovelace", "Grace Hopper", "Alan Turing", "Edsger Dijkstra", "Barbara Liskov")

@@ -14,16 +14,16 @@ from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import Clock
-from sync_server.auth import Principal, TokenVerifier
-from sync_server.breakers import Breakers
 from sync_server.chain.client import ChainKeys
 from sync_server.db.engine import Database
 from sync_server.domain.checkin.ownership import NotChainChecked, OwnershipCheck
 from sync_server.domain.keys.services import KeyStore
-from sync_server.domain.tickets.cache import TicketCache
-from sync_server.problems import Unauthorized
-from sync_server.rate_limits import RateLimits
-from sync_server.redis_link import RedisLink
+from sync_server.http.auth import Principal, TokenVerifier
+from sync_server.http.problems import Unauthorized
+from sync_server.redis.breakers import Breakers
+from sync_server.redis.link import RedisLink
+from sync_server.redis.rate_limits import RateLimits
+from sync_server.redis.ticket_cache import TicketCache
 from sync_server.settings import Settings
 
 

@@ -2,7 +2,7 @@
 deterministic mint address of a ticket, and ``solana`` clients built from the settings.
 
 The production code talks to whatever ``GATEHOUSE_SOLANA_RPC_URL`` / ``..._WS_URL`` name; tests
-point them at :class:`~sync_server.chain.localnode.LocalSolanaNode`.
+point them at :class:`~testkit.solana.localnode.LocalSolanaNode`.
 """
 
 from __future__ import annotations

@@ -22,10 +22,10 @@ from sync_server.chain.listener import ChainListener
 from sync_server.chain.minting import chain_consumers
 from sync_server.chain.tracker import ChainTracker
 from sync_server.db.engine import Database
-from sync_server.domain.tickets.cache import invalidating
 from sync_server.messaging.consumers import Consumer
 from sync_server.messaging.relay import OutboxRelay, RelayConfig, RelayHooks
 from sync_server.observability import metrics
+from sync_server.redis.ticket_cache import invalidating
 from sync_server.settings import Settings
 
 log = logging.getLogger(__name__)

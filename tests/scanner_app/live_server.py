@@ -38,7 +38,6 @@ from benchmarks.server_harness import (
     server_env,
 )
 from shared.wire import DeviceSelf, EnrolledDevice
-from sync_server.auth import Role, mint_token
 from sync_server.domain.devices.schemas import DeviceOut, DevicePage, EnrollmentOut
 from sync_server.domain.events.schemas import EventOut, TicketTypeOut
 from sync_server.domain.scans.schemas import EventStats, ScanOut, ScanPage
@@ -49,6 +48,7 @@ from sync_server.domain.tickets.schemas import (
     TicketOut,
     TicketWithCode,
 )
+from sync_server.http.auth import Role, mint_token
 
 T = TypeVar("T")
 

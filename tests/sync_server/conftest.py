@@ -22,9 +22,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from sync_server.app import create_app
-from sync_server.auth import Role, mint_token
 from sync_server.db.migrate import ensure_database, upgrade
 from sync_server.domain.tenants.services import create_tenant
+from sync_server.http.auth import Role, mint_token
 from sync_server.settings import AuthSettings, DatabaseSettings, RedisSettings, Settings
 
 PG_HOST = os.environ.get("GATEHOUSE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")

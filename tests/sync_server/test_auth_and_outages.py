@@ -17,7 +17,7 @@ from jwt.algorithms import OKPAlgorithm
 from litestar.testing import AsyncTestClient
 
 from sync_server.app import create_app
-from sync_server.auth import Role, mint_token
+from sync_server.http.auth import Role, mint_token
 from sync_server.settings import AuthSettings, DatabaseSettings, Settings
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import assert_problem

@@ -10,7 +10,7 @@ import pytest
 from litestar import Litestar
 from sqlalchemy import text
 
-from sync_server.auth import Role
+from sync_server.http.auth import Role
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import (

@@ -19,9 +19,9 @@ from shared.keys import ScannerKeyRing
 from shared.ticket_code import CodeRejection, RejectionKind, TicketCode, issue_code, read_code
 from shared.wire import ScannerKeys
 from sync_server.app import create_app
-from sync_server.auth import Role, mint_token
 from sync_server.db.engine import Database
 from sync_server.domain.keys.services import KeyStore
+from sync_server.http.auth import Role, mint_token
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import concurrent_client

@@ -26,10 +26,10 @@ from litestar.testing import AsyncTestClient
 
 from benchmarks.server_harness import Server, free_port, gatehouse_serve_command, request
 from sync_server.app import create_app
-from sync_server.breakers import BreakerPolicy, Breakers
 from sync_server.observability.logs import formatter
 from sync_server.observability.metrics import sample_value
-from sync_server.redis_link import RedisLink
+from sync_server.redis.breakers import BreakerPolicy, Breakers
+from sync_server.redis.link import RedisLink
 from sync_server.runtime import runtime
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
@@ -263,7 +263,7 @@ async def test_a_request_id_from_the_load_balancer_comes_back_and_is_in_every_lo
     assert answer.json()["request_id"] == "lb-7f3a9c"
 
     lines = _lines(json_log)
-    warning = next(line for line in lines if line["logger"] == "sync_server.problems")
+    warning = next(line for line in lines if line["logger"] == "sync_server.http.problems")
     assert warning["request_id"] == "lb-7f3a9c"
     assert warning["level"] == "warning"
     assert warning["tenant_id"] == str(tenant.id)

@@ -12,10 +12,10 @@ import pytest
 from redis.asyncio import Redis
 
 from sync_server.app import create_app
-from sync_server.breakers import BreakerPolicy, Breakers, BreakerState, CircuitOpen
 from sync_server.domain.checkin.ownership import GuardedOwnership, OwnershipResult
-from sync_server.problems import Problem
-from sync_server.redis_link import RedisLink
+from sync_server.http.problems import Problem
+from sync_server.redis.breakers import BreakerPolicy, Breakers, BreakerState, CircuitOpen
+from sync_server.redis.link import RedisLink
 from sync_server.runtime import runtime
 from sync_server.settings import BreakerSettings, RedisSettings, Settings
 from tests.sync_server import redis_service

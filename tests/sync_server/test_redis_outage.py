@@ -16,10 +16,10 @@ import pytest
 from redis.asyncio import Redis
 
 from sync_server.app import create_app
-from sync_server.auth import Role
-from sync_server.domain.tickets.cache import TOMBSTONE_PREFIX
-from sync_server.rate_limits import RateLimits
-from sync_server.redis_link import redis_ready
+from sync_server.http.auth import Role
+from sync_server.redis.link import redis_ready
+from sync_server.redis.rate_limits import RateLimits
+from sync_server.redis.ticket_cache import TOMBSTONE_PREFIX
 from sync_server.runtime import runtime
 from sync_server.settings import RateLimitSettings, Settings
 from tests.sync_server import redis_service
@@ -60,7 +60,7 @@ async def test_without_redis_the_gates_and_the_shop_keep_working_and_it_all_come
         async with redis_service.client(settings.redis) as redis:
             assert await redis.exists(cache_key) == 1
         assert await redis_ready(rt)
-        caplog.set_level(logging.INFO, logger="sync_server.redis_link")
+        caplog.set_level(logging.INFO, logger="sync_server.redis.link")
 
         with redis_service.stopped():
             admitted = await api.post(

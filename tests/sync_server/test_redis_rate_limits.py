@@ -14,9 +14,9 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from sync_server.app import create_app
-from sync_server.auth import Principal, Role
-from sync_server.rate_limits import RateLimits
-from sync_server.redis_link import RedisLink
+from sync_server.http.auth import Principal, Role
+from sync_server.redis.link import RedisLink
+from sync_server.redis.rate_limits import RateLimits
 from sync_server.runtime import runtime
 from sync_server.settings import RateLimitSettings, Settings
 from tests.sync_server import redis_service

@@ -19,9 +19,9 @@ from redis.asyncio import Redis
 from shared.domain import TicketStatus
 from shared.ids import new_id
 from sync_server.db.engine import ticket_written
-from sync_server.domain.tickets.cache import TOMBSTONE_PREFIX, TicketCache
 from sync_server.domain.tickets.schemas import Holder, TicketOut
 from sync_server.domain.tickets.services import expire_tickets
+from sync_server.redis.ticket_cache import TOMBSTONE_PREFIX, TicketCache
 from sync_server.runtime import Runtime, runtime
 from sync_server.settings import Settings
 from tests.sync_server import redis_service

@@ -15,11 +15,11 @@ import pytest
 from sqlalchemy import insert
 
 from shared.ids import new_id
-from sync_server.auth import Role
 from sync_server.db.engine import Database
 from sync_server.db.models import Device, TicketScan
 from sync_server.domain.scans.schemas import ScanFilter
 from sync_server.domain.scans.services import export_csv
+from sync_server.http.auth import Role
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import Client, assert_problem, bought, connect

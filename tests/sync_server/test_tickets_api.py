@@ -12,10 +12,10 @@ from litestar import Litestar
 from sqlalchemy import text
 
 from shared.domain import VerdictReason
-from sync_server.auth import Role
 from sync_server.db.engine import Database
-from sync_server.domain.tickets.cache import invalidating
 from sync_server.domain.tickets.services import expire_ended_events
+from sync_server.http.auth import Role
+from sync_server.redis.ticket_cache import invalidating
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import (

@@ -6,9 +6,9 @@ from litestar import Response, get
 from litestar.params import FromPath
 from litestar.types import ControllerRouterHandler
 
-from sync_server.auth import Role, allow
 from sync_server.domain.chain.schemas import ChainConfig, TicketNftMetadata
 from sync_server.domain.chain.services import chain_config, nft_metadata
+from sync_server.http.auth import Role, allow
 from sync_server.runtime import PrincipalDep, RuntimeDep, caller_session
 
 

@@ -27,7 +27,7 @@ from sync_server.domain.chain.schemas import (
     TicketMintConfig,
     TicketNftMetadata,
 )
-from sync_server.problems import NotFound
+from sync_server.http.problems import NotFound
 from sync_server.settings import ChainSettings
 
 OFF_CHAIN = "off_chain"

@@ -10,11 +10,11 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import wire
-from sync_server.auth import Principal, Role, allow
 from sync_server.domain.checkin.services import CheckInService, Gate, http_status
 from sync_server.domain.sync.feed import DEFAULT_PAGE, MAX_PAGE, read_changes, sequence_pending
+from sync_server.http.auth import Principal, Role, allow
+from sync_server.http.problems import BadRequest, Forbidden
 from sync_server.observability.metrics import observe_uploads, observe_verdict
-from sync_server.problems import BadRequest, Forbidden
 from sync_server.runtime import PrincipalDep, Runtime, RuntimeDep, SessionDep
 
 MSGPACK = "application/msgpack"

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from sync_server.breakers import Breakers, CircuitOpen
+from sync_server.redis.breakers import Breakers, CircuitOpen
 
 log = logging.getLogger(__name__)
 

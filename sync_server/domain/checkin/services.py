@@ -31,8 +31,8 @@ from sync_server.domain.checkin.ownership import OwnershipCheck
 from sync_server.domain.checkin.standing import decode_for_gate, standing
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tickets.services import change_rows, record_change
+from sync_server.http.problems import Forbidden, NotFound, Unprocessable
 from sync_server.messaging.outbox import add_ticket_event, ticket_event_row
-from sync_server.problems import Forbidden, NotFound, Unprocessable
 
 #: Reasons that keep someone in, not out: an exit gate lets anyone with a genuine code leave.
 _NO_BAR_TO_LEAVING = frozenset(

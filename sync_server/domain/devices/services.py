@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.clock import Clock
 from shared.ids import new_id
 from shared.wire import GateEvent
-from sync_server.auth import Principal, Role, mint_token
 from sync_server.db.engine import Database
 from sync_server.db.models import Device, DeviceEnrollment, Event
 from sync_server.domain.devices.codes import code_hash, new_code
@@ -30,8 +29,9 @@ from sync_server.domain.devices.schemas import (
     EnrollRequest,
 )
 from sync_server.domain.keys.services import KeyStore
-from sync_server.pagination import fetch_page
-from sync_server.problems import NotFound, Unauthorized, Unprocessable
+from sync_server.http.auth import Principal, Role, mint_token
+from sync_server.http.pagination import fetch_page
+from sync_server.http.problems import NotFound, Unauthorized, Unprocessable
 from sync_server.settings import AuthSettings
 
 

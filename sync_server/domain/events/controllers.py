@@ -7,7 +7,6 @@ from litestar import Controller, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sync_server.auth import Principal, Role, allow
 from sync_server.domain.events.schemas import (
     EventCreate,
     EventOut,
@@ -17,7 +16,8 @@ from sync_server.domain.events.schemas import (
     TicketTypeOut,
 )
 from sync_server.domain.events.services import EventService, event_out
-from sync_server.pagination import DEFAULT_LIMIT
+from sync_server.http.auth import Principal, Role, allow
+from sync_server.http.pagination import DEFAULT_LIMIT
 from sync_server.runtime import PrincipalDep, Runtime, RuntimeDep, SessionDep
 
 

@@ -9,7 +9,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.ids import new_id
-from sync_server.auth import Principal
 from sync_server.db.models import Event, TicketType
 from sync_server.domain.events.schemas import (
     EventCreate,
@@ -20,8 +19,9 @@ from sync_server.domain.events.schemas import (
     TicketTypeOut,
 )
 from sync_server.domain.keys.services import KeyStore
-from sync_server.pagination import fetch_page
-from sync_server.problems import BadRequest, Conflict, NotFound
+from sync_server.http.auth import Principal
+from sync_server.http.pagination import fetch_page
+from sync_server.http.problems import BadRequest, Conflict, NotFound
 
 
 class EventService:

@@ -12,10 +12,10 @@ from litestar.types import ControllerRouterHandler
 
 from shared.domain import Direction, VerdictReason, VerdictResult
 from shared.wire import GateName
-from sync_server.auth import Role, allow
 from sync_server.domain.scans.schemas import EventStats, ScanFilter, ScanPage
 from sync_server.domain.scans.services import ScanLog, export_csv
-from sync_server.pagination import DEFAULT_LIMIT
+from sync_server.http.auth import Role, allow
+from sync_server.http.pagination import DEFAULT_LIMIT
 from sync_server.runtime import PrincipalDep, RuntimeDep, SessionDep
 
 CSV = "text/csv"

@@ -45,8 +45,8 @@ from sync_server.domain.scans.schemas import (
     ScanOut,
     ScanPage,
 )
-from sync_server.pagination import decode_cursor, encode_cursor
-from sync_server.problems import BadRequest, NotFound
+from sync_server.http.pagination import decode_cursor, encode_cursor
+from sync_server.http.problems import BadRequest, NotFound
 
 #: Rows per query of a CSV export: memory stays flat however many rows match.
 EXPORT_CHUNK = 5000

@@ -18,7 +18,7 @@ from shared.domain import Direction, TicketStatus, VerdictResult
 from sync_server.db.engine import Database
 from sync_server.db.models import Event, Ticket, TicketKey, TicketScan, TicketType
 from sync_server.domain.keys.services import KeyStore
-from sync_server.problems import BadRequest
+from sync_server.http.problems import BadRequest
 
 MAX_PAGE = 10_000
 DEFAULT_PAGE = 5_000

@@ -9,7 +9,6 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import TicketStatus
-from sync_server.auth import Principal, Role, allow
 from sync_server.domain.checkin.code_check import check_code
 from sync_server.domain.tickets.schemas import (
     CodeCheckOut,
@@ -24,8 +23,9 @@ from sync_server.domain.tickets.schemas import (
     TransitionOut,
 )
 from sync_server.domain.tickets.services import TicketService, ticket_out
-from sync_server.idempotency import IdempotencyHeader, IdempotentRequest, run_idempotent
-from sync_server.pagination import DEFAULT_LIMIT
+from sync_server.http.auth import Principal, Role, allow
+from sync_server.http.idempotency import IdempotencyHeader, IdempotentRequest, run_idempotent
+from sync_server.http.pagination import DEFAULT_LIMIT
 from sync_server.runtime import PrincipalDep, Runtime, RuntimeDep, SessionDep, caller_session
 
 _WRITERS = [allow(Role.SERVICE, Role.MANAGER)]

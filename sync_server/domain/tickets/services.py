@@ -15,7 +15,6 @@ from shared.domain import TicketStatus
 from shared.ids import new_id
 from shared.keys import IssuerKeyRing
 from shared.ticket_code import issue_code
-from sync_server.auth import Principal
 from sync_server.db.engine import Database, ticket_written
 from sync_server.db.models import (
     Event,
@@ -37,9 +36,10 @@ from sync_server.domain.tickets.schemas import (
     TransferRequest,
     TransitionOut,
 )
+from sync_server.http.auth import Principal
+from sync_server.http.pagination import fetch_page
+from sync_server.http.problems import Conflict, NotFound, Unprocessable
 from sync_server.messaging.outbox import ticket_event_row
-from sync_server.pagination import fetch_page
-from sync_server.problems import Conflict, NotFound, Unprocessable
 
 log = logging.getLogger(__name__)
 

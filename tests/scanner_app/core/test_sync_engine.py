@@ -138,7 +138,7 @@ class Seen:
 
 
 def _problem(status: int, code: str, detail: str, path: str) -> httpx.Response:
-    # As sync_server.problems.problem_response builds it.
+    # As sync_server.http.problems.problem_response builds it.
     body = {
         "type": f"https://gatehouse.dev/problems/{code}",
         "title": "Error",

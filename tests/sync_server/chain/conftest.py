@@ -20,8 +20,8 @@ import pytest
 from solders.keypair import Keypair
 
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.localnode import LocalSolanaNode
 from sync_server.settings import ChainSettings, Settings
+from testkit.solana.localnode import LocalSolanaNode
 
 LAMPORTS_PER_SOL = 1_000_000_000
 

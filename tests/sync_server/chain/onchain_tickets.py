@@ -23,7 +23,6 @@ from solders.signature import Signature
 from sqlalchemy import text
 
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.localnode import LocalSolanaNode
 from sync_server.chain.nft import (
     TicketMetadata,
     build_transaction,
@@ -32,6 +31,7 @@ from sync_server.chain.nft import (
     transfer_ticket_instructions,
 )
 from sync_server.settings import Settings
+from testkit.solana.localnode import LocalSolanaNode
 from tests.sync_server.helpers import connect
 
 T = TypeVar("T")

@@ -15,8 +15,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from sync_server.app import create_app
-from sync_server.auth import Role
 from sync_server.chain.client import ChainKeys
+from sync_server.http.auth import Role
 from sync_server.settings import Settings
 from tests.sync_server.chain.onchain_tickets import record_on_ticket
 from tests.sync_server.conftest import TenantHandle

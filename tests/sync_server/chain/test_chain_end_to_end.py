@@ -28,7 +28,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sync_server.app import create_app
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.localnode import LocalSolanaNode
 from sync_server.chain.minting import chain_event_handler, reconcile_tenant
 from sync_server.chain.nft import read_ticket_mint
 from sync_server.db.engine import Database
@@ -37,6 +36,7 @@ from sync_server.messaging.consumers import Consumer, RetryPolicy, TicketEvent
 from sync_server.messaging.relay import RelayConfig
 from sync_server.messaging.worker import Worker
 from sync_server.settings import AmqpSettings, Settings
+from testkit.solana.localnode import LocalSolanaNode
 from tests.sync_server.chain.conftest import LAMPORTS_PER_SOL
 from tests.sync_server.chain.onchain_tickets import eventually, transfer_ticket_nft
 from tests.sync_server.conftest import TenantHandle

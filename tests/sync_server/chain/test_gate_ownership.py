@@ -30,13 +30,13 @@ from sqlalchemy import text
 
 from shared.ids import new_id
 from sync_server.app import create_app
-from sync_server.breakers import Breakers, BreakerState
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.localnode import LocalSolanaNode
 from sync_server.chain.nft import build_transaction, burn_ticket_instruction, holder_token_account
 from sync_server.observability.metrics import sample_value
-from sync_server.redis_link import RedisLink
+from sync_server.redis.breakers import Breakers, BreakerState
+from sync_server.redis.link import RedisLink
 from sync_server.settings import BreakerSettings, Settings
+from testkit.solana.localnode import LocalSolanaNode
 from tests.sync_server.chain.onchain_tickets import (
     mint_ticket_nft,
     record_on_ticket,

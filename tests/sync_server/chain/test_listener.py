@@ -22,7 +22,6 @@ from sqlalchemy import text
 
 from sync_server.chain.client import ChainKeys
 from sync_server.chain.listener import ChainListener, ListenerConfig, holder_label
-from sync_server.chain.localnode import LocalSolanaNode
 from sync_server.chain.nft import (
     build_transaction,
     burn_ticket_instruction,
@@ -30,6 +29,7 @@ from sync_server.chain.nft import (
 )
 from sync_server.db.engine import Database
 from sync_server.settings import ChainSettings, Settings
+from testkit.solana.localnode import LocalSolanaNode
 from tests.sync_server.chain.onchain_tickets import eventually, mint_nft, send
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import (

@@ -37,8 +37,8 @@ from spl.token.instructions import (
 from spl.token.models import InitializeMint2Params, MintToParams
 from websockets.exceptions import ConnectionClosed
 
-from sync_server.chain.localledger import FINALITY_DEPTH, b58decode, b58encode
-from sync_server.chain.localnode import LocalSolanaNode
+from testkit.solana.localledger import FINALITY_DEPTH, b58decode, b58encode
+from testkit.solana.localnode import LocalSolanaNode
 
 pytestmark = pytest.mark.anyio
 

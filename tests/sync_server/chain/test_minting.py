@@ -35,7 +35,6 @@ from shared.domain import TicketStatus
 from sync_server.app import create_app
 from sync_server.chain.actions import ActionKind, mint_transaction
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.localnode import LocalSolanaNode
 from sync_server.chain.minting import (
     ROUTING_KEYS,
     Action,
@@ -63,6 +62,7 @@ from sync_server.messaging.broker import queue_names
 from sync_server.messaging.consumers import Consumer, RetryPolicy, TicketEvent
 from sync_server.messaging.relay import OutboxRelay, RelayConfig
 from sync_server.settings import AmqpSettings, Settings
+from testkit.solana.localnode import LocalSolanaNode
 from tests.sync_server.chain.conftest import LAMPORTS_PER_SOL
 from tests.sync_server.chain.onchain_tickets import eventually
 from tests.sync_server.conftest import TenantHandle

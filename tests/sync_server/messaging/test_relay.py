@@ -17,11 +17,11 @@ import pytest
 from litestar import Litestar
 from sqlalchemy import text
 
-from sync_server.auth import Role
 from sync_server.db.engine import Database
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tickets.schemas import Holder, PurchaseRequest, TransferRequest
 from sync_server.domain.tickets.services import TicketService
+from sync_server.http.auth import Role
 from sync_server.messaging.broker import CONTENT_TYPE
 from sync_server.messaging.outbox import ticket_event_row
 from sync_server.messaging.relay import OutboxRelay, RelayConfig, outbox_backlog

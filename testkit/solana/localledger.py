@@ -4,7 +4,7 @@ LiteSVM executes a transaction the moment it receives it and keeps only account 
 node also keeps a history (which transactions touched which address, in which slot, with which
 logs and balances) and tells clients how settled each one is. :class:`LocalLedger` adds exactly
 that, and answers the JSON-RPC methods the production client calls with the shapes mainnet
-answers with (``result`` values; the transport lives in :mod:`sync_server.chain.localnode`).
+answers with (``result`` values; the transport lives in :mod:`testkit.solana.localnode`).
 
 Commitment is modelled on slots, not faked: a transaction lands in the current slot and is
 ``processed``; it becomes ``confirmed`` once one more slot has passed and ``finalized`` once

@@ -33,9 +33,9 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 from redis.asyncio import Redis
 
-from sync_server.auth import Principal, Role
-from sync_server.problems import Problem
-from sync_server.redis_link import UNAVAILABLE, RedisLink
+from sync_server.http.auth import Principal, Role
+from sync_server.http.problems import Problem
+from sync_server.redis.link import UNAVAILABLE, RedisLink
 from sync_server.settings import RateLimitSettings
 
 WINDOW_SECONDS: Final = 60

@@ -23,7 +23,7 @@ from sync_server.observability import metrics
 from sync_server.observability.readiness import Readiness, ReadinessReport
 
 if TYPE_CHECKING:
-    from sync_server.breakers import Breakers
+    from sync_server.redis.breakers import Breakers
 
 log = logging.getLogger(__name__)
 

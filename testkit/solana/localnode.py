@@ -1,8 +1,8 @@
-"""A local Solana node for tests and the demo: LiteSVM over real HTTP JSON-RPC and WebSocket.
+"""A local Solana node for tests and benchmarks: LiteSVM over real HTTP JSON-RPC and WebSocket.
 
 The production code talks to a configured RPC URL and WebSocket URL with the ``solana`` client;
 pointed at :class:`LocalSolanaNode` it cannot tell it is not a validator (for the methods in
-:mod:`sync_server.chain.localledger`). Both endpoints share one port on 127.0.0.1: JSON-RPC is
+:mod:`testkit.solana.localledger`). Both endpoints share one port on 127.0.0.1: JSON-RPC is
 ``POST /``, the PubSub WebSocket is ``GET /`` with an upgrade. Nothing here reaches the internet.
 
 Served by uvicorn (already the server's ASGI server) in a thread of its own, with a bare ASGI
@@ -18,7 +18,7 @@ WebSocket methods: ``logsSubscribe`` (``"all"``, ``"allWithVotes"`` or ``{"menti
 ``accountSubscribe`` and their ``...Unsubscribe``. Notifications follow each subscription's
 commitment (default ``finalized``, as on a real node): a transaction is announced once it has
 settled that far, so ``processed`` subscribers hear of it at once and ``finalized`` ones after
-:data:`~sync_server.chain.localledger.FINALITY_DEPTH` slots. An account notification carries
+:data:`~testkit.solana.localledger.FINALITY_DEPTH` slots. An account notification carries
 the account as that transaction left it; a subscription hears only of transactions that land
 after it was made.
 """
@@ -39,7 +39,7 @@ from typing import Any, Self
 import uvicorn
 from solders.pubkey import Pubkey
 
-from sync_server.chain.localledger import (
+from testkit.solana.localledger import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,

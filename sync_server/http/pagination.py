@@ -12,7 +12,7 @@ import msgspec
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sync_server.problems import BadRequest
+from sync_server.http.problems import BadRequest
 
 Limit = Annotated[int, msgspec.Meta(ge=1, le=500)]
 DEFAULT_LIMIT = 100

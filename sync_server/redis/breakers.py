@@ -46,8 +46,8 @@ from typing import Any, Final, TypeVar
 
 from redis.asyncio import Redis
 
-from sync_server.problems import Problem
-from sync_server.redis_link import UNAVAILABLE, RedisLink
+from sync_server.http.problems import Problem
+from sync_server.redis.link import UNAVAILABLE, RedisLink
 from sync_server.settings import BreakerSettings
 
 _T = TypeVar("_T")

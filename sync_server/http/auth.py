@@ -22,7 +22,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
-from sync_server.problems import Forbidden, Unauthorized
+from sync_server.http.problems import Forbidden, Unauthorized
 from sync_server.settings import AuthSettings
 
 HS_ALGORITHMS = ["HS256"]

@@ -20,7 +20,7 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from sync_server.auth import Principal
+from sync_server.http.auth import Principal
 from sync_server.observability import metrics
 from sync_server.observability.context import (
     REQUEST_ID_HEADER,

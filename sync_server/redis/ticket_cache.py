@@ -40,7 +40,7 @@ from redis.asyncio import Redis
 
 from sync_server.db.engine import Database
 from sync_server.domain.tickets.schemas import TicketOut
-from sync_server.redis_link import UNAVAILABLE, RedisLink
+from sync_server.redis.link import UNAVAILABLE, RedisLink
 from sync_server.settings import RedisSettings
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sync_server.auth import Principal
 from sync_server.db.models import IdempotencyKey
-from sync_server.problems import BadRequest, Unprocessable
+from sync_server.http.auth import Principal
+from sync_server.http.problems import BadRequest, Unprocessable
 
 HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replayed"
