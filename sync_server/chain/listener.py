@@ -41,7 +41,7 @@ import enum
 import logging
 import uuid
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +66,7 @@ from shared.backoff import Backoff
 from shared.clock import Clock, SystemClock
 from shared.domain import TicketStatus
 from shared.ids import new_id
+from sync_server.background import BackgroundLoop, LoopState, LoopStats, describe
 from sync_server.chain.client import ChainKeys, rpc_client
 from sync_server.chain.nft import read_ticket_holding
 from sync_server.chain.token2022 import AccountLayoutError
@@ -151,18 +152,16 @@ class ListenerConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ListenerStats:
-    """A snapshot of one listener, for metrics, logs and tests."""
+class ListenerStats(LoopStats):
+    """A snapshot of one listener, for metrics, logs and tests (``state`` ``running``: the
+    subscription is up and the backfill after it has finished)."""
 
-    #: Whether the subscription is up and the backfill after it has finished.
-    following: bool = False
     #: Successful subscriptions (the first connection and every reconnection).
     connections: int = 0
     #: Outages: runs of failures ended by a reconnection (or still going on).
     outages: int = 0
     #: Failed attempts in all (connects, RPC calls, database transactions).
     failures: int = 0
-    last_error: str | None = None
     #: Signatures looked at, from notifications and backfills.
     signatures: int = 0
     #: Ownership changes of mints that are not ours, ignored.
@@ -180,6 +179,11 @@ class ListenerStats:
     reconciled: int = 0
     #: Slot of the newest change applied.
     last_slot: int | None = None
+
+    @property
+    def following(self) -> bool:
+        """Whether the subscription is up and the backfill after it has finished."""
+        return self.state is LoopState.RUNNING
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +275,7 @@ def holder_label(wallet: str) -> str:
     return f"Wallet {wallet[:4]}…{wallet[-4:]}"
 
 
-class ChainListener:
+class ChainListener(BackgroundLoop[ListenerStats]):
     """Follows the chain until ``stop()``, applying transfers of our NFTs to Postgres.
 
     ``settings`` is the chain section (``settings.chain``); ``keys`` default to the configured
@@ -290,9 +294,11 @@ class ChainListener:
         clock: Clock | None = None,
         name: str = "chain-listener",
     ) -> None:
+        config = config or ListenerConfig()
+        super().__init__(name, ListenerStats(), Backoff(config.backoff_initial, config.backoff_max))
         self._database = database
         self._settings = settings
-        self._config = config or ListenerConfig()
+        self._config = config
         self._keys = keys or ChainKeys.from_settings(settings)
         self._clock: Clock = clock or SystemClock()
         self._name = name
@@ -301,36 +307,23 @@ class ChainListener:
         self._history_commitment = Commitment(
             "confirmed" if settings.commitment == "processed" else settings.commitment
         )
-        self._backoff = Backoff(self._config.backoff_initial, self._config.backoff_max)
-        self._stopping = asyncio.Event()
-        self._stats = ListenerStats()
-        self._down = False
         self._reconcile_after = _NIL_UUID
+        self._rpc: AsyncClient | None = None
 
-    def stats(self) -> ListenerStats:
-        """Counters and state; cheap, safe to call from any coroutine."""
-        return self._stats
+    # ``stop()``: whatever change is being applied is rolled back (applying is idempotent, so
+    # the next run does it again).
 
-    def stop(self) -> None:
-        """Ask ``run`` to return; whatever change is being applied is rolled back (applying is
-        idempotent, so the next run does it again)."""
-        self._stopping.set()
+    async def _start(self) -> None:
+        self._rpc = rpc_client(self._settings)
 
-    async def run(self) -> None:
-        """Follow the chain until ``stop()``. Outages are waited out with backoff, never raised;
-        only cancellation ends it otherwise."""
-        rpc = rpc_client(self._settings)
-        try:
-            while not self._stopping.is_set():
-                try:
-                    await self._until_stopped(self._follow(rpc))
-                except Exception as error:  # whatever broke: reconnect, backfill, go on
-                    self._failed(error)
-                    await self._sleep(self._backoff.next_delay())
-        finally:
-            self._set(following=False)
-            await rpc.close()
-            log.info("%s stopped", self._name)
+    async def _finish(self) -> None:
+        if self._rpc is not None:
+            await self._rpc.close()
+
+    async def _attempt(self) -> None:
+        """One connection: whatever breaks it is raised; ``run`` reconnects and backfills."""
+        assert self._rpc is not None
+        await self._until_stopped(self._follow(self._rpc))
 
     # --- one connection ---------------------------------------------------------------------
 
@@ -347,9 +340,9 @@ class ChainListener:
             )
             await self.backfill(rpc)
             self._backoff.reset()
-            self._set(following=True, connections=self._stats.connections + 1)
-            if self._down:
-                self._down = False
+            recovered = self._mark_up()
+            self._set(connections=self._stats.connections + 1)
+            if recovered:
                 log.info("%s is following the chain again (backfilled)", self._name)
             else:
                 log.info("%s is following the chain", self._name)
@@ -612,7 +605,7 @@ class ChainListener:
                     self._name,
                     ref.ticket_id,
                     ref.mint,
-                    _describe(refused),
+                    describe(refused),
                 )
                 continue
             outcome = await self._reconcile_ticket(ref, owner, frozen, slot)
@@ -687,30 +680,17 @@ class ChainListener:
 
     # --- bookkeeping ------------------------------------------------------------------------
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
-    def _failed(self, error: BaseException) -> None:
-        first = not self._down
-        self._down = True
-        self._set(
-            following=False,
-            failures=self._stats.failures + 1,
-            outages=self._stats.outages + first,
-            last_error=_describe(error),
-        )
+    async def _failed(self, error: Exception) -> None:
+        first = self._mark_down(error)
+        self._set(failures=self._stats.failures + 1, outages=self._stats.outages + first)
         if first:
             log.warning(
                 "%s lost the chain (%s); reconnecting with backoff, then backfilling",
                 self._name,
-                _describe(error),
+                describe(error),
             )
         else:
-            log.debug("%s still cannot follow the chain: %s", self._name, _describe(error))
-
-    def _set(self, **changes: Any) -> None:
-        self._stats = replace(self._stats, **changes)
+            log.debug("%s still cannot follow the chain: %s", self._name, describe(error))
 
 
 async def _log(session: AsyncSession, ticket: Ticket, change: OwnershipChange) -> bool:
@@ -733,8 +713,3 @@ async def _log(session: AsyncSession, ticket: Ticket, change: OwnershipChange) -
         .returning(BlockchainSync.id)
     )
     return inserted is not None
-
-
-def _describe(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
