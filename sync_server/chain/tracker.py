@@ -55,9 +55,8 @@ from sync_server.chain.minting import (
     QUEUED,
     SUBMITTED,
     reconcile,
-    ticket_metadata,
 )
-from sync_server.chain.nft import TicketMetadata, ticket_mint_space
+from sync_server.chain.nft import TicketMetadata, ticket_metadata, ticket_mint_space
 from sync_server.db.engine import Database, ticket_written
 from sync_server.db.models import (
     BlockchainSync,
@@ -67,7 +66,8 @@ from sync_server.db.models import (
     TicketStateTransition,
     TicketType,
 )
-from sync_server.domain.tickets.services import locked_ticket, record_change
+from sync_server.domain.tickets.chain_sync import ChainSync, move_chain_sync
+from sync_server.domain.tickets.services import change_ticket, locked_ticket
 from sync_server.observability import metrics
 from sync_server.settings import ChainSettings, Settings
 
@@ -520,18 +520,17 @@ class ChainTracker(BackgroundLoop[TrackerStats]):
         # knows a mint only from here on): then the chain and the ticket disagree, and the
         # listener's reconcile makes the ticket follow the chain.
         moved_early = kind is ActionKind.MINT and ticket.chain_owner != row.destination
-        ticket.blockchain_sync_status = "out_of_sync" if moved_early else "synced"
+        move_chain_sync(ticket, ChainSync.OUT_OF_SYNC if moved_early else ChainSync.SYNCED)
         ticket.updated_at = now
         ticket_written(session, ticket.id)
         if kind is ActionKind.MINT:
-            record_change(
+            change_ticket(
                 session,
                 ticket,
                 "minted",
                 "ticket.minted",
                 actor=ACTOR,
                 now=now,
-                from_status=ticket.status,
                 details={
                     "mint": row.mint,
                     "owner": owner,
@@ -587,7 +586,7 @@ class ChainTracker(BackgroundLoop[TrackerStats]):
         row.updated_at = now
         ticket = await locked_ticket(session, row.ticket_id)
         assert ticket is not None
-        ticket.blockchain_sync_status = "failed"
+        move_chain_sync(ticket, ChainSync.FAILED)
         ticket.updated_at = now
         ticket_written(session, ticket.id)
         session.add(

@@ -65,6 +65,7 @@ from sync_server.messaging.broker import (
     queue_names,
 )
 from sync_server.messaging.outbox import TYPE_PREFIX
+from sync_server.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -382,6 +383,13 @@ class Consumer(BackgroundLoop[ConsumerStats]):
         except Exception:  # anything at all: the database cannot serve the handler
             return True
         return False
+
+
+def consumer_metrics(name: str) -> Callable[[str], None]:
+    """The ``on_outcome`` hook that counts consumer ``name``'s messages by outcome
+    (``gatehouse_consumer_messages_total``, labelled with its queue)."""
+    queue, _, _ = queue_names(name)
+    return lambda outcome: metrics.CONSUMER_MESSAGES.labels(queue=queue, outcome=outcome).inc()
 
 
 def _retries(message: AbstractIncomingMessage) -> int:
