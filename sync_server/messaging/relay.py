@@ -55,11 +55,12 @@ from aio_pika.exceptions import DeliveryError
 from sqlalchemy import Row, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.backoff import Backoff
 from sync_server.background import BackgroundLoop, LoopState, LoopStats, describe
 from sync_server.messaging.broker import connect, declare_tickets_exchange, event_message
+from sync_server.messaging.outbox import OutboxBacklog, outbox_backlog
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,6 @@ _CLAIM = text(
 )
 _MARK_SENT = text("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
 _COUNT_FAILURE = text("UPDATE outbox SET attempts = attempts + 1 WHERE id = ANY(:ids)")
-_BACKLOG = text(
-    "SELECT unsent, coalesce(extract(epoch FROM now() - oldest), 0)::float8 AS age "
-    "FROM gatehouse_outbox_backlog()"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +118,6 @@ class RelayHooks:
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxBacklog:
-    """Rows not yet published, across all tenants, and how old the oldest is (0 when none)."""
-
-    unsent: int
-    oldest_age_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
 class RelayStats(LoopStats):
     """A snapshot of one relay, for metrics and logs (``state`` ``running``: connected to the
     broker)."""
@@ -149,16 +138,6 @@ class RelayStats(LoopStats):
     @property
     def broker_connected(self) -> bool:
         return self.state is LoopState.RUNNING
-
-
-async def outbox_backlog(connection: AsyncConnection | AsyncSession) -> OutboxBacklog:
-    """The outbox backlog, over every tenant, through ``gatehouse_outbox_backlog()`` (counts
-    only, no payloads; the application role may call it, e.g. for ``/metrics``).
-
-    Raises ``sqlalchemy.exc.DBAPIError`` when the database cannot answer.
-    """
-    row = (await connection.execute(_BACKLOG)).one()
-    return OutboxBacklog(unsent=int(row.unsent), oldest_age_seconds=float(row.age))
 
 
 class _BatchFailed(Exception):
