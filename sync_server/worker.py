@@ -74,7 +74,7 @@ def chain_parts(database: Database, settings: Settings) -> list[tuple[str, Part]
 
 
 class Worker:
-    """The relay and the consumers, started together, stopped together."""
+    """The relay, the consumers and the chain parts, started together, stopped together."""
 
     def __init__(
         self,
