@@ -256,7 +256,7 @@ async def _write_batch(
     if kind != "all":
         return
     # What the server adds for each first admission: the ticket's new status, a history row
-    # and a CloudEvents outbox row (as sync_server.domain.tickets.services.record_change).
+    # and a CloudEvents outbox row (as sync_server.domain.tickets.services.change_ticket).
     tenant_id, ticket_ids, now = batch[0][1], [row[2] for row in batch], batch[0][10]
     await connection.execute(
         "UPDATE tickets SET status = 'checked_in', updated_at = $2 WHERE id = ANY($1::uuid[])",
