@@ -1,7 +1,7 @@
 """One base for the server's long-lived background loops: the outbox relay
 (:mod:`sync_server.messaging.relay`), the consumers (:mod:`sync_server.messaging.consumers`),
-the chain listener (:mod:`sync_server.chain.listener`) and the chain tracker
-(:mod:`sync_server.chain.tracker`).
+the chain listener (:mod:`sync_server.domain.chain.listener`) and the chain tracker
+(:mod:`sync_server.domain.chain.tracker`).
 
 Each of them works against a dependency that may go away (the broker, the database, the Solana
 node) and must wait it out rather than fail. What they share lives here, once:

@@ -24,11 +24,11 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 
 from shared.enrollment_link import EnrollmentLink
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.minting import reconcile_tenant, retry_ticket
 from sync_server.db.engine import Database
 from sync_server.db.migrate import alembic_config
 from sync_server.db.migrate import migrate as run_migrations
 from sync_server.demo import seed_demo
+from sync_server.domain.chain.minting import reconcile_tenant, retry_ticket
 from sync_server.domain.tenants.services import create_tenant, tenant_name
 from sync_server.domain.tickets.services import expire_ended_events
 from sync_server.http.auth import Role, mint_token

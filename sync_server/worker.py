@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.listener import ChainListener
-from sync_server.chain.minting import chain_consumers
-from sync_server.chain.tracker import ChainTracker
 from sync_server.db.engine import Database
+from sync_server.domain.chain.listener import ChainListener
+from sync_server.domain.chain.minting import chain_consumers
+from sync_server.domain.chain.tracker import ChainTracker
 from sync_server.messaging.consumers import Consumer
 from sync_server.messaging.relay import OutboxRelay, RelayConfig, RelayHooks
 from sync_server.observability import metrics

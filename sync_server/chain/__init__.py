@@ -1,2 +1,5 @@
-"""Solana: tickets as Token-2022 NFTs, our chain actions (minting, tracker) and the listener that
-makes tickets follow the chain. The local test node lives in ``testkit/solana``."""
+"""Solana as a library: the RPC client and keys, Token-2022 NFT layouts and instructions, the
+chain actions' transactions, the pure parser of ownership changes and the ownership reader.
+What tickets do on the chain — the minting consumer, the transaction tracker, the listener —
+is domain work in ``sync_server.domain.chain``. The local test node lives in
+``testkit/solana``."""

@@ -1,7 +1,7 @@
 """Our chain actions on a ticket — mint, transfer out of custody, freeze — as signed
 transactions, and the few chain reads the tracker needs to follow them.
 
-Nothing here touches Postgres: :mod:`sync_server.chain.minting` decides what to do from the
+Nothing here touches Postgres: :mod:`sync_server.domain.chain.minting` decides what to do from the
 database and records what happened; this module builds, sends and looks.
 
 Two kinds of trouble are told apart, because the tracker answers them differently:

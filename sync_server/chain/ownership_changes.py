@@ -1,6 +1,6 @@
 """Which ticket-like NFTs a Solana transaction moved, and from whom to whom: a pure function of
 the transaction (no node, no database), for the chain listener
-(:mod:`sync_server.chain.listener`).
+(:mod:`sync_server.domain.chain.listener`).
 
 For each mint whose balances changed, the owner before is the one whose account held 1 before,
 the owner after the one holding 1 after. Only decimals-0 balances of 0 or 1 are looked at:

@@ -31,7 +31,7 @@ class ChainSync(enum.StrEnum):
 
 #: Every move a ticket's sync status may make (staying put is always allowed), and who makes it:
 #:
-#: * ``→ pending``: the minting consumer queues an action (``chain.minting.reconcile``);
+#: * ``→ pending``: the minting consumer queues an action (``domain.chain.minting.reconcile``);
 #: * ``pending →`` ``synced`` or ``out_of_sync`` (the holder moved a fresh NFT before it
 #:   finalized): the tracker applies a finished action; ``→ failed``: it gives up;
 #: * ``→ out_of_sync``: the gate or the listener saw the chain disagree;

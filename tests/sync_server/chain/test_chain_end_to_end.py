@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sync_server.app import create_app
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.minting import chain_event_handler, reconcile_tenant
 from sync_server.chain.nft import read_ticket_mint
 from sync_server.db.engine import Database
+from sync_server.domain.chain.minting import chain_event_handler, reconcile_tenant
 from sync_server.messaging.broker import queue_names
 from sync_server.messaging.consumers import Consumer, RetryPolicy, TicketEvent
 from sync_server.messaging.relay import RelayConfig

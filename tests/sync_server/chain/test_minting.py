@@ -35,15 +35,6 @@ from shared.domain import TicketStatus
 from sync_server.app import create_app
 from sync_server.chain.actions import ActionKind, mint_transaction
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.minting import (
-    ROUTING_KEYS,
-    Action,
-    chain_consumers,
-    chain_event_handler,
-    next_action,
-    reconcile,
-    retry_ticket,
-)
 from sync_server.chain.nft import (
     TICKET_DECIMALS,
     TICKET_SUPPLY,
@@ -55,9 +46,18 @@ from sync_server.chain.nft import (
     ticket_mint_space,
     transfer_ticket_instructions,
 )
-from sync_server.chain.tracker import ChainTracker
 from sync_server.db.engine import Database
 from sync_server.db.models import Ticket
+from sync_server.domain.chain.minting import (
+    ROUTING_KEYS,
+    Action,
+    chain_consumers,
+    chain_event_handler,
+    next_action,
+    reconcile,
+    retry_ticket,
+)
+from sync_server.domain.chain.tracker import ChainTracker
 from sync_server.messaging.broker import queue_names
 from sync_server.messaging.consumers import Consumer, RetryPolicy, TicketEvent
 from sync_server.messaging.relay import OutboxRelay, RelayConfig

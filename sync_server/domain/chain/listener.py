@@ -12,9 +12,10 @@ How it follows the chain:
 * **Ours?** ``gatehouse_chain_ticket(mint)`` names the ticket's tenant and id; an unknown mint
   is someone else's token and is ignored.
 * **Apply** one change in the ticket's tenant transaction
-  (:class:`~sync_server.chain.ticket_updates.TicketUpdates`): logged to ``blockchain_sync`` once
-  per signature; when the NFT moved outside our API, the ticket follows the chain — new holder,
-  new secret version, through the tickets domain's ``change_ticket``.
+  (:class:`~sync_server.domain.chain.ticket_updates.TicketUpdates`): logged to
+  ``blockchain_sync`` once per signature; when the NFT moved outside our API, the ticket
+  follows the chain — new holder, new secret version, through the tickets domain's
+  ``change_ticket``.
 * **Backfill**: after every (re)connect, once the subscription is made (so nothing falls in the
   gap; seeing a transaction twice is harmless), every mint's signatures newer than the newest
   one logged for its ticket are applied, oldest first.
@@ -58,9 +59,9 @@ from sync_server.background import BackgroundLoop, LoopState, LoopStats, describ
 from sync_server.chain.client import ChainKeys, rpc_client
 from sync_server.chain.nft import read_ticket_holding
 from sync_server.chain.ownership_changes import OwnershipChange, ownership_changes
-from sync_server.chain.ticket_updates import ChainHolding, Outcome, TicketRef, TicketUpdates
 from sync_server.chain.token2022 import AccountLayoutError
 from sync_server.db.engine import Database
+from sync_server.domain.chain.ticket_updates import ChainHolding, Outcome, TicketRef, TicketUpdates
 from sync_server.settings import ChainSettings
 
 log = logging.getLogger(__name__)

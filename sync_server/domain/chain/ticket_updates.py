@@ -1,5 +1,6 @@
 """What an ownership change seen on the chain does to a ticket, for the chain listener
-(:mod:`sync_server.chain.listener`); the rules are in ``docs/chain.md`` ("The chain listener").
+(:mod:`sync_server.domain.chain.listener`); the rules are in ``docs/chain.md`` ("The chain
+listener").
 
 One change is applied in the ticket's tenant transaction (:meth:`TicketUpdates.apply`): the
 ticket is locked, the change is logged to ``blockchain_sync`` once per signature (a unique

@@ -1,6 +1,6 @@
 """The minting worker's decisions: what the chain should do next for a ticket, and the
 ``chain`` consumer that queues it. The tracker that carries the queued actions out is
-:mod:`sync_server.chain.tracker`; the design and the operator's view: ``docs/chain.md``
+:mod:`sync_server.domain.chain.tracker`; the design and the operator's view: ``docs/chain.md``
 (minting).
 
 * :func:`reconcile` decides a ticket's next chain action from the database alone (see

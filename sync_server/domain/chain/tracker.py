@@ -1,4 +1,4 @@
-"""The chain tracker: carries out the actions :func:`~sync_server.chain.minting.reconcile`
+"""The chain tracker: carries out the actions :func:`~sync_server.domain.chain.minting.reconcile`
 queued in ``pending_transactions`` and follows each to finality.
 
 One row's life: ``queued`` → signed with a fresh blockhash, and its signature, attempt count
@@ -46,16 +46,6 @@ from sync_server.chain.actions import (
     wallet,
 )
 from sync_server.chain.client import ChainKeys, rpc_client
-from sync_server.chain.minting import (
-    ACTOR,
-    CONFIRMED,
-    FAILED,
-    FINALIZED,
-    OPEN_STATUSES,
-    QUEUED,
-    SUBMITTED,
-    reconcile,
-)
 from sync_server.chain.nft import TicketMetadata, ticket_metadata, ticket_mint_space
 from sync_server.db.engine import Database, ticket_written
 from sync_server.db.models import (
@@ -65,6 +55,16 @@ from sync_server.db.models import (
     Ticket,
     TicketStateTransition,
     TicketType,
+)
+from sync_server.domain.chain.minting import (
+    ACTOR,
+    CONFIRMED,
+    FAILED,
+    FINALIZED,
+    OPEN_STATUSES,
+    QUEUED,
+    SUBMITTED,
+    reconcile,
 )
 from sync_server.domain.tickets.chain_sync import ChainSync, move_chain_sync
 from sync_server.domain.tickets.services import change_ticket, locked_ticket
