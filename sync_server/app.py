@@ -28,14 +28,16 @@ from sync_server.domain.events.controllers import EventController
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.scans.controllers import SCAN_ROUTES
 from sync_server.domain.tickets.controllers import TICKET_ROUTES
+from sync_server.domain.tickets.schemas import TicketOut
 from sync_server.http.auth import BearerAuthMiddleware, TokenVerifier
 from sync_server.http.ops import OPS_ROUTES, Operations
 from sync_server.http.problems import exception_handlers
+from sync_server.http.rate_limiting import RateLimitMiddleware
 from sync_server.http.request_context import RequestContextMiddleware, ResponseObserver
 from sync_server.observability.readiness import AmqpProbe, PostgresProbe, Readiness, RedisProbe
 from sync_server.redis.breakers import Breakers
 from sync_server.redis.link import RedisLink
-from sync_server.redis.rate_limits import RateLimitMiddleware, RateLimits
+from sync_server.redis.rate_limits import RateLimits
 from sync_server.redis.ticket_cache import TicketCache
 from sync_server.runtime import (
     Runtime,
@@ -61,7 +63,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         outer = {name: app.state.get(name) for name in ("runtime", "operations")}
         database = Database(settings.database)
         redis = RedisLink(settings.redis)  # connects on first use; works degraded without it
-        ticket_cache = TicketCache(redis, settings.redis.ticket_cache_ttl_seconds)
+        ticket_cache = TicketCache(redis, settings.redis.ticket_cache_ttl_seconds, TicketOut)
         # Committed ticket changes leave the cache before the writer's response is sent.
         database.on_tickets_written = ticket_cache.invalidate
         breakers = Breakers(redis, settings.breakers)

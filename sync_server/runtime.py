@@ -18,6 +18,7 @@ from sync_server.chain.client import ChainKeys
 from sync_server.db.engine import Database
 from sync_server.domain.checkin.ownership import NotChainChecked, OwnershipCheck
 from sync_server.domain.keys.services import KeyStore
+from sync_server.domain.tickets.schemas import TicketOut
 from sync_server.http.auth import Principal, TokenVerifier
 from sync_server.http.problems import Unauthorized
 from sync_server.redis.breakers import Breakers
@@ -37,7 +38,7 @@ class Runtime:
     #: Redis and what rides on it; each works (degraded) while Redis is down.
     redis: RedisLink
     rate_limits: RateLimits
-    ticket_cache: TicketCache
+    ticket_cache: TicketCache[TicketOut]
     breakers: Breakers
     #: The on-chain ownership step of check-in: "not checked" with the chain off, the chain
     #: client behind a timeout and the ``solana-rpc`` circuit breaker with it on.

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from sync_server.app import create_app
 from sync_server.domain.checkin.ownership import GuardedOwnership, OwnershipResult
-from sync_server.http.problems import Problem
+from sync_server.http.problems import circuit_open_problem
 from sync_server.redis.breakers import BreakerPolicy, Breakers, BreakerState, CircuitOpen
 from sync_server.redis.link import RedisLink
 from sync_server.runtime import runtime
@@ -74,10 +74,10 @@ async def test_a_circuit_opened_by_one_instance_is_open_in_the_other_and_half_op
     with pytest.raises(CircuitOpen) as refused:
         await other.call(name, service)
     assert service.calls == THRESHOLD  # refused without calling
-    assert isinstance(refused.value, Problem)
-    assert refused.value.status == 503
-    assert refused.value.code == "dependency_unavailable"
-    assert refused.value.headers["Retry-After"] == "1"
+    problem = circuit_open_problem(refused.value)  # what a client would hear of it
+    assert problem.status == 503
+    assert problem.code == "dependency_unavailable"
+    assert problem.headers["Retry-After"] == "1"
     assert 0 < refused.value.retry_after <= OPEN_SECONDS
 
     async with redis_service.client(settings.redis) as redis:

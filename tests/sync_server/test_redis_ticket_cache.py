@@ -212,7 +212,7 @@ async def test_a_reader_that_read_the_old_row_cannot_store_it_after_a_write(
 ) -> None:
     """The race: miss → read the old row → (a writer commits and invalidates) → store. The
     store must not happen, or the old row would be served for five minutes."""
-    cache: TicketCache = rt.ticket_cache
+    cache: TicketCache[TicketOut] = rt.ticket_cache
     tenant_id, ticket_id = uuid.uuid4(), uuid.uuid4()
     old = _ticket(ticket_id, "Old Holder")
 
@@ -260,7 +260,7 @@ async def test_invalidations_redis_did_not_take_are_written_when_it_answers_agai
 ) -> None:
     """Redis reachable again, but this process missed it: the kept invalidation is written
     before this process reads the cache again."""
-    cache: TicketCache = rt.ticket_cache
+    cache: TicketCache[TicketOut] = rt.ticket_cache
     tenant_id, ticket_id = uuid.uuid4(), uuid.uuid4()
     stale = _ticket(ticket_id, "Stale")
     value = msgspec.json.encode({"tenant_id": tenant_id, "ticket": stale})
