@@ -18,11 +18,10 @@ from sqlalchemy import text
 
 from shared.clock import Clock, SystemClock
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.ownership import ChainOwnership
+from sync_server.chain.ownership import ChainOwnership, GuardedOwnership
 from sync_server.db.engine import Database
 from sync_server.domain.chain.controllers import CHAIN_ROUTES
 from sync_server.domain.checkin.controllers import CHECKIN_ROUTES
-from sync_server.domain.checkin.ownership import GuardedOwnership
 from sync_server.domain.devices.controllers import DeviceController
 from sync_server.domain.events.controllers import EventController
 from sync_server.domain.keys.services import KeyStore

@@ -12,7 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from sync_server.app import create_app
-from sync_server.domain.checkin.ownership import GuardedOwnership, OwnershipResult
+from sync_server.chain.ownership import GuardedOwnership
+from sync_server.domain.checkin.ownership import OwnershipResult
 from sync_server.http.problems import circuit_open_problem
 from sync_server.redis.breakers import BreakerPolicy, Breakers, BreakerState, CircuitOpen
 from sync_server.redis.link import RedisLink
