@@ -11,13 +11,12 @@ from dataclasses import dataclass, replace
 import pytest
 from redis.asyncio import Redis
 
-from sync_server.app import create_app
+from sync_server.app import create_app, services
 from sync_server.chain.ownership import GuardedOwnership
 from sync_server.domain.checkin.ownership import OwnershipResult
 from sync_server.http.problems import circuit_open_problem
 from sync_server.redis.breakers import BreakerPolicy, Breakers, BreakerState, CircuitOpen
 from sync_server.redis.link import RedisLink
-from sync_server.runtime import runtime
 from sync_server.settings import BreakerSettings, RedisSettings, Settings
 from tests.sync_server import redis_service
 
@@ -53,7 +52,7 @@ async def two_instances(settings: Settings) -> AsyncIterator[tuple[Breakers, Bre
     tuned = replace(settings, breakers=BreakerSettings(THRESHOLD, OPEN_SECONDS))
     first, second = create_app(tuned), create_app(tuned)
     async with first.lifespan(), second.lifespan():
-        yield runtime(first.state).breakers, runtime(second.state).breakers
+        yield services(first).breakers, services(second).breakers
 
 
 async def _fail(breakers: Breakers, name: str, service: Service) -> None:
