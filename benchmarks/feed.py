@@ -54,7 +54,7 @@ from scanner_app.core.sync.engine import FEED_PAGE, SyncEngine
 from shared.wire import ChangesPage, TicketChange
 from sync_server.domain.sync.feed import DEFAULT_PAGE, MAX_PAGE
 
-TARGET_S = 3.0  # 100,000 tickets to a fresh scanner, applying included (SPEC "Targets")
+TARGET_S = 3.0  # 100,000 tickets to a fresh scanner, applying included (docs/benchmarks.md)
 TARGET_TICKETS = 100_000
 PATH = "/v1/sync/changes"
 MSGPACK = "application/msgpack"
@@ -311,7 +311,7 @@ def run(quick: bool = False) -> str:
             "",
             *table,
             "",
-            f"Target (SPEC: {TARGET_TICKETS:,} tickets to a fresh scanner in ≤ {TARGET_S:g} s "
+            f"Target ({TARGET_TICKETS:,} tickets to a fresh scanner in ≤ {TARGET_S:g} s "
             "including applying them). Delivery and decoding only:",
             "",
             *target_lines,

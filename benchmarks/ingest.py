@@ -52,7 +52,7 @@ from shared.domain import Direction, VerdictResult
 from shared.ids import new_id
 from shared.wire import MAX_SCAN_BATCH, ScanBatch, ScanBatchOutcome, ScanUpload
 
-TARGET_RATE = 20_000.0  # offline scans/s (SPEC "Targets")
+TARGET_RATE = 20_000.0  # offline scans/s (docs/benchmarks.md "Targets")
 PATH = "/v1/sync/scans"
 
 
@@ -256,7 +256,7 @@ async def _write_batch(
     if kind != "all":
         return
     # What the server adds for each first admission: the ticket's new status, a history row
-    # and a CloudEvents outbox row (as sync_server.domain.tickets.services.record_change).
+    # and a CloudEvents outbox row (as sync_server.domain.tickets.services.change_ticket).
     tenant_id, ticket_ids, now = batch[0][1], [row[2] for row in batch], batch[0][10]
     await connection.execute(
         "UPDATE tickets SET status = 'checked_in', updated_at = $2 WHERE id = ANY($1::uuid[])",
@@ -421,7 +421,7 @@ def run(quick: bool = False) -> str:
             "",
             *table,
             "",
-            f"Target (SPEC: batch ingest ≥ {TARGET_RATE:,.0f} offline scans/s): "
+            f"Target (batch ingest ≥ {TARGET_RATE:,.0f} offline scans/s): "
             + target_verdict(best.rate, TARGET_RATE, "scans/s", higher_is_better=True)
             + f", best row {best.label}.",
         ]

@@ -59,7 +59,7 @@ SIZE = (1280, 720)
 FPS = 30.0
 JPEG_QUALITY = 90  # MJPG quality of the test video: a USB camera's MJPG stream looks like this
 TARGET_FPS = 30.0  # one core must keep up with a 30 fps camera
-TARGET_LATENCY_MS = 100.0  # SPEC: camera-to-verdict under 100 ms
+TARGET_LATENCY_MS = 100.0  # target (docs/benchmarks.md): camera-to-verdict under 100 ms
 
 
 @dataclass(frozen=True, slots=True)

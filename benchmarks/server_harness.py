@@ -652,7 +652,7 @@ def machine_note(workers: int = SERVER_WORKERS) -> str:
 
 
 def target_verdict(measured: float, target: float, unit: str, *, higher_is_better: bool) -> str:
-    """``met`` or ``missed by X`` against a SPEC target."""
+    """``met`` or ``missed by X`` against a target of docs/benchmarks.md."""
     if higher_is_better:
         if measured >= target:
             return f"met ({measured:,.0f} {unit})"

@@ -40,7 +40,7 @@ from benchmarks.server_harness import (
 )
 from benchmarks.wrk_load import WrkResult, run_wrk, wrk_version
 
-TARGET_RATE = 1500.0  # verdicts/s at 64 clients (SPEC "Targets")
+TARGET_RATE = 1500.0  # verdicts/s at 64 clients (docs/benchmarks.md "Targets")
 TARGET_P99_MS = 50.0
 TARGET_CLIENTS = 64
 
@@ -258,7 +258,7 @@ def run(quick: bool = False) -> str:
             "",
             *_table(rows),
             "",
-            f"Target (SPEC: ≥ {TARGET_RATE:,.0f} verdicts/s at {TARGET_CLIENTS} concurrent "
+            f"Target (≥ {TARGET_RATE:,.0f} verdicts/s at {TARGET_CLIENTS} concurrent "
             f"clients with p99 ≤ {TARGET_P99_MS:.0f} ms):",
             "",
             *_target_lines(rows),

@@ -32,7 +32,6 @@ from sync_server.demo import seed_demo
 from sync_server.domain.tenants.services import create_tenant, tenant_name
 from sync_server.domain.tickets.services import expire_ended_events
 from sync_server.http.auth import Role, mint_token
-from sync_server.messaging.worker import run_worker
 from sync_server.observability.logs import logging_config
 from sync_server.observability.metrics import (
     cleanup_multiprocess_dir,
@@ -41,6 +40,7 @@ from sync_server.observability.metrics import (
 )
 from sync_server.redis.ticket_cache import invalidating
 from sync_server.settings import Settings, SettingsError
+from sync_server.worker import run_worker
 
 APP_FACTORY = "sync_server.app:create_app"
 ADMIN_URL = "GATEHOUSE_DATABASE_ADMIN_URL"

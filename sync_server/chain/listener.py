@@ -6,19 +6,15 @@ How it follows the chain:
 * **Subscribe**: ``logsSubscribe({"mentions": [Token-2022]})`` at the configured commitment.
   Every successful transaction that touches the Token-2022 program is announced by signature
   (failed ones are skipped: they moved nothing).
-* **Parse**: ``getTransaction`` (json) gives the token balances before and after. For each mint
-  whose balances changed, the owner before is the one whose account held 1 before, the owner
-  after the one holding 1 after (:func:`ownership_changes`). Only decimals-0 balances of 0 or 1
-  are looked at: anything else cannot be one of our tickets.
+* **Parse**: ``getTransaction`` (json) gives the token balances before and after; the pure
+  :func:`~sync_server.chain.ownership_changes.ownership_changes` turns them into the mints that
+  changed hands, from whom to whom.
 * **Ours?** ``gatehouse_chain_ticket(mint)`` names the ticket's tenant and id; an unknown mint
   is someone else's token and is ignored.
-* **Apply** one change in the ticket's tenant transaction (:meth:`ChainListener._apply`): the
-  ticket is locked, the change is logged to ``blockchain_sync`` once per signature (a unique
-  index; a second sighting inserts nothing and stops there), ``chain_owner``/``chain_slot``
-  follow unless a newer change was applied already, and when the new owner is not whom the
-  database expects (the holder's wallet, or custody) the NFT moved outside our API: the ticket
-  follows the chain — new holder, new secret version (the old holder's code is ``superseded``),
-  a history row and a ``ticket.transferred`` event with ``source: "chain"``.
+* **Apply** one change in the ticket's tenant transaction
+  (:class:`~sync_server.chain.ticket_updates.TicketUpdates`): logged to ``blockchain_sync`` once
+  per signature; when the NFT moved outside our API, the ticket follows the chain — new holder,
+  new secret version, through the tickets domain's ``change_ticket``.
 * **Backfill**: after every (re)connect, once the subscription is made (so nothing falls in the
   gap; seeing a transaction twice is harmless), every mint's signatures newer than the newest
   one logged for its ticket are applied, oldest first.
@@ -27,9 +23,10 @@ How it follows the chain:
   database still disagrees, the chain's owner is applied (``kind = 'reconcile'``, no
   signature). Either way the ticket ends ``synced``.
 
-Outages (the node, the WebSocket, the database) are never raised: a failure anywhere drops the
-connection, waits with backoff and starts again with a backfill, which also picks up whatever
-notification failed half-way. The rules, limits at scale and operator notes are in
+The loop runs on :class:`~sync_server.background.BackgroundLoop`. Outages (the node, the
+WebSocket, the database) are never raised: a failure anywhere drops the connection, waits with
+backoff and starts again with a backfill, which also picks up whatever notification failed
+half-way. The rules, limits at scale and operator notes are in
 ``docs/chain.md`` ("The chain listener").
 """
 
@@ -37,12 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import uuid
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from solana.rpc.async_api import AsyncClient
@@ -53,35 +48,22 @@ from solders.pubkey import Pubkey
 from solders.rpc.config import RpcTransactionLogsFilterMentions
 from solders.rpc.responses import LogsNotification
 from solders.signature import Signature
-from solders.transaction_status import (
-    EncodedConfirmedTransactionWithStatusMeta,
-    UiTransactionTokenBalance,
-)
+from solders.transaction_status import EncodedConfirmedTransactionWithStatusMeta
 from spl.token.constants import TOKEN_2022_PROGRAM_ID
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.backoff import Backoff
 from shared.clock import Clock, SystemClock
-from shared.domain import TicketStatus
-from shared.ids import new_id
+from sync_server.background import BackgroundLoop, LoopState, LoopStats, describe
 from sync_server.chain.client import ChainKeys, rpc_client
 from sync_server.chain.nft import read_ticket_holding
+from sync_server.chain.ownership_changes import OwnershipChange, ownership_changes
+from sync_server.chain.ticket_updates import ChainHolding, Outcome, TicketRef, TicketUpdates
 from sync_server.chain.token2022 import AccountLayoutError
-from sync_server.db.engine import Database, ticket_written
-from sync_server.db.models import BlockchainSync, Ticket
-from sync_server.domain.tickets.services import locked_ticket, record_change
+from sync_server.db.engine import Database
 from sync_server.settings import ChainSettings
 
 log = logging.getLogger(__name__)
-
-#: ``actor`` of history rows and ticket events the listener writes.
-ACTOR = "chain"
-
-#: Ticket states whose holder follows the chain. A revoked ticket is frozen on-chain (it cannot
-#: move; if it does before the freeze lands, it stays revoked); an expired one is over.
-FOLLOWING_STATUSES = frozenset({TicketStatus.ACTIVE.value, TicketStatus.CHECKED_IN.value})
 
 _TICKET_OF_MINT = text("SELECT tenant_id, ticket_id FROM gatehouse_chain_ticket(:mint)")
 _MINTS_PAGE = text(
@@ -93,42 +75,6 @@ _NEWEST_SIGNATURE = text(
     "AND signature IS NOT NULL ORDER BY slot DESC NULLS LAST, processed_at DESC LIMIT 1"
 )
 _NIL_UUID = uuid.UUID(int=0)
-
-
-class ChangeKind(enum.StrEnum):
-    """``blockchain_sync.kind`` of a logged change."""
-
-    MINT = "mint"  # nobody held it before
-    TRANSFER = "transfer"
-    BURN = "burn"  # nobody holds it after
-    RECONCILE = "reconcile"  # read from the chain's current state, no transaction to name
-
-
-@dataclass(frozen=True, slots=True)
-class OwnershipChange:
-    """One mint changing hands in one transaction (or, for a reconcile, as read now)."""
-
-    mint: str
-    signature: str | None
-    slot: int
-    block_time: datetime | None
-    from_wallet: str | None
-    to_wallet: str | None
-    kind: ChangeKind
-    #: The RPC left out a balance's owner: who holds it now must be read from the chain.
-    owner_unknown: bool = False
-
-
-class Outcome(enum.StrEnum):
-    """What applying one change did."""
-
-    NOT_OURS = "not_ours"  # no ticket has this mint
-    DUPLICATE = "duplicate"  # this signature was applied already: nothing done
-    STALE = "stale"  # logged; a newer change had been applied, so the ticket is untouched
-    RECORDED = "recorded"  # logged, chain_owner/chain_slot moved; the holder was as expected
-    HOLDER_CHANGED = "holder_changed"  # moved outside our API: the ticket followed the chain
-    FLAGGED = "flagged"  # owner unknown from the transaction: marked out_of_sync
-    UNCHANGED = "unchanged"  # a reconcile found the database agreeing with the chain
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,18 +97,16 @@ class ListenerConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ListenerStats:
-    """A snapshot of one listener, for metrics, logs and tests."""
+class ListenerStats(LoopStats):
+    """A snapshot of one listener, for metrics, logs and tests (``state`` ``running``: the
+    subscription is up and the backfill after it has finished)."""
 
-    #: Whether the subscription is up and the backfill after it has finished.
-    following: bool = False
     #: Successful subscriptions (the first connection and every reconnection).
     connections: int = 0
     #: Outages: runs of failures ended by a reconnection (or still going on).
     outages: int = 0
     #: Failed attempts in all (connects, RPC calls, database transactions).
     failures: int = 0
-    last_error: str | None = None
     #: Signatures looked at, from notifications and backfills.
     signatures: int = 0
     #: Ownership changes of mints that are not ours, ignored.
@@ -181,97 +125,17 @@ class ListenerStats:
     #: Slot of the newest change applied.
     last_slot: int | None = None
 
-
-@dataclass(frozen=True, slots=True)
-class _TicketRef:
-    tenant_id: uuid.UUID
-    ticket_id: uuid.UUID
-    mint: str
+    @property
+    def following(self) -> bool:
+        """Whether the subscription is up and the backfill after it has finished."""
+        return self.state is LoopState.RUNNING
 
 
 class _NotVisible(Exception):
     """An announced transaction the RPC would not return: reconnect and backfill."""
 
 
-def ownership_changes(
-    signature: str, transaction: EncodedConfirmedTransactionWithStatusMeta
-) -> list[OwnershipChange]:
-    """The ticket-like mints whose holder a transaction changed, with the holder before and
-    after (``None``: nobody, as for a mint or a burn). Empty for a failed transaction.
-
-    Only balances with 0 decimals and an amount of 0 or 1 are considered: anything else is not
-    a supply-1 NFT, so not one of ours, and is not worth a database lookup. Mints whose holder
-    is the same before and after (a freeze, a thaw, a metadata update) are left out.
-    """
-    meta = transaction.transaction.meta
-    if meta is None or meta.err is not None:
-        return []
-    block_time = (
-        datetime.fromtimestamp(transaction.block_time, UTC)
-        if transaction.block_time is not None
-        else None
-    )
-    before = _holders(meta.pre_token_balances or [])
-    after = _holders(meta.post_token_balances or [])
-    changes = []
-    for mint in sorted(before.keys() | after.keys()):
-        was, now = before.get(mint, (None, False)), after.get(mint, (None, False))
-        owner_unknown = was[1] or now[1]
-        if was[0] == now[0] and not owner_unknown:
-            continue
-        if was[0] is None and not was[1]:
-            kind = ChangeKind.MINT
-        elif now[0] is None and not now[1]:
-            kind = ChangeKind.BURN
-        else:
-            kind = ChangeKind.TRANSFER
-        changes.append(
-            OwnershipChange(
-                mint=mint,
-                signature=signature,
-                slot=transaction.slot,
-                block_time=block_time,
-                from_wallet=was[0],
-                to_wallet=now[0],
-                kind=kind,
-                owner_unknown=owner_unknown,
-            )
-        )
-    return changes
-
-
-def _holders(balances: Sequence[UiTransactionTokenBalance]) -> dict[str, tuple[str | None, bool]]:
-    """mint → (the owner of the account holding 1, whether some owner was not given), for the
-    mints with only 0-or-1, decimals-0 balances in the list."""
-    holders: dict[str, tuple[str | None, bool]] = {}
-    excluded: set[str] = set()
-    for balance in balances:
-        mint = str(balance.mint)
-        amount = balance.ui_token_amount
-        if amount.decimals != 0 or amount.amount not in {"0", "1"}:
-            excluded.add(mint)
-            continue
-        holder, unknown = holders.get(mint, (None, False))
-        if amount.amount == "1":
-            if balance.owner is None:
-                unknown = True
-            else:
-                holder = str(balance.owner)
-        holders[mint] = (holder, unknown)
-    return {mint: value for mint, value in holders.items() if mint not in excluded}
-
-
-def holder_label(wallet: str) -> str:
-    """What the gate shows as the name of a holder we know only by wallet: ``Wallet 7xKX…3fGh``.
-
-    A name is required of every holder (the API's ``Holder.name`` is at least one character,
-    and scanners cache and show it); the wallet's ends are what the holder can show from their
-    own wallet app, so staff can still match a person to the ticket.
-    """
-    return f"Wallet {wallet[:4]}…{wallet[-4:]}"
-
-
-class ChainListener:
+class ChainListener(BackgroundLoop[ListenerStats]):
     """Follows the chain until ``stop()``, applying transfers of our NFTs to Postgres.
 
     ``settings`` is the chain section (``settings.chain``); ``keys`` default to the configured
@@ -290,9 +154,11 @@ class ChainListener:
         clock: Clock | None = None,
         name: str = "chain-listener",
     ) -> None:
+        config = config or ListenerConfig()
+        super().__init__(name, ListenerStats(), Backoff(config.backoff_initial, config.backoff_max))
         self._database = database
         self._settings = settings
-        self._config = config or ListenerConfig()
+        self._config = config
         self._keys = keys or ChainKeys.from_settings(settings)
         self._clock: Clock = clock or SystemClock()
         self._name = name
@@ -301,36 +167,24 @@ class ChainListener:
         self._history_commitment = Commitment(
             "confirmed" if settings.commitment == "processed" else settings.commitment
         )
-        self._backoff = Backoff(self._config.backoff_initial, self._config.backoff_max)
-        self._stopping = asyncio.Event()
-        self._stats = ListenerStats()
-        self._down = False
         self._reconcile_after = _NIL_UUID
+        self._rpc: AsyncClient | None = None
+        self._updates = TicketUpdates(database, self._keys, self._clock, name)
 
-    def stats(self) -> ListenerStats:
-        """Counters and state; cheap, safe to call from any coroutine."""
-        return self._stats
+    # ``stop()``: whatever change is being applied is rolled back (applying is idempotent, so
+    # the next run does it again).
 
-    def stop(self) -> None:
-        """Ask ``run`` to return; whatever change is being applied is rolled back (applying is
-        idempotent, so the next run does it again)."""
-        self._stopping.set()
+    async def _start(self) -> None:
+        self._rpc = rpc_client(self._settings)
 
-    async def run(self) -> None:
-        """Follow the chain until ``stop()``. Outages are waited out with backoff, never raised;
-        only cancellation ends it otherwise."""
-        rpc = rpc_client(self._settings)
-        try:
-            while not self._stopping.is_set():
-                try:
-                    await self._until_stopped(self._follow(rpc))
-                except Exception as error:  # whatever broke: reconnect, backfill, go on
-                    self._failed(error)
-                    await self._sleep(self._backoff.next_delay())
-        finally:
-            self._set(following=False)
-            await rpc.close()
-            log.info("%s stopped", self._name)
+    async def _finish(self) -> None:
+        if self._rpc is not None:
+            await self._rpc.close()
+
+    async def _attempt(self) -> None:
+        """One connection: whatever breaks it is raised; ``run`` reconnects and backfills."""
+        assert self._rpc is not None
+        await self._until_stopped(self._follow(self._rpc))
 
     # --- one connection ---------------------------------------------------------------------
 
@@ -347,9 +201,9 @@ class ChainListener:
             )
             await self.backfill(rpc)
             self._backoff.reset()
-            self._set(following=True, connections=self._stats.connections + 1)
-            if self._down:
-                self._down = False
+            recovered = self._mark_up()
+            self._set(connections=self._stats.connections + 1)
+            if recovered:
                 log.info("%s is following the chain again (backfilled)", self._name)
             else:
                 log.info("%s is following the chain", self._name)
@@ -413,104 +267,19 @@ class ChainListener:
                 delay *= 2
         raise _NotVisible(f"the RPC does not show transaction {signature}")
 
-    async def _ticket_of(self, mint: str) -> _TicketRef | None:
+    async def _ticket_of(self, mint: str) -> TicketRef | None:
         async with self._database.untenanted() as session:
             row = (await session.execute(_TICKET_OF_MINT, {"mint": mint})).first()
-        return None if row is None else _TicketRef(row.tenant_id, row.ticket_id, mint)
+        return None if row is None else TicketRef(row.tenant_id, row.ticket_id, mint)
 
     # --- applying ---------------------------------------------------------------------------
 
-    async def _apply(self, ref: _TicketRef, change: OwnershipChange) -> Outcome:
-        """Apply one change in the ticket's tenant transaction; see the module docstring and
-        ``docs/chain.md`` for the rules. Idempotent per (signature, ticket)."""
-        async with self._database.tenant(ref.tenant_id) as session:
-            ticket = await locked_ticket(session, ref.ticket_id)
-            if ticket is None or ticket.nft_mint != ref.mint:
-                outcome = Outcome.NOT_OURS  # the mint was reassigned since the lookup
-            elif change.owner_unknown:
-                outcome = await self._flag(session, ticket, change)
-            else:
-                outcome = await self._record(session, ticket, change)
-        self._count(outcome, change)
+    async def _apply(self, ref: TicketRef, change: OwnershipChange) -> Outcome:
+        outcome = await self._updates.apply(ref, change)
+        self._count(outcome, change.slot)
         return outcome
 
-    async def _record(
-        self, session: AsyncSession, ticket: Ticket, change: OwnershipChange
-    ) -> Outcome:
-        if change.signature is not None and not await _log(session, ticket, change):
-            return Outcome.DUPLICATE
-        if ticket.chain_slot is not None and change.slot < ticket.chain_slot:
-            return Outcome.STALE
-        ticket.chain_owner = change.to_wallet
-        ticket.chain_slot = change.slot
-        expected = str(self._keys.expected_owner(ticket.holder_wallet))
-        follows = (
-            change.to_wallet is not None
-            and change.to_wallet != expected
-            and ticket.status in FOLLOWING_STATUSES
-        )
-        if follows:
-            assert change.to_wallet is not None
-            self._follow_holder(session, ticket, change)
-        if ticket.blockchain_sync_status == "out_of_sync":
-            ticket.blockchain_sync_status = "synced"
-        ticket.updated_at = self._clock.now()
-        ticket_written(session, ticket.id)
-        return Outcome.HOLDER_CHANGED if follows else Outcome.RECORDED
-
-    def _follow_holder(
-        self, session: AsyncSession, ticket: Ticket, change: OwnershipChange
-    ) -> None:
-        """The NFT moved outside our API: the new owner is the holder, under a new secret
-        version, so the old holder's code is ``superseded`` (online at once, on scanners after
-        their next sync)."""
-        assert change.to_wallet is not None
-        previous = {
-            "user_id": ticket.user_id,
-            "name": ticket.holder_name,
-            "wallet": ticket.holder_wallet,
-        }
-        ticket.holder_wallet = change.to_wallet
-        ticket.user_id = f"wallet:{change.to_wallet}"
-        ticket.holder_name = holder_label(change.to_wallet)
-        ticket.secret_version += 1
-        record_change(
-            session,
-            ticket,
-            "transferred",
-            "ticket.transferred",
-            actor=ACTOR,
-            now=self._clock.now(),
-            from_status=ticket.status,
-            details={
-                "previous_holder": previous,
-                "source": "chain",
-                "chain_kind": change.kind.value,
-                "signature": change.signature,
-                "slot": change.slot,
-                "from_wallet": change.from_wallet,
-                "to_wallet": change.to_wallet,
-            },
-        )
-
-    async def _flag(
-        self, session: AsyncSession, ticket: Ticket, change: OwnershipChange
-    ) -> Outcome:
-        """The transaction did not say who holds the NFT now: leave the log for the reconcile
-        (which reads the holder from the chain) and mark the ticket for it."""
-        if ticket.blockchain_sync_status != "out_of_sync":
-            ticket.blockchain_sync_status = "out_of_sync"
-            ticket.updated_at = self._clock.now()
-            ticket_written(session, ticket.id)
-        log.warning(
-            "%s: transaction %s moved ticket %s without naming the owner; reconciling",
-            self._name,
-            change.signature,
-            ticket.id,
-        )
-        return Outcome.FLAGGED
-
-    def _count(self, outcome: Outcome, change: OwnershipChange) -> None:
+    def _count(self, outcome: Outcome, slot: int) -> None:
         stats = self._stats
         if outcome is Outcome.NOT_OURS:
             self._set(ignored=stats.ignored + 1)
@@ -520,7 +289,7 @@ class ChainListener:
             self._set(
                 applied=stats.applied + 1,
                 holder_changes=stats.holder_changes + (outcome is Outcome.HOLDER_CHANGED),
-                last_slot=max(stats.last_slot or 0, change.slot),
+                last_slot=max(stats.last_slot or 0, slot),
             )
 
     # --- backfill ---------------------------------------------------------------------------
@@ -546,7 +315,7 @@ class ChainListener:
         self._set(backfills=self._stats.backfills + 1)
         return self._stats.applied - before
 
-    async def _backfill_mint(self, rpc: AsyncClient, ref: _TicketRef) -> None:
+    async def _backfill_mint(self, rpc: AsyncClient, ref: TicketRef) -> None:
         async with self._database.tenant(ref.tenant_id) as session:
             newest = (
                 await session.execute(_NEWEST_SIGNATURE, {"ticket_id": ref.ticket_id})
@@ -572,7 +341,7 @@ class ChainListener:
         for signature in reversed(missed):
             await self._handle_signature(rpc, signature)
 
-    async def _mints(self, *, only_out_of_sync: bool, after: uuid.UUID) -> list[_TicketRef]:
+    async def _mints(self, *, only_out_of_sync: bool, after: uuid.UUID) -> list[TicketRef]:
         limit = self._config.reconcile_batch if only_out_of_sync else self._config.mint_page_size
         async with self._database.untenanted() as session:
             rows = (
@@ -581,7 +350,7 @@ class ChainListener:
                     {"only_out_of_sync": only_out_of_sync, "after": after, "limit": limit},
                 )
             ).all()
-        return [_TicketRef(row.tenant_id, row.ticket_id, row.mint) for row in rows]
+        return [TicketRef(row.tenant_id, row.ticket_id, row.mint) for row in rows]
 
     # --- reconcile --------------------------------------------------------------------------
 
@@ -605,17 +374,19 @@ class ChainListener:
             self._reconcile_after = ref.ticket_id
             try:
                 await self._backfill_mint(rpc, ref)
-                owner, frozen, slot = await self._holder_on_chain(rpc, ref.mint)
+                holding = await self._holder_on_chain(rpc, ref.mint)
             except RPCException as refused:  # the node answered, but not for this mint
                 log.warning(
                     "%s cannot reconcile ticket %s (mint %s): %s",
                     self._name,
                     ref.ticket_id,
                     ref.mint,
-                    _describe(refused),
+                    describe(refused),
                 )
                 continue
-            outcome = await self._reconcile_ticket(ref, owner, frozen, slot)
+            outcome = await self._updates.reconcile(ref, holding)
+            if outcome is not Outcome.NOT_OURS:  # a reassigned mint is not counted as ignored
+                self._count(outcome, holding.slot)
             done += outcome not in {Outcome.NOT_OURS, Outcome.DUPLICATE}
         self._set(
             reconcile_passes=self._stats.reconcile_passes + 1,
@@ -623,9 +394,8 @@ class ChainListener:
         )
         return done
 
-    async def _holder_on_chain(self, rpc: AsyncClient, mint: str) -> tuple[str | None, bool, int]:
-        """(owner, frozen, slot read at) of the account holding the NFT; owner ``None`` when no
-        account holds it (burned)."""
+    async def _holder_on_chain(self, rpc: AsyncClient, mint: str) -> ChainHolding:
+        """Who holds the NFT now (nobody: burned), whether frozen, and the slot read at."""
         mint_key = Pubkey.from_string(mint)
         largest = await rpc.get_token_largest_accounts(mint_key, commitment=self._commitment)
         for row in largest.value:
@@ -641,100 +411,19 @@ class ChainListener:
             except AccountLayoutError:
                 continue
             if holding.mint == mint_key and holding.amount == 1:
-                return str(holding.owner), holding.frozen, info.context.slot
-        return None, False, largest.context.slot
-
-    async def _reconcile_ticket(
-        self, ref: _TicketRef, owner: str | None, frozen: bool, slot: int
-    ) -> Outcome:
-        async with self._database.tenant(ref.tenant_id) as session:
-            ticket = await locked_ticket(session, ref.ticket_id)
-            if ticket is None or ticket.nft_mint != ref.mint:
-                return Outcome.NOT_OURS
-            if ticket.blockchain_sync_status != "out_of_sync":
-                return Outcome.UNCHANGED  # the backfill (or another listener) settled it
-            change = OwnershipChange(
-                mint=ref.mint,
-                signature=None,
-                slot=slot,
-                block_time=None,
-                from_wallet=ticket.chain_owner,
-                to_wallet=owner,
-                kind=ChangeKind.RECONCILE,
-            )
-            expected = str(self._keys.expected_owner(ticket.holder_wallet))
-            disagrees = ticket.chain_owner != owner or (
-                owner is not None and owner != expected and ticket.status in FOLLOWING_STATUSES
-            )
-            ticket.chain_frozen = frozen
-            if disagrees:
-                await _log(session, ticket, change)
-                outcome = await self._record(session, ticket, change)
-            else:
-                outcome = Outcome.UNCHANGED
-            ticket.blockchain_sync_status = "synced"
-            ticket.updated_at = self._clock.now()
-            ticket_written(session, ticket.id)
-        self._count(outcome, change)
-        if disagrees:
-            log.info(
-                "%s reconciled ticket %s with the chain: held by %s",
-                self._name,
-                ref.ticket_id,
-                owner,
-            )
-        return outcome
+                return ChainHolding(str(holding.owner), holding.frozen, info.context.slot)
+        return ChainHolding(None, False, largest.context.slot)
 
     # --- bookkeeping ------------------------------------------------------------------------
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
-    def _failed(self, error: BaseException) -> None:
-        first = not self._down
-        self._down = True
-        self._set(
-            following=False,
-            failures=self._stats.failures + 1,
-            outages=self._stats.outages + first,
-            last_error=_describe(error),
-        )
+    async def _failed(self, error: Exception) -> None:
+        first = self._mark_down(error)
+        self._set(failures=self._stats.failures + 1, outages=self._stats.outages + first)
         if first:
             log.warning(
                 "%s lost the chain (%s); reconnecting with backoff, then backfilling",
                 self._name,
-                _describe(error),
+                describe(error),
             )
         else:
-            log.debug("%s still cannot follow the chain: %s", self._name, _describe(error))
-
-    def _set(self, **changes: Any) -> None:
-        self._stats = replace(self._stats, **changes)
-
-
-async def _log(session: AsyncSession, ticket: Ticket, change: OwnershipChange) -> bool:
-    """Add the change to ``blockchain_sync``; False when its signature is logged already."""
-    inserted = await session.scalar(
-        insert(BlockchainSync)
-        .values(
-            id=new_id(),
-            tenant_id=ticket.tenant_id,
-            ticket_id=ticket.id,
-            signature=change.signature,
-            slot=change.slot,
-            kind=change.kind.value,
-            from_wallet=change.from_wallet,
-            to_wallet=change.to_wallet,
-            block_time=change.block_time,
-            details={"mint": change.mint},
-        )
-        .on_conflict_do_nothing()
-        .returning(BlockchainSync.id)
-    )
-    return inserted is not None
-
-
-def _describe(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+            log.debug("%s still cannot follow the chain: %s", self._name, describe(error))

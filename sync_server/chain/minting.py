@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,13 +27,18 @@ from shared.domain import TicketStatus
 from shared.ids import new_id
 from sync_server.chain.actions import ActionKind
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.nft import TicketMetadata
 from sync_server.db.engine import Database, ticket_written
 from sync_server.db.models import PendingTransaction, Ticket
+from sync_server.domain.tickets.chain_sync import ChainSync, move_chain_sync
 from sync_server.domain.tickets.services import locked_ticket
-from sync_server.messaging.consumers import Consumer, EventHandler, RetryPolicy, TicketEvent
-from sync_server.observability import metrics
-from sync_server.settings import ChainSettings, Settings
+from sync_server.messaging.consumers import (
+    Consumer,
+    EventHandler,
+    RetryPolicy,
+    TicketEvent,
+    consumer_metrics,
+)
+from sync_server.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +58,6 @@ QUEUED, SUBMITTED, CONFIRMED, FINALIZED, FAILED = (
 OPEN_STATUSES = (QUEUED, SUBMITTED, CONFIRMED)
 #: Tickets that are still worth an NFT (a revoked or expired ticket is not minted).
 _MINTABLE = (TicketStatus.ACTIVE.value, TicketStatus.CHECKED_IN.value)
-#: Metadata name and ticket-type attribute are clipped to this many characters so that the
-#: minting transaction stays within one packet.
-METADATA_TEXT_LIMIT = 32
 
 
 # --- deciding --------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ async def reconcile(
         updated_at=now,
     )
     session.add(row)
-    ticket.blockchain_sync_status = "pending"
+    move_chain_sync(ticket, ChainSync.PENDING)
     ticket.updated_at = now
     ticket_written(session, ticket.id)
     await session.flush()
@@ -175,11 +176,6 @@ def chain_event_handler(keys: ChainKeys, clock: Clock | None = None) -> EventHan
     return handle
 
 
-def _count_messages(name: str) -> Callable[[str], None]:
-    queue = f"gatehouse.{name}"
-    return lambda outcome: metrics.CONSUMER_MESSAGES.labels(queue=queue, outcome=outcome).inc()
-
-
 def chain_consumer(
     database: Database,
     settings: Settings,
@@ -198,7 +194,7 @@ def chain_consumer(
         database=database,
         amqp_url=settings.amqp.url,
         retry=retry,
-        on_outcome=_count_messages(name),
+        on_outcome=consumer_metrics(name),
     )
 
 
@@ -207,26 +203,6 @@ def chain_consumers(database: Database, settings: Settings) -> list[Consumer]:
     if not settings.chain.enabled:
         return []
     return [chain_consumer(database, settings)]
-
-
-def ticket_metadata(
-    ticket: Ticket, event_name: str, type_name: str, settings: ChainSettings
-) -> TicketMetadata:
-    """What a ticket's NFT says about itself: the event's name, the ticket type's name (both
-    clipped to keep the minting transaction within one packet), a uri under
-    ``metadata_base_url``, and the ids that map the mint back to the ticket."""
-    return TicketMetadata(
-        name=_clip(event_name),
-        symbol=settings.symbol,
-        uri=f"{settings.metadata_base_url.rstrip('/')}/{ticket.id}",
-        event_id=str(ticket.event_id),
-        ticket_type=_clip(type_name),
-        ticket_id=str(ticket.id),
-    )
-
-
-def _clip(value: str) -> str:
-    return value if len(value) <= METADATA_TEXT_LIMIT else value[: METADATA_TEXT_LIMIT - 1] + "…"
 
 
 async def reconcile_tenant(
@@ -250,7 +226,9 @@ async def reconcile_tenant(
                     select(Ticket)
                     .where(
                         Ticket.id > after,
-                        Ticket.blockchain_sync_status.in_(("not_minted", "failed")),
+                        Ticket.blockchain_sync_status.in_(
+                            (ChainSync.NOT_MINTED.value, ChainSync.FAILED.value)
+                        ),
                         Ticket.status.in_((TicketStatus.ACTIVE, TicketStatus.CHECKED_IN)),
                     )
                     .order_by(Ticket.id)

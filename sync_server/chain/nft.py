@@ -12,8 +12,10 @@ transaction that mints, which ends by removing it, so no second token can ever e
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from solders.hash import Hash
 from solders.instruction import Instruction
@@ -59,6 +61,7 @@ from sync_server.chain.token2022 import (
     token_metadata_size,
     update_token_metadata_field,
 )
+from sync_server.settings import ChainSettings
 
 TICKET_DECIMALS = 0
 TICKET_SUPPLY = 1
@@ -67,6 +70,9 @@ TICKET_SUPPLY = 1
 EVENT_ID_KEY = "event_id"
 TICKET_TYPE_KEY = "ticket_type"
 TICKET_ID_KEY = "ticket_id"
+#: Metadata name and ticket-type attribute are clipped to this many characters so that the
+#: minting transaction stays within one packet.
+METADATA_TEXT_LIMIT = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,35 @@ class TicketMetadata:
             (TICKET_TYPE_KEY, self.ticket_type),
             (TICKET_ID_KEY, self.ticket_id),
         ]
+
+
+class _TicketIds(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def event_id(self) -> uuid.UUID: ...
+
+
+def ticket_metadata(
+    ticket: _TicketIds, event_name: str, type_name: str, settings: ChainSettings
+) -> TicketMetadata:
+    """What a ticket's NFT says about itself: the event's name, the ticket type's name (both
+    clipped to keep the minting transaction within one packet), a uri under
+    ``metadata_base_url``, and the ids that map the mint back to the ticket. The one
+    definition: the tracker mints with it, and the API shows it (``/v1/chain``)."""
+    return TicketMetadata(
+        name=_clip(event_name),
+        symbol=settings.symbol,
+        uri=f"{settings.metadata_base_url.rstrip('/')}/{ticket.id}",
+        event_id=str(ticket.event_id),
+        ticket_type=_clip(type_name),
+        ticket_id=str(ticket.id),
+    )
+
+
+def _clip(value: str) -> str:
+    return value if len(value) <= METADATA_TEXT_LIMIT else value[: METADATA_TEXT_LIMIT - 1] + "…"
 
 
 def ticket_mint_space(metadata: TicketMetadata) -> tuple[int, int]:

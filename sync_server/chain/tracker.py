@@ -14,8 +14,6 @@ with a fresh blockhash, up to ``max_attempts``; then the row and the ticket are 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable
@@ -23,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from solana.rpc.async_api import AsyncClient
 from solders.hash import Hash
 from solders.transaction import Transaction
 from solders.transaction_status import TransactionConfirmationStatus, TransactionStatus
@@ -33,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.backoff import Backoff
 from shared.clock import Clock, SystemClock
 from shared.ids import new_id
+from sync_server.background import BackgroundLoop, LoopState, LoopStats, describe
 from sync_server.chain.actions import (
     ActionKind,
     ChainReader,
@@ -55,9 +55,8 @@ from sync_server.chain.minting import (
     QUEUED,
     SUBMITTED,
     reconcile,
-    ticket_metadata,
 )
-from sync_server.chain.nft import TicketMetadata, ticket_mint_space
+from sync_server.chain.nft import TicketMetadata, ticket_metadata, ticket_mint_space
 from sync_server.db.engine import Database, ticket_written
 from sync_server.db.models import (
     BlockchainSync,
@@ -67,7 +66,8 @@ from sync_server.db.models import (
     TicketStateTransition,
     TicketType,
 )
-from sync_server.domain.tickets.services import locked_ticket, record_change
+from sync_server.domain.tickets.chain_sync import ChainSync, move_chain_sync
+from sync_server.domain.tickets.services import change_ticket, locked_ticket
 from sync_server.observability import metrics
 from sync_server.settings import ChainSettings, Settings
 
@@ -78,15 +78,21 @@ _PENDING = text("SELECT tenant_id, transaction_id FROM gatehouse_chain_pending(:
 
 
 @dataclass(frozen=True, slots=True)
-class TrackerStats:
+class TrackerStats(LoopStats):
+    """A snapshot of one tracker (``state`` ``running``: its last cycle succeeded)."""
+
     cycles: int = 0
     submitted: int = 0
     finalized: int = 0
     retried: int = 0
     failed: int = 0
+    #: Outages (of the node, or the database): runs of failed cycles, each counted once.
     outages: int = 0
-    reachable: bool = True
-    last_error: str | None = None
+
+    @property
+    def reachable(self) -> bool:
+        """Not in an outage: the last cycle (if any) succeeded."""
+        return self.state is not LoopState.BACKING_OFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +156,7 @@ class _Landed:
     owner: str | None = None
 
 
-class ChainTracker:
+class ChainTracker(BackgroundLoop[TrackerStats]):
     """Drives ``pending_transactions`` until ``stop()``: every ``settings.chain.poll_seconds``
     it takes up to ``batch`` open rows (all tenants, oldest first) and moves each one step.
 
@@ -170,61 +176,48 @@ class ChainTracker:
         clock: Clock | None = None,
         backoff: Backoff | None = None,
     ) -> None:
+        super().__init__("chain tracker", TrackerStats(), backoff or Backoff(0.5, 30.0))
         self._database = database
         self._chain: ChainSettings = settings.chain
         self._keys = keys or ChainKeys.from_settings(settings.chain)
         self._custody = str(self._keys.custody.pubkey())
         self._batch = batch
         self._clock = clock or SystemClock()
-        self._backoff = backoff or Backoff(0.5, 30.0)
-        self._stopping = asyncio.Event()
-        self._stats = TrackerStats()
+        self._client: AsyncClient | None = None
 
-    def stats(self) -> TrackerStats:
-        return self._stats
+    # ``stop()``: ``run`` returns after the step in hand.
 
-    def stop(self) -> None:
-        """Ask ``run`` to return after the step in hand."""
-        self._stopping.set()
-
-    async def run(self) -> None:
-        """Track until ``stop()``. Outages are waited out, never raised."""
-        client = rpc_client(self._chain)
-        reader = ChainReader(client)
+    async def _start(self) -> None:
+        self._client = rpc_client(self._chain)
         # Not the RPC URL: a provider's often carries its API key.
         log.info("chain tracker started (cluster %s)", self._chain.cluster)
-        try:
-            while not self._stopping.is_set():
-                delay = self._chain.poll_seconds
-                try:
-                    await self._cycle(reader)
-                except ChainUnavailable as error:
-                    delay = self._outage("the Solana node is unreachable", error)
-                except Exception as error:  # the database, or a bug: keep tracking
-                    delay = self._outage("a tracking cycle failed", error, trace=True)
-                else:
-                    if not self._stats.reachable:
-                        log.info("chain tracker: working again")
-                    self._backoff.reset()
-                    self._set(reachable=True)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-        finally:
-            await client.close()
-            log.info("chain tracker stopped")
 
-    def _outage(self, what: str, error: Exception, *, trace: bool = False) -> float:
-        delay = self._backoff.next_delay()
-        if self._stats.reachable:  # once per outage, not once per poll
+    async def _finish(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+
+    async def _attempt(self) -> None:
+        """One cycle, then the wait until the next poll."""
+        assert self._client is not None
+        await self._cycle(ChainReader(self._client))
+        if self._mark_up():
+            log.info("chain tracker: working again")
+        self._backoff.reset()
+        await self._sleep(self._chain.poll_seconds)
+
+    async def _failed(self, error: Exception) -> None:
+        """An unreachable node, the database, or a bug: open transactions wait, and the
+        outage is logged once, not once per poll."""
+        unreachable = isinstance(error, ChainUnavailable)
+        what = "the Solana node is unreachable" if unreachable else "a tracking cycle failed"
+        if self._mark_down(error):
             log.warning(
                 "chain tracker: %s (%s); open transactions wait, retrying with backoff",
                 what,
-                error,
-                exc_info=error if trace else None,
+                describe(error),
+                exc_info=None if unreachable else error,
             )
             self._set(outages=self._stats.outages + 1)
-        self._set(reachable=False, last_error=f"{type(error).__name__}: {error}")
-        return delay
 
     # --- one cycle ------------------------------------------------------------------------
 
@@ -232,9 +225,9 @@ class ChainTracker:
         async with self._database.untenanted() as session:
             refs = (await session.execute(_PENDING, {"limit": self._batch})).all()
         rows: list[_Row] = []
-        for tenant_id, transaction_id in refs:
-            async with self._database.tenant(tenant_id) as session:
-                found = await session.get(PendingTransaction, transaction_id)
+        for ref in refs:
+            async with self._database.tenant(ref.tenant_id) as session:
+                found = await session.get(PendingTransaction, ref.transaction_id)
                 if found is not None and found.status in OPEN_STATUSES:
                     rows.append(_Row.of(found))
         self._set(cycles=self._stats.cycles + 1)
@@ -263,7 +256,7 @@ class ChainTracker:
             if not await self._database_answers():
                 raise
             log.exception("chain tracker: %s %s of ticket %s", row.kind, row.id, row.ticket_id)
-            self._set(last_error=f"{type(error).__name__}: {error}")
+            self._set(last_error=describe(error))
 
     async def _database_answers(self) -> bool:
         try:
@@ -527,18 +520,17 @@ class ChainTracker:
         # knows a mint only from here on): then the chain and the ticket disagree, and the
         # listener's reconcile makes the ticket follow the chain.
         moved_early = kind is ActionKind.MINT and ticket.chain_owner != row.destination
-        ticket.blockchain_sync_status = "out_of_sync" if moved_early else "synced"
+        move_chain_sync(ticket, ChainSync.OUT_OF_SYNC if moved_early else ChainSync.SYNCED)
         ticket.updated_at = now
         ticket_written(session, ticket.id)
         if kind is ActionKind.MINT:
-            record_change(
+            change_ticket(
                 session,
                 ticket,
                 "minted",
                 "ticket.minted",
                 actor=ACTOR,
                 now=now,
-                from_status=ticket.status,
                 details={
                     "mint": row.mint,
                     "owner": owner,
@@ -594,7 +586,7 @@ class ChainTracker:
         row.updated_at = now
         ticket = await locked_ticket(session, row.ticket_id)
         assert ticket is not None
-        ticket.blockchain_sync_status = "failed"
+        move_chain_sync(ticket, ChainSync.FAILED)
         ticket.updated_at = now
         ticket_written(session, ticket.id)
         session.add(

@@ -34,7 +34,7 @@ def ticket_written(session: AsyncSession, *ticket_ids: uuid.UUID) -> None:
     """Note that the session's transaction changes these tickets. Once it has committed, the
     database's ``on_tickets_written`` hears of them (the ticket cache drops its copies); a
     transaction that rolls back is never heard of. Every write to a ticket row must say so
-    (``record_change`` does for the lifecycle steps)."""
+    (``change_ticket`` does for the lifecycle steps)."""
     session.info.setdefault(_WRITTEN_TICKETS, set()).update(ticket_ids)
 
 

@@ -20,6 +20,7 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from sync_server.db.engine import Database
+from sync_server.messaging.outbox import outbox_backlog
 from sync_server.observability import metrics
 from sync_server.observability.readiness import Readiness, ReadinessReport
 from sync_server.redis.breakers import Breakers
@@ -27,13 +28,6 @@ from sync_server.redis.breakers import Breakers
 log = logging.getLogger(__name__)
 
 _OPS = {"exclude_from_auth": True}
-# Counts and the oldest time only, across tenants (a SECURITY DEFINER function of migration
-# 0005: the application role cannot read other tenants' outbox rows itself). created_at comes
-# from the API's clock and the age from the database's; clamped at 0 for small clock skew.
-_OUTBOX_BACKLOG = (
-    "SELECT unsent, greatest(extract(epoch FROM clock_timestamp() - oldest), 0)::float8 "
-    "FROM gatehouse_outbox_backlog()"
-)
 
 
 @dataclass(slots=True)
@@ -88,14 +82,13 @@ class Operations:
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 async with self.database.engine.connect() as connection:
-                    result = await connection.exec_driver_sql(_OUTBOX_BACKLOG)
-                    unsent, lag = tuple(result.one())
+                    backlog = await outbox_backlog(connection)
         except ProgrammingError as error:  # a database the migrations have not reached
             log.warning("outbox backlog unknown: %s", error.orig or error)
             return None
         except (DBAPIError, OSError, TimeoutError):
             return None  # Postgres is down: /ready and gatehouse_dependency_up say so
-        return int(unsent), float(lag or 0.0)
+        return backlog.unsent, backlog.oldest_age_seconds
 
 
 def _dependency_families(report: ReadinessReport) -> list[Metric]:

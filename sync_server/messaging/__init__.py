@@ -1,2 +1,3 @@
-"""Ticket events for other services: the outbox (written with each state change) and, later,
-its relay to RabbitMQ."""
+"""Ticket events for other services and our own workers: the outbox (written with each state
+change), its relay to RabbitMQ, and the consumer framework. A framework: it never imports its
+users (``sync_server.chain``); ``sync_server/worker.py`` puts them together."""

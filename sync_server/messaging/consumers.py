@@ -38,7 +38,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -54,6 +54,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.backoff import Backoff
+from sync_server.background import BackgroundLoop, LoopState, LoopStats, describe
 from sync_server.db.engine import Database
 from sync_server.messaging.broker import (
     ERROR_HEADER,
@@ -64,6 +65,7 @@ from sync_server.messaging.broker import (
     queue_names,
 )
 from sync_server.messaging.outbox import TYPE_PREFIX
+from sync_server.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -123,19 +125,26 @@ class _Link:
 
 
 @dataclass(frozen=True, slots=True)
-class ConsumerStats:
+class ConsumerStats(LoopStats):
+    """A snapshot of one consumer (``state`` ``running``: consuming from the broker)."""
+
     handled: int = 0
     duplicates: int = 0
     retried: int = 0
     dead_lettered: int = 0
+    #: Failures waited out: lost (or unreachable) broker connections, and database outages
+    #: while handling a message (one per failed try).
     outages: int = 0
-    connected: bool = False
-    last_error: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.state is LoopState.RUNNING
 
 
-class Consumer:
+class Consumer(BackgroundLoop[ConsumerStats]):
     """Runs ``handler`` for the ticket events with ``routing_keys`` (topic patterns such as
-    ``ticket.*``) from the queue ``gatehouse.<name>``, until ``stop()``.
+    ``ticket.*``) from the queue ``gatehouse.<name>``, until ``stop()`` (then it finishes the
+    messages it holds and returns).
 
     ``name`` identifies the consumer for good: it names its queues and keys its record of
     processed events, so renaming it means processing everything again from a new queue.
@@ -159,6 +168,7 @@ class Consumer:
         ``duplicate`` (already processed, skipped), ``retry`` or ``dead_letter``."""
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
             raise ValueError(f"consumer name {name!r}: letters, digits, '-', '_' and '.' only")
+        super().__init__(f"consumer {name}", ConsumerStats(), backoff or Backoff(0.2, 10.0))
         self.name = name
         self.routing_keys = routing_keys
         self._handler = handler
@@ -167,37 +177,18 @@ class Consumer:
         self._retry = retry or RetryPolicy()
         self._prefetch = prefetch
         self._shutdown_grace = shutdown_grace
-        self._backoff = backoff or Backoff(0.2, 10.0)
         self._on_outcome = on_outcome
-        self._stopping = asyncio.Event()
-        self._stats = ConsumerStats()
         self._main_queue, self._retry_queue, _ = queue_names(name)
 
-    def stats(self) -> ConsumerStats:
-        return self._stats
-
-    def stop(self) -> None:
-        """Ask ``run`` to finish the messages it holds and return."""
-        self._stopping.set()
-
-    async def run(self) -> None:
-        """Consume until ``stop()``; a broker or database outage is waited out with backoff,
-        never raised."""
-        while not self._stopping.is_set():
-            try:
-                await self._consume_while_connected()
-            except Exception as error:  # whatever broke, keep consuming
-                self._set(outages=self._stats.outages + 1, last_error=_describe(error))
-                log.warning(
-                    "consumer %s: %s; reconnecting with backoff", self.name, _describe(error)
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self._backoff.next_delay())
-        log.info("consumer %s stopped", self.name)
+    async def _failed(self, error: Exception) -> None:
+        """A broker (or database) outage: counted, logged, waited out with backoff."""
+        self._mark_down(error)
+        self._set(outages=self._stats.outages + 1)
+        log.warning("consumer %s: %s; reconnecting with backoff", self.name, describe(error))
 
     # --- one broker connection ------------------------------------------------------------
 
-    async def _consume_while_connected(self) -> None:
+    async def _attempt(self) -> None:
         connection = await connect(self._amqp_url)
         closed = asyncio.Event()
         connection.close_callbacks.add(lambda *_: closed.set())
@@ -218,7 +209,7 @@ class Consumer:
                 inbox.put_nowait(message)
 
             tag = await queues.main.consume(receive)
-            self._set(connected=True)
+            self._mark_up()
             log.info("consumer %s listening on %s", self.name, self._main_queue)
             while not self._stopping.is_set():
                 message = await self._next(inbox, closed)
@@ -227,7 +218,7 @@ class Consumer:
                     self._backoff.reset()
             await self._drain(queues.main, tag, inbox, link)
         finally:
-            self._set(connected=False)
+            self._mark_disconnected()
             with contextlib.suppress(Exception):
                 await connection.close()
 
@@ -296,19 +287,18 @@ class Consumer:
                 if await self._database_down():
                     if self._stopping.is_set():
                         return  # unacked: the broker redelivers it to the next consumer
-                    self._set(outages=self._stats.outages + 1, last_error=_describe(error))
+                    self._set(outages=self._stats.outages + 1, last_error=describe(error))
                     delay = outage.next_delay()
                     log.warning(
                         "consumer %s: database unavailable (%s); event %s waits %.1f s",
                         self.name,
-                        _describe(error),
+                        describe(error),
                         event.id,
                         delay,
                     )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), delay)
+                    await self._sleep(delay)
                     continue
-                await self._failed(message, link, event, retries, error)
+                await self._event_failed(message, link, event, retries, error)
                 return
             break
         await message.ack()
@@ -332,7 +322,7 @@ class Consumer:
             await self._handler(event, session)
         return True
 
-    async def _failed(
+    async def _event_failed(
         self,
         message: AbstractIncomingMessage,
         link: _Link,
@@ -341,7 +331,7 @@ class Consumer:
         error: Exception,
     ) -> None:
         attempts = retries + 1
-        reason = _describe(error)
+        reason = describe(error)
         self._set(last_error=reason)
         if attempts >= self._retry.max_attempts:
             log.error(
@@ -394,8 +384,12 @@ class Consumer:
             return True
         return False
 
-    def _set(self, **changes: Any) -> None:
-        self._stats = replace(self._stats, **changes)
+
+def consumer_metrics(name: str) -> Callable[[str], None]:
+    """The ``on_outcome`` hook that counts consumer ``name``'s messages by outcome
+    (``gatehouse_consumer_messages_total``, labelled with its queue)."""
+    queue, _, _ = queue_names(name)
+    return lambda outcome: metrics.CONSUMER_MESSAGES.labels(queue=queue, outcome=outcome).inc()
 
 
 def _retries(message: AbstractIncomingMessage) -> int:
@@ -422,8 +416,3 @@ def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika
         timestamp=message.timestamp,
         app_id=message.app_id,
     )
-
-
-def _describe(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -45,7 +45,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -55,10 +55,12 @@ from aio_pika.exceptions import DeliveryError
 from sqlalchemy import Row, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from shared.backoff import Backoff
+from sync_server.background import BackgroundLoop, LoopState, LoopStats, describe
 from sync_server.messaging.broker import connect, declare_tickets_exchange, event_message
+from sync_server.messaging.outbox import OutboxBacklog, outbox_backlog
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +86,6 @@ _CLAIM = text(
 )
 _MARK_SENT = text("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE id = ANY(:ids)")
 _COUNT_FAILURE = text("UPDATE outbox SET attempts = attempts + 1 WHERE id = ANY(:ids)")
-_BACKLOG = text(
-    "SELECT unsent, coalesce(extract(epoch FROM now() - oldest), 0)::float8 AS age "
-    "FROM gatehouse_outbox_backlog()"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,16 +118,9 @@ class RelayHooks:
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxBacklog:
-    """Rows not yet published, across all tenants, and how old the oldest is (0 when none)."""
-
-    unsent: int
-    oldest_age_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class RelayStats:
-    """A snapshot of one relay, for metrics and logs."""
+class RelayStats(LoopStats):
+    """A snapshot of one relay, for metrics and logs (``state`` ``running``: connected to the
+    broker)."""
 
     #: Events published and marked sent since start.
     published: int = 0
@@ -137,31 +128,23 @@ class RelayStats:
     publish_failures: int = 0
     #: Times the relay lost (or could not reach) the broker or the database and backed off.
     outages: int = 0
-    broker_connected: bool = False
     #: Whether the LISTEN connection is up (without it the relay still polls).
     listening: bool = False
-    last_error: str | None = None
     #: The outbox backlog when last measured (every poll interval, also during outages).
     backlog: OutboxBacklog | None = None
     #: ``time.monotonic()`` of that measurement.
     backlog_measured_at: float | None = None
 
-
-async def outbox_backlog(connection: AsyncConnection | AsyncSession) -> OutboxBacklog:
-    """The outbox backlog, over every tenant, through ``gatehouse_outbox_backlog()`` (counts
-    only, no payloads; the application role may call it, e.g. for ``/metrics``).
-
-    Raises ``sqlalchemy.exc.DBAPIError`` when the database cannot answer.
-    """
-    row = (await connection.execute(_BACKLOG)).one()
-    return OutboxBacklog(unsent=int(row.unsent), oldest_age_seconds=float(row.age))
+    @property
+    def broker_connected(self) -> bool:
+        return self.state is LoopState.RUNNING
 
 
 class _BatchFailed(Exception):
     """Some rows of a batch were not confirmed; the ones that were are marked sent."""
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundLoop[RelayStats]):
     """Relays the outbox to RabbitMQ until ``stop()``. Run several for throughput or
     availability: they never publish a row twice between them, nor a ticket's events out of
     order.
@@ -178,51 +161,46 @@ class OutboxRelay:
         name: str = "relay",
         hooks: RelayHooks | None = None,
     ) -> None:
+        config = config or RelayConfig()
+        super().__init__(name, RelayStats(), Backoff(config.backoff_initial, config.backoff_max))
         self._database_url = database_url
         self._amqp_url = amqp_url
-        self._config = config or RelayConfig()
+        self._config = config
         self._name = name
         self._hooks = hooks or RelayHooks()
         self._wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self._stats = RelayStats()
-        self._backoff = Backoff(self._config.backoff_initial, self._config.backoff_max)
-
-    def stats(self) -> RelayStats:
-        """Counters and the last measured backlog; cheap, safe to call from any coroutine."""
-        return self._stats
+        self._engine: AsyncEngine | None = None
+        self._listener: asyncio.Task[None] | None = None
 
     def stop(self) -> None:
         """Ask ``run`` to return: a batch being published is finished (or rolled back) first."""
-        self._stopping.set()
+        super().stop()
         self._wake.set()
 
-    async def run(self) -> None:
-        """Relay until ``stop()``. Outages of the broker or database are waited out, never
-        raised; only cancellation ends it otherwise."""
-        engine = create_async_engine(
+    async def _start(self) -> None:
+        self._engine = create_async_engine(
             self._database_url, pool_size=2, max_overflow=0, pool_pre_ping=True
         )
-        listener = asyncio.create_task(self._listen(), name=f"{self._name}-listen")
-        try:
-            while not self._stopping.is_set():
-                try:
-                    await self._relay_while_connected(engine)
-                except Exception as error:  # whatever broke, keep relaying
-                    self._outage(error)
-                    await self._measure_backlog(engine)
-                    await self._sleep(self._backoff.next_delay())
-        finally:
-            listener.cancel()
+        self._listener = asyncio.create_task(self._listen(), name=f"{self._name}-listen")
+
+    async def _finish(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await listener
-            await engine.dispose()
-            self._set(broker_connected=False)
-            log.info("%s stopped", self._name)
+                await self._listener
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    async def _failed(self, error: Exception) -> None:
+        self._outage(error)
+        assert self._engine is not None
+        await self._measure_backlog(self._engine)
 
     # --- one broker connection ------------------------------------------------------------
 
-    async def _relay_while_connected(self, engine: AsyncEngine) -> None:
+    async def _attempt(self) -> None:
+        assert self._engine is not None
+        engine = self._engine
         try:
             connection = await connect(self._amqp_url)
         except Exception:
@@ -233,7 +211,7 @@ class OutboxRelay:
         try:
             channel = await connection.channel(publisher_confirms=True)
             exchange = await declare_tickets_exchange(channel)
-            self._set(broker_connected=True)
+            self._mark_up()
             log.info("%s connected to the broker", self._name)
             while not self._stopping.is_set():
                 # Cleared before the claim: a commit notified during the claim wakes us again.
@@ -244,7 +222,7 @@ class OutboxRelay:
                     await self._measure_backlog(engine)
                     await self._wait_for_work(lost)
         finally:
-            self._set(broker_connected=False)
+            self._mark_disconnected()
             with contextlib.suppress(Exception):
                 await connection.close()
 
@@ -290,7 +268,7 @@ class OutboxRelay:
             first_id, first_error = failed[0]
             raise _BatchFailed(
                 f"{len(failed)} of {len(rows)} events not confirmed (first {first_id}: "
-                f"{_describe(first_error)})"
+                f"{describe(first_error)})"
             )
         log.debug("%s published %d events", self._name, len(sent))
         return len(rows)
@@ -331,10 +309,6 @@ class OutboxRelay:
             closed.cancel()
         if lost.is_set():
             raise ConnectionError("the broker closed the connection")
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _listen(self) -> None:
         """Keep a LISTEN connection open, reconnecting with backoff; polling covers the gaps."""
@@ -393,22 +367,15 @@ class OutboxRelay:
         self._set(backlog=backlog, backlog_measured_at=now)
 
     def _outage(self, error: BaseException) -> None:
-        self._set(outages=self._stats.outages + 1, last_error=_describe(error))
+        self._mark_down(error)
+        self._set(outages=self._stats.outages + 1)
         delay_note = f"retrying with backoff (attempt {self._backoff.failures + 1})"
         if isinstance(error, _BatchFailed | OSError | ConnectionError | TimeoutError) or (
             type(error).__module__.startswith(("aiormq", "aio_pika", "sqlalchemy", "asyncpg"))
         ):
-            log.warning("%s: %s; %s", self._name, _describe(error), delay_note)
+            log.warning("%s: %s; %s", self._name, describe(error), delay_note)
         else:
             log.exception("%s failed unexpectedly; %s", self._name, delay_note)
-
-    def _set(self, **changes: Any) -> None:
-        self._stats = replace(self._stats, **changes)
-
-
-def _describe(error: BaseException) -> str:
-    text_ = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text_[0]}" if text_ else type(error).__name__
 
 
 def _setter(event: asyncio.Event) -> Callable[[object], None]:

@@ -108,11 +108,3 @@ def logging_config(log_format: str, level: str = "INFO") -> dict[str, Any]:
             "aio_pika": {"level": "WARNING"},
         },
     }
-
-
-def configure_logging(log_format: str, level: str = "INFO") -> None:
-    """Apply ``logging_config`` to this process (for commands that do not go through uvicorn).
-    Raises ``ValueError`` for an unknown format or level."""
-    import logging.config  # noqa: PLC0415 - only the commands that configure logging need it
-
-    logging.config.dictConfig(logging_config(log_format, level))

@@ -36,7 +36,6 @@ from prometheus_client import (
 )
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.samples import Sample
 
 from shared import wire
 
@@ -183,17 +182,6 @@ def render(scraped: Iterable[Metric] = ()) -> tuple[bytes, str]:
         registry.register(_ThisProcess())
     registry.register(_Fixed(scraped))
     return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-def sample_value(body: bytes, name: str, **labels: str) -> float | None:
-    """The value of one sample in an exposition ``body``, or None (for tests and scripts)."""
-    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
-
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            if isinstance(sample, Sample) and sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    return None
 
 
 def prepare_multiprocess_dir(workers: int) -> Path | None:

@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from tests.sync_server.conftest import TenantHandle
@@ -126,3 +128,12 @@ async def enrolled_device(
     return DeviceHandle(
         body["device_id"], gate, {"Authorization": f"Bearer {body['device_token']}"}
     )
+
+
+def sample_value(body: bytes, name: str, **labels: str) -> float | None:
+    """The value of one sample in a Prometheus exposition ``body``, or None."""
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if isinstance(sample, Sample) and sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None

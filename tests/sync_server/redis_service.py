@@ -1,4 +1,5 @@
-"""The local Redis for fault tests: stop it, and always start it again (../shared/SERVICES.md)."""
+"""The local Redis for fault tests: stop it, and always start it again (with the command `./dev`
+uses, see ensure_services in ./dev)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from redis.asyncio import Redis
 from sync_server.settings import RedisSettings
 
 HOST, PORT = "127.0.0.1", 6379
-# The start command of ../shared/SERVICES.md, word for word.
+# The start command ./dev uses (ensure_services), word for word.
 START = [
     "redis-server",
     "--daemonize",

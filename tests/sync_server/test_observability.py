@@ -18,6 +18,7 @@ from sync_server.observability import metrics
 from sync_server.observability.logs import formatter, logging_config
 from sync_server.observability.readiness import Readiness
 from sync_server.settings import Settings, SettingsError
+from tests.sync_server.helpers import sample_value
 
 DEV = {"GATEHOUSE_JWT_SECRET": "s" * 32, "GATEHOUSE_MASTER_KEY": "A" * 43}
 
@@ -187,7 +188,7 @@ def test_log_settings_default_to_json_in_production_and_are_checked() -> None:
 def test_verdicts_are_counted_by_result_and_reason() -> None:
     def count(result: str, reason: str) -> float:
         body, _ = metrics.render()
-        found = metrics.sample_value(
+        found = sample_value(
             body, "gatehouse_verdicts_total", source="online", result=result, reason=reason
         )
         return found or 0.0
@@ -204,12 +205,12 @@ def test_verdicts_are_counted_by_result_and_reason() -> None:
 def test_breaker_state_takes_names_or_values() -> None:
     metrics.set_breaker_state("solana_rpc", "half-open")
     body, _ = metrics.render()
-    assert metrics.sample_value(
-        body, "gatehouse_circuit_breaker_state", service="solana_rpc"
-    ) == float(metrics.BreakerState.HALF_OPEN)
+    assert sample_value(body, "gatehouse_circuit_breaker_state", service="solana_rpc") == float(
+        metrics.BreakerState.HALF_OPEN
+    )
     metrics.set_breaker_state("solana_rpc", metrics.BreakerState.OPEN)
     body, _ = metrics.render()
-    assert metrics.sample_value(body, "gatehouse_circuit_breaker_state", service="solana_rpc") == 2
+    assert sample_value(body, "gatehouse_circuit_breaker_state", service="solana_rpc") == 2
     with pytest.raises(KeyError):
         metrics.set_breaker_state("solana_rpc", "ajar")
 

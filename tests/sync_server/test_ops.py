@@ -27,7 +27,6 @@ from litestar.testing import AsyncTestClient
 from benchmarks.server_harness import Server, free_port, gatehouse_serve_command, request
 from sync_server.app import create_app, services
 from sync_server.observability.logs import formatter
-from sync_server.observability.metrics import sample_value
 from sync_server.redis.breakers import BreakerPolicy, Breakers
 from sync_server.redis.link import RedisLink
 from sync_server.settings import Settings
@@ -38,6 +37,7 @@ from tests.sync_server.helpers import (
     create_event,
     create_ticket_type,
     enrolled_device,
+    sample_value,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

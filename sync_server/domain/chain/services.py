@@ -9,13 +9,13 @@ from spl.token.constants import TOKEN_2022_PROGRAM_ID
 from sqlalchemy import select, text
 
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.minting import ticket_metadata
 from sync_server.chain.nft import (
     EVENT_ID_KEY,
     TICKET_DECIMALS,
     TICKET_ID_KEY,
     TICKET_SUPPLY,
     TICKET_TYPE_KEY,
+    ticket_metadata,
 )
 from sync_server.db.engine import Database
 from sync_server.db.models import Event, Ticket, TicketType

@@ -30,7 +30,8 @@ from sync_server.db.raw import driver
 from sync_server.domain.checkin.ownership import OwnershipCheck
 from sync_server.domain.checkin.standing import decode_for_gate, standing
 from sync_server.domain.keys.services import KeyStore
-from sync_server.domain.tickets.services import change_rows, record_change
+from sync_server.domain.tickets.chain_sync import SETTLED, ChainSync, check_move
+from sync_server.domain.tickets.services import change_rows, change_ticket
 from sync_server.http.problems import Forbidden, NotFound, Unprocessable
 from sync_server.messaging.outbox import add_ticket_event, ticket_event_row
 
@@ -44,12 +45,6 @@ _NO_BAR_TO_LEAVING = frozenset(
         VerdictReason.NO_LONGER_VALID,
     }
 )
-
-
-_OUT_OF_SYNC = "out_of_sync"
-#: Sync statuses under which the chain is asked at the gate: the NFT exists and no chain action
-#: of ours is in flight ('synced'), or the chain was seen to disagree ('out_of_sync').
-_CHAIN_SETTLED = frozenset({"synced", _OUT_OF_SYNC})
 
 
 def http_status(verdict: wire.Verdict) -> int:
@@ -180,7 +175,7 @@ class CheckInService:
             prior = _prior_in(await self._history([state.id]), state.allow_reentry)
             if prior is not None:
                 return VerdictReason.ALREADY_CHECKED_IN, prior, None
-        if state.blockchain_sync_status not in _CHAIN_SETTLED:
+        if state.blockchain_sync_status not in SETTLED:
             # 'pending': a mint or transfer of ours is in flight, so the chain may still name
             # the previous holder (or nobody) — asking would refuse a rightful guest.
             # 'not_minted' / 'failed': there is nothing on the chain to ask about.
@@ -199,10 +194,10 @@ class CheckInService:
         """The chain named another holder: mark the ticket ``out_of_sync`` in the verdict's
         transaction, so managers see it at once and the chain listener reconciles it. The
         ticket stays as it is otherwise: who really holds it is the listener's to settle."""
-        if state.blockchain_sync_status == _OUT_OF_SYNC:
+        if not check_move(state.blockchain_sync_status, ChainSync.OUT_OF_SYNC):
             return
         raw = await driver(self._session)
-        await raw.execute(_FLAG_OUT_OF_SYNC, state.id, self._now)
+        await raw.execute(_FLAG_OUT_OF_SYNC, state.id, self._now, ChainSync.OUT_OF_SYNC.value)
         ticket_written(self._session, state.id)
 
     async def annul(
@@ -231,18 +226,15 @@ class CheckInService:
         remaining = replay(
             await self._admitted_scans([ticket.id]), allow_reentry=state.allow_reentry
         )
-        previous = ticket.status
-        if remaining.first_entry is None and previous == TicketStatus.CHECKED_IN:
-            ticket.status = TicketStatus.ACTIVE.value
-        ticket.updated_at = self._now
-        record_change(
+        reopened = remaining.first_entry is None and ticket.status == TicketStatus.CHECKED_IN
+        change_ticket(
             self._session,
             ticket,
             "checkin_annulled",
             "ticket.checkin_annulled",
             actor=actor,
             now=self._now,
-            from_status=previous,
+            status=TicketStatus.ACTIVE if reopened else None,
             details={"scan_id": str(scan_id), "gate": scan.gate, "reclassified": len(changed)},
         )
         return self._verdict(
@@ -737,7 +729,7 @@ FOR UPDATE OF t
 """
 
 _FLAG_OUT_OF_SYNC = """
-UPDATE tickets SET blockchain_sync_status = 'out_of_sync', updated_at = $2 WHERE id = $1
+UPDATE tickets SET blockchain_sync_status = $3, updated_at = $2 WHERE id = $1
 """
 
 _ADMITTED_SCANS = """

@@ -1,10 +1,18 @@
 """The ticket lifecycle: purchase, transfer, revoke, expire — each step one transaction that
-writes the change, its history row and its outbox event together."""
+writes the change, its history row and its outbox event together.
+
+A ticket's status and holder change through one function, :func:`change_ticket`, whoever asks:
+the API (transfer, revoke), expiry, check-in (an annulled admission), the chain listener (an NFT
+moved outside our API) and the chain tracker (a mint finalized). It writes the change, its
+history row and its event in the caller's transaction. (The check-in's batched admissions write
+the same rows with raw SQL through :func:`change_rows`, for speed.)
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +33,7 @@ from sync_server.db.models import (
     TicketType,
 )
 from sync_server.domain.keys.services import KeyStore
+from sync_server.domain.tickets.chain_sync import ChainSync
 from sync_server.domain.tickets.schemas import (
     Holder,
     PurchaseOut,
@@ -169,7 +178,7 @@ class TicketService:
                 holder_wallet=data.holder.wallet,
                 status=TicketStatus.ACTIVE.value,
                 secret_version=0,
-                blockchain_sync_status="not_minted",
+                blockchain_sync_status=ChainSync.NOT_MINTED.value,
                 created_at=self._now,
                 updated_at=self._now,
             )
@@ -179,7 +188,15 @@ class TicketService:
         await self._session.flush()
         ring = await self._keys.issuer_ring(self._session, event.id, tenant_id=tenant_id)
         for ticket in tickets:
-            self._record(ticket, "purchased", "ticket.purchased", from_status=None)
+            _record_change(
+                self._session,
+                ticket,
+                "purchased",
+                "ticket.purchased",
+                actor=self._actor,
+                now=self._now,
+                from_status=None,
+            )
         return PurchaseOut(
             purchase_id=purchase_id,
             # One key ring for the whole purchase: every ticket is of the same event.
@@ -206,18 +223,14 @@ class TicketService:
                 "This ticket's NFT is in the holder's own wallet; the holder transfers it from "
                 "the wallet and the ticket follows.",
             )
-        previous = _holder(ticket)
-        ticket.user_id = data.holder.user_id
-        ticket.holder_name = data.holder.name
-        ticket.holder_wallet = data.holder.wallet
-        ticket.secret_version += 1
-        ticket.updated_at = self._now
-        self._record(
+        change_ticket(
+            self._session,
             ticket,
             "transferred",
             "ticket.transferred",
-            from_status=ticket.status,
-            details={"previous_holder": previous},
+            actor=self._actor,
+            now=self._now,
+            holder=NewHolder(data.holder.user_id, data.holder.name, data.holder.wallet),
         )
         return await self._with_code(ticket)
 
@@ -227,10 +240,16 @@ class TicketService:
             raise Conflict("already_revoked", "The ticket was already revoked.")
         if ticket.status == TicketStatus.EXPIRED:
             raise Conflict("ticket_expired", "The ticket has expired; there is nothing to revoke.")
-        previous = ticket.status
-        ticket.status = TicketStatus.REVOKED.value
-        ticket.updated_at = self._now
-        self._record(ticket, "revoked", "ticket.revoked", from_status=previous, reason=data.reason)
+        change_ticket(
+            self._session,
+            ticket,
+            "revoked",
+            "ticket.revoked",
+            actor=self._actor,
+            now=self._now,
+            status=TicketStatus.REVOKED,
+            reason=data.reason,
+        )
         return ticket_out(ticket)
 
     # --- helpers ----------------------------------------------------------------------------
@@ -271,28 +290,6 @@ class TicketService:
             issued_at=self._now,
         )
         return TicketWithCode(ticket=ticket_out(ticket), code=code)
-
-    def _record(
-        self,
-        ticket: Ticket,
-        kind: str,
-        routing_key: str,
-        *,
-        from_status: str | None,
-        reason: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        record_change(
-            self._session,
-            ticket,
-            kind,
-            routing_key,
-            actor=self._actor,
-            now=self._now,
-            from_status=from_status,
-            reason=reason,
-            details=details,
-        )
 
 
 async def locked_ticket(session: AsyncSession, ticket_id: uuid.UUID) -> Ticket | None:
@@ -344,7 +341,61 @@ def change_rows(
     return history, event
 
 
-def record_change(
+@dataclass(frozen=True, slots=True)
+class NewHolder:
+    """Whom a ticket goes to."""
+
+    user_id: str
+    name: str
+    wallet: str | None = None
+
+
+def change_ticket(
+    session: AsyncSession,
+    ticket: Ticket,
+    kind: str,
+    routing_key: str,
+    *,
+    actor: str,
+    now: datetime,
+    status: TicketStatus | None = None,
+    holder: NewHolder | None = None,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """The one way a ticket's status or holder changes: ``ticket`` (locked by the caller, see
+    :func:`locked_ticket`) takes the new ``status`` and/or ``holder``, and its history row
+    (``kind``) and outbox event (``routing_key``) are added, in the caller's transaction.
+
+    A new holder comes with a new secret version, so the old holder's code is ``superseded``;
+    the details then name the ``previous_holder`` (first, before the caller's ``details``).
+    With neither a status nor a holder, the change is only recorded (e.g. ``minted``).
+    Once the transaction commits, the ticket cache forgets the ticket.
+    """
+    from_status = ticket.status
+    if holder is not None:
+        details = {"previous_holder": _holder(ticket), **(details or {})}
+        ticket.user_id = holder.user_id
+        ticket.holder_name = holder.name
+        ticket.holder_wallet = holder.wallet
+        ticket.secret_version += 1
+    if status is not None:
+        ticket.status = status.value
+    ticket.updated_at = now
+    _record_change(
+        session,
+        ticket,
+        kind,
+        routing_key,
+        actor=actor,
+        now=now,
+        from_status=from_status,
+        reason=reason,
+        details=details,
+    )
+
+
+def _record_change(
     session: AsyncSession,
     ticket: Ticket,
     kind: str,
@@ -426,17 +477,14 @@ async def expire_tickets(session: AsyncSession, now: datetime, actor: str = "sys
             )
         )
         for ticket in tickets:
-            previous = ticket.status
-            ticket.status = TicketStatus.EXPIRED.value
-            ticket.updated_at = now
-            record_change(
+            change_ticket(
                 session,
                 ticket,
                 "expired",
                 "ticket.expired",
                 actor=actor,
                 now=now,
-                from_status=previous,
+                status=TicketStatus.EXPIRED,
             )
         await session.flush()
         total += len(tickets)

@@ -34,8 +34,8 @@ from sync_server.db.engine import Database
 from sync_server.messaging.broker import queue_names
 from sync_server.messaging.consumers import Consumer, RetryPolicy, TicketEvent
 from sync_server.messaging.relay import RelayConfig
-from sync_server.messaging.worker import Worker
 from sync_server.settings import AmqpSettings, Settings
+from sync_server.worker import Worker
 from testkit.solana.localnode import LocalSolanaNode
 from tests.sync_server.chain.conftest import LAMPORTS_PER_SOL
 from tests.sync_server.chain.onchain_tickets import eventually, transfer_ticket_nft

@@ -32,7 +32,6 @@ from shared.ids import new_id
 from sync_server.app import create_app
 from sync_server.chain.client import ChainKeys
 from sync_server.chain.nft import build_transaction, burn_ticket_instruction, holder_token_account
-from sync_server.observability.metrics import sample_value
 from sync_server.redis.breakers import Breakers, BreakerState
 from sync_server.redis.link import RedisLink
 from sync_server.settings import BreakerSettings, Settings
@@ -53,6 +52,7 @@ from tests.sync_server.helpers import (
     create_event,
     create_ticket_type,
     enrolled_device,
+    sample_value,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

@@ -21,12 +21,13 @@ from solders.transaction import VersionedTransaction
 from sqlalchemy import text
 
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.listener import ChainListener, ListenerConfig, holder_label
+from sync_server.chain.listener import ChainListener, ListenerConfig
 from sync_server.chain.nft import (
     build_transaction,
     burn_ticket_instruction,
     transfer_ticket_instructions,
 )
+from sync_server.chain.ticket_updates import holder_label
 from sync_server.db.engine import Database
 from sync_server.settings import ChainSettings, Settings
 from testkit.solana.localnode import LocalSolanaNode

@@ -43,7 +43,6 @@ from sync_server.chain.minting import (
     next_action,
     reconcile,
     retry_ticket,
-    ticket_metadata,
 )
 from sync_server.chain.nft import (
     TICKET_DECIMALS,
@@ -52,6 +51,7 @@ from sync_server.chain.nft import (
     holder_token_account,
     read_ticket_holding,
     read_ticket_mint,
+    ticket_metadata,
     ticket_mint_space,
     transfer_ticket_instructions,
 )

@@ -23,8 +23,8 @@ from sync_server.domain.tickets.schemas import Holder, PurchaseRequest, Transfer
 from sync_server.domain.tickets.services import TicketService
 from sync_server.http.auth import Role
 from sync_server.messaging.broker import CONTENT_TYPE
-from sync_server.messaging.outbox import ticket_event_row
-from sync_server.messaging.relay import OutboxRelay, RelayConfig, outbox_backlog
+from sync_server.messaging.outbox import outbox_backlog, ticket_event_row
+from sync_server.messaging.relay import OutboxRelay, RelayConfig
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import concurrent_client, connect, create_event, create_ticket_type

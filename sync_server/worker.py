@@ -3,6 +3,10 @@ chain on, the chain tracker (our mints, transfers and freezes until finalized) a
 listener (transfers made on-chain) — until SIGTERM or SIGINT; then each finishes what it holds
 and the process exits 0.
 
+This is the worker's composition root, as ``app.py`` is the API's: it is the one module that
+puts the messaging framework (:mod:`sync_server.messaging`) and its users (the chain's consumer,
+tracker and listener, :mod:`sync_server.chain`) together; ``messaging`` never imports ``chain``.
+
 Run as many workers as you like (one per machine or container is plenty): relays share the
 outbox through ``SKIP LOCKED`` without publishing a row twice or a ticket's events out of order,
 and consumers of the same name share their queue.
@@ -44,12 +48,6 @@ def _relay_metrics() -> RelayHooks:
     )
 
 
-def consumer_metrics(name: str) -> Callable[[str], None]:
-    """The ``on_outcome`` hook of consumer ``name``: counts its messages by outcome."""
-    queue = f"gatehouse.{name}"
-    return lambda outcome: metrics.CONSUMER_MESSAGES.labels(queue=queue, outcome=outcome).inc()
-
-
 def our_consumers(database: Database, settings: Settings) -> Sequence[Consumer]:
     """The consumers this release runs: with the chain on, ``chain`` (queues each ticket's next
     chain action: mint, move out of custody, freeze); none otherwise."""
@@ -76,7 +74,7 @@ def chain_parts(database: Database, settings: Settings) -> list[tuple[str, Part]
 
 
 class Worker:
-    """The relay and the consumers, started together, stopped together."""
+    """The relay, the consumers and the chain parts, started together, stopped together."""
 
     def __init__(
         self,
