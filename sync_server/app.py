@@ -22,8 +22,10 @@ from sqlalchemy import text
 from shared.clock import Clock, SystemClock
 from sync_server.chain.client import ChainKeys
 from sync_server.chain.ownership import ChainOwnership, GuardedOwnership
+from sync_server.chain.public_info import PublicChainInfo
 from sync_server.db.engine import Database
 from sync_server.domain.chain.controllers import CHAIN_ROUTES
+from sync_server.domain.chain.services import ChainInfo
 from sync_server.domain.checkin.controllers import CHECKIN_ROUTES
 from sync_server.domain.checkin.ownership import NotChainChecked, OwnershipCheck
 from sync_server.domain.devices.controllers import DeviceController
@@ -76,8 +78,8 @@ class Services:
     #: The on-chain ownership step of check-in: "not checked" with the chain off, the chain
     #: client behind a timeout and the ``solana-rpc`` circuit breaker with it on.
     ownership: OwnershipCheck
-    #: The issuer's and custodian's keys; None with the chain off.
-    chain_keys: ChainKeys | None
+    #: The chain's public face (configuration, NFT metadata); "off" with the chain off.
+    chain_info: ChainInfo
     #: The custodial wallet's address; None with the chain off.
     custody: str | None
     #: What /ready and /metrics ask.
@@ -153,7 +155,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             ticket_cache=ticket_cache,
             breakers=breakers,
             ownership=ownership,
-            chain_keys=chain_keys,
+            chain_info=PublicChainInfo(settings.chain, chain_keys, database),
             custody=str(chain_keys.custody.pubkey()) if chain_keys is not None else None,
             operations=Operations(readiness, database, timeout, breakers),
         )
@@ -207,7 +209,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             "keys": _provided(lambda built: built.keys),
             "ticket_cache": _provided(lambda built: built.ticket_cache),
             "ownership": _provided(lambda built: built.ownership),
-            "chain_keys": _provided(lambda built: built.chain_keys),
+            "chain_info": _provided(lambda built: built.chain_info),
             "custody": _provided(lambda built: built.custody),
             "operations": _provided(lambda built: built.operations),
         },

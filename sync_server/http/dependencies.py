@@ -4,10 +4,11 @@ is a provider's key; the aliases below say so to Litestar and to the type checke
 Per request, provided here: ``principal`` (the caller, from the bearer token), ``session`` (the
 request's transaction, scoped to the caller's tenant), ``open_session`` (the same transaction,
 opened only if the handler asks: a cache miss) and ``active_device`` (for handlers that need no
-transaction but must still refuse a revoked device). For the life of the app, provided
-by the app factory (``sync_server.app``): ``database``, ``clock``, ``settings`` and the objects
-of the domain and of Redis (``keys``, ``ownership``, ``chain_keys``, ``ticket_cache``,
-``operations``). Each domain controller declares the providers of its own services.
+transaction but must still refuse a revoked device). For the life of the app, provided by the
+app factory (``sync_server.app``): ``database``, ``clock``, ``settings`` and the objects of the
+domain, the chain and Redis (``keys``, ``ownership``, ``chain_info``, ``custody``,
+``ticket_cache``, ``operations``). Each domain controller declares the providers of its own
+services.
 """
 
 from __future__ import annotations

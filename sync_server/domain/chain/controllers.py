@@ -8,14 +8,12 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, SkipValidation
 from litestar.types import ControllerRouterHandler
 
-from sync_server.chain.client import ChainKeys
 from sync_server.domain.chain.schemas import ChainConfig, TicketNftMetadata
-from sync_server.domain.chain.services import chain_config, nft_metadata
+from sync_server.domain.chain.services import ChainInfo
 from sync_server.http.auth import Role, allow
-from sync_server.http.dependencies import ActiveDeviceDep, DatabaseDep, SettingsDep
+from sync_server.http.dependencies import ActiveDeviceDep
 
-#: The issuer's and custodian's keys; None with the chain off.
-ChainKeysDep: TypeAlias = NamedDependency[SkipValidation[ChainKeys | None]]
+ChainInfoDep: TypeAlias = NamedDependency[SkipValidation[ChainInfo]]
 
 
 # Scanners may read it too: everything in it is public on-chain anyway, and a scanner can tell
@@ -28,13 +26,12 @@ ChainKeysDep: TypeAlias = NamedDependency[SkipValidation[ChainKeys | None]]
 async def config(
     # A revoked device's token stops working everywhere, this read included (401).
     active_device: ActiveDeviceDep,
-    settings: SettingsDep,
-    chain_keys: ChainKeysDep,
+    chain_info: ChainInfoDep,
 ) -> ChainConfig:
     """The server's Solana configuration: cluster, token program, issuer and custody public
     keys, what every ticket mint looks like, metadata, commitment and the resale fee. 200 with
     ``enabled: false`` and nulls when the chain is off. Never the RPC URL or any secret."""
-    return chain_config(settings.chain, chain_keys)
+    return chain_info.config()
 
 
 @get(
@@ -43,15 +40,12 @@ async def config(
     tags=["chain"],
 )
 async def metadata(
-    ticket_id: FromPath[uuid.UUID],
-    database: DatabaseDep,
-    settings: SettingsDep,
-    chain_keys: ChainKeysDep,
+    ticket_id: FromPath[uuid.UUID], chain_info: ChainInfoDep
 ) -> Response[TicketNftMetadata]:
     """The off-chain JSON a ticket NFT's metadata uri points at (no token needed: wallets and
     explorers fetch it): name, symbol, description, attributes. Nothing about the holder. 404
     when the ticket has no NFT or the chain is off."""
-    found = await nft_metadata(database, settings.chain, chain_keys, ticket_id)
+    found = await chain_info.nft_metadata(ticket_id)
     # Changes only when the event is renamed or moved: let caches keep it a while.
     return Response(found, headers={"Cache-Control": "public, max-age=300"})
 
