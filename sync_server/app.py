@@ -4,11 +4,14 @@ import time; the database pool opens with the app's lifespan."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final
 
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -18,73 +21,118 @@ from sqlalchemy import text
 
 from shared.clock import Clock, SystemClock
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.ownership import ChainOwnership
+from sync_server.chain.ownership import ChainOwnership, GuardedOwnership
+from sync_server.chain.public_info import PublicChainInfo
 from sync_server.db.engine import Database
 from sync_server.domain.chain.controllers import CHAIN_ROUTES
+from sync_server.domain.chain.services import ChainInfo
 from sync_server.domain.checkin.controllers import CHECKIN_ROUTES
-from sync_server.domain.checkin.ownership import GuardedOwnership
+from sync_server.domain.checkin.ownership import NotChainChecked, OwnershipCheck
 from sync_server.domain.devices.controllers import DeviceController
 from sync_server.domain.events.controllers import EventController
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.scans.controllers import SCAN_ROUTES
+from sync_server.domain.sync.controllers import SYNC_ROUTES
 from sync_server.domain.tickets.controllers import TICKET_ROUTES
+from sync_server.domain.tickets.schemas import TicketOut
 from sync_server.http.auth import BearerAuthMiddleware, TokenVerifier
+from sync_server.http.dependencies import (
+    provide_open_session,
+    provide_principal,
+    provide_session,
+    require_active_device,
+)
 from sync_server.http.ops import OPS_ROUTES, Operations
 from sync_server.http.problems import exception_handlers
+from sync_server.http.rate_limiting import RateLimitMiddleware
 from sync_server.http.request_context import RequestContextMiddleware, ResponseObserver
 from sync_server.observability.readiness import AmqpProbe, PostgresProbe, Readiness, RedisProbe
 from sync_server.redis.breakers import Breakers
 from sync_server.redis.link import RedisLink
-from sync_server.redis.rate_limits import RateLimitMiddleware, RateLimits
+from sync_server.redis.rate_limits import RateLimits
 from sync_server.redis.ticket_cache import TicketCache
-from sync_server.runtime import (
-    Runtime,
-    provide_principal,
-    provide_runtime,
-    provide_session,
-    runtime,
-)
 from sync_server.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Where the app keeps its ``Services`` while its lifespan runs.
+_SERVICES: Final = "services"
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the app builds once per lifespan (the pools bind to its event loop) and shares
+    between requests. Handlers never see this: the app provides each object by name (see
+    ``create_app``'s ``dependencies``), and each domain controller builds its services from
+    the objects it names."""
+
+    settings: Settings
+    database: Database
+    clock: Clock
+    keys: KeyStore
+    #: Redis and what rides on it; each works (degraded) while Redis is down.
+    redis: RedisLink
+    rate_limits: RateLimits
+    ticket_cache: TicketCache[TicketOut]
+    breakers: Breakers
+    #: The on-chain ownership step of check-in: "not checked" with the chain off, the chain
+    #: client behind a timeout and the ``solana-rpc`` circuit breaker with it on.
+    ownership: OwnershipCheck
+    #: The chain's public face (configuration, NFT metadata); "off" with the chain off.
+    chain_info: ChainInfo
+    #: The custodial wallet's address; None with the chain off.
+    custody: str | None
+    #: What /ready and /metrics ask.
+    operations: Operations
+
+
+def services(app: Litestar) -> Services:
+    """The app's long-lived objects, while its lifespan runs (for tests and tools)."""
+    return _services(app.state)
+
+
+def _services(state: State) -> Services:
+    found: Services = state[_SERVICES]
+    return found
+
+
+def _provided(part: Callable[[Services], object]) -> Provide:
+    """A provider of one of the app's long-lived objects."""
+
+    async def provide(state: State) -> Any:
+        return part(_services(state))
+
+    return Provide(provide)
+
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> Litestar:
-    """Build the API. ``settings`` default to the environment (``Settings.from_env``)."""
+    """Build the API. ``settings`` default to the environment (``Settings.from_env``);
+    ``clock`` to the system's (its time decides verdicts, expiry and rate-limit minutes)."""
     settings = settings or Settings.from_env()
     verifier = TokenVerifier(settings.auth)
+    app_clock: Clock = clock or SystemClock()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # A lifespan nested in another of the same app (tests run one per event loop) hands
         # the outer one's objects back when it ends: its pools belong to the other loop.
-        outer = {name: app.state.get(name) for name in ("runtime", "operations")}
+        outer: Services | None = app.state.get(_SERVICES)
         database = Database(settings.database)
         redis = RedisLink(settings.redis)  # connects on first use; works degraded without it
-        ticket_cache = TicketCache(redis, settings.redis.ticket_cache_ttl_seconds)
+        ticket_cache = TicketCache(redis, settings.redis.ticket_cache_ttl_seconds, TicketOut)
         # Committed ticket changes leave the cache before the writer's response is sent.
         database.on_tickets_written = ticket_cache.invalidate
         breakers = Breakers(redis, settings.breakers)
-        shared = Runtime(
-            settings=settings,
-            database=database,
-            keys=KeyStore(settings.master_key),
-            verifier=verifier,
-            clock=clock or SystemClock(),
-            redis=redis,
-            rate_limits=RateLimits(redis, settings.rate_limits),
-            ticket_cache=ticket_cache,
-            breakers=breakers,
-        )
         chain: ChainOwnership | None = None
+        chain_keys: ChainKeys | None = None
+        ownership: OwnershipCheck = NotChainChecked()
         if settings.chain.enabled:
-            shared.chain_keys = ChainKeys.from_settings(settings.chain)
-            chain = ChainOwnership.from_settings(settings.chain, shared.chain_keys)
+            chain_keys = ChainKeys.from_settings(settings.chain)
+            chain = ChainOwnership.from_settings(settings.chain, chain_keys)
             # Slow, failing or unreachable: the verdict is "not chain-verified", never a wait.
-            shared.ownership = GuardedOwnership(
+            ownership = GuardedOwnership(
                 chain, breakers, timeout_seconds=settings.chain.ownership_timeout_seconds
             )
-        app.state["runtime"] = shared
         timeout = settings.observability.ready_timeout_seconds
         readiness = Readiness(
             [
@@ -95,8 +143,21 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             ],
             timeout=timeout,
         )
-        app.state["operations"] = Operations(
-            readiness, database, timeout, runtime(app.state).breakers
+        app.state[_SERVICES] = Services(
+            settings=settings,
+            database=database,
+            clock=app_clock,
+            keys=KeyStore(settings.master_key),
+            redis=redis,
+            rate_limits=RateLimits(
+                redis, settings.rate_limits, clock=lambda: app_clock.now().timestamp()
+            ),
+            ticket_cache=ticket_cache,
+            breakers=breakers,
+            ownership=ownership,
+            chain_info=PublicChainInfo(settings.chain, chain_keys, database),
+            custody=str(chain_keys.custody.pubkey()) if chain_keys is not None else None,
+            operations=Operations(readiness, database, timeout, breakers),
         )
         try:
             async with database.engine.connect() as connection:
@@ -111,7 +172,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 await chain.close()
             await database.close()
             await redis.close()
-            app.state.update({name: value for name, value in outer.items() if value is not None})
+            if outer is not None:
+                app.state[_SERVICES] = outer
 
     return Litestar(
         route_handlers=[
@@ -120,6 +182,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             DeviceController,
             *TICKET_ROUTES,
             *CHECKIN_ROUTES,
+            *SYNC_ROUTES,
             *SCAN_ROUTES,
             *CHAIN_ROUTES,
         ],
@@ -132,10 +195,23 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             RateLimitMiddleware(_rate_limits),
         ],
         before_send=[ResponseObserver(access_log_enabled=settings.observability.access_log)],
+        # Per request, from the HTTP edge: the caller and its tenant's transaction. For the
+        # app's life, by name: the objects handlers and the controllers' service providers
+        # declare (``sync_server.http.dependencies`` lists them).
         dependencies={
-            "rt": Provide(provide_runtime),
             "principal": Provide(provide_principal),
             "session": Provide(provide_session),
+            "open_session": Provide(provide_open_session),
+            "active_device": Provide(require_active_device),
+            "settings": _provided(lambda built: built.settings),
+            "database": _provided(lambda built: built.database),
+            "clock": _provided(lambda built: built.clock),
+            "keys": _provided(lambda built: built.keys),
+            "ticket_cache": _provided(lambda built: built.ticket_cache),
+            "ownership": _provided(lambda built: built.ownership),
+            "chain_info": _provided(lambda built: built.chain_info),
+            "custody": _provided(lambda built: built.custody),
+            "operations": _provided(lambda built: built.operations),
         },
         exception_handlers=exception_handlers(),
         # Logging is the process's business (gatehouse-server serve/worker configure it, see
@@ -159,4 +235,4 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
 
 def _rate_limits(scope: Scope) -> RateLimits:
-    return runtime(Litestar.from_scope(scope).state).rate_limits
+    return _services(Litestar.from_scope(scope).state).rate_limits

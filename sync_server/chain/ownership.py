@@ -1,9 +1,10 @@
 """Who holds a ticket's NFT, asked of the chain at the gate.
 
 :class:`ChainOwnership` implements the check-in's ``OwnershipCheck`` seam
-(``sync_server/domain/checkin/ownership.py``). It is meant to run inside ``GuardedOwnership``,
-which bounds it with the gate's timeout and the shared ``solana-rpc`` circuit breaker: this class
-only asks and judges, and lets RPC failures and timeouts raise so that the guard counts them.
+(``sync_server/domain/checkin/ownership.py``). It is meant to run inside :class:`GuardedOwnership`
+(below; the app factory puts them together), which bounds it with the gate's timeout and the
+shared ``solana-rpc`` circuit breaker: ``ChainOwnership`` only asks and judges, and lets RPC
+failures and timeouts raise so that the guard counts them.
 
 The common case costs **one** JSON-RPC round trip: the expected owner's associated token
 account (one well-known address per wallet and mint, ``nft.holder_token_account``) read with
@@ -15,6 +16,7 @@ before it refuses someone at the door.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -27,7 +29,8 @@ from solders.rpc.errors import InvalidParamsMessage
 from sync_server.chain.client import ChainKeys, commitment, rpc_client
 from sync_server.chain.nft import TICKET_SUPPLY, holder_token_account, read_ticket_holding
 from sync_server.chain.token2022 import AccountLayoutError, TokenAccount
-from sync_server.domain.checkin.ownership import OwnershipResult
+from sync_server.domain.checkin.ownership import OwnershipCheck, OwnershipResult
+from sync_server.redis.breakers import Breakers, CircuitOpen
 from sync_server.settings import ChainSettings
 
 log = logging.getLogger(__name__)
@@ -143,3 +146,46 @@ class _NotATokenMint(Exception):
 
 def _holds(account: TokenAccount | None, mint: Pubkey) -> bool:
     return account is not None and account.mint == mint and account.amount == TICKET_SUPPLY
+
+
+class GuardedOwnership:
+    """An ownership check behind a timeout and the chain's shared circuit breaker: a chain
+    that is slow, failing or cut off makes the verdict "not chain-verified" (``verified=None``)
+    at once, never a refused entry and never a gate kept waiting. Timeouts and errors count as
+    the chain failing; once the circuit is open, admissions skip the chain in every server
+    process until a trial call succeeds."""
+
+    def __init__(
+        self,
+        inner: OwnershipCheck,
+        breakers: Breakers,
+        *,
+        service: str = "solana-rpc",
+        timeout_seconds: float = 0.5,
+    ) -> None:
+        self._inner = inner
+        self._breakers = breakers
+        self._service = service
+        self._timeout = timeout_seconds
+
+    async def check(
+        self, *, ticket_id: uuid.UUID, nft_mint: str | None, holder_wallet: str | None
+    ) -> OwnershipResult:
+        if nft_mint is None:  # nothing on chain to ask about: no call, nothing to count
+            return OwnershipResult(verified=None)
+
+        async def ask() -> OwnershipResult:
+            return await asyncio.wait_for(
+                self._inner.check(
+                    ticket_id=ticket_id, nft_mint=nft_mint, holder_wallet=holder_wallet
+                ),
+                self._timeout,
+            )
+
+        try:
+            return await self._breakers.call(self._service, ask)
+        except CircuitOpen:
+            return OwnershipResult(verified=None)
+        except Exception as error:  # the chain client's failure, whatever its type: admit
+            log.warning("ownership of ticket %s not checked: %r", ticket_id, error)
+            return OwnershipResult(verified=None)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TypeAlias
 
 from litestar import Response, get
-from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import SkipValidation
 from litestar.types import ControllerRouterHandler
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -22,9 +23,7 @@ from sync_server.db.engine import Database
 from sync_server.messaging.outbox import outbox_backlog
 from sync_server.observability import metrics
 from sync_server.observability.readiness import Readiness, ReadinessReport
-
-if TYPE_CHECKING:
-    from sync_server.redis.breakers import Breakers
+from sync_server.redis.breakers import Breakers
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,7 @@ _OPS = {"exclude_from_auth": True}
 
 @dataclass(slots=True)
 class Operations:
-    """What the ops endpoints need; built with the app's lifespan, kept in ``app.state``."""
+    """What the ops endpoints need; built with the app's lifespan, provided as ``operations``."""
 
     readiness: Readiness
     database: Database
@@ -109,9 +108,7 @@ def _dependency_families(report: ReadinessReport) -> list[Metric]:
     return [up, latency]
 
 
-def operations(state: State) -> Operations:
-    found: Operations = state["operations"]
-    return found
+OperationsDep: TypeAlias = NamedDependency[SkipValidation[Operations]]
 
 
 @get("/health", opt=_OPS, tags=["ops"])
@@ -122,17 +119,17 @@ async def health() -> dict[str, str]:
 
 
 @get("/ready", opt=_OPS, tags=["ops"])
-async def ready(state: State) -> Response[ReadinessReport]:
+async def ready(operations: OperationsDep) -> Response[ReadinessReport]:
     """Readiness, per dependency with status and latency: 200 when Postgres answers (status
     ``ready``, or ``degraded`` when Redis or RabbitMQ does not), 503 when it does not."""
-    report = await operations(state).readiness.report()
+    report = await operations.readiness.report()
     return Response(report, status_code=report.http_status)
 
 
 @get("/metrics", opt=_OPS, tags=["ops"], include_in_schema=False)
-async def prometheus_metrics(state: State) -> Response[bytes]:
+async def prometheus_metrics(operations: OperationsDep) -> Response[bytes]:
     """Prometheus text exposition: every worker process's metrics, summed."""
-    body, content_type = metrics.render(await operations(state).scraped())
+    body, content_type = metrics.render(await operations.scraped())
     return Response(body, media_type=content_type)
 
 

@@ -1,7 +1,8 @@
 """RFC 9457 problem details with a stable ``code`` for every error the API returns.
 
-Services raise ``Problem`` (or one of its named subclasses); Litestar's own HTTP exceptions and
-database outages are mapped here too, so a client never sees an error without a ``code``.
+Services raise ``Problem`` (or one of its named subclasses); Litestar's own HTTP exceptions,
+database outages and open circuit breakers (``CircuitOpen``) are mapped here too, so a client
+never sees an error without a ``code``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from sync_server.observability.context import assign_request_id
+from sync_server.redis.breakers import CircuitOpen
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +159,22 @@ def _from_database(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return problem_response(request, problem)
 
 
+def circuit_open_problem(exc: CircuitOpen) -> Problem:
+    """What a client hears of a call refused by an open circuit: 503 with ``Retry-After``."""
+    return Problem(
+        503,
+        "dependency_unavailable",
+        str(exc),
+        headers={"Retry-After": str(exc.wait_seconds)},
+        extra={"service": exc.service},
+    )
+
+
+def _from_circuit_open(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    assert isinstance(exc, CircuitOpen)
+    return problem_response(request, circuit_open_problem(exc))
+
+
 def _from_anything(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return _from_database(request, exc)
@@ -168,6 +186,7 @@ def _from_anything(request: Request[Any, Any, Any], exc: Exception) -> Response[
 def exception_handlers() -> ExceptionHandlersMap:
     return {
         Problem: _from_problem,
+        CircuitOpen: _from_circuit_open,
         HTTPException: _from_http,
         OperationalError: _from_database,
         InterfaceError: _from_database,

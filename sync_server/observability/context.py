@@ -31,13 +31,6 @@ current_tenant: ContextVar[Callable[[], str | None] | None] = ContextVar(
 )
 
 
-def request_id_of(scope: Mapping[str, Any]) -> str | None:
-    """The id assigned to the request of this ASGI scope, if any."""
-    state = scope.get("state")
-    found = state.get(STATE_REQUEST_ID) if isinstance(state, Mapping) else None
-    return found if isinstance(found, str) else None
-
-
 def assign_request_id(scope: MutableMapping[str, Any]) -> str:
     """The request's id, assigned on first call: the caller's ``X-Request-ID`` when it looks
     like an id, otherwise a new UUIDv7. Later calls return the same id."""

@@ -2,12 +2,13 @@
 
 Use them around anything that calls out (the chain's RPC, later payment or mail services)::
 
-    async with runtime.breakers.guard("solana-rpc"):
+    async with breakers.guard("solana-rpc"):
         owner = await rpc.get_owner(mint)
-    # or: owner = await runtime.breakers.call("solana-rpc", lambda: rpc.get_owner(mint))
+    # or: owner = await breakers.call("solana-rpc", lambda: rpc.get_owner(mint))
 
-Both raise ``CircuitOpen`` (a 503 ``dependency_unavailable`` problem with ``Retry-After``)
-without calling when the service's circuit is open. The states:
+Both raise ``CircuitOpen`` without calling when the service's circuit is open (should it reach
+a client, the HTTP edge answers 503 ``dependency_unavailable`` with ``Retry-After``: see
+``sync_server.http.problems``). The states:
 
 * **closed**: calls go through; ``failure_threshold`` failures in a row (counted across all
   processes; a success resets the count) open the circuit.
@@ -46,7 +47,6 @@ from typing import Any, Final, TypeVar
 
 from redis.asyncio import Redis
 
-from sync_server.http.problems import Problem
 from sync_server.redis.link import UNAVAILABLE, RedisLink
 from sync_server.settings import BreakerSettings
 
@@ -131,20 +131,17 @@ class BreakerState(StrEnum):
     HALF_OPEN = "half_open"
 
 
-class CircuitOpen(Problem):
-    """The service's circuit is open: the call was not made. A 503 if it reaches a client."""
+class CircuitOpen(Exception):
+    """The service's circuit is open: the call was not made. ``retry_after``: seconds until
+    a trial call may go; ``wait_seconds``: the same, in whole seconds (at least 1)."""
 
     def __init__(self, service: str, retry_after: float) -> None:
-        wait = max(1, math.ceil(retry_after))
-        super().__init__(
-            503,
-            "dependency_unavailable",
-            f"{service} is failing; calls to it are paused. Retry in {wait} s.",
-            headers={"Retry-After": str(wait)},
-            extra={"service": service},
-        )
         self.service = service
         self.retry_after = retry_after
+        self.wait_seconds = max(1, math.ceil(retry_after))
+        super().__init__(
+            f"{service} is failing; calls to it are paused. Retry in {self.wait_seconds} s."
+        )
 
 
 def _always(_: BaseException) -> bool:

@@ -17,7 +17,7 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import Final, TypeVar
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -25,9 +25,6 @@ from redis.backoff import NoBackoff
 from redis.exceptions import MaxConnectionsError, RedisError
 
 from sync_server.settings import RedisSettings
-
-if TYPE_CHECKING:
-    from sync_server.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +177,3 @@ class RedisLink:
 def _pool_busy(error: BaseException) -> bool:
     """No free connection in this process's pool (rather than Redis failing)."""
     return isinstance(error, MaxConnectionsError)
-
-
-async def redis_ready(runtime: Runtime) -> bool:
-    """For ``/ready``: does Redis answer a PING now (within the link's short timeout)?
-
-    Never raises. ``False`` does not make the server unable to admit people: check-in and
-    purchases work without Redis (see docs/server.md), so an operator may choose to keep
-    routing traffic to an instance whose Redis is down.
-    """
-    return await runtime.redis.ping()

@@ -1,11 +1,11 @@
 """Rate limits per tenant and caller per minute: ``rate:{tenant}:{user}:{minute}`` in Redis.
 
 A fixed window per calendar minute: each request increments the key of the current minute
-(which expires 60 s after its first request) in one round trip; over the caller's limit it is
-refused with 429 ``rate_limited`` and ``Retry-After`` (the seconds until the next minute
-starts). ``{user}`` is the token's actor (``device:{id}`` for scanners, ``{role}:{sub}``
-otherwise), so each device, person and service has its own count, and one tenant never uses
-up another's.
+(which expires 60 s after its first request) in one round trip; over the caller's limit the
+decision is "refused until the next minute starts" (the HTTP edge's middleware,
+``sync_server.http.rate_limiting``, answers it with 429 ``rate_limited`` and ``Retry-After``).
+``{user}`` is the token's actor (``device:{id}`` for scanners, ``{role}:{sub}`` otherwise), so
+each device, person and service has its own count, and one tenant never uses up another's.
 
 Why not Litestar's ``RateLimitMiddleware``: it keys by client address (a custom identifier is
 possible), but it reads and rewrites a JSON list of every request's timestamp under one lock per
@@ -23,26 +23,20 @@ blocked by Redis.
 from __future__ import annotations
 
 import math
-import re
 import time
+import uuid
 from collections.abc import Callable
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, Protocol
 
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Receive, Scope, Send
 from redis.asyncio import Redis
 
-from sync_server.http.auth import Principal, Role
-from sync_server.http.problems import Problem
 from sync_server.redis.link import UNAVAILABLE, RedisLink
 from sync_server.settings import RateLimitSettings
 
 WINDOW_SECONDS: Final = 60
 #: Callers tracked per minute by the in-process fallback; beyond it new callers are let through.
 LOCAL_CAPACITY: Final = 100_000
-#: Paths never limited: operators and load balancers must always get an answer.
-EXEMPT_PATHS: Final = re.compile(r"^/(health|ready|metrics)/?$|^/schema(/|$)")
 
 
 # One atomic step, so a key never lives without its expiry. A script rather than a MULTI
@@ -55,18 +49,32 @@ return count
 """
 
 
-class RateLimited(Problem):
-    """429 ``rate_limited``: the caller used up this minute's requests."""
+class Caller(Protocol):
+    """Who is counted: the HTTP edge's ``Principal`` is one."""
 
-    def __init__(self, limit: int, retry_after: int) -> None:
-        super().__init__(
-            429,
-            "rate_limited",
-            f"Too many requests: at most {limit} a minute for this caller. "
-            f"Retry in {retry_after} s.",
-            headers={"Retry-After": str(retry_after)},
-            extra={"limit": limit, "retry_after": retry_after},
-        )
+    @property
+    def tenant_id(self) -> uuid.UUID: ...
+
+    @property
+    def role(self) -> str: ...
+
+    @property
+    def actor(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RateDecision:
+    """What ``RateLimits.hit`` decided for one request."""
+
+    #: False: the caller is over ``limit`` this minute.
+    allowed: bool
+    #: The caller's requests a minute (0: no limit).
+    limit: int = 0
+    #: When refused, seconds until the next minute starts (at least 1).
+    retry_after: int = 0
+
+
+ALLOWED: Final = RateDecision(allowed=True)
 
 
 class _LocalWindow:
@@ -89,7 +97,7 @@ class _LocalWindow:
 
 
 class RateLimits:
-    """Counts requests per caller and minute and refuses those over the caller's limit."""
+    """Counts requests per caller and minute and decides which are over the caller's limit."""
 
     def __init__(
         self,
@@ -99,31 +107,32 @@ class RateLimits:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._link = link
-        self._limits = {
-            Role.SCANNER: settings.scanner,
-            Role.MANAGER: settings.manager,
-            Role.SERVICE: settings.service,
+        # By the role's name (the edge's ``Role`` values).
+        self._limits: dict[str, int] = {
+            "scanner": settings.scanner,
+            "manager": settings.manager,
+            "service": settings.service,
         }
         self._clock = clock
         self._local = _LocalWindow()
         self._count = link.client.register_script(_COUNT)
 
-    def limit_for(self, principal: Principal) -> int:
+    def limit_for(self, caller: Caller) -> int:
         """Requests a minute this caller may make; 0 for no limit."""
-        return max(self._limits.get(principal.role, 0), 0)
+        return max(self._limits.get(caller.role, 0), 0)
 
-    def key(self, principal: Principal, minute: int) -> str:
-        return self._link.key(f"rate:{principal.tenant_id}:{principal.actor}:{minute}")
+    def key(self, caller: Caller, minute: int) -> str:
+        return self._link.key(f"rate:{caller.tenant_id}:{caller.actor}:{minute}")
 
-    async def hit(self, principal: Principal) -> None:
-        """Count one request. Raises ``RateLimited`` when it is over the caller's limit.
-        Never raises for Redis's sake: without Redis the count is this process's own."""
-        limit = self.limit_for(principal)
+    async def hit(self, caller: Caller) -> RateDecision:
+        """Count one request and decide whether it is within the caller's limit. Never
+        raises for Redis's sake: without Redis the count is this process's own."""
+        limit = self.limit_for(caller)
         if limit == 0:
-            return
+            return ALLOWED
         now = self._clock()
         minute = int(now // WINDOW_SECONDS)
-        key = self.key(principal, minute)
+        key = self.key(caller, minute)
 
         async def count(client: Redis) -> int:
             return int(await self._count(keys=[key], args=[WINDOW_SECONDS]))
@@ -132,23 +141,5 @@ class RateLimits:
         used = self._local.hit(key, minute) if counted is UNAVAILABLE else counted
         if used is not None and used > limit:
             retry_after = max(1, math.ceil((minute + 1) * WINDOW_SECONDS - now))
-            raise RateLimited(limit, retry_after)
-
-
-class RateLimitMiddleware(ASGIMiddleware):
-    """Applies ``RateLimits`` to every authenticated HTTP request (so it must sit inside the
-    authentication middleware). Requests without a caller (``/health``, enrollment) pass."""
-
-    scopes = (ScopeType.HTTP,)
-
-    def __init__(self, limits: Callable[[Scope], RateLimits]) -> None:
-        #: How to find the app's ``RateLimits`` (built with the app's lifespan, after us).
-        self._limits = limits
-        # By the request's path, not the route's (the schema's pages are many routes).
-        self.should_bypass_for_scope = lambda scope: EXEMPT_PATHS.match(scope["path"]) is not None
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        principal = scope.get("user")
-        if isinstance(principal, Principal):
-            await self._limits(scope).hit(principal)
-        await next_app(scope, receive, send)
+            return RateDecision(allowed=False, limit=limit, retry_after=retry_after)
+        return RateDecision(allowed=True, limit=limit)

@@ -1,4 +1,5 @@
 """Read-through cache of ``GET /v1/tickets/{id}`` answers: ``ticket:{id}`` in Redis, 5 minutes.
+What an answer is (a msgspec type) is the app's to say when it builds the cache.
 
 The rule: a cached ticket never outlives a committed change to it, and a change that rolled
 back never reaches the cache. How:
@@ -33,17 +34,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 from redis.asyncio import Redis
 
 from sync_server.db.engine import Database
-from sync_server.domain.tickets.schemas import TicketOut
 from sync_server.redis.link import UNAVAILABLE, RedisLink
 from sync_server.settings import RedisSettings
 
 log = logging.getLogger(__name__)
+
+#: What the cache holds per ticket: the API's answer, a msgspec-encodable type.
+_T = TypeVar("_T")
 
 TOMBSTONE_PREFIX: Final = "~"
 #: A reader slower than this between its Redis read and its database read stores nothing.
@@ -65,20 +68,22 @@ return 0
 """
 
 
-class CachedTicket(msgspec.Struct, kw_only=True):
+class CachedTicket(msgspec.Struct, Generic[_T], kw_only=True):
     """What ``ticket:{id}`` holds: the API's answer and the tenant it belongs to."""
 
     tenant_id: uuid.UUID
-    ticket: TicketOut
+    ticket: _T
 
 
 _encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(CachedTicket)
 
 
-class TicketCache:
-    def __init__(self, link: RedisLink, ttl_seconds: int) -> None:
+class TicketCache(Generic[_T]):
+    """The cache of answers of type ``ticket_type`` (the API's ``TicketOut``)."""
+
+    def __init__(self, link: RedisLink, ttl_seconds: int, ticket_type: type[_T]) -> None:
         self._link = link
+        self._decoder = msgspec.json.Decoder(CachedTicket[ticket_type])  # type: ignore[valid-type]
         self.ttl_seconds = ttl_seconds
         self._tombstone_seconds = max(ttl_seconds, MIN_TOMBSTONE_SECONDS)
         self._fill = link.client.register_script(_FILL)
@@ -97,8 +102,8 @@ class TicketCache:
         self,
         tenant_id: uuid.UUID,
         ticket_id: uuid.UUID,
-        load: Callable[[], Awaitable[TicketOut]],
-    ) -> TicketOut:
+        load: Callable[[], Awaitable[_T]],
+    ) -> _T:
         """The ticket from the cache, or from ``load()`` (which reads Postgres for the caller's
         tenant and raises ``NotFound`` as usual), stored for the next reader when safe."""
         if not self.enabled or not await self.write_pending():
@@ -110,7 +115,7 @@ class TicketCache:
         seen = ""
         if found is not None:
             found = found if isinstance(found, bytes) else str(found).encode()
-            cached = _decode(found)
+            cached = self._decode(found)
             if cached is not None:
                 if cached.tenant_id == tenant_id:
                     return cached.ticket
@@ -184,22 +189,25 @@ class TicketCache:
 
         return await self._link.run(drop) is not UNAVAILABLE
 
-
-def _decode(raw: bytes) -> CachedTicket | None:
-    if raw.startswith(TOMBSTONE_PREFIX.encode()):
-        return None
-    try:
-        return _decoder.decode(raw)
-    except msgspec.DecodeError:  # written by another version of the server: a miss
-        return None
+    def _decode(self, raw: bytes) -> CachedTicket[_T] | None:
+        if raw.startswith(TOMBSTONE_PREFIX.encode()):
+            return None
+        try:
+            found: CachedTicket[_T] = self._decoder.decode(raw)
+        except msgspec.DecodeError:  # written by another version of the server: a miss
+            return None
+        return found
 
 
 @asynccontextmanager
-async def invalidating(database: Database, settings: RedisSettings) -> AsyncIterator[TicketCache]:
+async def invalidating(
+    database: Database, settings: RedisSettings
+) -> AsyncIterator[TicketCache[msgspec.Raw]]:
     """For programs other than the API that change tickets (``gatehouse-server expire``, the
-    worker): connect ``database``'s commits to the ticket cache for the duration."""
+    worker): connect ``database``'s commits to the ticket cache for the duration. They only
+    invalidate, never read: the answers stay undecoded (``msgspec.Raw``)."""
     link = RedisLink(settings)
-    cache = TicketCache(link, settings.ticket_cache_ttl_seconds)
+    cache = TicketCache(link, settings.ticket_cache_ttl_seconds, msgspec.Raw)
     database.on_tickets_written = cache.invalidate
     try:
         yield cache

@@ -25,11 +25,10 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from benchmarks.server_harness import Server, free_port, gatehouse_serve_command, request
-from sync_server.app import create_app
+from sync_server.app import create_app, services
 from sync_server.observability.logs import formatter
 from sync_server.redis.breakers import BreakerPolicy, Breakers
 from sync_server.redis.link import RedisLink
-from sync_server.runtime import runtime
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import (
@@ -225,7 +224,7 @@ async def test_metrics_show_circuit_breaker_state(app: Litestar, settings: Setti
 
     try:
         async with AsyncTestClient(app=app) as client:
-            runtime(app.state).breakers.configure("test_chain_rpc", policy)
+            services(app).breakers.configure("test_chain_rpc", policy)
             closed = sample_value(
                 (await client.get("/metrics")).content,
                 "gatehouse_circuit_breaker_state",

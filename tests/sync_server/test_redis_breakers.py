@@ -9,16 +9,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 import pytest
+from litestar import Litestar, get
+from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-from sync_server.app import create_app
-from sync_server.domain.checkin.ownership import GuardedOwnership, OwnershipResult
-from sync_server.http.problems import Problem
+from sync_server.app import create_app, services
+from sync_server.chain.ownership import GuardedOwnership
+from sync_server.domain.checkin.ownership import OwnershipResult
+from sync_server.http.problems import circuit_open_problem, exception_handlers
 from sync_server.redis.breakers import BreakerPolicy, Breakers, BreakerState, CircuitOpen
 from sync_server.redis.link import RedisLink
-from sync_server.runtime import runtime
 from sync_server.settings import BreakerSettings, RedisSettings, Settings
 from tests.sync_server import redis_service
+from tests.sync_server.helpers import assert_problem
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -52,7 +55,7 @@ async def two_instances(settings: Settings) -> AsyncIterator[tuple[Breakers, Bre
     tuned = replace(settings, breakers=BreakerSettings(THRESHOLD, OPEN_SECONDS))
     first, second = create_app(tuned), create_app(tuned)
     async with first.lifespan(), second.lifespan():
-        yield runtime(first.state).breakers, runtime(second.state).breakers
+        yield services(first).breakers, services(second).breakers
 
 
 async def _fail(breakers: Breakers, name: str, service: Service) -> None:
@@ -74,10 +77,10 @@ async def test_a_circuit_opened_by_one_instance_is_open_in_the_other_and_half_op
     with pytest.raises(CircuitOpen) as refused:
         await other.call(name, service)
     assert service.calls == THRESHOLD  # refused without calling
-    assert isinstance(refused.value, Problem)
-    assert refused.value.status == 503
-    assert refused.value.code == "dependency_unavailable"
-    assert refused.value.headers["Retry-After"] == "1"
+    problem = circuit_open_problem(refused.value)  # what a client would hear of it
+    assert problem.status == 503
+    assert problem.code == "dependency_unavailable"
+    assert problem.headers["Retry-After"] == "1"
     assert 0 < refused.value.retry_after <= OPEN_SECONDS
 
     async with redis_service.client(settings.redis) as redis:
@@ -200,3 +203,19 @@ async def test_a_slow_or_failing_chain_makes_admissions_unverified_not_refused(
         assert len(calls) == THRESHOLD  # then the open circuit answers without asking
     finally:
         await link.close()
+
+
+async def test_an_open_circuit_that_reaches_a_client_is_a_503_with_retry_after() -> None:
+    @get("/calls-out", opt={"exclude_from_auth": True})
+    async def calls_out() -> None:
+        raise CircuitOpen("payments", 2.2)
+
+    app = Litestar(route_handlers=[calls_out], exception_handlers=exception_handlers())
+    async with AsyncTestClient(app=app) as client:
+        response = await client.get("/calls-out")
+    assert_problem(response, 503, "dependency_unavailable")
+    assert response.headers["Retry-After"] == "3"
+    body = response.json()
+    assert body["service"] == "payments"
+    assert body["detail"] == "payments is failing; calls to it are paused. Retry in 3 s."
+    assert body["title"] == "Service unavailable"

@@ -10,17 +10,16 @@ import logging
 import time
 import uuid
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
-from sync_server.app import create_app
+from shared.clock import ManualClock
+from sync_server.app import create_app, services
 from sync_server.http.auth import Role
-from sync_server.redis.link import redis_ready
-from sync_server.redis.rate_limits import RateLimits
 from sync_server.redis.ticket_cache import TOMBSTONE_PREFIX
-from sync_server.runtime import runtime
 from sync_server.settings import RateLimitSettings, Settings
 from tests.sync_server import redis_service
 from tests.sync_server.conftest import TenantHandle
@@ -43,11 +42,12 @@ async def test_without_redis_the_gates_and_the_shop_keep_working_and_it_all_come
     settings: Settings, make_tenant: object, caplog: pytest.LogCaptureFixture
 ) -> None:
     limits = RateLimitSettings(scanner=1000, manager=LIMIT, service=1000)
-    app = create_app(replace(settings, rate_limits=limits))
+    # The app's clock (the rate limits' too) stands still mid-minute.
+    clock = ManualClock(datetime.fromtimestamp(NOW, UTC))
+    app = create_app(replace(settings, rate_limits=limits), clock=clock)
     redis_service.start()  # a previous run may have died with it stopped
     async with concurrent_client(app) as api:
-        rt = runtime(app.state)
-        rt.rate_limits = RateLimits(rt.redis, limits, clock=lambda: NOW)
+        app_services = services(app)
         tenant: TenantHandle = await make_tenant("Outage venue")  # type: ignore[operator]
         shop = tenant.token(Role.SERVICE, subject="shop")
         purchase = await bought(api, tenant, quantity=3)
@@ -59,7 +59,7 @@ async def test_without_redis_the_gates_and_the_shop_keep_working_and_it_all_come
         cache_key = f"{settings.redis.key_prefix}ticket:{cached_id}"
         async with redis_service.client(settings.redis) as redis:
             assert await redis.exists(cache_key) == 1
-        assert await redis_ready(rt)
+        assert await app_services.redis.ping()  # what /ready asks
         caplog.set_level(logging.INFO, logger="sync_server.redis.link")
 
         with redis_service.stopped():
@@ -80,7 +80,7 @@ async def test_without_redis_the_gates_and_the_shop_keep_working_and_it_all_come
             assert transferred.status_code == 200, transferred.text
             read = await api.get(f"/v1/tickets/{cached_id}", headers=shop)
             assert read.json()["secret_version"] == 1  # from Postgres: the cache is skipped
-            assert not await redis_ready(rt)
+            assert not await app_services.redis.ping()
 
             # Limits still hold, counted in this process.
             spammer = tenant.token(Role.MANAGER, subject="spammer")
@@ -94,10 +94,10 @@ async def test_without_redis_the_gates_and_the_shop_keep_working_and_it_all_come
         # Redis is back (empty: it keeps nothing on disk). No restart of the app: the link
         # notices by itself within a second or so.
         deadline = time.monotonic() + 5
-        while not rt.redis.up and time.monotonic() < deadline:
+        while not app_services.redis.up and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        assert rt.redis.up
-        assert await redis_ready(rt)
+        assert app_services.redis.up
+        assert await app_services.redis.ping()
         assert any("answers again" in r.getMessage() for r in caplog.records)
 
         # The invalidation kept during the outage was written; then the cache fills again.

@@ -8,16 +8,17 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from shared.clock import ManualClock
 from sync_server.app import create_app
 from sync_server.http.auth import Principal, Role
 from sync_server.redis.link import RedisLink
 from sync_server.redis.rate_limits import RateLimits
-from sync_server.runtime import runtime
 from sync_server.settings import RateLimitSettings, Settings
 from tests.sync_server import redis_service
 from tests.sync_server.conftest import TenantHandle
@@ -33,12 +34,14 @@ NOW = MINUTE * 60 + 20.25
 
 @pytest.fixture
 async def limited(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    """The API with low limits and a rate-limit clock that stands still."""
-    app = create_app(replace(settings, rate_limits=LIMITS))
+    """The API with low limits and a clock (the rate limits' too) that stands still."""
+    app = create_app(replace(settings, rate_limits=LIMITS), clock=_clock_at(NOW))
     async with AsyncTestClient(app=app) as client:
-        rt = runtime(app.state)
-        rt.rate_limits = RateLimits(rt.redis, LIMITS, clock=lambda: NOW)
         yield client
+
+
+def _clock_at(timestamp: float) -> ManualClock:
+    return ManualClock(datetime.fromtimestamp(timestamp, UTC))
 
 
 async def test_a_caller_over_its_limit_gets_429_with_retry_after_and_no_one_else_does(
@@ -87,16 +90,14 @@ async def test_operations_paths_are_never_limited_and_a_zero_limit_is_none(
 
 
 async def test_the_minute_window_starts_afresh(settings: Settings, tenant: TenantHandle) -> None:
-    now = [NOW]
-    app = create_app(replace(settings, rate_limits=LIMITS))
+    clock = _clock_at(NOW)
+    app = create_app(replace(settings, rate_limits=LIMITS), clock=clock)
     async with AsyncTestClient(app=app) as client:
-        rt = runtime(app.state)
-        rt.rate_limits = RateLimits(rt.redis, LIMITS, clock=lambda: now[0])
         dave = tenant.token(Role.MANAGER, subject="dave")
         for _ in range(LIMITS.manager):
             await client.get("/v1/events", headers=dave)
         assert (await client.get("/v1/events", headers=dave)).status_code == 429
-        now[0] += 60  # the next minute: a new key
+        clock.advance(60)  # the next minute: a new key
         assert (await client.get("/v1/events", headers=dave)).status_code == 200
 
 

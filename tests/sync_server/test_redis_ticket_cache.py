@@ -18,11 +18,11 @@ from redis.asyncio import Redis
 
 from shared.domain import TicketStatus
 from shared.ids import new_id
+from sync_server.app import Services, services
 from sync_server.db.engine import ticket_written
 from sync_server.domain.tickets.schemas import Holder, TicketOut
 from sync_server.domain.tickets.services import expire_tickets
 from sync_server.redis.ticket_cache import TOMBSTONE_PREFIX, TicketCache
-from sync_server.runtime import Runtime, runtime
 from sync_server.settings import Settings
 from tests.sync_server import redis_service
 from tests.sync_server.conftest import TenantHandle
@@ -45,8 +45,8 @@ async def api(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def rt(app: Litestar, api: httpx.AsyncClient) -> Runtime:
-    return runtime(app.state)  # ``api`` has started the app
+def app_services(app: Litestar, api: httpx.AsyncClient) -> Services:
+    return services(app)  # ``api`` has started the app
 
 
 def _key(settings: Settings, ticket_id: str) -> str:
@@ -146,7 +146,7 @@ async def test_offline_admissions_and_expiry_invalidate(
     tenant: TenantHandle,
     redis: Redis,
     settings: Settings,
-    rt: Runtime,
+    app_services: Services,
 ) -> None:
     purchase = await bought(api, tenant, quantity=2)
     first, second = (t["ticket"]["id"] for t in purchase["tickets"])
@@ -170,7 +170,7 @@ async def test_offline_admissions_and_expiry_invalidate(
 
     # The expiry job runs outside any request: the database's commit hook still reaches the
     # cache (the API's Database carries it; ``gatehouse-server expire`` wires its own).
-    async with rt.database.tenant(tenant.id) as session:
+    async with app_services.database.tenant(tenant.id) as session:
         assert await expire_tickets(session, datetime(2031, 1, 1, tzinfo=UTC)) == 2
     assert await _tombstoned(redis, settings, second)
     assert (await _read(api, tenant, second))["status"] == TicketStatus.EXPIRED
@@ -181,14 +181,14 @@ async def test_a_rolled_back_write_announces_nothing(
     tenant: TenantHandle,
     redis: Redis,
     settings: Settings,
-    rt: Runtime,
+    app_services: Services,
 ) -> None:
     ticket_id = (await bought(api, tenant))["tickets"][0]["ticket"]["id"]
     await _read(api, tenant, ticket_id)
     before = await redis_service.text(redis, _key(settings, ticket_id))
 
     with pytest.raises(RuntimeError, match="changed my mind"):
-        async with rt.database.tenant(tenant.id) as session:
+        async with app_services.database.tenant(tenant.id) as session:
             ticket_written(session, uuid.UUID(ticket_id))
             raise RuntimeError("changed my mind")
     assert await redis_service.text(redis, _key(settings, ticket_id)) == before
@@ -208,11 +208,11 @@ async def test_a_rolled_back_write_announces_nothing(
 
 
 async def test_a_reader_that_read_the_old_row_cannot_store_it_after_a_write(
-    redis: Redis, settings: Settings, rt: Runtime
+    redis: Redis, settings: Settings, app_services: Services
 ) -> None:
     """The race: miss → read the old row → (a writer commits and invalidates) → store. The
     store must not happen, or the old row would be served for five minutes."""
-    cache: TicketCache = rt.ticket_cache
+    cache: TicketCache[TicketOut] = app_services.ticket_cache
     tenant_id, ticket_id = uuid.uuid4(), uuid.uuid4()
     old = _ticket(ticket_id, "Old Holder")
 
@@ -256,17 +256,17 @@ async def test_a_cached_ticket_is_never_served_to_another_tenant(
 
 
 async def test_invalidations_redis_did_not_take_are_written_when_it_answers_again(
-    redis: Redis, settings: Settings, rt: Runtime
+    redis: Redis, settings: Settings, app_services: Services
 ) -> None:
     """Redis reachable again, but this process missed it: the kept invalidation is written
     before this process reads the cache again."""
-    cache: TicketCache = rt.ticket_cache
+    cache: TicketCache[TicketOut] = app_services.ticket_cache
     tenant_id, ticket_id = uuid.uuid4(), uuid.uuid4()
     stale = _ticket(ticket_id, "Stale")
     value = msgspec.json.encode({"tenant_id": tenant_id, "ticket": stale})
     await redis.set(_key(settings, str(ticket_id)), value, ex=300)
 
-    rt.redis.mark_down(ConnectionError("simulated"))
+    app_services.redis.mark_down(ConnectionError("simulated"))
     await cache.invalidate([ticket_id])  # not written: Redis is "down"
     fresh = _ticket(ticket_id, "Fresh")
 
@@ -274,7 +274,7 @@ async def test_invalidations_redis_did_not_take_are_written_when_it_answers_agai
         return fresh
 
     assert await cache.read(tenant_id, ticket_id, load) == fresh  # cache skipped while down
-    assert await rt.redis.ping()  # answers again: the kept invalidation is written
+    assert await app_services.redis.ping()  # answers again: the kept invalidation is written
     assert await _tombstoned(redis, settings, str(ticket_id))
     assert await cache.read(tenant_id, ticket_id, load) == fresh
 

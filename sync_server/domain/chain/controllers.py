@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import uuid
+from typing import TypeAlias
 
 from litestar import Response, get
-from litestar.params import FromPath
+from litestar.di import NamedDependency
+from litestar.params import FromPath, SkipValidation
 from litestar.types import ControllerRouterHandler
 
 from sync_server.domain.chain.schemas import ChainConfig, TicketNftMetadata
-from sync_server.domain.chain.services import chain_config, nft_metadata
+from sync_server.domain.chain.services import ChainInfo
 from sync_server.http.auth import Role, allow
-from sync_server.runtime import PrincipalDep, RuntimeDep, caller_session
+from sync_server.http.dependencies import ActiveDeviceDep
+
+ChainInfoDep: TypeAlias = NamedDependency[SkipValidation[ChainInfo]]
 
 
 # Scanners may read it too: everything in it is public on-chain anyway, and a scanner can tell
@@ -19,15 +23,15 @@ from sync_server.runtime import PrincipalDep, RuntimeDep, caller_session
     guards=[allow(Role.MANAGER, Role.SERVICE, Role.SCANNER)],
     tags=["chain"],
 )
-async def config(rt: RuntimeDep, principal: PrincipalDep) -> ChainConfig:
+async def config(
+    # A revoked device's token stops working everywhere, this read included (401).
+    active_device: ActiveDeviceDep,
+    chain_info: ChainInfoDep,
+) -> ChainConfig:
     """The server's Solana configuration: cluster, token program, issuer and custody public
     keys, what every ticket mint looks like, metadata, commitment and the resale fee. 200 with
     ``enabled: false`` and nulls when the chain is off. Never the RPC URL or any secret."""
-    if principal.device_id is not None:
-        # A revoked device's token stops working everywhere, this read included (401).
-        async with caller_session(rt.database, principal):
-            pass
-    return chain_config(rt.settings.chain, rt.chain_keys)
+    return chain_info.config()
 
 
 @get(
@@ -35,11 +39,13 @@ async def config(rt: RuntimeDep, principal: PrincipalDep) -> ChainConfig:
     opt={"exclude_from_auth": True},
     tags=["chain"],
 )
-async def metadata(ticket_id: FromPath[uuid.UUID], rt: RuntimeDep) -> Response[TicketNftMetadata]:
+async def metadata(
+    ticket_id: FromPath[uuid.UUID], chain_info: ChainInfoDep
+) -> Response[TicketNftMetadata]:
     """The off-chain JSON a ticket NFT's metadata uri points at (no token needed: wallets and
     explorers fetch it): name, symbol, description, attributes. Nothing about the holder. 404
     when the ticket has no NFT or the chain is off."""
-    found = await nft_metadata(rt.database, rt.settings.chain, rt.chain_keys, ticket_id)
+    found = await chain_info.nft_metadata(ticket_id)
     # Changes only when the event is renamed or moved: let caches keep it a while.
     return Response(found, headers={"Cache-Control": "public, max-age=300"})
 

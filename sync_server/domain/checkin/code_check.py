@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared import wire
 from shared.domain import VerdictReason, VerdictResult
 from sync_server.db.models import Event, Ticket, TicketType
+from sync_server.domain.checkin.schemas import CodeCheckOut
 from sync_server.domain.checkin.standing import decode_for_gate, standing
 from sync_server.domain.keys.services import KeyStore
-from sync_server.domain.tickets.schemas import CodeCheckOut
 
 
 def _rejected(reason: VerdictReason) -> CodeCheckOut:

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 from litestar import Controller, delete, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from sync_server.domain.devices.schemas import (
     DevicePage,
@@ -16,61 +16,76 @@ from sync_server.domain.devices.schemas import (
     EnrollRequest,
 )
 from sync_server.domain.devices.services import DeviceService, enroll_device
-from sync_server.http.auth import Principal, Role, allow
+from sync_server.domain.keys.services import KeysDep
+from sync_server.http.auth import Role, allow
+from sync_server.http.dependencies import (
+    ClockDep,
+    DatabaseDep,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+)
 from sync_server.http.pagination import DEFAULT_LIMIT
-from sync_server.runtime import PrincipalDep, Runtime, RuntimeDep, SessionDep
 
 
-def _service(session: AsyncSession, rt: Runtime, principal: Principal) -> DeviceService:
-    return DeviceService(session, rt.keys, rt.clock, principal)
+async def provide_device_service(
+    session: SessionDep, keys: KeysDep, clock: ClockDep, principal: PrincipalDep
+) -> DeviceService:
+    return DeviceService(session, keys, clock, principal)
+
+
+DeviceServiceDep: TypeAlias = NamedDependency[DeviceService]
 
 
 class DeviceController(Controller):
     path = "/v1/devices"
     tags = ["devices"]  # noqa: RUF012
+    dependencies = {"device_service": Provide(provide_device_service)}  # noqa: RUF012
 
     @post("/enrollments", guards=[allow(Role.MANAGER)])
     async def create_enrollment(
         self,
         data: JSONBody[EnrollmentCreate],
-        session: SessionDep,
-        rt: RuntimeDep,
-        principal: PrincipalDep,
+        device_service: DeviceServiceDep,
+        settings: SettingsDep,
     ) -> EnrollmentOut:
         """A one-time code that enrolls one scanner for a gate of an event."""
-        return await _service(session, rt, principal).create_enrollment(
-            data, default_ttl_seconds=rt.settings.auth.enrollment_ttl_seconds
+        return await device_service.create_enrollment(
+            data, default_ttl_seconds=settings.auth.enrollment_ttl_seconds
         )
 
     @post("/enroll", opt={"exclude_from_auth": True})
-    async def enroll(self, data: JSONBody[EnrollRequest], rt: RuntimeDep) -> EnrolledDevice:
+    async def enroll(
+        self,
+        data: JSONBody[EnrollRequest],
+        database: DatabaseDep,
+        keys: KeysDep,
+        clock: ClockDep,
+        settings: SettingsDep,
+    ) -> EnrolledDevice:
         """Redeem an enrollment code (no token needed): the device's id, token and keys."""
-        return await enroll_device(rt.database, rt.keys, rt.clock, rt.settings.auth, data)
+        return await enroll_device(database, keys, clock, settings.auth, data)
 
     @get("/me", guards=[allow(Role.SCANNER)])
-    async def me(self, session: SessionDep, rt: RuntimeDep, principal: PrincipalDep) -> DeviceSelf:
+    async def me(self, device_service: DeviceServiceDep) -> DeviceSelf:
         """The calling scanner and its event's current keys."""
-        return await _service(session, rt, principal).me()
+        return await device_service.me()
 
     @get("/", guards=[allow(Role.MANAGER)])
     async def list_devices(
         self,
-        session: SessionDep,
-        rt: RuntimeDep,
-        principal: PrincipalDep,
+        device_service: DeviceServiceDep,
         event_id: FromQuery[uuid.UUID | None] = None,
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = DEFAULT_LIMIT,
     ) -> DevicePage:
-        return await _service(session, rt, principal).list(event_id, cursor, limit)
+        return await device_service.list(event_id, cursor, limit)
 
     @delete("/{device_id:uuid}", guards=[allow(Role.MANAGER)])
     async def revoke(
         self,
         device_id: FromPath[uuid.UUID],
-        session: SessionDep,
-        rt: RuntimeDep,
-        principal: PrincipalDep,
+        device_service: DeviceServiceDep,
     ) -> None:
         """Revoke a device: its token is refused from its next request on."""
-        await _service(session, rt, principal).revoke(device_id)
+        await device_service.revoke(device_id)

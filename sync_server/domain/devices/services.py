@@ -2,7 +2,7 @@
 listing and revocation.
 
 A device token is checked against ``devices.revoked_at`` on every request
-(``sync_server.runtime.provide_session``), so revoking a device takes effect at once.
+(``sync_server.http.dependencies.provide_session``), so revoking a device takes effect at once.
 """
 
 from __future__ import annotations

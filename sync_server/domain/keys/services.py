@@ -7,8 +7,10 @@ from __future__ import annotations
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
+from litestar.di import NamedDependency
+from litestar.params import SkipValidation
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -179,3 +181,7 @@ class KeyStore:
                     active=active,
                 )
             )
+
+
+#: How handlers and service providers receive the app's key store (provided as ``keys``).
+KeysDep: TypeAlias = NamedDependency[SkipValidation[KeyStore]]

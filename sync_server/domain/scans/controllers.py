@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 from litestar import Request, get
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import Stream
@@ -15,17 +16,26 @@ from shared.wire import GateName
 from sync_server.domain.scans.schemas import EventStats, ScanFilter, ScanPage
 from sync_server.domain.scans.services import ScanLog, export_csv
 from sync_server.http.auth import Role, allow
+from sync_server.http.dependencies import ClockDep, DatabaseDep, PrincipalDep, SessionDep
 from sync_server.http.pagination import DEFAULT_LIMIT
-from sync_server.runtime import PrincipalDep, RuntimeDep, SessionDep
 
 CSV = "text/csv"
 _MANAGERS = [allow(Role.MANAGER)]
+
+
+async def provide_scan_log(session: SessionDep) -> ScanLog:
+    return ScanLog(session)
+
+
+ScanLogDep: TypeAlias = NamedDependency[ScanLog]
+_SCAN_LOG = {"scan_log": Provide(provide_scan_log)}
 
 
 @get(
     "/v1/scans",
     guards=_MANAGERS,
     tags=["scans"],
+    dependencies=_SCAN_LOG,
     # The JSON page's schema; the CSV download is described in words.
     responses={
         200: ResponseSpec(
@@ -36,8 +46,8 @@ _MANAGERS = [allow(Role.MANAGER)]
 )
 async def list_scans(
     request: Request[Any, Any, Any],
-    session: SessionDep,
-    rt: RuntimeDep,
+    scan_log: ScanLogDep,
+    database: DatabaseDep,
     principal: PrincipalDep,
     event_id: FromQuery[uuid.UUID | None] = None,
     ticket_id: FromQuery[uuid.UUID | None] = None,
@@ -71,7 +81,7 @@ async def list_scans(
     if request.accept.best_match(["application/json", CSV], default="application/json") == CSV:
         filename = f"scans-{event_id or 'all'}.csv"
         return Stream(
-            export_csv(rt.database, principal.tenant_id, filters),
+            export_csv(database, principal.tenant_id, filters),
             media_type=CSV,
             # Set explicitly: Litestar would otherwise label a returned Stream with the
             # handler's default media type (JSON).
@@ -80,16 +90,16 @@ async def list_scans(
                 "Content-Disposition": f'attachment; filename="{filename}"',
             },
         )
-    return await ScanLog(session).page(filters, cursor, limit)
+    return await scan_log.page(filters, cursor, limit)
 
 
-@get("/v1/events/{event_id:uuid}/stats", guards=_MANAGERS, tags=["scans"])
+@get("/v1/events/{event_id:uuid}/stats", guards=_MANAGERS, tags=["scans"], dependencies=_SCAN_LOG)
 async def event_stats(
-    event_id: FromPath[uuid.UUID], session: SessionDep, rt: RuntimeDep
+    event_id: FromPath[uuid.UUID], scan_log: ScanLogDep, clock: ClockDep
 ) -> EventStats:
     """Admitted, rejected (by reason), inside now, double entries, undone admissions, per gate
     and per minute. 404 when the event is not the caller's."""
-    return await ScanLog(session).stats(event_id, rt.clock.now())
+    return await scan_log.stats(event_id, clock.now())
 
 
 SCAN_ROUTES: list[ControllerRouterHandler] = [list_scans, event_stats]

@@ -1,18 +1,18 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeAlias
 
 from litestar import Controller, Response, get, post
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter, SkipValidation
 from litestar.types import ControllerRouterHandler
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import TicketStatus
-from sync_server.domain.checkin.code_check import check_code
+from sync_server.domain.keys.services import KeysDep
 from sync_server.domain.tickets.schemas import (
-    CodeCheckOut,
-    CodeCheckRequest,
     PurchaseOut,
     PurchaseRequest,
     RevokeRequest,
@@ -23,50 +23,69 @@ from sync_server.domain.tickets.schemas import (
     TransitionOut,
 )
 from sync_server.domain.tickets.services import TicketService, ticket_out
-from sync_server.http.auth import Principal, Role, allow
+from sync_server.http.auth import Role, allow
+from sync_server.http.dependencies import ClockDep, OpenSessionDep, PrincipalDep, SessionDep
 from sync_server.http.idempotency import IdempotencyHeader, IdempotentRequest, run_idempotent
 from sync_server.http.pagination import DEFAULT_LIMIT
-from sync_server.runtime import PrincipalDep, Runtime, RuntimeDep, SessionDep, caller_session
+from sync_server.redis.ticket_cache import TicketCache
 
 _WRITERS = [allow(Role.SERVICE, Role.MANAGER)]
 
+#: The caller's ``TicketService`` in a given transaction.
+TicketServiceFor: TypeAlias = Callable[[AsyncSession], TicketService]
+#: The custodial wallet's address with the chain on (read once at start-up), None with it off.
+CustodyDep: TypeAlias = NamedDependency[str | None]
+TicketCacheDep: TypeAlias = NamedDependency[SkipValidation[TicketCache[TicketOut]]]
 
-def _service(session: AsyncSession, rt: Runtime, principal: Principal) -> TicketService:
-    # The custodial wallet's address with the chain on (read once at start-up), None with it off.
-    custody = str(rt.chain_keys.custody.pubkey()) if rt.chain_keys is not None else None
-    return TicketService(session, rt.keys, principal, rt.clock.now(), custody=custody)
+
+async def provide_ticket_service_for(
+    keys: KeysDep, clock: ClockDep, principal: PrincipalDep, custody: CustodyDep
+) -> TicketServiceFor:
+    def service(session: AsyncSession) -> TicketService:
+        return TicketService(session, keys, principal, clock.now(), custody=custody)
+
+    return service
 
 
-@post("/v1/purchases", guards=_WRITERS, tags=["tickets"], status_code=201)
+TicketServiceForDep: TypeAlias = NamedDependency[SkipValidation[TicketServiceFor]]
+
+
+async def provide_ticket_service(
+    session: SessionDep, ticket_service_for: TicketServiceForDep
+) -> TicketService:
+    return ticket_service_for(session)
+
+
+TicketServiceDep: TypeAlias = NamedDependency[TicketService]
+_TICKET_SERVICES = {
+    "ticket_service_for": Provide(provide_ticket_service_for),
+    "ticket_service": Provide(provide_ticket_service),
+}
+
+
+@post(
+    "/v1/purchases",
+    guards=_WRITERS,
+    tags=["tickets"],
+    status_code=201,
+    dependencies=_TICKET_SERVICES,
+)
 async def purchase(
     data: JSONBody[PurchaseRequest],
     session: SessionDep,
-    rt: RuntimeDep,
+    ticket_service: TicketServiceDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyHeader = None,
 ) -> Response[PurchaseOut]:
     """Buy tickets. Needs an ``Idempotency-Key``; answers 409 ``sold_out`` when the type has
     fewer tickets left than asked for. The codes in the answer are the tickets' QR contents."""
     request = IdempotentRequest.of(principal, "purchases", idempotency_key, data)
-    service = _service(session, rt, principal)
     return await run_idempotent(
-        session, request, 201, PurchaseOut, lambda: service.purchase(data, principal.tenant_id)
-    )
-
-
-@post("/v1/codes/check", guards=_WRITERS, tags=["tickets"], status_code=200)
-async def check(
-    data: JSONBody[CodeCheckRequest], session: SessionDep, rt: RuntimeDep, principal: PrincipalDep
-) -> CodeCheckOut:
-    """What a code says and whether a gate would accept it now (earlier scans aside). Records
-    nothing: for box offices and support, not for gates."""
-    return await check_code(
         session,
-        rt.keys,
-        tenant_id=principal.tenant_id,
-        text=data.code,
-        gate_event_id=data.event_id,
-        now=rt.clock.now(),
+        request,
+        201,
+        PurchaseOut,
+        lambda: ticket_service.purchase(data, principal.tenant_id),
     )
 
 
@@ -74,56 +93,56 @@ class TicketController(Controller):
     path = "/v1/tickets"
     tags = ["tickets"]  # noqa: RUF012
     guards = _WRITERS
+    dependencies = _TICKET_SERVICES
 
     @get("/")
     async def list_tickets(
         self,
-        session: SessionDep,
-        rt: RuntimeDep,
-        principal: PrincipalDep,
+        ticket_service: TicketServiceDep,
         event_id: FromQuery[uuid.UUID | None] = None,
         status: FromQuery[TicketStatus | None] = None,
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = DEFAULT_LIMIT,
     ) -> TicketPage:
-        return await _service(session, rt, principal).page(
+        return await ticket_service.page(
             event_id=event_id, status=status, cursor=cursor, limit=limit
         )
 
     @get("/{ticket_id:uuid}")
     async def read(
-        self, ticket_id: FromPath[uuid.UUID], rt: RuntimeDep, principal: PrincipalDep
+        self,
+        ticket_id: FromPath[uuid.UUID],
+        ticket_cache: TicketCacheDep,
+        open_session: OpenSessionDep,
+        ticket_service_for: TicketServiceForDep,
+        principal: PrincipalDep,
     ) -> TicketOut:
         """The ticket; served from the Redis cache when it is there (a hit needs no database
         transaction, so this handler opens one only on a miss)."""
 
         async def load() -> TicketOut:
-            async with caller_session(rt.database, principal) as session:
-                return ticket_out(await _service(session, rt, principal).get(ticket_id))
+            async with open_session() as session:
+                return ticket_out(await ticket_service_for(session).get(ticket_id))
 
-        return await rt.ticket_cache.read(principal.tenant_id, ticket_id, load)
+        return await ticket_cache.read(principal.tenant_id, ticket_id, load)
 
     @get("/{ticket_id:uuid}/history")
     async def history(
         self,
         ticket_id: FromPath[uuid.UUID],
-        session: SessionDep,
-        rt: RuntimeDep,
-        principal: PrincipalDep,
+        ticket_service: TicketServiceDep,
     ) -> list[TransitionOut]:
         """Every lifecycle step of the ticket, oldest first."""
-        return await _service(session, rt, principal).history(ticket_id)
+        return await ticket_service.history(ticket_id)
 
     @get("/{ticket_id:uuid}/code")
     async def code(
         self,
         ticket_id: FromPath[uuid.UUID],
-        session: SessionDep,
-        rt: RuntimeDep,
-        principal: PrincipalDep,
+        ticket_service: TicketServiceDep,
     ) -> TicketWithCode:
         """A fresh code for the ticket's current version (to send the ticket again)."""
-        return await _service(session, rt, principal).current_code(ticket_id)
+        return await ticket_service.current_code(ticket_id)
 
     @post("/{ticket_id:uuid}/transfer", status_code=200)
     async def transfer(
@@ -131,7 +150,7 @@ class TicketController(Controller):
         ticket_id: FromPath[uuid.UUID],
         data: JSONBody[TransferRequest],
         session: SessionDep,
-        rt: RuntimeDep,
+        ticket_service: TicketServiceDep,
         principal: PrincipalDep,
         idempotency_key: IdempotencyHeader = None,
     ) -> Response[TicketWithCode]:
@@ -141,9 +160,12 @@ class TicketController(Controller):
         request = IdempotentRequest.of(
             principal, f"tickets/{ticket_id}/transfer", idempotency_key, data
         )
-        service = _service(session, rt, principal)
         return await run_idempotent(
-            session, request, 200, TicketWithCode, lambda: service.transfer(ticket_id, data)
+            session,
+            request,
+            200,
+            TicketWithCode,
+            lambda: ticket_service.transfer(ticket_id, data),
         )
 
     @post("/{ticket_id:uuid}/revoke", status_code=200)
@@ -152,17 +174,16 @@ class TicketController(Controller):
         ticket_id: FromPath[uuid.UUID],
         data: JSONBody[RevokeRequest],
         session: SessionDep,
-        rt: RuntimeDep,
+        ticket_service: TicketServiceDep,
         principal: PrincipalDep,
         idempotency_key: IdempotencyHeader = None,
     ) -> Response[TicketOut]:
         request = IdempotentRequest.of(
             principal, f"tickets/{ticket_id}/revoke", idempotency_key, data
         )
-        service = _service(session, rt, principal)
         return await run_idempotent(
-            session, request, 200, TicketOut, lambda: service.revoke(ticket_id, data)
+            session, request, 200, TicketOut, lambda: ticket_service.revoke(ticket_id, data)
         )
 
 
-TICKET_ROUTES: list[ControllerRouterHandler] = [purchase, check, TicketController]
+TICKET_ROUTES: list[ControllerRouterHandler] = [purchase, TicketController]

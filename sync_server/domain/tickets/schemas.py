@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 import msgspec
 
-from shared import wire
 from shared.domain import TicketStatus
 
 MAX_PER_PURCHASE = 50
@@ -76,18 +75,3 @@ class TransitionOut(msgspec.Struct, kw_only=True):
     reason: str | None
     details: dict[str, Any]
     occurred_at: datetime
-
-
-class CodeCheckRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
-    #: The gate's event; defaults to the event the code names.
-    event_id: uuid.UUID | None = None
-
-
-class CodeCheckOut(msgspec.Struct, kw_only=True):
-    """What the code says and whether it would pass a gate now, ignoring earlier scans.
-    Nothing is recorded."""
-
-    verdict: wire.Verdict
-    secret_version: int | None = None
-    issued_at: datetime | None = None

@@ -1,0 +1,97 @@
+"""``/v1/sync``: what an offline-capable scanner exchanges with the server — its offline scans
+up, the changes feed of its event down, and the verdict recorded for one of its scans."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.types import ControllerRouterHandler
+
+from shared import wire
+from sync_server.domain.checkin.controllers import CHECKIN_SERVICE, CheckInServiceDep, device_gate
+from sync_server.domain.keys.services import KeysDep
+from sync_server.domain.sync.feed import DEFAULT_PAGE, MAX_PAGE, read_changes, sequence_pending
+from sync_server.http.auth import Role, allow
+from sync_server.http.dependencies import ClockDep, DatabaseDep, PrincipalDep, SessionDep
+from sync_server.observability.metrics import observe_uploads
+
+MSGPACK = "application/msgpack"
+
+
+@post(
+    "/v1/sync/scans",
+    guards=[allow(Role.SCANNER)],
+    tags=["sync"],
+    status_code=200,
+    dependencies=CHECKIN_SERVICE,
+)
+async def upload_scans(
+    data: JSONBody[wire.ScanBatch], checkin_service: CheckInServiceDep, principal: PrincipalDep
+) -> wire.ScanBatchOutcome:
+    """Upload offline scans (at most 1000). Safe to repeat: each scan id is recorded once, and
+    a repeat returns the same outcomes (``duplicate_upload`` marks them)."""
+    outcome = await checkin_service.ingest(device_gate(principal), data.scans)
+    observe_uploads(outcome)
+    return outcome
+
+
+class FeedController(Controller):
+    path = "/v1/sync/changes"
+    tags = ["sync"]  # noqa: RUF012
+    guards = [allow(Role.SCANNER)]  # noqa: RUF012
+
+    @get("/")
+    async def changes(
+        self,
+        session: SessionDep,
+        database: DatabaseDep,
+        keys: KeysDep,
+        clock: ClockDep,
+        principal: PrincipalDep,
+        cursor: Annotated[str | None, QueryParameter()] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+        accept: Annotated[str | None, HeaderParameter(name="Accept", required=False)] = None,
+    ) -> Response[bytes]:
+        """The next changes for this device's event after ``cursor`` (none: from the start).
+        Follow ``next_cursor`` while ``has_more``. JSON, or msgpack with
+        ``Accept: application/msgpack``; gzip when asked for."""
+        gate = device_gate(principal)
+        assert gate.event_id is not None
+        await sequence_pending(database, principal.tenant_id)
+        page = await read_changes(
+            session,
+            keys,
+            tenant_id=principal.tenant_id,
+            event_id=gate.event_id,
+            device_id=gate.device_id,
+            cursor=cursor,
+            limit=limit,
+            server_time=clock.now(),
+        )
+        if accept and MSGPACK in accept:
+            return Response(msgspec.msgpack.encode(page), media_type=MSGPACK)
+        return Response(msgspec.json.encode(page), media_type="application/json")
+
+
+@get(
+    "/v1/sync/scans/{scan_id:uuid}",
+    guards=[allow(Role.SCANNER)],
+    tags=["sync"],
+    dependencies=CHECKIN_SERVICE,
+)
+async def recorded_scan(
+    scan_id: FromPath[uuid.UUID], checkin_service: CheckInServiceDep, principal: PrincipalDep
+) -> wire.Verdict:
+    """The verdict recorded for one of this device's scans; 404 when the server never got it.
+    A scanner that was cut off while asking ``/v1/validate`` asks this to find out whether its
+    question arrived."""
+    gate = device_gate(principal)
+    assert gate.device_id is not None
+    return await checkin_service.recorded(scan_id, gate.device_id)
+
+
+SYNC_ROUTES: list[ControllerRouterHandler] = [upload_scans, recorded_scan, FeedController]

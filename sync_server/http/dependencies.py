@@ -1,0 +1,87 @@
+"""What the HTTP edge provides to route handlers, by name (Litestar injects a parameter whose name
+is a provider's key; the aliases below say so to Litestar and to the type checker).
+
+Per request, provided here: ``principal`` (the caller, from the bearer token), ``session`` (the
+request's transaction, scoped to the caller's tenant), ``open_session`` (the same transaction,
+opened only if the handler asks: a cache miss) and ``active_device`` (for handlers that need no
+transaction but must still refuse a revoked device). For the life of the app, provided by the
+app factory (``sync_server.app``): ``database``, ``clock``, ``settings`` and the objects of the
+domain, the chain and Redis (``keys``, ``ownership``, ``chain_info``, ``custody``,
+``ticket_cache``, ``operations``). Each domain controller declares the providers of its own
+services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
+from typing import Any, TypeAlias
+
+from litestar import Request
+from litestar.di import NamedDependency
+from litestar.params import SkipValidation
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.clock import Clock
+from sync_server.db.engine import Database
+from sync_server.http.auth import Principal
+from sync_server.http.problems import Unauthorized
+from sync_server.settings import Settings
+
+# What handlers and providers declare to receive them. The app's own objects skip validation:
+# they are built by the app, and some are protocols (``Clock``) an isinstance check cannot take.
+#: Opens the caller's transaction (``async with open_session() as session``).
+OpenSession: TypeAlias = Callable[[], AbstractAsyncContextManager[AsyncSession]]
+
+PrincipalDep: TypeAlias = NamedDependency[Principal]
+SessionDep: TypeAlias = NamedDependency[AsyncSession]
+OpenSessionDep: TypeAlias = NamedDependency[SkipValidation[OpenSession]]
+ActiveDeviceDep: TypeAlias = NamedDependency[None]
+DatabaseDep: TypeAlias = NamedDependency[SkipValidation[Database]]
+ClockDep: TypeAlias = NamedDependency[SkipValidation[Clock]]
+SettingsDep: TypeAlias = NamedDependency[SkipValidation[Settings]]
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    principal = request.user
+    if not isinstance(principal, Principal):  # only on routes excluded from auth
+        raise Unauthorized("missing_token", "Send an Authorization: Bearer <token> header.")
+    return principal
+
+
+async def provide_session(
+    principal: PrincipalDep, database: DatabaseDep
+) -> AsyncIterator[AsyncSession]:
+    """The request's transaction, scoped to the caller's tenant; commits when the handler
+    returns, before the response is sent, and rolls back when it raises."""
+    async with caller_session(database, principal) as session:
+        yield session
+
+
+async def provide_open_session(principal: PrincipalDep, database: DatabaseDep) -> OpenSession:
+    """For handlers that need the database only sometimes: ``session``'s transaction, opened
+    (and the device's revocation checked) only when the handler opens it."""
+    return partial(caller_session, database, principal)
+
+
+async def require_active_device(principal: PrincipalDep, database: DatabaseDep) -> None:
+    """Refuse (401 ``device_revoked``) a device whose enrollment has been revoked, for handlers
+    that read nothing of the tenant's: a revoked device's token stops working everywhere.
+    Tokens without a device pass."""
+    if principal.device_id is not None:
+        async with caller_session(database, principal):
+            pass
+
+
+@asynccontextmanager
+async def caller_session(database: Database, principal: Principal) -> AsyncIterator[AsyncSession]:
+    """A transaction for ``principal``'s tenant, for handlers that need the database only
+    sometimes (a cache miss). Raises ``Unauthorized`` when the caller's device is revoked."""
+    async with database.request(principal.tenant_id, principal.device_id) as (session, allowed):
+        if not allowed:
+            raise Unauthorized(
+                "device_revoked",
+                "This device has been revoked. Ask a manager to enroll it again.",
+            )
+        yield session
