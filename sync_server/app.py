@@ -21,10 +21,9 @@ from sqlalchemy import text
 
 from shared.clock import Clock, SystemClock
 from sync_server.chain.client import ChainKeys
-from sync_server.chain.ownership import ChainOwnership, GuardedOwnership
-from sync_server.chain.public_info import PublicChainInfo
 from sync_server.db.engine import Database
 from sync_server.domain.chain.controllers import CHAIN_ROUTES
+from sync_server.domain.chain.ownership import ChainOwnership, GuardedOwnership
 from sync_server.domain.chain.services import ChainInfo
 from sync_server.domain.checkin.controllers import CHECKIN_ROUTES
 from sync_server.domain.checkin.ownership import NotChainChecked, OwnershipCheck
@@ -155,7 +154,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             ticket_cache=ticket_cache,
             breakers=breakers,
             ownership=ownership,
-            chain_info=PublicChainInfo(settings.chain, chain_keys, database),
+            chain_info=ChainInfo(settings.chain, chain_keys, database),
             custody=str(chain_keys.custody.pubkey()) if chain_keys is not None else None,
             operations=Operations(readiness, database, timeout, breakers),
         )

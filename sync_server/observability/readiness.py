@@ -121,7 +121,7 @@ class RedisProbe:
         """The link drops a connection whose command failed."""
 
     async def close(self) -> None:
-        """The link belongs to the app's runtime."""
+        """Nothing to close: the app factory owns the link and closes it at shutdown."""
 
 
 class AmqpProbe:

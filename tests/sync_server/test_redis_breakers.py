@@ -14,7 +14,7 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
 from sync_server.app import create_app, services
-from sync_server.chain.ownership import GuardedOwnership
+from sync_server.domain.chain.ownership import GuardedOwnership
 from sync_server.domain.checkin.ownership import OwnershipResult
 from sync_server.http.problems import circuit_open_problem, exception_handlers
 from sync_server.redis.breakers import BreakerPolicy, Breakers, BreakerState, CircuitOpen

@@ -1,7 +1,7 @@
 """The on-chain ownership step of a check-in, as a seam: what check-in needs to ask
 (``OwnershipCheck``) and hears back (``OwnershipResult``). With the chain off the only honest
 answer is "not checked": verdicts then carry ``chain_verified = None``, never a made-up
-``True``. With it on, the app factory provides ``sync_server.chain.ownership``'s chain client
+``True``. With it on, the app factory provides ``sync_server.domain.chain.ownership``'s chain client
 behind a timeout and circuit breaker (``GuardedOwnership``)."""
 
 from __future__ import annotations

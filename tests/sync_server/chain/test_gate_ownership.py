@@ -64,7 +64,7 @@ OPEN_SECONDS = 1.0
 HANG_S = 30.0
 RPC = "solana-rpc"
 TOKEN_ACCOUNT_SIZE = 165  # a token account without extensions
-OWNERSHIP_LOG = "sync_server.chain.ownership"
+OWNERSHIP_LOG = "sync_server.domain.chain.ownership"
 
 
 @pytest.fixture

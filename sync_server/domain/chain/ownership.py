@@ -1,9 +1,10 @@
 """Who holds a ticket's NFT, asked of the chain at the gate.
 
-:class:`ChainOwnership` implements the check-in's ``OwnershipCheck`` seam
-(``sync_server/domain/checkin/ownership.py``). It is meant to run inside :class:`GuardedOwnership`
-(below; the app factory puts them together), which bounds it with the gate's timeout and the
-shared ``solana-rpc`` circuit breaker: ``ChainOwnership`` only asks and judges, and lets RPC
+:class:`ChainOwnership` answers the check-in's ``OwnershipCheck`` seam
+(``sync_server/domain/checkin/ownership.py``) from the chain library (``sync_server.chain``).
+It is meant to run inside :class:`GuardedOwnership` (below; the app factory puts them
+together), which bounds it with the gate's timeout and the shared ``solana-rpc`` circuit
+breaker: ``ChainOwnership`` only asks and judges, and lets RPC
 failures and timeouts raise so that the guard counts them.
 
 The common case costs **one** JSON-RPC round trip: the expected owner's associated token
