@@ -17,7 +17,7 @@ from scanner_app.core.gate import Gate, GateVerdict
 from scanner_app.core.pipeline import CodeSighting, FramePipeline
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import ticket_count
-from scanner_app.core.store.scanlog import conflict_count, queue_length, scan_count
+from scanner_app.core.store.scans import conflict_count, queue_length, scan_count
 from scanner_app.core.store.state import load_enrollment, load_event, load_sync_state
 from scanner_app.core.sync.engine import SyncEngine
 from shared.clock import Clock, SystemClock

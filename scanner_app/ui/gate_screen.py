@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from scanner_app.core.gate import GateVerdict
-from scanner_app.core.store.scanlog import NameMatch
+from scanner_app.core.store.lookups import NameMatch
 from scanner_app.core.store.state import GateSettings
 from scanner_app.ui.scanning import GateStatus, ScanBridge, UndoOutcome
 from scanner_app.ui.sounds import VerdictSounds

@@ -35,7 +35,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QImage
 
 from scanner_app.core.store import LocalStore
-from scanner_app.core.store.scanlog import find_scanned_holders, inside_by_gate
+from scanner_app.core.store.lookups import find_scanned_holders, inside_by_gate
 from scanner_app.core.store.state import load_settings, save_settings
 from shared.domain import Direction
 

@@ -34,10 +34,9 @@ from pathlib import Path
 import filelock
 import msgspec
 
-from scanner_app.core.gate import record_online_verdict
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import apply_changes
-from scanner_app.core.store.scanlog import (
+from scanner_app.core.store.scans import (
     QueuedScan,
     conflict_count,
     drop_from_queue,
@@ -46,6 +45,7 @@ from scanner_app.core.store.scanlog import (
     queue_length,
     queued_annulments,
     queued_scans,
+    record_online_verdict,
     record_outcomes,
     refuse_queued,
     unresolved_online,
