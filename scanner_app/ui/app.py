@@ -123,7 +123,7 @@ def _open_demo(data_dir: Path | None) -> tuple[LocalStore, QWidget | None]:
 
 
 def _enroll(data_dir: Path, *, ready_probe: bool, started: float) -> LocalStore | None:
-    from scanner_app.ui.dialogs import EnrollmentDialog  # noqa: PLC0415 - first run only
+    from scanner_app.ui.enrollment import EnrollmentDialog  # noqa: PLC0415 - first run only
 
     dialog = EnrollmentDialog(data_dir)
     if ready_probe:
