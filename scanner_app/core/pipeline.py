@@ -23,6 +23,12 @@ Times are the source's: a frame's ``captured_at`` and (for a camera) ``source_ti
 the ``Clock`` given to ``open_source``, so a test with a ``ManualClock`` decides what "one second
 later" is. Callbacks (``sink``, ``on_frame``, ``on_error``) run on the pipeline's threads: a Qt
 user forwards them to the UI thread with a signal.
+
+Why two threads of its own, not jobs on the app's queues (``scanner_app.ui.jobs``): capture and
+decoding are real-time loops over a stream, paced by the camera, that run until stopped and drop
+frames rather than queue them; a job is one unit of work with one result. They are also part of
+the Qt-free core, which the command line's ``scan`` runs without Qt. What they find joins the
+app's jobs: each sighting becomes a scan on the gate queue (``ui.scanning``).
 """
 
 from __future__ import annotations
