@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import csv
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -190,6 +191,9 @@ class ScanLogModel(_Table):
         self._rows: list[LogEntry] = []
         self._keys: list[tuple[int, int]] = []  # sort keys of _rows, ascending in view order
         self._exhausted = False
+        #: A change (reset, rows inserted) is being announced: no page is fetched until every
+        #: listener has heard it (see ``_announcing``).
+        self._announcing = False
         self._seen_seq = 0
         self._total = 0
         self._counts: list[GateCount] = []
@@ -251,7 +255,24 @@ class ScanLogModel(_Table):
             return (-key.at_micros, -key.seq)
         return (key.at_micros, key.seq)
 
+    @contextmanager
+    def _announcing_change(self) -> Iterator[None]:
+        """Around a reset or an insertion. A listener may ask for more rows while the change
+        is announced (Qt's model tester does, a proxy or view may); rows inserted then would be
+        announced inside the first announcement, and reach the listeners connected later
+        before it. So ``canFetchMore`` says no until the change is over; the view asks again."""
+        self._announcing = True
+        try:
+            yield
+        finally:
+            self._announcing = False
+
     def _load(self) -> None:
+        with self._announcing_change():
+            self._reset()
+        self._request_tally()
+
+    def _reset(self) -> None:
         self.beginResetModel()
         with self._store.read() as conn:
             self._seen_seq = latest_seq(conn)
@@ -267,14 +288,13 @@ class ScanLogModel(_Table):
         self._exhausted = len(page) < self._page_size
         self._generation += 1
         self.endResetModel()
-        self._request_tally()
 
     def canFetchMore(self, parent: ModelIndex) -> bool:
-        return not parent.isValid() and not self._exhausted
+        return not parent.isValid() and not self._exhausted and not self._announcing
 
     def fetchMore(self, parent: ModelIndex) -> None:
         """The next page of the filtered log, after the last loaded row's key."""
-        if parent.isValid() or self._exhausted or not self._rows:
+        if not self.canFetchMore(parent) or not self._rows:
             return
         with self._store.read() as conn:
             page = log_page(
@@ -289,10 +309,11 @@ class ScanLogModel(_Table):
         if not page:
             return
         first = len(self._rows)
-        self.beginInsertRows(QModelIndex(), first, first + len(page) - 1)
-        self._rows.extend(page)
-        self._keys.extend(self._sort_key(e.key) for e in page)
-        self.endInsertRows()
+        with self._announcing_change():
+            self.beginInsertRows(QModelIndex(), first, first + len(page) - 1)
+            self._rows.extend(page)
+            self._keys.extend(self._sort_key(e.key) for e in page)
+            self.endInsertRows()
 
     def refresh(self) -> None:
         """Pick up what changed since the last look. New scans (a verdict here, other gates'
@@ -367,10 +388,11 @@ class ScanLogModel(_Table):
             if not self._exhausted and (not self._keys or key > self._keys[-1]):
                 continue
             position = bisect.bisect_left(self._keys, key)
-            self.beginInsertRows(QModelIndex(), position, position)
-            self._rows.insert(position, entry)
-            self._keys.insert(position, key)
-            self.endInsertRows()
+            with self._announcing_change():
+                self.beginInsertRows(QModelIndex(), position, position)
+                self._rows.insert(position, entry)
+                self._keys.insert(position, key)
+                self.endInsertRows()
 
     # --- the table ---------------------------------------------------------------------------
 
