@@ -319,8 +319,8 @@ class ScanLogModel(_Table):
         """Pick up what changed since the last look. New scans (a verdict here, other gates'
         admissions from the feed) are read at once — only rows newer than the last seen
         sequence number, a millisecond's work. The slower part (the total, counts per gate, the
-        loaded rows' upload state, conflicts and annulments) runs on a worker thread and lands
-        through ``counts_changed`` / ``total_changed``."""
+        loaded rows' upload state, conflicts and annulments) runs as a job on the model's tally
+        queue (``ui.jobs``) and lands through ``counts_changed`` / ``total_changed``."""
         with self._store.read() as conn:
             newest = latest_seq(conn)
             added: list[LogEntry] = []
