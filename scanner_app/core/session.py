@@ -18,12 +18,12 @@ from scanner_app.core.capture import open_source
 from scanner_app.core.decoding import QrDecoder
 from scanner_app.core.gate import Gate, GateVerdict
 from scanner_app.core.pipeline import (
-    CodeSighting,
     CodeSink,
     ErrorListener,
     FrameListener,
     FramePipeline,
 )
+from scanner_app.core.sighting import CodeSighting
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import ticket_count
 from scanner_app.core.store.scans import conflict_count, queue_length, scan_count

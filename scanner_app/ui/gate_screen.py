@@ -41,7 +41,7 @@ from shared.domain import Direction, VerdictResult
 from shared.ticket_code import PREFIX
 
 if TYPE_CHECKING:  # the pipeline module loads OpenCV: not at start-up
-    from scanner_app.core.pipeline import CodeSighting
+    from scanner_app.core.sighting import CodeSighting
 
 Point = tuple[float, float]
 

@@ -33,6 +33,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 
 from scanner_app.core.gate import GateVerdict
+from scanner_app.core.sighting import CodeSighting
 from scanner_app.core.store import LocalStore, StoreError
 from scanner_app.core.store.lookups import NameMatch, find_scanned_holders, inside_by_gate
 from scanner_app.core.store.state import GateSettings, load_settings, save_settings
@@ -42,7 +43,6 @@ from shared.domain import Direction
 if TYPE_CHECKING:
     from scanner_app.core.capture import CapturedFrame, CaptureError
     from scanner_app.core.decoding import DecodedSymbol
-    from scanner_app.core.pipeline import CodeSighting
     from scanner_app.core.session import DeviceStatus, ScanSession
 
 log = logging.getLogger(__name__)
@@ -105,10 +105,8 @@ class ScanBridge(QObject):
     for the GUI thread and return at once; results arrive by signal.
     """
 
-    #: A verdict, and the camera sighting that led to it (a ``CodeSighting``; None: handheld
-    #: scanner or typed). The sighting is typed ``object`` here only because its class lives
-    #: in the camera pipeline's module, which loads OpenCV: the bridge loads it after start-up.
-    verdict = Signal(GateVerdict, object)
+    #: A verdict, and the camera sighting that led to it (None: handheld scanner or typed).
+    verdict = Signal(GateVerdict, CodeSighting)
     #: A camera frame and the outlines of the codes found in it (tuples of corner points).
     frame = Signal(QImage, tuple)
     #: The status, read again.
@@ -126,7 +124,7 @@ class ScanBridge(QObject):
     #: The ``NameMatch`` list for the last name search.
     names_found = Signal(list)
     # Camera decode thread → GUI thread: a sighting, to join the scan queue.
-    _sighted = Signal(object)
+    _sighted = Signal(CodeSighting)
 
     def __init__(
         self,
@@ -223,7 +221,7 @@ class ScanBridge(QObject):
         if not self._closed:
             self._scans.submit(lambda: self._scan(text, sighting), self._scanned, self._not_scanned)
 
-    @Slot(object)
+    @Slot(CodeSighting)
     def _queue_sighting(self, sighting: CodeSighting) -> None:
         self._queue_scan(sighting.text, sighting)
 
