@@ -2,7 +2,9 @@
 from the feed), filtered in SQL, paged by key, counted per gate, with the details of one scan
 (the admission a refused scan collided with).
 
-What the gate writes is in ``scans``; the gate screen's lookups in ``lookups``.
+What the gate writes is in ``scans``; the gate screen's lookups in ``lookups``. ``local_scans``
+and ``conflicts`` read the log plainly, without paging: the app does not call them, the tests
+observe the log through them.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from shared.timeline import AdmittedScan, replay
 
 @dataclass(frozen=True, slots=True)
 class LoggedScan:
-    """A row of the scan log as managers and the status screen see it."""
+    """A row of the scan log: the scan and what became of it (the managers' log shows one a row,
+    as ``LogEntry.scan``; a scan's details show the admission it collided with as one)."""
 
     scan_id: uuid.UUID
     origin: str
