@@ -36,7 +36,8 @@ from benchmarks.environment import header
 from scanner_app.core.capture import open_source
 from scanner_app.core.decoding import DEFAULT_BACKEND, DecodedSymbol, create_decoder
 from scanner_app.core.gate import Gate
-from scanner_app.core.pipeline import CodeSighting, CodeSink, FramePipeline, PipelineStats
+from scanner_app.core.pipeline import CodeSink, FramePipeline, PipelineStats
+from scanner_app.core.sighting import CodeSighting
 from scanner_app.core.standalone import load_tickets, set_up_standalone
 from scanner_app.core.store import LocalStore
 from scanner_app.core.synthetic_frames import (

@@ -26,8 +26,8 @@ from shared.domain import Direction  # noqa: E402
 if TYPE_CHECKING:
     from scanner_app.core.decoding import QrDecoder
     from scanner_app.core.gate import GateVerdict
-    from scanner_app.core.pipeline import CodeSighting
     from scanner_app.core.session import VerdictPrinter
+    from scanner_app.core.sighting import CodeSighting
     from scanner_app.core.store import LocalStore
 
 

@@ -34,7 +34,7 @@ from sqlalchemy import Connection
 
 from scanner_app.core.store import LocalStore, StoreError
 from scanner_app.core.store.cache import admissions_of, find_ticket
-from scanner_app.core.store.scanlog import (
+from scanner_app.core.store.scans import (
     MAX_CODE_CHARS,
     PendingOnline,
     ScanRecord,
@@ -43,9 +43,9 @@ from scanner_app.core.store.scanlog import (
     drop_from_queue,
     end_online,
     queued_annulments,
+    record_online_verdict,
     record_scan,
 )
-from scanner_app.core.store.sealing import Sealer
 from scanner_app.core.store.state import (
     Enrollment,
     GateSettings,
@@ -419,50 +419,10 @@ class _Decision:
     reentry: bool = False
 
 
-def record_online_verdict(
-    conn: Connection,
-    sealer: Sealer,
-    enrollment: Enrollment,
-    *,
-    scan_id: uuid.UUID,
-    answer: wire.Verdict,
-    code: str,
-    direction: Direction,
-    device_time: datetime,
-) -> None:
-    """Log a verdict the server gave (already on the server: not queued) and clear its
-    pending row, in the caller's transaction."""
-    at = answer.scanned_at or device_time
-    record = ScanRecord(
-        scan_id=scan_id,
-        device_id=enrollment.device_id,
-        gate=answer.gate or enrollment.gate,
-        direction=direction,
-        at=at,
-        device_time=device_time,
-        clock_offset_ms=_offset_ms(at, device_time),
-        result=answer.result,
-        reason=answer.reason,
-        mode="online",
-        code=code,
-        ticket_lookup=sealer.lookup(answer.ticket_id) if answer.ticket_id else None,
-        ticket_id=answer.ticket_id,
-        ticket_type=answer.ticket_type,
-        server_result=answer.result,
-        server_reason=answer.reason,
-    )
-    record_scan(conn, record, upload=False, now=device_time, if_new=True)
-    end_online(conn, scan_id)
-
-
 def _same_scan_key(text: str) -> str:
     # The code reader forgives case and surrounding whitespace, so a camera's "GH1…" and a
     # handheld scanner's "gh1…\n" are the same code.
     return text.strip().upper()
-
-
-def _offset_ms(server: datetime, device: datetime) -> int:
-    return round((server - device).total_seconds() * 1000)
 
 
 def _sentence(verdict: wire.Verdict, on_signature: bool, *, reentry: bool = False) -> str:

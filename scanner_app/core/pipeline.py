@@ -23,6 +23,12 @@ Times are the source's: a frame's ``captured_at`` and (for a camera) ``source_ti
 the ``Clock`` given to ``open_source``, so a test with a ``ManualClock`` decides what "one second
 later" is. Callbacks (``sink``, ``on_frame``, ``on_error``) run on the pipeline's threads: a Qt
 user forwards them to the UI thread with a signal.
+
+Why two threads of its own, not jobs on the app's queues (``scanner_app.ui.jobs``): capture and
+decoding are real-time loops over a stream, paced by the camera, that run until stopped and drop
+frames rather than queue them; a job is one unit of work with one result. They are also part of
+the Qt-free core, which the command line's ``scan`` runs without Qt. What they find joins the
+app's jobs: each sighting becomes a scan on the gate queue (``ui.scanning``).
 """
 
 from __future__ import annotations
@@ -39,10 +45,10 @@ from types import TracebackType
 
 from scanner_app.core.capture import CapturedFrame, CaptureError, FrameSource
 from scanner_app.core.decoding import DecodedSymbol, QrDecoder
+from scanner_app.core.sighting import CodeSighting
 
 __all__ = [
     "DEFAULT_GAP_S",
-    "CodeSighting",
     "CodeSink",
     "Debouncer",
     "ErrorListener",
@@ -54,29 +60,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Point = tuple[float, float]
-
 # Longer than a code goes unread while held up (blur, tilt), shorter than putting a phone
 # away and showing it again.
 DEFAULT_GAP_S = 1.0
 # Frames a file source may read ahead of decoding: enough to overlap reading with decoding.
 _FILE_QUEUE_FRAMES = 4
 _RECENT_DECODES = 120  # about 4 s of a 30 fps camera, for the decode-time median
-
-
-@dataclass(frozen=True, slots=True)
-class CodeSighting:
-    """A code that came into view: what the sink receives.
-
-    ``source_time`` and ``captured_at`` are the frame's (see ``CapturedFrame``); the time from
-    ``captured_at`` to the sink call, on the same clock, is the pipeline's latency.
-    """
-
-    text: str
-    corners: tuple[Point, ...]
-    frame_index: int
-    source_time: float
-    captured_at: float
 
 
 CodeSink = Callable[[CodeSighting], None]

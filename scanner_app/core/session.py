@@ -1,10 +1,13 @@
 """A scanning session: the gate, its sync engine and a code source wired together.
 
-The command line's ``scan`` and the desktop app both run one; neither wires the parts itself.
+The command line's ``scan`` and the desktop app both run one; neither wires the parts itself:
+the command line scans a source to its end (``scan_source``), the app keeps a camera running
+beside its other inputs (``start_camera``), and both scan what is read with ``scan_text``.
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -14,10 +17,16 @@ import msgspec
 from scanner_app.core.capture import open_source
 from scanner_app.core.decoding import QrDecoder
 from scanner_app.core.gate import Gate, GateVerdict
-from scanner_app.core.pipeline import CodeSighting, FramePipeline
+from scanner_app.core.pipeline import (
+    CodeSink,
+    ErrorListener,
+    FrameListener,
+    FramePipeline,
+)
+from scanner_app.core.sighting import CodeSighting
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import ticket_count
-from scanner_app.core.store.scanlog import conflict_count, queue_length, scan_count
+from scanner_app.core.store.scans import conflict_count, queue_length, scan_count
 from scanner_app.core.store.state import load_enrollment, load_event, load_sync_state
 from scanner_app.core.sync.engine import SyncEngine
 from shared.clock import Clock, SystemClock
@@ -27,7 +36,10 @@ VerdictPrinter = Callable[[GateVerdict, CodeSighting | None], None]
 
 
 class ScanSession:
-    """Scans into one store. ``close()`` stops the camera and the background sync."""
+    """Scans into one store. ``close()`` stops the camera and the background sync.
+
+    Thread-safe as the gate is: ``scan_text`` from any thread; the camera can be started and
+    stopped from any thread (one camera at a time)."""
 
     def __init__(
         self,
@@ -40,7 +52,9 @@ class ScanSession:
         self.gate = gate
         self.engine = engine
         self.direction = direction
+        self._camera_lock = threading.Lock()
         self._pipeline: FramePipeline | None = None
+        self._closed = False
 
     @classmethod
     def open(
@@ -98,22 +112,55 @@ class ScanSession:
     ) -> None:
         """Scan from a camera, video or images until the source ends (or Ctrl-C). Raises
         ``CaptureError`` when the source cannot be opened or fails."""
-        source = open_source(spec, paced=paced)
 
         def sink(sighting: CodeSighting) -> None:
             on_verdict(self.scan_text(sighting.text), sighting)
 
-        pipeline = FramePipeline(source, decoder, sink)
-        self._pipeline = pipeline
-        pipeline.start()
+        pipeline = self.start_camera(spec, decoder, sink, paced=paced)
         while not pipeline.wait(0.2):
             pass
         if pipeline.error is not None:
             raise pipeline.error
 
+    def start_camera(
+        self,
+        spec: str,
+        decoder: QrDecoder,
+        on_sighting: CodeSink,
+        *,
+        on_frame: FrameListener | None = None,
+        on_error: ErrorListener | None = None,
+        paced: bool = False,
+    ) -> FramePipeline:
+        """Open the camera, video or images ``spec`` names (``capture.open_source``) and read
+        codes from it on the pipeline's threads until ``stop_camera`` or ``close``; returns at
+        once. Each new sighting goes to ``on_sighting``, which decides when it is scanned (the
+        app queues it behind the codes read before it). A camera already running is stopped
+        first. Raises ``CaptureError`` when the source cannot be opened."""
+        source = open_source(spec, paced=paced)
+        pipeline = FramePipeline(source, decoder, on_sighting, on_frame=on_frame, on_error=on_error)
+        with self._camera_lock:
+            previous, self._pipeline = self._pipeline, pipeline
+            closed = self._closed
+        if previous is not None:
+            previous.stop()
+        if closed:  # closed while the camera was opening
+            pipeline.stop()  # closes the source of a pipeline never started
+        else:
+            pipeline.start()
+        return pipeline
+
+    def stop_camera(self, timeout: float = 2.0) -> None:
+        """Stop the camera (if one runs) and wait up to ``timeout`` seconds for it to let go."""
+        with self._camera_lock:
+            pipeline, self._pipeline = self._pipeline, None
+        if pipeline is not None:
+            pipeline.stop(timeout=timeout)
+
     def close(self) -> None:
-        if self._pipeline is not None:
-            self._pipeline.stop()
+        with self._camera_lock:
+            self._closed = True
+        self.stop_camera()
         if self.engine is not None:
             self.engine.stop()
 

@@ -31,6 +31,7 @@ from scanner_app.core import paths  # noqa: E402
 from scanner_app.core.store import LocalStore, StoreError  # noqa: E402
 from scanner_app.core.store.state import load_enrollment  # noqa: E402
 from scanner_app.ui.gc_guard import GuiThreadGarbageCollector  # noqa: E402
+from scanner_app.ui.pyside_fixes import keep_bools_alive  # noqa: E402
 
 APP_NAME = "Gatehouse Scanner"
 ORGANISATION = "Gatehouse"
@@ -63,6 +64,7 @@ def application() -> QApplication:
     app.setApplicationDisplayName(APP_NAME)
     # Parented to the application: collects cycles on the GUI thread for the app's whole life.
     GuiThreadGarbageCollector(app)
+    keep_bools_alive()  # before the first signal: PySide6 6.12's emit loses a reference each
     return app
 
 
@@ -121,7 +123,7 @@ def _open_demo(data_dir: Path | None) -> tuple[LocalStore, QWidget | None]:
 
 
 def _enroll(data_dir: Path, *, ready_probe: bool, started: float) -> LocalStore | None:
-    from scanner_app.ui.dialogs import EnrollmentDialog  # noqa: PLC0415 - first run only
+    from scanner_app.ui.enrollment import EnrollmentDialog  # noqa: PLC0415 - first run only
 
     dialog = EnrollmentDialog(data_dir)
     if ready_probe:

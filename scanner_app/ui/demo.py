@@ -9,11 +9,12 @@ file with a code in it ("Scan an image file…").
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from PySide6.QtCore import QSize, Qt, QThreadPool, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFont, QImage, QKeySequence, QPixmap, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -30,6 +31,7 @@ from scanner_app.core.capture import IMAGE_SUFFIXES, CaptureError, codes_in_imag
 from scanner_app.core.decoding import DecoderUnavailable, create_decoder
 from scanner_app.core.demo import DemoCode, DemoFolderInUse, DemoSetup, prepare_demo_store
 from scanner_app.core.synthetic_frames import render_qr
+from scanner_app.ui.jobs import JobQueue
 
 __all__ = [
     "DemoCode",
@@ -40,6 +42,8 @@ __all__ = [
     "prepare_demo",
     "qr_image",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Quiet zone around a shown code, in modules: the standard's 4, which webcams need.
 _QUIET_MODULES = 4
@@ -95,14 +99,12 @@ class DemoCodesWindow(QWidget):
 
     #: A code text to scan, as if the camera had read it. The main window connects this.
     scan_requested = Signal(str)
-    # Worker → GUI thread: (the image's path, the texts read in it, or a sentence of failure).
-    _image_read = Signal(str, object)
 
     def __init__(self, setup: DemoSetup, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setup = setup
         self.setWindowTitle(f"Demo codes — {setup.gate_event.name}")
-        self._images_pending = 0
+        self._images = JobQueue("demo-images", self)
 
         self.codes_list = QListWidget()
         self.codes_list.addItems([code.label for code in setup.codes])
@@ -161,7 +163,6 @@ class DemoCodesWindow(QWidget):
         self.codes_list.itemActivated.connect(lambda _item: self.scan_current())
         self.scan_button.clicked.connect(self.scan_current)
         self.image_button.clicked.connect(self._choose_image)
-        self._image_read.connect(self._scanned_image)
         QShortcut(QKeySequence.StandardKey.Open, self, self._choose_image)
 
     # --- what is shown ------------------------------------------------------------------------
@@ -224,25 +225,19 @@ class DemoCodesWindow(QWidget):
         """Read the QR codes in the image at ``path`` off the GUI thread (a camera photo takes
         tens of milliseconds to load and search), then scan each one (``scan_requested``).
         What happened is shown in the window's status line."""
-        self._images_pending += 1
         self.status.setText(f"Reading {path.name}…")
-        QThreadPool.globalInstance().start(lambda: self._read_image(path))
+        self._images.submit(
+            lambda: codes_in_image(path, create_decoder()),
+            lambda texts: self._scanned_image(path.name, texts),
+            self._image_unreadable,
+        )
 
-    def _read_image(self, path: Path) -> None:
-        # On a pool thread: emitting hands the result to the GUI thread (a queued connection).
-        try:
-            found = codes_in_image(path, create_decoder())
-        except (CaptureError, DecoderUnavailable) as error:
-            self._image_read.emit(str(path), str(error))
-            return
-        self._image_read.emit(str(path), found)
+    def _image_unreadable(self, error: Exception) -> None:
+        if not isinstance(error, (CaptureError, DecoderUnavailable)):
+            log.error("reading a demo image failed", exc_info=error)
+        self.status.setText(str(error))
 
-    def _scanned_image(self, path: str, texts: list[str] | str) -> None:
-        self._images_pending -= 1
-        name = Path(path).name
-        if isinstance(texts, str):
-            self.status.setText(texts)
-            return
+    def _scanned_image(self, name: str, texts: list[str]) -> None:
         if not texts:
             self.status.setText(f"No QR code was found in {name}.")
             return
@@ -254,7 +249,7 @@ class DemoCodesWindow(QWidget):
     @property
     def busy(self) -> bool:
         """An image file is still being read."""
-        return self._images_pending > 0
+        return self._images.busy
 
 
 def _scaled_font(base: QFont, factor: float, *, bold: bool = False) -> QFont:

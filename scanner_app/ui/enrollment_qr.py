@@ -20,7 +20,8 @@ from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QW
 
 from scanner_app.core.capture import CapturedFrame, CaptureError, codes_in_image, open_source
 from scanner_app.core.decoding import DecodedSymbol, DecoderUnavailable, create_decoder
-from scanner_app.core.pipeline import CodeSighting, FramePipeline
+from scanner_app.core.pipeline import FramePipeline
+from scanner_app.core.sighting import CodeSighting
 from shared.enrollment_link import EnrollmentLink, EnrollmentLinkError, parse_enrollment_link
 
 __all__ = ["QrScanDialog", "read_enrollment_qr_image"]

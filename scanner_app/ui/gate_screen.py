@@ -32,7 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from scanner_app.core.gate import GateVerdict
-from scanner_app.core.store.scanlog import NameMatch
+from scanner_app.core.store.lookups import NameMatch
 from scanner_app.core.store.state import GateSettings
 from scanner_app.ui.scanning import GateStatus, ScanBridge, UndoOutcome
 from scanner_app.ui.sounds import VerdictSounds
@@ -41,7 +41,7 @@ from shared.domain import Direction, VerdictResult
 from shared.ticket_code import PREFIX
 
 if TYPE_CHECKING:  # the pipeline module loads OpenCV: not at start-up
-    from scanner_app.core.pipeline import CodeSighting
+    from scanner_app.core.sighting import CodeSighting
 
 Point = tuple[float, float]
 

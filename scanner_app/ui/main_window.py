@@ -45,7 +45,7 @@ class MainWindow(QMainWindow):
     """
 
     #: The device was enrolled again: the app reopens the window on this store.
-    reenrolled = Signal(object)
+    reenrolled = Signal(LocalStore)
 
     def __init__(
         self,
@@ -187,7 +187,7 @@ class MainWindow(QMainWindow):
     # --- dialogs ---------------------------------------------------------------------------------
 
     def open_settings(self) -> None:
-        from scanner_app.ui.dialogs import SettingsDialog  # noqa: PLC0415 - on first use
+        from scanner_app.ui.settings_dialog import SettingsDialog  # noqa: PLC0415 - on first use
 
         dialog = SettingsDialog(self.store, self)
         if dialog.exec():
@@ -202,7 +202,7 @@ class MainWindow(QMainWindow):
         )
         if answer != QMessageBox.StandardButton.Yes:
             return
-        from scanner_app.ui.dialogs import EnrollmentDialog  # noqa: PLC0415 - on first use
+        from scanner_app.ui.enrollment import EnrollmentDialog  # noqa: PLC0415 - on first use
 
         store = EnrollmentDialog(self.data_dir, self).exec()
         if store is not None:

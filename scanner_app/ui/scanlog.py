@@ -5,23 +5,21 @@ The table is a view of ``ScanLogModel`` (filtered and paged in the store, see
 ``scanlog_model``). The main window calls ``refresh()`` after each verdict and on a timer; a
 refresh reads only what is new, so it can run every few seconds. An export reads every matching
 scan, which can take a while for a big log, so it runs on a worker thread and reports back by
-signal; the table stays usable meanwhile.
+signal; the table stays usable meanwhile (a job on the widget's "export" queue, ``ui.jobs``).
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import (
     QDateTime,
     QItemSelection,
     QModelIndex,
-    QObject,
-    QRunnable,
     Qt,
-    QThreadPool,
     QTimer,
     Signal,
     Slot,
@@ -52,6 +50,7 @@ from scanner_app.core.store.scanlog import (
     find_scan,
     prior_admission,
 )
+from scanner_app.ui.jobs import JobQueue
 from scanner_app.ui.scanlog_model import (
     GateCountsModel,
     ScanLogModel,
@@ -131,29 +130,6 @@ def _admission_words(scan: LoggedScan) -> str:
     return f"{local_time(scan.at)} at {scan.gate}, {where}"
 
 
-class _ExportSignals(QObject):
-    finished = Signal(str, int)
-    failed = Signal(str)
-
-
-class _Export(QRunnable):
-    """Writes the filtered log to a CSV file off the GUI thread."""
-
-    def __init__(self, model: ScanLogModel, path: Path) -> None:
-        super().__init__()
-        self.signals = _ExportSignals()
-        self._entries = model.matching_entries()
-        self._path = path
-
-    def run(self) -> None:
-        try:
-            count = write_csv(self._path, self._entries)
-        except Exception as error:
-            self.signals.failed.emit(f"Could not export to {self._path}: {error}")
-            return
-        self.signals.finished.emit(str(self._path), count)
-
-
 class ScanLogWidget(QWidget):
     """Filter bar, scan table, details of the selected scan, counts per gate, CSV export."""
 
@@ -167,9 +143,7 @@ class ScanLogWidget(QWidget):
         self._store = store
         self.model = ScanLogModel(store, parent=self)
         self.counts_model = GateCountsModel(self.model, parent=self)
-        self._exports = QThreadPool(self)
-        self._exports.setMaxThreadCount(1)
-        self._running: list[_Export] = []
+        self._exports = JobQueue("scanlog-export", self)
 
         self._build_filter_bar()
         self._build_table()
@@ -402,33 +376,25 @@ class ScanLogWidget(QWidget):
             self.export_to(Path(name))
 
     def export_to(self, path: Path) -> None:
-        """Export the filtered log to ``path`` on a worker thread; ``exported`` or
-        ``export_failed`` says how it went."""
-        job = _Export(self.model, path)
-        job.signals.finished.connect(self._export_finished)
-        job.signals.failed.connect(self._export_failed)
-        job.setAutoDelete(False)
-        self._running.append(job)
+        """Export the filtered log to ``path`` off the GUI thread (one export at a time, in
+        order); ``exported`` or ``export_failed`` says how it went."""
+        entries = self.model.matching_entries()
         self.export_button.setEnabled(False)
-        self._exports.start(job)
+        self._exports.submit(
+            partial(write_csv, path, entries),
+            lambda count: self._export_finished(str(path), count),
+            lambda error: self._export_failed(f"Could not export to {path}: {error}"),
+        )
 
-    @Slot(str, int)
     def _export_finished(self, path: str, count: int) -> None:
-        self._export_done()
+        self.export_button.setEnabled(not self._exports.busy)
         self.total_label.setToolTip(f"Exported {count:,} scans to {path}")
         self.exported.emit(path, count)
 
-    @Slot(str)
     def _export_failed(self, message: str) -> None:
-        self._export_done()
+        self.export_button.setEnabled(not self._exports.busy)
         self.total_label.setToolTip(message)
         self.export_failed.emit(message)
-
-    def _export_done(self) -> None:
-        # One export at a time (one worker thread, in order): the oldest is the one done.
-        if self._running:
-            self._running.pop(0)
-        self.export_button.setEnabled(not self._running)
 
 
 def _aware(value: QDateTime) -> datetime:

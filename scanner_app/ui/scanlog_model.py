@@ -19,8 +19,10 @@ from __future__ import annotations
 import bisect
 import csv
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,9 +31,7 @@ from PySide6.QtCore import (
     QModelIndex,
     QObject,
     QPersistentModelIndex,
-    QRunnable,
     Qt,
-    QThreadPool,
     Signal,
 )
 from PySide6.QtGui import QBrush, QColor, QFont
@@ -51,6 +51,7 @@ from scanner_app.core.store.scanlog import (
     log_entries,
     log_page,
 )
+from scanner_app.ui.jobs import JobQueue
 from shared.domain import Direction, VerdictResult
 
 ModelIndex = QModelIndex | QPersistentModelIndex
@@ -114,38 +115,20 @@ class _TallyResult:
     error: str | None = None
 
 
-class _TallySignals(QObject):
-    done = Signal(object)
-
-
-class _Tally(QRunnable):
+def _tally(store: LocalStore, flt: ScanFilter, generation: int, seqs: list[int]) -> _TallyResult:
     """Reads what takes longer than a GUI frame on a big log (count of the filtered log: ~50 ms,
-    counts per gate: ~250 ms at 100,000 scans) on a worker thread."""
-
-    def __init__(
-        self, store: LocalStore, flt: ScanFilter, generation: int, seqs: list[int]
-    ) -> None:
-        super().__init__()
-        self.setAutoDelete(False)
-        self.signals = _TallySignals()
-        self._store = store
-        self._filter = flt
-        self._generation = generation
-        self._seqs = seqs
-
-    def run(self) -> None:
-        holders = HolderNames(self._store.sealer)
-        try:
-            with self._store.read() as conn:
-                result = _TallyResult(
-                    generation=self._generation,
-                    total=log_count(conn, self._filter, holders),
-                    counts=gate_counts(conn),
-                    states=log_entries(conn, holders, self._seqs),
-                )
-        except Exception as error:
-            result = _TallyResult(generation=self._generation, error=str(error))
-        self.signals.done.emit(result)
+    counts per gate: ~250 ms at 100,000 scans): a job on the model's "tally" queue."""
+    holders = HolderNames(store.sealer)
+    try:
+        with store.read() as conn:
+            return _TallyResult(
+                generation=generation,
+                total=log_count(conn, flt, holders),
+                counts=gate_counts(conn),
+                states=log_entries(conn, holders, seqs),
+            )
+    except Exception as error:
+        return _TallyResult(generation=generation, error=str(error))
 
 
 class _Table(QAbstractTableModel):
@@ -208,15 +191,16 @@ class ScanLogModel(_Table):
         self._rows: list[LogEntry] = []
         self._keys: list[tuple[int, int]] = []  # sort keys of _rows, ascending in view order
         self._exhausted = False
+        #: A change (reset, rows inserted) is being announced: no page is fetched until every
+        #: listener has heard it (see ``_announcing``).
+        self._announcing = False
         self._seen_seq = 0
         self._total = 0
         self._counts: list[GateCount] = []
         self._generation = 0
-        self._tally_pool = QThreadPool(self)
-        self._tally_pool.setMaxThreadCount(1)
+        self._tallies = JobQueue("scanlog-tally", self)
         self._tally_running = False
         self._tally_again = False
-        self._tally_job: _Tally | None = None
         self._load()
 
     # --- what the widget reads ---------------------------------------------------------------
@@ -271,7 +255,24 @@ class ScanLogModel(_Table):
             return (-key.at_micros, -key.seq)
         return (key.at_micros, key.seq)
 
+    @contextmanager
+    def _announcing_change(self) -> Iterator[None]:
+        """Around a reset or an insertion. A listener may ask for more rows while the change
+        is announced (Qt's model tester does, a proxy or view may); rows inserted then would be
+        announced inside the first announcement, and reach the listeners connected later
+        before it. So ``canFetchMore`` says no until the change is over; the view asks again."""
+        self._announcing = True
+        try:
+            yield
+        finally:
+            self._announcing = False
+
     def _load(self) -> None:
+        with self._announcing_change():
+            self._reset()
+        self._request_tally()
+
+    def _reset(self) -> None:
         self.beginResetModel()
         with self._store.read() as conn:
             self._seen_seq = latest_seq(conn)
@@ -287,14 +288,13 @@ class ScanLogModel(_Table):
         self._exhausted = len(page) < self._page_size
         self._generation += 1
         self.endResetModel()
-        self._request_tally()
 
     def canFetchMore(self, parent: ModelIndex) -> bool:
-        return not parent.isValid() and not self._exhausted
+        return not parent.isValid() and not self._exhausted and not self._announcing
 
     def fetchMore(self, parent: ModelIndex) -> None:
         """The next page of the filtered log, after the last loaded row's key."""
-        if parent.isValid() or self._exhausted or not self._rows:
+        if not self.canFetchMore(parent) or not self._rows:
             return
         with self._store.read() as conn:
             page = log_page(
@@ -309,17 +309,18 @@ class ScanLogModel(_Table):
         if not page:
             return
         first = len(self._rows)
-        self.beginInsertRows(QModelIndex(), first, first + len(page) - 1)
-        self._rows.extend(page)
-        self._keys.extend(self._sort_key(e.key) for e in page)
-        self.endInsertRows()
+        with self._announcing_change():
+            self.beginInsertRows(QModelIndex(), first, first + len(page) - 1)
+            self._rows.extend(page)
+            self._keys.extend(self._sort_key(e.key) for e in page)
+            self.endInsertRows()
 
     def refresh(self) -> None:
         """Pick up what changed since the last look. New scans (a verdict here, other gates'
         admissions from the feed) are read at once — only rows newer than the last seen
         sequence number, a millisecond's work. The slower part (the total, counts per gate, the
-        loaded rows' upload state, conflicts and annulments) runs on a worker thread and lands
-        through ``counts_changed`` / ``total_changed``."""
+        loaded rows' upload state, conflicts and annulments) runs as a job on the model's tally
+        queue (``ui.jobs``) and lands through ``counts_changed`` / ``total_changed``."""
         with self._store.read() as conn:
             newest = latest_seq(conn)
             added: list[LogEntry] = []
@@ -348,14 +349,13 @@ class ScanLogModel(_Table):
             return
         self._tally_running = True
         self._tally_again = False
-        job = _Tally(self._store, self._filter, self._generation, [e.seq for e in self._rows])
-        job.signals.done.connect(self._tally_done)
-        self._tally_job = job
-        self._tally_pool.start(job)
+        seqs = [e.seq for e in self._rows]
+        self._tallies.submit(
+            partial(_tally, self._store, self._filter, self._generation, seqs), self._tally_done
+        )
 
     def _tally_done(self, result: _TallyResult) -> None:
         self._tally_running = False
-        self._tally_job = None
         if result.generation == self._generation and result.error is None:
             self._update_rows(result.states)
             self._counts = result.counts
@@ -368,7 +368,7 @@ class ScanLogModel(_Table):
 
     def wait_for_tally(self) -> None:
         """Block until no tally runs (tests, and before closing the store)."""
-        self._tally_pool.waitForDone()
+        self._tallies.wait_idle()
 
     def _update_rows(self, current: list[LogEntry]) -> None:
         by_seq = {e.seq: e for e in current}
@@ -388,10 +388,11 @@ class ScanLogModel(_Table):
             if not self._exhausted and (not self._keys or key > self._keys[-1]):
                 continue
             position = bisect.bisect_left(self._keys, key)
-            self.beginInsertRows(QModelIndex(), position, position)
-            self._rows.insert(position, entry)
-            self._keys.insert(position, key)
-            self.endInsertRows()
+            with self._announcing_change():
+                self.beginInsertRows(QModelIndex(), position, position)
+                self._rows.insert(position, entry)
+                self._keys.insert(position, key)
+                self.endInsertRows()
 
     # --- the table ---------------------------------------------------------------------------
 

@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from scanner_app.core.store import LocalStore
-from scanner_app.core.store.scanlog import local_scans, queue_length, unresolved_online
+from scanner_app.core.store.scanlog import local_scans
+from scanner_app.core.store.scans import queue_length, unresolved_online
 from scanner_app.core.store.state import GateSettings, save_settings
 from scanner_app.core.sync.engine import SyncEngine, enroll
 from tests.scanner_app.live_server import BackOffice, LiveServer

@@ -13,7 +13,8 @@ import pytest
 from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import ticket_count
-from scanner_app.core.store.scanlog import conflicts, find_scan, local_scans, queue_length
+from scanner_app.core.store.scanlog import conflicts, find_scan, local_scans
+from scanner_app.core.store.scans import queue_length
 from scanner_app.core.store.state import GateSettings, save_settings
 from scanner_app.core.sync.engine import SyncEngine, enroll
 from shared.domain import VerdictReason, VerdictResult

@@ -20,6 +20,11 @@ does not come back in step) or after the server's ``Retry-After``; at once when 
 called (a scan was queued, online validation failed). ``online_check`` gives the gate the
 server's verdict with a short timeout, and flips the engine offline on failure so the gate
 decides offline at once for the next person instead of waiting for a timeout every time.
+
+Why its own thread, not a job on the app's queues (``scanner_app.ui.jobs``): the sync loop is
+not a unit of work with a result but a loop that runs for the whole session with its own pacing
+(interval, backoff, wake-ups) and its own stop; the command line runs it without Qt, and this
+core does not import Qt. The app reads its state (``status``) in a job on its status queue.
 """
 
 from __future__ import annotations
@@ -34,10 +39,9 @@ from pathlib import Path
 import filelock
 import msgspec
 
-from scanner_app.core.gate import record_online_verdict
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import apply_changes
-from scanner_app.core.store.scanlog import (
+from scanner_app.core.store.scans import (
     QueuedScan,
     conflict_count,
     drop_from_queue,
@@ -46,6 +50,7 @@ from scanner_app.core.store.scanlog import (
     queue_length,
     queued_annulments,
     queued_scans,
+    record_online_verdict,
     record_outcomes,
     refuse_queued,
     unresolved_online,

@@ -16,7 +16,7 @@ from scanner_app.core.gate import Gate, GateVerdict
 from scanner_app.core.standalone import load_tickets, set_up_standalone
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import apply_changes
-from scanner_app.core.store.scanlog import record_outcomes
+from scanner_app.core.store.scans import record_outcomes
 from scanner_app.core.store.state import save_enrollment
 from shared import wire
 from shared.clock import ManualClock

@@ -18,13 +18,8 @@ from scanner_app.core.gate import Gate, GateVerdict, NotEnrolled, OnlineCheck
 from scanner_app.core.standalone import load_tickets, set_up_standalone
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import admissions_of, apply_changes
-from scanner_app.core.store.scanlog import (
-    annul,
-    find_scan,
-    local_scans,
-    queued_scans,
-    record_outcomes,
-)
+from scanner_app.core.store.scanlog import find_scan, local_scans
+from scanner_app.core.store.scans import annul, queued_scans, record_outcomes
 from scanner_app.core.store.state import (
     Enrollment,
     GateSettings,

@@ -15,11 +15,11 @@ import pytest
 from scanner_app.core.capture import CapturedFrame, CaptureError, FrameSource, open_source
 from scanner_app.core.decoding import DecodedSymbol, create_decoder
 from scanner_app.core.pipeline import (
-    CodeSighting,
     Debouncer,
     FramePipeline,
     PipelineState,
 )
+from scanner_app.core.sighting import CodeSighting
 from scanner_app.core.synthetic_frames import synthetic_background, synthetic_frame
 from shared.clock import ManualClock
 

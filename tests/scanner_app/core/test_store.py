@@ -23,12 +23,10 @@ from scanner_app.core.standalone import load_tickets, set_up_standalone
 from scanner_app.core.store import LocalStore, StoreError, schema
 from scanner_app.core.store.cache import admissions_of, apply_changes, find_ticket, ticket_count
 from scanner_app.core.store.database import DATABASE_FILE
-from scanner_app.core.store.scanlog import (
+from scanner_app.core.store.scanlog import conflicts, find_scan, local_scans
+from scanner_app.core.store.scans import (
     ScanRecord,
     annul,
-    conflicts,
-    find_scan,
-    local_scans,
     note_failed_attempt,
     queue_length,
     queued_annulments,

@@ -29,13 +29,12 @@ import pytest
 from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import find_ticket, ticket_count
-from scanner_app.core.store.scanlog import (
+from scanner_app.core.store.scanlog import find_scan, local_scans
+from scanner_app.core.store.scans import (
     PendingOnline,
     ScanRecord,
     annul,
     begin_online,
-    find_scan,
-    local_scans,
     record_scan,
     unresolved_online,
 )

@@ -20,7 +20,8 @@ from scanner_app.core.demo import DEMO_EVENT_NAME, DEMO_GATE
 from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import ticket_count
-from scanner_app.core.store.scanlog import local_scans, queued_scans
+from scanner_app.core.store.scanlog import local_scans
+from scanner_app.core.store.scans import queued_scans
 from scanner_app.core.synthetic_frames import render_qr
 from scanner_app.ui.demo import (
     DemoCodesWindow,

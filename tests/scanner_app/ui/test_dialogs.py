@@ -34,8 +34,9 @@ from scanner_app.core.store.state import (
     save_event,
     save_settings,
 )
-from scanner_app.ui.dialogs import EnrollmentDialog, SettingsDialog
+from scanner_app.ui.enrollment import EnrollmentDialog
 from scanner_app.ui.enrollment_qr import QrScanDialog
+from scanner_app.ui.settings_dialog import SettingsDialog
 from shared import wire
 from shared.domain import Direction
 from shared.enrollment_link import EnrollmentLink

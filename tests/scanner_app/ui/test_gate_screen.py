@@ -16,7 +16,8 @@ from PySide6.QtWidgets import QApplication, QLineEdit, QMessageBox, QWidget
 from pytestqt.qtbot import QtBot
 
 from scanner_app.core.store.cache import apply_changes
-from scanner_app.core.store.scanlog import local_scans, queue_length
+from scanner_app.core.store.scanlog import local_scans
+from scanner_app.core.store.scans import queue_length
 from scanner_app.core.store.state import load_settings
 from scanner_app.ui.main_window import MainWindow
 from scanner_app.ui.verdict_panel import AMBER, GREEN, RED

@@ -14,7 +14,8 @@ from PySide6.QtCore import QDateTime, QModelIndex, Qt
 from PySide6.QtGui import QBrush
 from pytestqt.qtbot import QtBot
 
-from scanner_app.core.store.scanlog import ScanFilter, record_outcomes
+from scanner_app.core.store.scanlog import ScanFilter
+from scanner_app.core.store.scans import record_outcomes
 from scanner_app.ui.scanlog import ScanLogWidget
 from scanner_app.ui.scanlog_model import (
     CONFLICT_BACKGROUND,
