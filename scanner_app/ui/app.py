@@ -31,7 +31,6 @@ from scanner_app.core import paths  # noqa: E402
 from scanner_app.core.store import LocalStore, StoreError  # noqa: E402
 from scanner_app.core.store.state import load_enrollment  # noqa: E402
 from scanner_app.ui.gc_guard import GuiThreadGarbageCollector  # noqa: E402
-from scanner_app.ui.pyside_fixes import keep_bools_alive  # noqa: E402
 
 APP_NAME = "Gatehouse Scanner"
 ORGANISATION = "Gatehouse"
@@ -64,7 +63,6 @@ def application() -> QApplication:
     app.setApplicationDisplayName(APP_NAME)
     # Parented to the application: collects cycles on the GUI thread for the app's whole life.
     GuiThreadGarbageCollector(app)
-    keep_bools_alive()  # before the first signal: PySide6 6.12's emit loses a reference each
     return app
 
 

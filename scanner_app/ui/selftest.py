@@ -177,10 +177,8 @@ def _qt_windows(setup: DemoSetup) -> tuple[None, str]:
     from PySide6.QtWidgets import QApplication  # noqa: PLC0415 - Qt only once the env is set
 
     from scanner_app.ui.demo import DemoCodesWindow, gray_pixels  # noqa: PLC0415
-    from scanner_app.ui.pyside_fixes import keep_bools_alive  # noqa: PLC0415
 
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "gatehouse"])
-    keep_bools_alive()
     window = DemoCodesWindow(setup)
     try:
         window.show()

@@ -25,7 +25,6 @@ from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import apply_changes
 from scanner_app.core.store.state import GateSettings, save_settings
 from scanner_app.ui.gc_guard import GuiThreadGarbageCollector
-from scanner_app.ui.pyside_fixes import keep_bools_alive
 from shared import wire
 from shared.domain import Direction, TicketStatus
 from shared.ids import new_id
@@ -36,9 +35,7 @@ from shared.ticket_code import issue_code
 @pytest.fixture(autouse=True, scope="session")
 def _collect_garbage_on_the_gui_thread(qapp: QApplication) -> Iterator[None]:
     """As the app does (``scanner_app.ui.app.application``): cycles — windows of earlier tests
-    among them — are collected on the GUI thread, never on a worker that happens to allocate;
-    and ``True`` survives PySide6's emits (``pyside_fixes``)."""
-    keep_bools_alive()
+    among them — are collected on the GUI thread, never on a worker that happens to allocate."""
     collector = GuiThreadGarbageCollector(qapp)
     yield
     collector.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -178,8 +178,8 @@ def test_the_filter_bar_drives_the_model(
     assert _labels(venue, widget.model) == ["peer_formula", "peer_grace"]
     widget.gate_filter.setCurrentIndex(0)
     # From 18:06 to 18:20 (the device's local time): South's second admission only.
-    widget.since_edit.setDateTime(QDateTime(DOORS + timedelta(minutes=6)))
-    widget.until_edit.setDateTime(QDateTime(DOORS + timedelta(minutes=20)))
+    widget.since_edit.setDateTime(_qt_time(DOORS + timedelta(minutes=6)))
+    widget.until_edit.setDateTime(_qt_time(DOORS + timedelta(minutes=20)))
     widget.since_enabled.setChecked(True)
     widget.until_enabled.setChecked(True)
     assert _labels(venue, widget.model) == ["peer_formula"]
@@ -325,3 +325,8 @@ def test_refresh_leaves_rows_beyond_the_loaded_pages_to_fetch_more(
         model.fetchMore(QModelIndex())
     assert _labels(venue, model) == ["newest", *NEWEST_FIRST, "late_peer"]
     _settled(qtbot, model)
+
+
+def _qt_time(when: datetime) -> QDateTime:
+    """The same instant as Qt's local date-time, as the editor holds it."""
+    return QDateTime.fromMSecsSinceEpoch(int(when.timestamp() * 1000))
