@@ -1,7 +1,8 @@
 """Server settings, read once from the environment (``GATEHOUSE_*``).
 
-Defaults work on a developer machine with the local services of ../shared/SERVICES.md. Two
-secrets have no safe default: the JWT secret and the master key that seals ticket keys at rest.
+Defaults work on a developer machine with Postgres, Redis and RabbitMQ on localhost (what
+``./dev`` starts). Two secrets have no safe default: the JWT secret and the master key that
+seals ticket keys at rest.
 When they are not set and ``GATEHOUSE_ENV`` is not ``production``, the server creates them once
 in a file only the current user can read (``dev-secrets.json`` in the user's config folder) so
 that ``serve``, ``token`` and ``demo`` agree with each other; in production it refuses to start.

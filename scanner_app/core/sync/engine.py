@@ -14,12 +14,13 @@ One sync (``sync_once``) does, in this order:
 At most one sync runs at a time — in this process (a lock) and on this data folder (a lock
 file, so ``gatehouse-scanner sync`` beside a running app waits its turn or says it is busy).
 
-``run`` repeats it in a background thread: every ``sync_interval_seconds`` while all is well; after
-a failure, after a backoff that doubles up to a minute (with jitter, so a hall of scanners
-does not come back in step) or after the server's ``Retry-After``; at once when ``wake`` is
-called (a scan was queued, online validation failed). ``online_check`` gives the gate the
-server's verdict with a short timeout, and flips the engine offline on failure so the gate
-decides offline at once for the next person instead of waiting for a timeout every time.
+``start`` repeats it in a background thread until ``stop``: every ``sync_interval_seconds``
+while all is well; after a failure, after a backoff that doubles up to a minute (with jitter, so
+a hall of scanners does not come back in step) or after the server's ``Retry-After``; at once
+when ``wake`` is called (a scan was queued, online validation failed). ``online_check`` gives
+the gate the server's verdict with a short timeout, and flips the engine offline on failure so
+the gate decides offline at once for the next person instead of waiting for a timeout every
+time.
 
 Why its own thread, not a job on the app's queues (``scanner_app.ui.jobs``): the sync loop is
 not a unit of work with a result but a loop that runs for the whole session with its own pacing
