@@ -15,7 +15,7 @@ never delays a verdict), the scan log's tallies and its exports, a dialog's requ
 image reads.
 
 Not jobs: the camera's capture and decode loops (``core.pipeline.FramePipeline``) and the sync
-engine's loop (``core.sync.engine.SyncEngine.run``) keep their own threads. They are real-time
+engine's loop (``core.sync.engine.SyncEngine.start``) keep their own threads. They are real-time
 streams that run for as long as the camera or the link is up, with their own pacing, stop and
 wait; they are in the Qt-free core, which the command line runs without Qt; and they hand what
 they find to the app as events (a sighting joins the scan queue as a job; a frame crosses by a
