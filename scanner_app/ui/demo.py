@@ -17,7 +17,6 @@ import numpy.typing as npt
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QFont, QImage, QKeySequence, QPixmap, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -27,10 +26,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from scanner_app.core.capture import IMAGE_SUFFIXES, CaptureError, codes_in_image
+from scanner_app.core.capture import CaptureError, codes_in_image
 from scanner_app.core.decoding import DecoderUnavailable, create_decoder
 from scanner_app.core.demo import DemoCode, DemoFolderInUse, DemoSetup, prepare_demo_store
 from scanner_app.core.synthetic_frames import render_qr
+from scanner_app.ui.form import choose_image
 from scanner_app.ui.jobs import JobQueue
 
 __all__ = [
@@ -214,12 +214,9 @@ class DemoCodesWindow(QWidget):
             self.scan_requested.emit(code.code)
 
     def _choose_image(self) -> None:
-        patterns = " ".join(f"*{suffix}" for suffix in sorted(IMAGE_SUFFIXES))
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Scan an image file", "", f"Images ({patterns});;All files (*)"
-        )
-        if path:
-            self.scan_image_file(Path(path))
+        chosen = choose_image(self, "Scan an image file", any_file=True)
+        if chosen is not None:
+            self.scan_image_file(chosen)
 
     def scan_image_file(self, path: Path) -> None:
         """Read the QR codes in the image at ``path`` off the GUI thread (a camera photo takes

@@ -19,7 +19,6 @@ from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -30,7 +29,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from scanner_app.core.capture import IMAGE_SUFFIXES
 from scanner_app.core.store import LocalStore, StoreError
 from scanner_app.core.store.state import Enrollment, load_enrollment, load_event
 from scanner_app.core.sync.client import (
@@ -41,7 +39,7 @@ from scanner_app.core.sync.client import (
 )
 from scanner_app.core.sync.engine import SyncEngine, SyncReport, enroll
 from scanner_app.ui.enrollment_qr import QrScanDialog, read_enrollment_qr_image
-from scanner_app.ui.form import error_label, heading, show_error
+from scanner_app.ui.form import choose_image, error_label, heading, show_error
 from scanner_app.ui.jobs import Job, JobQueue
 from shared import wire
 from shared.enrollment_link import (
@@ -395,12 +393,9 @@ class EnrollmentDialog(QDialog):
 
     @Slot()
     def _choose_qr_file(self) -> None:
-        suffixes = " ".join(f"*{suffix}" for suffix in sorted(IMAGE_SUFFIXES))
-        chosen, _ = QFileDialog.getOpenFileName(
-            self, "Enrollment QR code image", "", f"Images ({suffixes})"
-        )
-        if chosen:
-            self.read_qr_file(Path(chosen))
+        chosen = choose_image(self, "Enrollment QR code image")
+        if chosen is not None:
+            self.read_qr_file(chosen)
 
     def read_qr_file(self, path: Path) -> None:
         """Read the enrollment QR code in the image at ``path`` (in the background), then

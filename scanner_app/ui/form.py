@@ -9,11 +9,24 @@ sizes or point sizes fixed, so they scale with the screen's DPI and the system f
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QSizePolicy, QWidget
 
-__all__ = ["error_label", "heading", "show_error"]
+from scanner_app.core.capture import IMAGE_SUFFIXES
+
+__all__ = ["choose_image", "error_label", "heading", "show_error"]
+
+
+def choose_image(parent: QWidget, title: str, *, any_file: bool = False) -> Path | None:
+    """Ask for an image file the QR readers can open (``any_file``: offer every file too);
+    None when the person cancels."""
+    patterns = " ".join(f"*{suffix}" for suffix in sorted(IMAGE_SUFFIXES))
+    choices = f"Images ({patterns})" + (";;All files (*)" if any_file else "")
+    chosen, _ = QFileDialog.getOpenFileName(parent, title, "", choices)
+    return Path(chosen) if chosen else None
 
 
 def error_label() -> QLabel:
