@@ -242,8 +242,11 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     request_hash: Mapped[bytes]
     response_status: Mapped[int | None] = mapped_column(Integer)
+    #: Never a ticket code: codes are blanked before the answer is kept (``http.idempotency``).
     response_body: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = _created()
+    #: After this the worker deletes the row (migration 0007's ``gatehouse_prune``).
+    expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class Outbox(Base):

@@ -86,6 +86,7 @@ async def purchase(
         201,
         PurchaseOut,
         lambda: ticket_service.purchase(data, principal.tenant_id),
+        redaction=ticket_service.purchase_redaction(principal.tenant_id),
     )
 
 
@@ -166,6 +167,7 @@ class TicketController(Controller):
             200,
             TicketWithCode,
             lambda: ticket_service.transfer(ticket_id, data),
+            redaction=ticket_service.code_redaction(principal.tenant_id),
         )
 
     @post("/{ticket_id:uuid}/revoke", status_code=200)
