@@ -69,6 +69,7 @@ async def test_tokens_signed_by_a_gateway_key_set_are_accepted(
         "role": "service",
         "iss": "gw",
         "exp": datetime.now(UTC) + timedelta(minutes=5),
+        "jti": uuid.uuid4().hex,
     }
     signed = jwt.encode(claims, gateway_key, algorithm="EdDSA", headers={"kid": "gw-1"})
     hs256 = mint_token(
