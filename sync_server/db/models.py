@@ -249,6 +249,18 @@ class IdempotencyKey(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
+class TokenRevocation(Base):
+    """A revoked token (its ``jti``), refused from the next request on; kept until the token
+    would have expired anyway (migration 0007)."""
+
+    __tablename__ = "token_revocations"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    jti: Mapped[str] = mapped_column(Text, primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime] = _created()
+    revoked_by: Mapped[str] = mapped_column(Text)
+
+
 class Outbox(Base):
     """Ticket events waiting to be published (CloudEvents JSON in ``payload``). ``seq`` is drawn
     at insert under the ticket's row lock: the order of one ticket's events (migration 0005)."""

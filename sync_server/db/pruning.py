@@ -1,6 +1,7 @@
 """The worker's pruning loop: what the server keeps only for a while is deleted once it is old.
 
 * idempotency keys past their ``expires_at`` (``sync_server.http.idempotency.KEY_TTL``);
+* revocations of tokens that have expired anyway (``sync_server.domain.tokens``);
 * outbox rows RabbitMQ confirmed more than ``OUTBOX_RETENTION`` ago (nothing reads a sent row;
   they are kept a while for someone looking into a delivery);
 * consumer records (``processed_events``) older than ``PROCESSED_RETENTION``: a message
@@ -29,13 +30,15 @@ PROCESSED_RETENTION = timedelta(days=7)
 PRUNE_EVERY_S = 3600.0
 
 _PRUNE = text(
-    "SELECT idempotency_keys, outbox, processed_events FROM gatehouse_prune(:outbox, :processed)"
+    "SELECT idempotency_keys, token_revocations, outbox, processed_events "
+    "FROM gatehouse_prune(:outbox, :processed)"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
     idempotency_keys: int = 0
+    token_revocations: int = 0
     outbox: int = 0
     processed_events: int = 0
 
@@ -56,7 +59,7 @@ async def prune(database: Database, now: datetime) -> Pruned:
                 {"outbox": now - OUTBOX_RETENTION, "processed": now - PROCESSED_RETENTION},
             )
         ).one()
-    return Pruned(int(row[0]), int(row[1]), int(row[2]))
+    return Pruned(*(int(count) for count in row))
 
 
 class Pruner(BackgroundLoop[PrunerStats]):
@@ -78,14 +81,17 @@ class Pruner(BackgroundLoop[PrunerStats]):
                 passes=self._stats.passes + 1,
                 pruned=Pruned(
                     total.idempotency_keys + pruned.idempotency_keys,
+                    total.token_revocations + pruned.token_revocations,
                     total.outbox + pruned.outbox,
                     total.processed_events + pruned.processed_events,
                 ),
             )
             if pruned != Pruned():
                 log.info(
-                    "pruned %d idempotency keys, %d sent outbox rows, %d consumer records",
+                    "pruned %d idempotency keys, %d token revocations, %d sent outbox rows, "
+                    "%d consumer records",
                     pruned.idempotency_keys,
+                    pruned.token_revocations,
                     pruned.outbox,
                     pruned.processed_events,
                 )

@@ -42,6 +42,12 @@ class Role(StrEnum):
     SERVICE = "service"
 
 
+#: The longest a manager or service token this server issues may live: a person's working day,
+#: and a month for a service (a box office's integration), so a leaked token does not outlive
+#: the next rotation of the secret. Device tokens live ``AuthSettings.device_token_ttl_seconds``.
+MAX_TOKEN_TTL = {Role.MANAGER: timedelta(hours=12), Role.SERVICE: timedelta(days=30)}
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The caller, as the token says."""
@@ -61,6 +67,11 @@ class Principal:
         if self.device_id is not None:
             return f"device:{self.device_id}"
         return f"{self.role}:{self.subject}"
+
+
+def _duration(span: timedelta) -> str:
+    hours = int(span.total_seconds()) // 3600
+    return f"{hours // 24} days" if hours % 24 == 0 else f"{hours} hours"
 
 
 def key_id(secret: str) -> str:
@@ -84,10 +95,17 @@ def mint_token(
     now: datetime | None = None,
 ) -> str:
     """An HS256 token for ``subject`` signed with ``secret`` (the current key), naming it in its
-    ``kid`` header. Pass the configured ``issuer`` and ``audience`` (the verifier requires them
-    when they are set). Raises ``ValueError`` for a non-positive TTL."""
+    ``kid`` header, with a fresh ``jti``. Pass the configured ``issuer`` and ``audience`` (the
+    verifier requires them when they are set). Raises ``ValueError`` for a TTL that is not
+    positive or is above the role's ``MAX_TOKEN_TTL``."""
     if ttl_seconds <= 0:
         raise ValueError("a token's lifetime must be positive")
+    longest = MAX_TOKEN_TTL.get(role)
+    if longest is not None and ttl_seconds > longest.total_seconds():
+        raise ValueError(
+            f"a {role} token may live at most {int(longest.total_seconds())} s "
+            f"({_duration(longest)}), not {ttl_seconds} s"
+        )
     issued = now or datetime.now(UTC)
     claims: dict[str, Any] = {
         "sub": subject,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -16,7 +17,9 @@ from sync_server.app import create_app
 from sync_server.http.auth import Role, key_id, mint_token
 from sync_server.settings import AuthSettings, Settings, SettingsError, new_master_key
 from tests.sync_server.conftest import TenantHandle
-from tests.sync_server.helpers import assert_problem
+from tests.sync_server.helpers import assert_problem, bought
+from tests.sync_server.test_server_cli import _env as _cli_env
+from tests.sync_server.test_server_cli import _invoke, _ok, _one_sentence_error
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -103,3 +106,97 @@ async def test_a_token_signed_with_the_previous_key_is_accepted_during_rotation(
     async with AsyncTestClient(app=create_app(rotated(()))) as after:
         refused = await after.get("/v1/events", headers=_bearer(signed_before))
         assert_problem(refused, 401, "invalid_token")
+
+
+def _jti(headers: dict[str, str]) -> str:
+    token = headers["Authorization"].removeprefix("Bearer ")
+    jti: str = jwt.decode(token, options={"verify_signature": False})["jti"]
+    return jti
+
+
+async def test_a_revoked_jti_is_refused_at_once_by_every_instance(
+    settings: Settings, tenant: TenantHandle, make_tenant: Any
+) -> None:
+    stolen, service, other = tenant.token(), tenant.token(Role.SERVICE), tenant.token()
+    async with (
+        AsyncTestClient(app=create_app(settings)) as first,
+        AsyncTestClient(app=create_app(settings)) as second,
+    ):
+        ticket_id = (await bought(first, tenant))["tickets"][0]["ticket"]["id"]
+        # The second instance has verified (and cached) the stolen token, and cached the ticket.
+        for headers in (stolen, service):
+            assert (await second.get("/v1/events", headers=headers)).status_code == 200
+            read = await second.get(f"/v1/tickets/{ticket_id}", headers=headers)
+            assert read.status_code == 200
+
+        for headers in (stolen, service):
+            revoked = await first.post(
+                "/v1/tokens/revocations", json={"jti": _jti(headers)}, headers=other
+            )
+            assert revoked.status_code == 201, revoked.text
+            assert revoked.json()["revoked_by"] == "manager:manager-user"
+        for client in (first, second):
+            for headers in (stolen, service):
+                for path in ("/v1/events", f"/v1/tickets/{ticket_id}", "/v1/chain/config"):
+                    refused = await client.get(path, headers=headers)
+                    assert_problem(refused, 401, "token_revoked")
+            assert (await client.get("/v1/events", headers=other)).status_code == 200
+
+        # Revoking again answers the first revocation.
+        again = await first.post(
+            "/v1/tokens/revocations", json={"jti": _jti(stolen)}, headers=other
+        )
+        assert again.status_code == 201
+        # Only a manager revokes, and only in its own tenant.
+        fresh_service = tenant.token(Role.SERVICE)
+        assert_problem(
+            await first.post(
+                "/v1/tokens/revocations", json={"jti": _jti(other)}, headers=fresh_service
+            ),
+            403,
+            "wrong_role",
+        )
+        elsewhere: TenantHandle = await make_tenant("Elsewhere")
+        foreign = await first.post(
+            "/v1/tokens/revocations", json={"jti": _jti(other)}, headers=elsewhere.token()
+        )
+        assert foreign.status_code == 201
+        assert (await first.get("/v1/events", headers=other)).status_code == 200
+        for body in ({"jti": ""}, {"jti": "x", "expires_at": "2030-01-01T00:00:00"}, {}):
+            bad = await first.post("/v1/tokens/revocations", json=body, headers=other)
+            assert_problem(bad, 400, "validation_failed")
+
+
+async def test_the_cli_revokes_a_token_and_bounds_lifetimes(
+    client: AsyncTestClient[Any], settings: Settings, tenant: TenantHandle, tmp_path: Path
+) -> None:
+    env = _cli_env(settings, tmp_path)
+    made = await _invoke(["token", "--tenant", str(tenant.id), "--role", "manager"], env)
+    token = _ok(made).strip()
+    jti = jwt.decode(token, options={"verify_signature": False})["jti"]
+    assert f"gatehouse-server token revoke --tenant {tenant.id} {jti}" in made.stderr
+    assert (await client.get("/v1/events", headers=_bearer(token))).status_code == 200
+    revoked = _ok(await _invoke(["token", "revoke", "--tenant", str(tenant.id), jti], env))
+    assert f"Revoked token {jti}" in revoked
+    assert_problem(await client.get("/v1/events", headers=_bearer(token)), 401, "token_revoked")
+
+    for role, most in (("manager", 12 * 3600), ("service", 30 * 24 * 3600)):
+        args = ["token", "--tenant", str(tenant.id), "--role", role, "--ttl"]
+        too_long = await _invoke([*args, str(most + 1)], env)
+        assert f"A {role} token may live at most {most} seconds" in _one_sentence_error(too_long)
+        longest = _ok(await _invoke([*args, str(most)], env)).strip()
+        claims = jwt.decode(longest, options={"verify_signature": False})
+        assert claims["exp"] - claims["iat"] == most
+    with pytest.raises(ValueError, match="at most 43200 s"):
+        mint_token(
+            settings.auth.jwt_secret,
+            tenant_id=tenant.id,
+            role=Role.MANAGER,
+            subject="m",
+            ttl_seconds=12 * 3600 + 1,
+        )
+    short = _cli_env(
+        settings, tmp_path, GATEHOUSE_ENV="production", GATEHOUSE_JWT_SECRET=secrets.token_hex(4)
+    )
+    refused = await _invoke(["token", "--tenant", str(tenant.id), "--role", "manager"], short)
+    assert "GATEHOUSE_JWT_SECRET must be at least 32 bytes" in _one_sentence_error(refused)
