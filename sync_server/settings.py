@@ -67,13 +67,22 @@ class AuthSettings:
     #: Keys rotated out, still accepted until the tokens they signed have expired
     #: (``GATEHOUSE_JWT_PREVIOUS_SECRETS``, comma-separated).
     previous_secrets: tuple[str, ...] = field(default=(), repr=False)
-    #: JWKS URL for EdDSA/RS256 tokens from an API gateway; HS256 with the secret when unset.
+    #: JWKS URL for EdDSA/RS256 manager and service tokens from an API gateway (then ``issuer``
+    #: and ``audience`` are required); device tokens stay ours, HS256 with the secret.
     jwks_url: str | None = None
     issuer: str | None = None
     audience: str | None = None
     token_ttl_seconds: int = 3600
     device_token_ttl_seconds: int = 30 * 24 * 3600
     enrollment_ttl_seconds: int = 24 * 3600
+
+    def __post_init__(self) -> None:
+        if self.jwks_url and not (self.issuer and self.audience):
+            raise SettingsError(
+                "GATEHOUSE_JWT_ISSUER and GATEHOUSE_JWT_AUDIENCE must be set with "
+                "GATEHOUSE_JWKS_URL: without them any token the gateway's keys signed, for any "
+                "service, would be taken as one for this server"
+            )
 
     @property
     def hs_keys(self) -> tuple[str, ...]:

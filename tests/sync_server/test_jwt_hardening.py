@@ -11,17 +11,20 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from litestar.testing import AsyncTestClient
 
 from sync_server.app import create_app
 from sync_server.http.auth import Role, key_id, mint_token
 from sync_server.settings import AuthSettings, Settings, SettingsError, new_master_key
 from tests.sync_server.conftest import TenantHandle
-from tests.sync_server.helpers import assert_problem, bought
+from tests.sync_server.helpers import assert_problem, bought, create_event, enrolled_device
+from tests.sync_server.test_auth_and_outages import gateway_key, jwks_url
 from tests.sync_server.test_server_cli import _env as _cli_env
 from tests.sync_server.test_server_cli import _invoke, _ok, _one_sentence_error
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+__all__ = ["gateway_key", "jwks_url"]  # the gateway's key set, served on 127.0.0.1
 
 
 def _env(**overrides: str) -> dict[str, str]:
@@ -200,3 +203,65 @@ async def test_the_cli_revokes_a_token_and_bounds_lifetimes(
     )
     refused = await _invoke(["token", "--tenant", str(tenant.id), "--role", "manager"], short)
     assert "GATEHOUSE_JWT_SECRET must be at least 32 bytes" in _one_sentence_error(refused)
+
+
+def test_a_key_set_without_issuer_and_audience_is_refused() -> None:
+    url = "http://127.0.0.1:9/jwks.json"
+    for missing in ({}, {"GATEHOUSE_JWT_ISSUER": "gw"}, {"GATEHOUSE_JWT_AUDIENCE": "gh"}):
+        with pytest.raises(SettingsError, match="GATEHOUSE_JWT_ISSUER and GATEHOUSE_JWT_AUDIENCE"):
+            Settings.from_env(_env(GATEHOUSE_JWKS_URL=url, **missing))
+    with_both = _env(GATEHOUSE_JWKS_URL=url, GATEHOUSE_JWT_ISSUER="gw", GATEHOUSE_JWT_AUDIENCE="gh")
+    assert Settings.from_env(with_both).auth.audience == "gh"
+
+
+async def test_with_a_key_set_device_tokens_still_work_and_ours_serve_only_devices(
+    settings: Settings, jwks_url: str, gateway_key: Ed25519PrivateKey, tenant: TenantHandle
+) -> None:
+    auth = AuthSettings(
+        jwt_secret=settings.auth.jwt_secret, jwks_url=jwks_url, issuer="gw", audience="gh"
+    )
+    gateway = Settings(database=settings.database, auth=auth, master_key=settings.master_key)
+
+    def signed(**claims: Any) -> str:
+        body = _claims(tenant, **{"iss": "gw", "aud": "gh", **claims})
+        return jwt.encode(body, gateway_key, algorithm="EdDSA", headers={"kid": "gw-1"})
+
+    manager = TenantHandle(tenant.id, lambda *_, **__: _bearer(signed()))
+    async with AsyncTestClient(app=create_app(gateway)) as client:
+        event = await create_event(client, manager)
+        device = await enrolled_device(client, manager, event["id"])
+        token = device.headers["Authorization"].removeprefix("Bearer ")
+        assert jwt.get_unverified_header(token) == {
+            "alg": "HS256",
+            "typ": "JWT",
+            "kid": key_id(settings.auth.jwt_secret),
+        }
+        me = await client.get("/v1/devices/me", headers=device.headers)
+        assert me.status_code == 200, me.text
+        assert me.json()["device_id"] == device.device_id
+
+        # Our key signs devices only; the gateway's tokens must name this audience and issuer.
+        ours = mint_token(
+            settings.auth.jwt_secret,
+            tenant_id=tenant.id,
+            role=Role.MANAGER,
+            subject="m",
+            ttl_seconds=60,
+            issuer="gw",
+            audience="gh",
+        )
+        refused = [
+            ours,
+            signed(aud="someone-else"),
+            signed(iss="someone-else"),
+            jwt.encode(
+                _claims(tenant, iss="gw"),  # no audience
+                gateway_key,
+                algorithm="EdDSA",
+                headers={"kid": "gw-1"},
+            ),
+        ]
+        for token in refused:
+            response = await client.get("/v1/events", headers=_bearer(token))
+            assert_problem(response, 401, "invalid_token")
+        assert (await client.get("/v1/events", headers=_bearer(signed()))).status_code == 200
