@@ -1,6 +1,7 @@
 """Issue 14, item 6: a leaked database backup must not yield entry codes. An idempotency row
 keeps what a replay needs (the tickets and their secret versions), never a code; a replay
-issues the codes afresh; rows expire and the worker's pruning loop deletes them."""
+issues the codes afresh; rows expire and the worker's pruning loop deletes them (and spent
+token revocations)."""
 
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ async def test_no_row_of_the_database_holds_an_issued_code_and_a_replay_still_ad
         assert await _rows_holding(settings, item["code"]) == []
 
 
-async def test_the_worker_pruning_loop_deletes_expired_idempotency_rows(
+async def test_the_worker_pruning_loop_deletes_expired_rows(
     client: Client, tenant: TenantHandle, settings: Settings
 ) -> None:
     event = await create_event(client, tenant)
@@ -113,6 +114,15 @@ async def test_the_worker_pruning_loop_deletes_expired_idempotency_rows(
             ),
             {"t": tenant.id, "k": expired},
         )
+        # A revocation outlives its token for nothing: it goes too; a live one stays.
+        await connection.execute(
+            text(
+                "INSERT INTO token_revocations (tenant_id, jti, expires_at, revoked_by) VALUES "
+                "(:t, 'spent', now() - interval '1 second', 'test'), "
+                "(:t, 'live', now() + interval '1 hour', 'test')"
+            ),
+            {"t": tenant.id},
+        )
         await connection.commit()
 
     database = Database(settings.database)
@@ -127,6 +137,7 @@ async def test_the_worker_pruning_loop_deletes_expired_idempotency_rows(
         await running
         await database.close()
     assert pruner.stats().pruned.idempotency_keys >= 1
+    assert pruner.stats().pruned.token_revocations >= 1
 
     async with connect(settings.database.admin_url) as connection:
         keys = (
@@ -135,3 +146,9 @@ async def test_the_worker_pruning_loop_deletes_expired_idempotency_rows(
             )
         ).scalars()
         assert set(keys) == {live}
+        jtis = (
+            await connection.execute(
+                text("SELECT jti FROM token_revocations WHERE tenant_id = :t"), {"t": tenant.id}
+            )
+        ).scalars()
+        assert set(jtis) == {"live"}
