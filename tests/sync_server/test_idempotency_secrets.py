@@ -6,6 +6,8 @@ token revocations)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
 import uuid
 from typing import Any
 
@@ -13,10 +15,11 @@ import pytest
 from sqlalchemy import text
 
 from sync_server.db.engine import Database
+from sync_server.db.migrate import ensure_database, upgrade
 from sync_server.db.pruning import Pruner
 from sync_server.http.auth import Role
 from sync_server.settings import Settings
-from tests.sync_server.conftest import TenantHandle
+from tests.sync_server.conftest import APP_ROLE, PG_HOST, TenantHandle, _drop
 from tests.sync_server.helpers import Client, buy, connect, create_event, create_ticket_type
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -152,3 +155,51 @@ async def test_the_worker_pruning_loop_deletes_expired_rows(
             )
         ).scalars()
         assert set(jtis) == {"live"}
+
+
+def test_the_migration_blanks_the_codes_rows_already_held() -> None:
+    name = f"gatehouse_scrub_{secrets.token_hex(4)}"
+    url = f"{PG_HOST}/{name}"
+    code = "GH1" + secrets.token_hex(20).upper()
+    purchase = {"purchase_id": "p", "tickets": [{"ticket": {"id": "a"}, "code": code}] * 2}
+    transfer = {"ticket": {"id": "a"}, "code": code}
+
+    async def seed() -> None:
+        async with connect(url) as connection:
+            tenant = await connection.scalar(
+                text("INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), 'T') RETURNING id")
+            )
+            for scope, body in (("purchases", purchase), ("tickets/a/transfer", transfer)):
+                await connection.execute(
+                    text(
+                        "INSERT INTO idempotency_keys (tenant_id, principal, scope, key, "
+                        "request_hash, response_status, response_body) "
+                        "VALUES (:t, 'p', :s, 'k', '\\x00', 201, CAST(:b AS jsonb))"
+                    ),
+                    {"t": tenant, "s": scope, "b": json.dumps(body)},
+                )
+            await connection.commit()
+
+    async def kept() -> list[Any]:
+        async with connect(url) as connection:
+            rows = await connection.execute(
+                text("SELECT response_body, expires_at > now() FROM idempotency_keys ORDER BY 1")
+            )
+            return list(rows)
+
+    asyncio.run(ensure_database(url))
+    try:
+        upgrade(url, APP_ROLE, "0006")
+        asyncio.run(seed())
+        upgrade(url, APP_ROLE)
+        rows = asyncio.run(kept())
+        assert sorted(json.dumps(body, sort_keys=True) for body, _ in rows) == sorted(
+            json.dumps(body, sort_keys=True)
+            for body in (
+                {**purchase, "tickets": [{"ticket": {"id": "a"}, "code": ""}] * 2},
+                {**transfer, "code": ""},
+            )
+        )
+        assert all(live for _, live in rows)
+    finally:
+        asyncio.run(_drop(name))
