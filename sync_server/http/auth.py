@@ -157,12 +157,13 @@ class TokenVerifier:
     async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
+            # The header's alg picks the kind of key: ours (HS256, by kid) or the key set's
+            # (EdDSA/RS256 only), so no token is ever checked against the wrong kind of key.
             ours = self._jwks is None or header.get("alg") in HS_ALGORITHMS
             key: Any
-            if ours:
+            if self._jwks is None or ours:
                 key, algorithms = self._hs_key(header.get("kid")), HS_ALGORITHMS
             else:
-                assert self._jwks is not None
                 # PyJWKClient fetches (and caches) the key set over blocking HTTP.
                 key = (
                     await anyio.to_thread.run_sync(self._jwks.get_signing_key_from_jwt, token)
