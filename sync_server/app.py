@@ -34,6 +34,7 @@ from sync_server.domain.scans.controllers import SCAN_ROUTES
 from sync_server.domain.sync.controllers import SYNC_ROUTES
 from sync_server.domain.tickets.controllers import TICKET_ROUTES
 from sync_server.domain.tickets.schemas import TicketOut
+from sync_server.domain.tokens.controllers import TOKEN_ROUTES
 from sync_server.http.auth import BearerAuthMiddleware, TokenVerifier
 from sync_server.http.dependencies import (
     provide_open_session,
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             *SYNC_ROUTES,
             *SCAN_ROUTES,
             *CHAIN_ROUTES,
+            *TOKEN_ROUTES,
         ],
         lifespan=[lifespan],
         middleware=[

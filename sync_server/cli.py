@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import click
+import jwt
 import uvicorn
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
@@ -31,7 +32,8 @@ from sync_server.demo import seed_demo
 from sync_server.domain.chain.minting import reconcile_tenant, retry_ticket
 from sync_server.domain.tenants.services import create_tenant, tenant_name
 from sync_server.domain.tickets.services import expire_ended_events
-from sync_server.http.auth import Role, mint_token
+from sync_server.domain.tokens.services import revoke_token
+from sync_server.http.auth import MAX_TOKEN_TTL, Role, mint_token
 from sync_server.observability.logs import logging_config
 from sync_server.observability.metrics import (
     cleanup_multiprocess_dir,
@@ -207,22 +209,35 @@ def tenant_create(name: str) -> None:
     click.echo(str(tenant_id))
 
 
-@main.command()
-@click.option("--tenant", "tenant_id", type=click.UUID, required=True, help="The tenant's id.")
+@main.group(invoke_without_command=True)
+@click.option("--tenant", "tenant_id", type=click.UUID, help="The tenant's id.  [required]")
 @click.option(
-    "--role", type=click.Choice([r.value for r in Role]), required=True, help="What it may do."
+    "--role", type=click.Choice([r.value for r in Role]), help="What it may do.  [required]"
 )
 @click.option("--subject", help="Who the token is for.  [default: cli-ROLE]")
 @click.option(
     "--ttl",
     type=click.IntRange(min=1),
-    help="Lifetime in seconds.  [default: GATEHOUSE_TOKEN_TTL or 3600]",
+    help="Lifetime in seconds, at most 12 hours for a manager and 30 days for a service.  "
+    "[default: GATEHOUSE_TOKEN_TTL or 3600]",
 )
-def token(tenant_id: uuid.UUID, role: str, subject: str | None, ttl: int | None) -> None:
-    """Print a bearer token for a manager or a service of a tenant.
+@click.pass_context
+def token(
+    context: click.Context,
+    tenant_id: uuid.UUID | None,
+    role: str | None,
+    subject: str | None,
+    ttl: int | None,
+) -> None:
+    """Print a bearer token for a manager or a service of a tenant (--tenant, --role), or
+    revoke one (token revoke).
 
     Scanner tokens come only from enrolling a device.
     """
+    if context.invoked_subcommand is not None:
+        return
+    if tenant_id is None or role is None:
+        raise click.UsageError("Name the token's --tenant and --role.")
     if Role(role) is Role.SCANNER:
         raise click.ClickException(
             "Scanner tokens come only from enrolling a device: create a code with "
@@ -232,26 +247,80 @@ def token(tenant_id: uuid.UUID, role: str, subject: str | None, ttl: int | None)
     auth = settings.auth
     if auth.jwks_url:
         raise click.ClickException(
-            "This server accepts only tokens signed by the keys at GATEHOUSE_JWKS_URL, so it "
-            "cannot mint them itself; ask that token issuer instead."
+            "This server accepts manager and service tokens only from the keys at "
+            "GATEHOUSE_JWKS_URL, so it cannot mint them itself; ask that token issuer instead."
+        )
+    ttl_seconds = ttl or auth.token_ttl_seconds
+    longest = MAX_TOKEN_TTL[Role(role)]
+    if ttl_seconds > longest.total_seconds():
+        raise click.ClickException(
+            f"A {role} token may live at most {int(longest.total_seconds())} seconds, not "
+            f"{ttl_seconds}: a leaked token must not outlive the day (manager) or the month "
+            "(service); make a new one when it expires."
         )
     with _database(settings.database.admin_url, ADMIN_URL):
         name = asyncio.run(tenant_name(settings.database.admin_url, tenant_id))
     if name is None:
         raise click.ClickException(f"There is no tenant with the id {tenant_id}.")
-    ttl_seconds = ttl or auth.token_ttl_seconds
-    click.echo(
-        mint_token(
-            auth.jwt_secret,
-            tenant_id=tenant_id,
-            role=Role(role),
-            subject=subject or f"cli-{role}",
-            ttl_seconds=ttl_seconds,
-            issuer=auth.issuer,
-            audience=auth.audience,
-        )
+    minted = mint_token(
+        auth.jwt_secret,
+        tenant_id=tenant_id,
+        role=Role(role),
+        subject=subject or f"cli-{role}",
+        ttl_seconds=ttl_seconds,
+        issuer=auth.issuer,
+        audience=auth.audience,
     )
-    click.echo(f"{role} token for {name!r}, valid for {ttl_seconds} s.", err=True)
+    click.echo(minted)
+    jti = jwt.decode(minted, options={"verify_signature": False})["jti"]
+    click.echo(
+        f"{role} token for {name!r}, valid for {ttl_seconds} s; revoke it with: "
+        f"gatehouse-server token revoke --tenant {tenant_id} {jti}",
+        err=True,
+    )
+
+
+@token.command("revoke")
+@click.option("--tenant", "tenant_id", type=click.UUID, required=True, help="The tenant's id.")
+@click.option(
+    "--expires-at",
+    type=click.DateTime(formats=["%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S"]),
+    help="When the token expires (its exp, UTC unless an offset is given); the revocation is "
+    "kept until then.  [default: 30 days from now]",
+)
+@click.argument("jti")
+def token_revoke(tenant_id: uuid.UUID, expires_at: datetime | None, jti: str) -> None:
+    """Revoke the token whose id is JTI (its jti claim, printed when it was made): every
+    instance of the server refuses it from the next request on."""
+    if not jti.strip() or len(jti) > 200:
+        raise click.ClickException("JTI is a token's id: 1 to 200 characters.")
+    settings = _settings()
+    if expires_at is not None and expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+
+    async def run() -> datetime:
+        database = Database(settings.database)
+        try:
+            async with database.tenant(tenant_id) as session:
+                revoked = await revoke_token(
+                    session,
+                    tenant_id,
+                    jti.strip(),
+                    expires_at=expires_at,
+                    actor="cli",
+                    now=datetime.now(UTC),
+                )
+                return revoked.expires_at
+        finally:
+            await database.close()
+
+    with _database(settings.database.admin_url, ADMIN_URL):
+        name = asyncio.run(tenant_name(settings.database.admin_url, tenant_id))
+    if name is None:
+        raise click.ClickException(f"There is no tenant with the id {tenant_id}.")
+    with _database(settings.database.url, APP_URL):
+        until = asyncio.run(run())
+    click.echo(f"Revoked token {jti.strip()}; the revocation is kept until {until.isoformat()}.")
 
 
 @main.command()

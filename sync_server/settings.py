@@ -21,6 +21,10 @@ from pathlib import Path
 import platformdirs
 
 MASTER_KEY_BYTES = 32
+#: The least an HS256 key may have (RFC 7518: a key as long as the hash), outside development.
+JWT_SECRET_MIN_BYTES = 32
+#: Environments where a short JWT secret is let through (a developer's or a test's own).
+LENIENT_ENVIRONMENTS = ("development", "test")
 #: The role migration 0005 creates for the outbox relay.
 RELAY_ROLE = "gatehouse_relay"
 
@@ -59,14 +63,32 @@ class DatabaseSettings:
 
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
+    #: The current HS256 key: signs every token this server issues.
     jwt_secret: str = field(default="", repr=False)
-    #: JWKS URL for EdDSA/RS256 tokens from an API gateway; HS256 with the secret when unset.
+    #: Keys rotated out, still accepted until the tokens they signed have expired
+    #: (``GATEHOUSE_JWT_PREVIOUS_SECRETS``, comma-separated).
+    previous_secrets: tuple[str, ...] = field(default=(), repr=False)
+    #: JWKS URL for EdDSA/RS256 manager and service tokens from an API gateway (then ``issuer``
+    #: and ``audience`` are required); device tokens stay ours, HS256 with the secret.
     jwks_url: str | None = None
     issuer: str | None = None
     audience: str | None = None
     token_ttl_seconds: int = 3600
     device_token_ttl_seconds: int = 30 * 24 * 3600
     enrollment_ttl_seconds: int = 24 * 3600
+
+    def __post_init__(self) -> None:
+        if self.jwks_url and not (self.issuer and self.audience):
+            raise SettingsError(
+                "GATEHOUSE_JWT_ISSUER and GATEHOUSE_JWT_AUDIENCE must be set with "
+                "GATEHOUSE_JWKS_URL: without them any token the gateway's keys signed, for any "
+                "service, would be taken as one for this server"
+            )
+
+    @property
+    def hs_keys(self) -> tuple[str, ...]:
+        """Every HS256 key a token may be signed with: the current one first."""
+        return (self.jwt_secret, *self.previous_secrets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +236,7 @@ class Settings:
             dev = _development_secrets(env)
             jwt_secret = jwt_secret or dev["jwt_secret"]
             master_text = master_text or dev["master_key"]
+        _check_jwt_secret("GATEHOUSE_JWT_SECRET", jwt_secret, environment)
         defaults_db, defaults_auth, defaults_http = (
             DatabaseSettings(),
             AuthSettings(),
@@ -230,6 +253,7 @@ class Settings:
             ),
             auth=AuthSettings(
                 jwt_secret=jwt_secret,
+                previous_secrets=_previous_secrets(env, environment),
                 jwks_url=env.get("GATEHOUSE_JWKS_URL") or None,
                 issuer=env.get("GATEHOUSE_JWT_ISSUER") or None,
                 audience=env.get("GATEHOUSE_JWT_AUDIENCE") or None,
@@ -255,6 +279,23 @@ class Settings:
             master_key=decode_master_key(master_text),
             environment=environment,
         )
+
+
+def _check_jwt_secret(name: str, secret: str, environment: str) -> None:
+    length = len(secret.encode())
+    if length < JWT_SECRET_MIN_BYTES and environment not in LENIENT_ENVIRONMENTS:
+        raise SettingsError(
+            f"{name} must be at least {JWT_SECRET_MIN_BYTES} bytes, not {length} (make one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+
+
+def _previous_secrets(env: Mapping[str, str], environment: str) -> tuple[str, ...]:
+    name = "GATEHOUSE_JWT_PREVIOUS_SECRETS"
+    found = tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+    for secret in found:
+        _check_jwt_secret(name, secret, environment)
+    return found
 
 
 def decode_master_key(text: str) -> bytes:

@@ -1,7 +1,8 @@
 """``gatehouse-server worker``: the outbox relay and our consumers in one process — and, with the
 chain on, the chain tracker (our mints, transfers and freezes until finalized) and the chain
-listener (transfers made on-chain) — until SIGTERM or SIGINT; then each finishes what it holds
-and the process exits 0.
+listener (transfers made on-chain) — and the pruner (expired idempotency keys, old sent outbox
+rows and consumer records; :mod:`sync_server.db.pruning`) until SIGTERM or SIGINT; then each
+finishes what it holds and the process exits 0.
 
 This is the worker's composition root, as ``app.py`` is the API's: it is the one module that
 puts the messaging framework (:mod:`sync_server.messaging`) and its users (the chain's consumer,
@@ -23,6 +24,7 @@ from typing import Protocol
 
 from sync_server.chain.client import ChainKeys
 from sync_server.db.engine import Database
+from sync_server.db.pruning import Pruner
 from sync_server.domain.chain.listener import ChainListener
 from sync_server.domain.chain.minting import chain_consumers
 from sync_server.domain.chain.tracker import ChainTracker
@@ -74,7 +76,8 @@ def chain_parts(database: Database, settings: Settings) -> list[tuple[str, Part]
 
 
 class Worker:
-    """The relay, the consumers and the chain parts, started together, stopped together."""
+    """The relay, the consumers, the chain parts and the pruner, started together, stopped
+    together."""
 
     def __init__(
         self,
@@ -98,6 +101,7 @@ class Worker:
         )
         self.consumers = list(consumers(self.database, settings))
         self.chain = chain_parts(self.database, settings)
+        self.pruner = Pruner(self.database)
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -119,6 +123,7 @@ class Worker:
                 for consumer in self.consumers
             ]
             + [asyncio.create_task(chain.run(), name=name) for name, chain in self.chain]
+            + [asyncio.create_task(self.pruner.run(), name="pruner")]
         )
         stopping = asyncio.create_task(self._stopping.wait())
         log.info(
@@ -136,6 +141,7 @@ class Worker:
                 consumer.stop()
             for _, chain_part in self.chain:
                 chain_part.stop()
+            self.pruner.stop()
             _, late = await asyncio.wait(parts, timeout=self._shutdown_grace)
             for part in late:
                 log.warning(

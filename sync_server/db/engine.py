@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
 from sync_server.settings import DatabaseSettings
 
 _SET_TENANT = text("SELECT set_config('gatehouse.tenant_id', :tenant, true)")
-_ENTER_SQL = "SELECT gatehouse_enter($1, $2)"
+_ENTER_SQL = "SELECT gatehouse_enter($1, $2, $3)"
 _SET_ENROLLMENT = text("SELECT set_config('gatehouse.enrollment_code_hash', :hash, true)")
 _WRITTEN_TICKETS = "gatehouse.written_tickets"
 
@@ -72,15 +72,17 @@ class Database:
 
     @asynccontextmanager
     async def request(
-        self, tenant_id: uuid.UUID, device_id: uuid.UUID | None
-    ) -> AsyncIterator[tuple[AsyncSession, bool]]:
+        self, tenant_id: uuid.UUID, device_id: uuid.UUID | None, token_id: str | None
+    ) -> AsyncIterator[tuple[AsyncSession, str | None]]:
         """Like ``tenant``, and in the same round trip checks that ``device_id`` (when given) is
-        an enrolled, unrevoked device of the tenant: yields the session and that answer."""
+        an enrolled, unrevoked device of the tenant and that the token ``token_id`` (its
+        ``jti``) has not been revoked: yields the session and why the caller is refused
+        (``device_revoked``, ``token_revoked``), or None."""
         async with self._transaction() as session:
             # Straight to the driver (no statement compilation): this runs on every request.
             connection = await session.connection()
-            result = await connection.exec_driver_sql(_ENTER_SQL, (tenant_id, device_id))
-            yield session, bool(result.scalar())
+            result = await connection.exec_driver_sql(_ENTER_SQL, (tenant_id, device_id, token_id))
+            yield session, result.scalar()
 
     @asynccontextmanager
     async def enrollment(self, code_hash: bytes) -> AsyncIterator[AsyncSession]:

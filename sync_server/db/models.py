@@ -242,8 +242,23 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(Text, primary_key=True)
     request_hash: Mapped[bytes]
     response_status: Mapped[int | None] = mapped_column(Integer)
+    #: Never a ticket code: codes are blanked before the answer is kept (``http.idempotency``).
     response_body: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = _created()
+    #: After this the worker deletes the row (migration 0007's ``gatehouse_prune``).
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class TokenRevocation(Base):
+    """A revoked token (its ``jti``), refused from the next request on; kept until the token
+    would have expired anyway (migration 0007)."""
+
+    __tablename__ = "token_revocations"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    jti: Mapped[str] = mapped_column(Text, primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime] = _created()
+    revoked_by: Mapped[str] = mapped_column(Text)
 
 
 class Outbox(Base):

@@ -1,13 +1,20 @@
 """Bearer tokens: who is calling, for which tenant, in which role.
 
-Tokens are JWTs with ``sub``, ``tenant_id``, ``role`` and ``exp``; device tokens add
-``device_id``, ``event_id`` and ``gate``. HS256 with the configured secret by default; when a
-JWKS URL is configured, EdDSA/RS256 tokens signed by its keys are accepted instead (for a
-deployment behind an API gateway). The tenant comes from the token only, never from the request.
+Tokens are JWTs with ``sub``, ``tenant_id``, ``role``, ``exp`` and ``jti``; device tokens add
+``device_id``, ``event_id`` and ``gate``. The tenant comes from the token only, never from the
+request.
+
+Our own tokens are HS256 and name their key in the ``kid`` header (``key_id``: a short hash of
+the key, never the key): the verifier accepts the current key and the previous ones
+(``AuthSettings.hs_keys``), so the secret can be rotated without logging every device out, and
+refuses a token without a ``kid`` or with one it does not know. When a JWKS URL is configured
+(a deployment behind an API gateway), managers and services come with EdDSA/RS256 tokens
+signed by its keys; device tokens, which only this server issues, stay our HS256 ones.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -35,6 +42,12 @@ class Role(StrEnum):
     SERVICE = "service"
 
 
+#: The longest a manager or service token this server issues may live: a person's working day,
+#: and a month for a service (a box office's integration), so a leaked token does not outlive
+#: the next rotation of the secret. Device tokens live ``AuthSettings.device_token_ttl_seconds``.
+MAX_TOKEN_TTL = {Role.MANAGER: timedelta(hours=12), Role.SERVICE: timedelta(days=30)}
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The caller, as the token says."""
@@ -45,6 +58,8 @@ class Principal:
     device_id: uuid.UUID | None = None
     event_id: uuid.UUID | None = None
     gate: str | None = None
+    #: The token's ``jti``: what a revocation names (``sync_server.domain.tokens``).
+    token_id: str | None = None
 
     @property
     def actor(self) -> str:
@@ -52,6 +67,17 @@ class Principal:
         if self.device_id is not None:
             return f"device:{self.device_id}"
         return f"{self.role}:{self.subject}"
+
+
+def _duration(span: timedelta) -> str:
+    hours = int(span.total_seconds()) // 3600
+    return f"{hours // 24} days" if hours % 24 == 0 else f"{hours} hours"
+
+
+def key_id(secret: str) -> str:
+    """The ``kid`` of an HS256 key: 16 hex digits of a hash of it. It names the key, and tells
+    nothing of it."""
+    return hashlib.sha256(b"gatehouse/jwt-kid\0" + secret.encode()).hexdigest()[:16]
 
 
 def mint_token(
@@ -68,10 +94,18 @@ def mint_token(
     audience: str | None = None,
     now: datetime | None = None,
 ) -> str:
-    """An HS256 token for ``subject``. Pass the configured ``issuer`` and ``audience`` (the
-    verifier requires them when they are set). Raises ``ValueError`` for a non-positive TTL."""
+    """An HS256 token for ``subject`` signed with ``secret`` (the current key), naming it in its
+    ``kid`` header, with a fresh ``jti``. Pass the configured ``issuer`` and ``audience`` (the
+    verifier requires them when they are set). Raises ``ValueError`` for a TTL that is not
+    positive or is above the role's ``MAX_TOKEN_TTL``."""
     if ttl_seconds <= 0:
         raise ValueError("a token's lifetime must be positive")
+    longest = MAX_TOKEN_TTL.get(role)
+    if longest is not None and ttl_seconds > longest.total_seconds():
+        raise ValueError(
+            f"a {role} token may live at most {int(longest.total_seconds())} s "
+            f"({_duration(longest)}), not {ttl_seconds} s"
+        )
     issued = now or datetime.now(UTC)
     claims: dict[str, Any] = {
         "sub": subject,
@@ -87,7 +121,7 @@ def mint_token(
         claims["iss"] = issuer
     if audience is not None:
         claims["aud"] = audience
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": key_id(secret)})
 
 
 class TokenVerifier:
@@ -99,6 +133,7 @@ class TokenVerifier:
     def __init__(self, settings: AuthSettings) -> None:
         self._settings = settings
         self._jwks = jwt.PyJWKClient(settings.jwks_url) if settings.jwks_url else None
+        self._hs_keys = {key_id(secret): secret for secret in settings.hs_keys}
         self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:
@@ -121,14 +156,19 @@ class TokenVerifier:
 
     async def _verify(self, token: str) -> tuple[Principal, float]:
         try:
-            if self._jwks is not None:
+            header = jwt.get_unverified_header(token)
+            # The header's alg picks the kind of key: ours (HS256, by kid) or the key set's
+            # (EdDSA/RS256 only), so no token is ever checked against the wrong kind of key.
+            ours = self._jwks is None or header.get("alg") in HS_ALGORITHMS
+            key: Any
+            if self._jwks is None or ours:
+                key, algorithms = self._hs_key(header.get("kid")), HS_ALGORITHMS
+            else:
                 # PyJWKClient fetches (and caches) the key set over blocking HTTP.
-                key: Any = (
+                key = (
                     await anyio.to_thread.run_sync(self._jwks.get_signing_key_from_jwt, token)
                 ).key
                 algorithms = JWKS_ALGORITHMS
-            else:
-                key, algorithms = self._settings.jwt_secret, HS_ALGORITHMS
             claims = jwt.decode(
                 token,
                 key,
@@ -136,7 +176,7 @@ class TokenVerifier:
                 issuer=self._settings.issuer,
                 audience=self._settings.audience,
                 options={
-                    "require": ["exp", "sub"],
+                    "require": ["exp", "sub", "jti"],
                     "verify_aud": self._settings.audience is not None,
                 },
             )
@@ -144,7 +184,28 @@ class TokenVerifier:
             raise Unauthorized("token_expired", "The token has expired.") from error
         except (jwt.PyJWKClientError, jwt.InvalidTokenError) as error:
             raise Unauthorized("invalid_token", f"The token is not valid: {error}.") from error
-        return _principal(claims), float(claims["exp"])
+        principal = _principal(claims)
+        if ours and self._jwks is not None and principal.role is not Role.SCANNER:
+            raise Unauthorized(
+                "invalid_token",
+                "This server takes manager and service tokens from the key set at its JWKS URL; "
+                "it signs only device tokens itself.",
+            )
+        return principal, float(claims["exp"])
+
+    def _hs_key(self, kid: object) -> str:
+        if not isinstance(kid, str) or not kid:
+            raise Unauthorized(
+                "invalid_token", "The token does not name its key (no kid header); get a new one."
+            )
+        key = self._hs_keys.get(kid)
+        if key is None:
+            raise Unauthorized(
+                "invalid_token",
+                "The token's key (kid) is not one of this server's: it was retired or never "
+                "ours; get a new token.",
+            )
+        return key
 
 
 def _principal(claims: dict[str, Any]) -> Principal:
@@ -166,6 +227,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
         device_id=device_id,
         event_id=event_id,
         gate=claims.get("gate"),
+        token_id=str(claims["jti"]),
     )
 
 

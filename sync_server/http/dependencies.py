@@ -4,9 +4,9 @@ is a provider's key; the aliases below say so to Litestar and to the type checke
 Per request, provided here: ``principal`` (the caller, from the bearer token), ``session`` (the
 request's transaction, scoped to the caller's tenant), ``open_session`` (the same transaction,
 opened only if the handler asks: a cache miss) and ``active_device`` (for handlers that need no
-transaction but must still refuse a revoked device). For the life of the app, provided by the
-app factory (``sync_server.app``): ``database``, ``clock``, ``settings`` and the objects of the
-domain, the chain and Redis (``keys``, ``ownership``, ``chain_info``, ``custody``,
+transaction but must still refuse a revoked device or token). For the life of the app, provided
+by the app factory (``sync_server.app``): ``database``, ``clock``, ``settings`` and the objects
+of the domain, the chain and Redis (``keys``, ``ownership``, ``chain_info``, ``custody``,
 ``ticket_cache``, ``operations``). Each domain controller declares the providers of its own
 services.
 """
@@ -66,22 +66,27 @@ async def provide_open_session(principal: PrincipalDep, database: DatabaseDep) -
 
 
 async def require_active_device(principal: PrincipalDep, database: DatabaseDep) -> None:
-    """Refuse (401 ``device_revoked``) a device whose enrollment has been revoked, for handlers
-    that read nothing of the tenant's: a revoked device's token stops working everywhere.
-    Tokens without a device pass."""
-    if principal.device_id is not None:
-        async with caller_session(database, principal):
-            pass
+    """Refuse (401 ``device_revoked`` or ``token_revoked``) a revoked device or token, for
+    handlers that may read nothing of the tenant's: a revoked token stops working everywhere."""
+    async with caller_session(database, principal):
+        pass
+
+
+_REFUSALS = {
+    "device_revoked": "This device has been revoked. Ask a manager to enroll it again.",
+    "token_revoked": "This token has been revoked. Get a new one.",
+}
 
 
 @asynccontextmanager
 async def caller_session(database: Database, principal: Principal) -> AsyncIterator[AsyncSession]:
     """A transaction for ``principal``'s tenant, for handlers that need the database only
-    sometimes (a cache miss). Raises ``Unauthorized`` when the caller's device is revoked."""
-    async with database.request(principal.tenant_id, principal.device_id) as (session, allowed):
-        if not allowed:
-            raise Unauthorized(
-                "device_revoked",
-                "This device has been revoked. Ask a manager to enroll it again.",
-            )
+    sometimes (a cache miss). Raises ``Unauthorized`` when the caller's device or token is
+    revoked (checked in the round trip that starts the transaction)."""
+    async with database.request(principal.tenant_id, principal.device_id, principal.token_id) as (
+        session,
+        refusal,
+    ):
+        if refusal is not None:
+            raise Unauthorized(refusal, _REFUSALS[refusal])
         yield session

@@ -5,6 +5,10 @@ A concurrent request with the same key waits on that row until the first commits
 its stored response; if the first rolls back (an error), its claim vanishes with it and the
 retry runs afresh. Only successful responses are stored. The same key with a different body is
 refused (422), as it almost always means a client bug.
+
+What is kept is what a replay needs, never a secret: an answer that carries one (a ticket code
+is an entry pass) is kept with it blanked and refilled on replay (``Redaction``). A key is
+answered for ``KEY_TTL``; then the worker deletes its row (``sync_server.db.pruning``).
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from datetime import timedelta
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from litestar import Response
 from litestar.params import HeaderParameter
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +35,18 @@ HEADER = "Idempotency-Key"
 REPLAY_HEADER = "Idempotent-Replayed"
 _R = TypeVar("_R", bound=msgspec.Struct)
 IdempotencyHeader = Annotated[str | None, HeaderParameter(name=HEADER, required=False)]
+#: How long a key is answered; the worker deletes its row after that (a retry comes within
+#: minutes, a client's queue replays within a day or two).
+KEY_TTL = timedelta(hours=48)
+
+
+@dataclass(frozen=True, slots=True)
+class Redaction(Generic[_R]):
+    """How an answer with a secret in it is kept: ``blank`` takes the secret out before the
+    answer is stored, ``refill`` makes it again for a replay."""
+
+    blank: Callable[[_R], _R]
+    refill: Callable[[_R], Awaitable[_R]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +98,7 @@ class IdempotentRequest:
                 scope=self.scope,
                 key=self.key,
                 request_hash=self.request_hash,
+                expires_at=func.now() + KEY_TTL,
             )
             .on_conflict_do_nothing()
             .returning(IdempotencyKey.key)
@@ -117,16 +135,20 @@ async def run_idempotent(
     status: int,
     result_type: type[_R],
     work: Callable[[], Awaitable[_R]],
+    *,
+    redaction: Redaction[_R] | None = None,
 ) -> Response[_R]:
-    """Do ``work`` once per key: the first call runs it and stores its result, a retry gets the
-    stored result back with ``Idempotent-Replayed: true``."""
+    """Do ``work`` once per key: the first call runs it and stores its result (blanked by
+    ``redaction`` when it carries a secret), a retry gets the stored result back (refilled)
+    with ``Idempotent-Replayed: true``."""
     stored = await request.claim(session)
     if stored is not None:
-        return Response(
-            msgspec.convert(stored.body, result_type),
-            status_code=stored.status,
-            headers={REPLAY_HEADER: "true"},
-        )
+        replayed = msgspec.convert(stored.body, result_type)
+        if redaction is not None:
+            replayed = await redaction.refill(replayed)
+        return Response(replayed, status_code=stored.status, headers={REPLAY_HEADER: "true"})
     result = await work()
-    await request.complete(session, status, result)
+    await request.complete(
+        session, status, redaction.blank(result) if redaction is not None else result
+    )
     return Response(result, status_code=status)

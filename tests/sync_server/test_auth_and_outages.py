@@ -60,7 +60,9 @@ async def test_tokens_signed_by_a_gateway_key_set_are_accepted(
 ) -> None:
     gateway = Settings(
         database=settings.database,
-        auth=AuthSettings(jwt_secret=settings.auth.jwt_secret, jwks_url=jwks_url, issuer="gw"),
+        auth=AuthSettings(
+            jwt_secret=settings.auth.jwt_secret, jwks_url=jwks_url, issuer="gw", audience="gh"
+        ),
         master_key=settings.master_key,
     )
     claims = {
@@ -68,7 +70,9 @@ async def test_tokens_signed_by_a_gateway_key_set_are_accepted(
         "tenant_id": str(tenant.id),
         "role": "service",
         "iss": "gw",
+        "aud": "gh",
         "exp": datetime.now(UTC) + timedelta(minutes=5),
+        "jti": uuid.uuid4().hex,
     }
     signed = jwt.encode(claims, gateway_key, algorithm="EdDSA", headers={"kid": "gw-1"})
     hs256 = mint_token(

@@ -24,7 +24,13 @@ from sync_server.domain.tickets.schemas import (
 )
 from sync_server.domain.tickets.services import TicketService, ticket_out
 from sync_server.http.auth import Role, allow
-from sync_server.http.dependencies import ClockDep, OpenSessionDep, PrincipalDep, SessionDep
+from sync_server.http.dependencies import (
+    ActiveDeviceDep,
+    ClockDep,
+    OpenSessionDep,
+    PrincipalDep,
+    SessionDep,
+)
 from sync_server.http.idempotency import IdempotencyHeader, IdempotentRequest, run_idempotent
 from sync_server.http.pagination import DEFAULT_LIMIT
 from sync_server.redis.ticket_cache import TicketCache
@@ -86,6 +92,7 @@ async def purchase(
         201,
         PurchaseOut,
         lambda: ticket_service.purchase(data, principal.tenant_id),
+        redaction=ticket_service.purchase_redaction(principal.tenant_id),
     )
 
 
@@ -116,9 +123,11 @@ class TicketController(Controller):
         open_session: OpenSessionDep,
         ticket_service_for: TicketServiceForDep,
         principal: PrincipalDep,
+        # A revoked token stops working everywhere, a cache hit included (401).
+        active_device: ActiveDeviceDep,
     ) -> TicketOut:
-        """The ticket; served from the Redis cache when it is there (a hit needs no database
-        transaction, so this handler opens one only on a miss)."""
+        """The ticket; served from the Redis cache when it is there (a hit reads no ticket
+        from the database: only the token's revocation is checked there)."""
 
         async def load() -> TicketOut:
             async with open_session() as session:
@@ -166,6 +175,7 @@ class TicketController(Controller):
             200,
             TicketWithCode,
             lambda: ticket_service.transfer(ticket_id, data),
+            redaction=ticket_service.code_redaction(principal.tenant_id),
         )
 
     @post("/{ticket_id:uuid}/revoke", status_code=200)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,6 +47,7 @@ from sync_server.domain.tickets.schemas import (
     TransitionOut,
 )
 from sync_server.http.auth import Principal
+from sync_server.http.idempotency import Redaction
 from sync_server.http.pagination import fetch_page
 from sync_server.http.problems import Conflict, NotFound, Unprocessable
 from sync_server.messaging.outbox import ticket_event_row
@@ -252,6 +254,43 @@ class TicketService:
         )
         return ticket_out(ticket)
 
+    # --- answers kept for replays ------------------------------------------------------------
+
+    def purchase_redaction(self, tenant_id: uuid.UUID) -> Redaction[PurchaseOut]:
+        """A purchase's answer is kept without its codes; a replay issues them again."""
+
+        async def refill(kept: PurchaseOut) -> PurchaseOut:
+            tickets = [await self._fresh_code(item, tenant_id) for item in kept.tickets]
+            return msgspec.structs.replace(kept, tickets=tickets)
+
+        return Redaction(
+            blank=lambda out: msgspec.structs.replace(
+                out, tickets=[_without_code(item) for item in out.tickets]
+            ),
+            refill=refill,
+        )
+
+    def code_redaction(self, tenant_id: uuid.UUID) -> Redaction[TicketWithCode]:
+        """A ticket with its code (a transfer's answer) is kept without it, like a purchase's."""
+        return Redaction(blank=_without_code, refill=lambda kept: self._fresh_code(kept, tenant_id))
+
+    async def _fresh_code(self, kept: TicketWithCode, tenant_id: uuid.UUID) -> TicketWithCode:
+        """The kept ticket with a new code for the secret version it had when first answered.
+        Issuing draws a fresh nonce, so the text differs from the first answer's; any code of
+        the ticket's current version admits alike (the validator checks the issuer's signature,
+        the ticket and its version, not the text), and one of an older version is superseded
+        exactly as the first answer's code would be by now."""
+        ticket = kept.ticket
+        ring = await self._keys.issuer_ring(self._session, ticket.event_id, tenant_id=tenant_id)
+        code = issue_code(
+            ring,
+            ticket_id=ticket.id,
+            event_id=ticket.event_id,
+            secret_version=ticket.secret_version,
+            issued_at=self._now,
+        )
+        return msgspec.structs.replace(kept, code=code)
+
     # --- helpers ----------------------------------------------------------------------------
 
     async def _in_own_wallet(self, ticket: Ticket, custody: str) -> bool:
@@ -290,6 +329,10 @@ class TicketService:
             issued_at=self._now,
         )
         return TicketWithCode(ticket=ticket_out(ticket), code=code)
+
+
+def _without_code(item: TicketWithCode) -> TicketWithCode:
+    return msgspec.structs.replace(item, code="")
 
 
 async def locked_ticket(session: AsyncSession, ticket_id: uuid.UUID) -> Ticket | None:
