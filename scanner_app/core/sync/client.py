@@ -8,6 +8,10 @@ decides with three cases and no HTTP details:
 * ``DeviceRejected`` — 401: the device was revoked or its token is no longer valid; syncing
   again will not help, a manager must enroll it again;
 * ``RequestRefused`` — any other 4xx: the server will never accept this request as sent.
+
+A client is never made for a plain ``http://`` server off this computer (``InsecureServer``,
+before any connection): the device's token and every scanned code would cross the venue
+network in clear. A lab allows it explicitly (``lab_mode``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import TypeVar
 import httpx
 import msgspec
 
+from scanner_app.core.sync.lab_mode import insecure_http_allowed
 from shared import wire
+from shared.enrollment_link import INSECURE_SERVER_SENTENCE, insecure_server
 
 MSGPACK = "application/msgpack"
 _T = TypeVar("_T")
@@ -33,6 +39,14 @@ class ServerUnavailable(SyncError):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+
+
+class InsecureServer(SyncError):
+    """The server's address is plain ``http://`` off this computer: refused before any
+    connection. ``str()`` is the sentence for staff."""
+
+    def __init__(self) -> None:
+        super().__init__(INSECURE_SERVER_SENTENCE)
 
 
 class DeviceRejected(SyncError):
@@ -97,6 +111,7 @@ class ServerClient:
     """Talks to one sync server as one enrolled device (or, for ``enroll``, as nobody yet).
 
     ``timeout`` bounds every call except ``validate``, which takes its own (short) one.
+    Raises ``InsecureServer`` for a plain-http server off this computer, unless in lab mode.
     Thread-safe; ``close()`` when done.
     """
 
@@ -108,6 +123,8 @@ class ServerClient:
         timeout: float = 15.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        if insecure_server(base_url) and not insecure_http_allowed():
+            raise InsecureServer()
         headers = {"User-Agent": "gatehouse-scanner", "Accept-Encoding": "gzip"}
         if token:
             headers["Authorization"] = f"Bearer {token}"

@@ -68,6 +68,7 @@ from scanner_app.core.store.state import (
 )
 from scanner_app.core.sync.client import (
     DeviceRejected,
+    InsecureServer,
     RequestRefused,
     ServerClient,
     ServerUnavailable,
@@ -150,7 +151,8 @@ def enroll(
     """Redeem an enrollment code and make this store that device.
 
     Raises ``RequestRefused`` for a code the server does not accept (its ``detail`` says why),
-    ``ServerUnavailable`` when the server cannot be reached.
+    ``ServerUnavailable`` when the server cannot be reached, ``InsecureServer`` (before any
+    connection) for a plain-http server off this computer.
     """
     clock = clock or SystemClock()
     server_url = server_url.strip().rstrip("/")
@@ -285,9 +287,11 @@ class SyncEngine:
         finds out when the server is back."""
         if not self.is_online() or self._enrollment is None:
             return None
-        client = self._validation_client()
         try:
+            client = self._validation_client()
             return client.validate(request, timeout=self.online_timeout_seconds)
+        except InsecureServer as error:
+            self._went_offline(str(error), None)
         except ServerUnavailable as error:
             self._went_offline(error.reason, error.retry_after)
         except DeviceRejected as error:
@@ -338,7 +342,14 @@ class SyncEngine:
     def _sync(self) -> SyncReport:
         assert self._enrollment is not None
         report = SyncReport()
-        client = self._client_factory(self._enrollment.server_url, self._enrollment.token)
+        try:
+            client = self._client_factory(self._enrollment.server_url, self._enrollment.token)
+        except InsecureServer as error:
+            # Enrolled at a plain-http address (before this rule, or in a lab): nothing is
+            # sent; the gate goes on offline and the queue waits for an https server.
+            report.errors.append(str(error))
+            self._went_offline(str(error), None)
+            return report
         try:
             self._check_in(client, report)
             self._resolve_online(client, report)
