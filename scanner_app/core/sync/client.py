@@ -5,8 +5,11 @@ decides with three cases and no HTTP details:
 
 * ``ServerUnavailable`` — try again later: no connection, a timeout, 5xx, 429 (with the
   server's ``Retry-After`` when it sent one) or an answer that does not decode;
-* ``DeviceRejected`` — 401: the device was revoked or its token is no longer valid; syncing
-  again will not help, a manager must enroll it again;
+* ``DeviceRejected`` — 401: the server refuses this device's token. Only its ``revoked``
+  (the server's ``device_revoked`` problem: a manager switched the device off) means the
+  device must stop admitting; any other 401 (a token the server does not know: a restored
+  backup, a rotated secret, the wrong server) leaves the gate working offline until it is
+  enrolled again;
 * ``RequestRefused`` — any other 4xx: the server will never accept this request as sent.
 
 A client is never made for a plain ``http://`` server off this computer (``InsecureServer``,
@@ -49,10 +52,21 @@ class InsecureServer(SyncError):
         super().__init__(INSECURE_SERVER_SENTENCE)
 
 
+#: The problem code of a 401 for a revoked device (``sync_server/http/dependencies.py``,
+#: ``caller_session``); any other 401 is a token the server does not accept.
+DEVICE_REVOKED_CODE = "device_revoked"
+
+
 class DeviceRejected(SyncError):
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
         self.code = code
+
+    @property
+    def revoked(self) -> bool:
+        """The server says a manager revoked this device (not merely that it refuses the
+        token)."""
+        return self.code == DEVICE_REVOKED_CODE
 
 
 class RequestRefused(SyncError):

@@ -85,6 +85,9 @@ FEED_PAGE = 10_000
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 LOCK_FILE = "sync.lock"
+#: What the status says when the server refuses the token without saying the device was
+#: revoked: the gate goes on offline, and enrolling again is the way back.
+TOKEN_REFUSED = "The server no longer accepts this scanner's token. Enroll it again."  # noqa: S105 - a sentence
 
 ClientFactory = Callable[[str, str | None], ServerClient]
 
@@ -295,7 +298,7 @@ class SyncEngine:
         except ServerUnavailable as error:
             self._went_offline(error.reason, error.retry_after)
         except DeviceRejected as error:
-            self._revoked(str(error))
+            self._rejected(error)
         except RequestRefused as error:
             log.warning("online validation refused: %s", error)
         return None
@@ -360,8 +363,8 @@ class SyncEngine:
             self._went_offline(error.reason, error.retry_after)
             return report
         except DeviceRejected as error:
-            report.errors.append(str(error))
-            self._revoked(str(error))
+            report.errors.append(str(error) if error.revoked else TOKEN_REFUSED)
+            self._rejected(error)
             return report
         except RequestRefused as error:
             # The server refuses a request it should accept (a 403 after a role change, a
@@ -549,6 +552,18 @@ class SyncEngine:
         self._emit()
         self._wake.set()
 
+    def _rejected(self, error: DeviceRejected) -> None:
+        """A 401. Only the server's explicit ``device_revoked`` switches the gate off; any other
+        refusal of the token (unknown to a server restored from a backup or with a new secret,
+        or a server that is not ours) must not let whoever answers shut a gate down: the device
+        goes on offline, keeps its queue, tries again after the backoff, and says how to get
+        back (enroll again)."""
+        if error.revoked:
+            self._revoked(str(error))
+            return
+        log.warning("the server refused this device's token (%s)", error.code)
+        self._went_offline(TOKEN_REFUSED, None)
+
     def _revoked(self, reason: str) -> None:
         self._save_state(
             msgspec.structs.replace(
@@ -626,6 +641,7 @@ class SyncEngine:
 
 __all__ = [
     "FEED_PAGE",
+    "TOKEN_REFUSED",
     "NotEnrolledForSync",
     "SyncBusy",
     "SyncEngine",

@@ -58,6 +58,7 @@ from scanner_app.core.sync.client import (
 )
 from scanner_app.core.sync.engine import (
     LOCK_FILE,
+    TOKEN_REFUSED,
     NotEnrolledForSync,
     SyncBusy,
     SyncEngine,
@@ -1602,3 +1603,37 @@ def test_a_device_enrolled_at_plain_http_sends_nothing_and_keeps_scanning_offlin
     monkeypatch.setenv(lab_mode.ENV_VAR, "1")
     assert plain_engine.sync_once().ok
     assert plain_engine.status().queued == 0
+
+
+# --- a 401 is not a revocation unless the server says so (issue 14) ------------------------------
+
+
+def test_a_401_without_device_revoked_leaves_the_gate_admitting_and_the_queue_intact(
+    clock: ManualClock, server: FakeServer, engine: SyncEngine, gate: Gate
+) -> None:
+    first, second, third = server.sell(3)
+    assert engine.sync_once().ok
+    scan_offline(gate, server, [first])
+    # A server restored from a backup, with a new secret, or not ours: it does not know the token.
+    refused = Failure(status=401, code="invalid_token", detail="The token is not valid.")
+    server.fail(ME, refused, times=1)
+    server.fail(VALIDATE, refused, times=1)
+
+    asked = len(server.seen)
+    online = engine.online_check(wire.ValidateRequest(code=server.code(second)))
+    report = engine.sync_once()
+
+    assert online is None
+    assert len(server.seen) == asked + 2  # the server was asked both times
+    assert report.errors == [TOKEN_REFUSED]
+    status = engine.status()
+    assert not status.revoked
+    assert status.offline_reason == TOKEN_REFUSED
+    assert status.queued == 1  # nothing a steward recorded is dropped
+    assert scan_offline(gate, server, [second])  # still admitting, not "device revoked"
+
+    # Not for good: once the server accepts the token again, the queue goes up.
+    assert engine.sync_once().ok
+    assert engine.status().queued == 0
+    assert engine.status().online
+    assert scan_offline(gate, server, [third])
