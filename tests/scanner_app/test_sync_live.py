@@ -3,6 +3,8 @@ going away and coming back, and two gates that both let the same ticket in while
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +16,8 @@ from benchmarks.server_harness import BenchDatabase, Secrets
 from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import ticket_count
+from scanner_app.core.store.database import DATABASE_FILE
+from scanner_app.core.store.device_token import TOKEN_FILE
 from scanner_app.core.store.scanlog import conflicts, find_scan, local_scans
 from scanner_app.core.store.scans import queue_length
 from scanner_app.core.store.state import GateSettings, save_settings
@@ -262,3 +266,35 @@ def test_a_device_the_manager_revoked_admits_nobody(
     assert north.engine.status().revoked
     assert verdict.verdict.result is VerdictResult.REJECTED
     assert verdict.verdict.reason is VerdictReason.DEVICE_REVOKED
+
+
+# --- the token at rest (issue 14) -------------------------------------------------------------
+
+
+def test_an_enrolled_scanners_token_is_in_a_0600_file_in_a_0700_folder_not_in_its_database(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    previous_umask = os.umask(0o022)  # the usual default: plain files would be 0644
+    try:
+        sale = back_office.event_on_sale(tickets=2)
+        north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+        north.sync()
+        assert north.gate.scan(sale.tickets[0].code).verdict.result is VerdictResult.ADMITTED
+    finally:
+        os.umask(previous_umask)
+    data_dir = north.store.path.parent
+    north.store.checkpoint()
+
+    token_file = data_dir / TOKEN_FILE
+    token = token_file.read_text()
+    assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(data_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(north.store.path).st_mode) == 0o600
+    assert len(token) > 20
+    # It is the token the server accepts (the sync above used it)...
+    back_office_view = {d.id for d in back_office.devices(sale.event_id)}
+    assert north.enrollment.device_id in back_office_view
+    # ...and no byte of the database, its log or its shared memory holds it.
+    for name in (DATABASE_FILE, f"{DATABASE_FILE}-wal", f"{DATABASE_FILE}-shm"):
+        if (data_dir / name).exists():
+            assert token.encode() not in (data_dir / name).read_bytes(), name

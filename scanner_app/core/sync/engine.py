@@ -170,9 +170,12 @@ def enroll(
         tenant_id=enrolled.tenant_id,
         event_id=enrolled.event_id,
         gate=enrolled.gate,
-        token=enrolled.device_token,
         enrolled_at=received,
     )
+    # The token goes to the vault, never into the database; first, so that a vault that cannot
+    # take it (a locked keyring, a read-only folder) fails the enrollment before anything else
+    # is written.
+    store.vault.save(enrolled.device_token)
     with store.write() as conn:
         save_enrollment(conn, enrollment)
         save_event(conn, enrolled.event)
@@ -227,6 +230,7 @@ class SyncEngine:
         with store.read() as conn:
             self._enrollment = load_enrollment(conn)
             self._state = load_sync_state(conn)
+        self._token = store.vault.load() if self._enrollment is not None else None
 
     def set_data_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after a sync brought new keys, tickets, admissions or event
@@ -308,7 +312,7 @@ class SyncEngine:
             if self._validate_client is None:
                 assert self._enrollment is not None
                 self._validate_client = self._client_factory(
-                    self._enrollment.server_url, self._enrollment.token
+                    self._enrollment.server_url, self._token
                 )
             return self._validate_client
 
@@ -346,7 +350,7 @@ class SyncEngine:
         assert self._enrollment is not None
         report = SyncReport()
         try:
-            client = self._client_factory(self._enrollment.server_url, self._enrollment.token)
+            client = self._client_factory(self._enrollment.server_url, self._token)
         except InsecureServer as error:
             # Enrolled at a plain-http address (before this rule, or in a lab): nothing is
             # sent; the gate goes on offline and the queue waits for an https server.

@@ -720,7 +720,7 @@ def test_enroll_stores_identity_event_keys_and_the_clock_offset(
     assert enrollment.device_id == server.device_id
     assert enrollment.server_url == SERVER_URL
     assert (enrollment.gate, enrollment.event_id) == (GATE, server.gate_event.event_id)
-    assert enrollment.token == DEVICE_TOKEN
+    assert store.vault.load() == DEVICE_TOKEN
     assert DEVICE_TOKEN not in repr(enrollment)
     with store.read() as conn:
         assert load_enrollment(conn) == enrollment
@@ -1448,7 +1448,7 @@ def test_an_online_question_cut_off_by_a_crash_is_resolved_by_the_next_sync(
             conn, PendingOnline(asked_id, server.code(arrived), Direction.ENTRY, clock.now())
         )
         begin_online(conn, PendingOnline(never_id, server.code(lost), Direction.ENTRY, clock.now()))
-    with ServerClient(SERVER_URL, enrollment.token, transport=server.transport) as client:
+    with ServerClient(SERVER_URL, DEVICE_TOKEN, transport=server.transport) as client:
         request = wire.ValidateRequest(code=server.code(arrived), scan_id=asked_id)
         assert client.validate(request, timeout=5).result is VerdictResult.ADMITTED
 

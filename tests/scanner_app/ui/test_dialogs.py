@@ -402,7 +402,6 @@ def enrolled_store(tmp_path: Path) -> Iterator[LocalStore]:
                 tenant_id=uuid.uuid4(),
                 event_id=gate_event.event_id,
                 gate="North 1",
-                token="device-token",  # noqa: S106 (not a secret: a test device)
                 enrolled_at=datetime.now(UTC),
             ),
         )
