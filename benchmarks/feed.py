@@ -212,10 +212,10 @@ def _scanner_sync(seeder: Seeder, port: int, event: EventHandle, gate: str) -> A
                     tenant_id=seeder.tenant_id or uuid.UUID(int=0),
                     event_id=event.event_id,
                     gate=gate,
-                    token=device.token,
                     enrolled_at=now,
                 ),
             )
+        store.vault.save(device.token)
         engine = SyncEngine(store)
         started = time.perf_counter()
         report = engine.sync_once()

@@ -21,6 +21,7 @@ import click  # noqa: E402
 
 from scanner_app.core import paths  # noqa: E402
 from scanner_app.core.paths import ENV_VAR  # noqa: E402
+from scanner_app.core.sync import lab_mode  # noqa: E402
 from shared.domain import Direction  # noqa: E402
 
 if TYPE_CHECKING:
@@ -99,22 +100,34 @@ _decoder_option = click.option(
 )
 @click.option("--ready-probe", is_flag=True, hidden=True)
 @click.option(
+    "--insecure-http-for-lab",
+    "insecure_http",
+    is_flag=True,
+    help=f"LAB ONLY: accept plain http:// servers on the network (or set {lab_mode.ENV_VAR}=1). "
+    "Codes and the device token then cross the network in clear.",
+)
+@click.option(
     "--self-test",
     is_flag=True,
     help="Check this installation without a screen or a server; exit 1 on a failure.",
 )
 @click.pass_context
-def main(
+def main(  # noqa: PLR0917 - click passes one argument per option
     ctx: click.Context,
     demo_mode: bool,
     app_data_dir: Path | None,
     ready_probe: bool,
+    insecure_http: bool,
     self_test: bool,
 ) -> None:
     """Gatehouse scanner: reads ticket QR codes at the gate and decides who gets in.
 
     Without a command, opens the gate app on this scanner's data (--demo: on a demo event).
     """
+    if insecure_http:
+        lab_mode.allow_insecure_http()
+    if lab_mode.insecure_http_allowed():
+        click.secho(f"WARNING: {lab_mode.WARNING}", fg="red", bold=True, err=True)
     if ctx.invoked_subcommand is not None:
         return
     if self_test:

@@ -12,6 +12,11 @@ address and a one-time enrollment code::
 * ``server`` and ``code`` are query parameters, percent-encoded (``urllib.parse.quote``); other
   parameters are ignored, so optional ones can be added without a new version.
 
+The server must be ``https://``: a plain ``http://`` address is accepted only for this computer
+(``localhost``, 127.0.0.0/8, ``::1``), where nothing crosses a network, or when a lab setup
+passes ``allow_insecure_http`` (issue 14: a rogue QR code would otherwise point a gate at an
+attacker who reads every code and answers as the server).
+
 It lives in ``shared`` because both sides write or read it: the server prints it, the scanner
 parses it. The parser is total: any text gives an ``EnrollmentLink`` or raises
 ``EnrollmentLinkError`` whose message is a sentence for the person holding the scanner.
@@ -23,6 +28,7 @@ so a typo is caught before the request and not by a round trip.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from typing import Final
@@ -43,6 +49,10 @@ _CODE_BODY: Final = re.compile(f"[{_CODE_ALPHABET}]{{{_CODE_BODY_CHARS}}}")
 
 CODE_EXAMPLE: Final = "ENR-7KQ2-M9XD-4WPA"
 URL_EXAMPLE: Final = "https://gates.example.org"
+#: What a scanner says when it refuses a plain-http server that is not on this computer.
+INSECURE_SERVER_SENTENCE: Final = (
+    "This server address is not secure (http://). Ask your manager for the https:// address."
+)
 
 
 class EnrollmentLinkError(ValueError):
@@ -88,9 +98,34 @@ def enrollment_code(text: str) -> str:
     return "-".join([_CODE_PREFIX, *groups])
 
 
-def server_url(text: str) -> str:
-    """``text`` as a sync server's base address: ``http`` or ``https``, a host, maybe a port
-    and a path prefix (a reverse proxy), no query; without the trailing slash.
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and the loopback addresses (127.0.0.0/8, ::1): traffic that never
+    leaves this computer."""
+    name = host.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_server(address: str) -> bool:
+    """True when ``address`` (an absolute URL) would carry the device's token and every scanned
+    code in clear over a network: ``http://`` to a host that is not on this computer.
+
+    A rogue enrollment QR code pointing at ``http://`` would otherwise let anyone on the venue
+    network read the codes and answer as the server; a scanner refuses such an address unless
+    a lab setup explicitly allows it.
+    """
+    parts = urlsplit(address.strip())
+    return parts.scheme.lower() != "https" and not is_loopback_host(parts.hostname or "")
+
+
+def server_url(text: str, *, allow_insecure_http: bool = False) -> str:
+    """``text`` as a sync server's base address: ``https`` (or ``http`` to this computer, or to
+    anywhere when ``allow_insecure_http``), a host, maybe a port and a path prefix (a reverse
+    proxy), no query; without the trailing slash.
 
     Raises ``EnrollmentLinkError`` with a sentence saying what is wrong.
     """
@@ -123,20 +158,25 @@ def server_url(text: str) -> str:
         )
     if port == 0:
         raise EnrollmentLinkError("The server address has port 0, which no server listens on.")
-    return f"{scheme}://{parts.netloc}{parts.path}".rstrip("/")
+    normalised = f"{scheme}://{parts.netloc}{parts.path}".rstrip("/")
+    if not allow_insecure_http and insecure_server(normalised):
+        raise EnrollmentLinkError(INSECURE_SERVER_SENTENCE)
+    return normalised
 
 
-def parse_enrollment_link(text: str) -> EnrollmentLink:
+def parse_enrollment_link(text: str, *, allow_insecure_http: bool = False) -> EnrollmentLink:
     """Read the text of an enrollment QR code. Never raises anything but
-    ``EnrollmentLinkError``, whose message says what the text is instead."""
-    link = text.strip()
-    if not link:
+    ``EnrollmentLinkError``, whose message says what the text is instead. A link to a plain
+    ``http://`` server off this computer is refused (``server_url``) unless
+    ``allow_insecure_http``."""
+    stripped = text.strip()
+    if not stripped:
         raise EnrollmentLinkError("The QR code is empty.")
-    if len(link) > MAX_LINK_CHARS:
+    if len(stripped) > MAX_LINK_CHARS:
         raise EnrollmentLinkError("This QR code is not an enrollment code (it is far too long).")
-    head, colon, rest = link.partition(":")
+    head, colon, rest = stripped.partition(":")
     if not colon or head.lower() != SCHEME:
-        raise EnrollmentLinkError(_what_else(link))
+        raise EnrollmentLinkError(_what_else(stripped))
     version, question, query = rest.partition("?")
     if version != VERSION:
         if version.isdigit():
@@ -149,6 +189,26 @@ def parse_enrollment_link(text: str) -> EnrollmentLink:
         raise EnrollmentLinkError(
             "This enrollment QR code has no server address and no code in it."
         )
+    fields = _fields(query)
+    missing = [name for name in ("server", "code") if not fields.get(name)]
+    if missing:
+        raise EnrollmentLinkError(
+            f"This enrollment QR code has no {' and no '.join(missing)} in it."
+        )
+    try:
+        link = EnrollmentLink(
+            server_url=server_url(fields["server"], allow_insecure_http=True),
+            code=enrollment_code(fields["code"]),
+        )
+    except EnrollmentLinkError as error:
+        raise EnrollmentLinkError(f"The enrollment QR code is wrong: {error}") from error
+    if not allow_insecure_http and insecure_server(link.server_url):
+        raise EnrollmentLinkError(INSECURE_SERVER_SENTENCE)
+    return link
+
+
+def _fields(query: str) -> dict[str, str]:
+    """A link's query parameters, each named once and percent-decoded."""
     fields: dict[str, str] = {}
     for pair in query.split("&"):
         name, equals, value = pair.partition("=")
@@ -162,17 +222,7 @@ def parse_enrollment_link(text: str) -> EnrollmentLink:
             raise EnrollmentLinkError(
                 f"This enrollment QR code is damaged (its {name} is not readable text)."
             ) from error
-    missing = [name for name in ("server", "code") if not fields.get(name)]
-    if missing:
-        raise EnrollmentLinkError(
-            f"This enrollment QR code has no {' and no '.join(missing)} in it."
-        )
-    try:
-        return EnrollmentLink(
-            server_url=server_url(fields["server"]), code=enrollment_code(fields["code"])
-        )
-    except EnrollmentLinkError as error:
-        raise EnrollmentLinkError(f"The enrollment QR code is wrong: {error}") from error
+    return fields
 
 
 def _what_else(text: str) -> str:
@@ -194,6 +244,7 @@ def _what_else(text: str) -> str:
 
 __all__ = [
     "CODE_EXAMPLE",
+    "INSECURE_SERVER_SENTENCE",
     "MAX_LINK_CHARS",
     "SCHEME",
     "URL_EXAMPLE",
@@ -201,6 +252,8 @@ __all__ = [
     "EnrollmentLink",
     "EnrollmentLinkError",
     "enrollment_code",
+    "insecure_server",
+    "is_loopback_host",
     "parse_enrollment_link",
     "server_url",
 ]

@@ -39,7 +39,6 @@ def set_up_standalone(
         tenant_id=uuid.UUID(int=0),
         event_id=gate_event.event_id,
         gate=gate,
-        token="",
         enrolled_at=now,
     )
     with store.write() as conn:

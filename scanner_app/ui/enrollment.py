@@ -33,11 +33,13 @@ from scanner_app.core.store import LocalStore, StoreError
 from scanner_app.core.store.state import Enrollment, load_enrollment, load_event
 from scanner_app.core.sync.client import (
     DeviceRejected,
+    InsecureServer,
     RequestRefused,
     ServerClient,
     ServerUnavailable,
 )
 from scanner_app.core.sync.engine import SyncEngine, SyncReport, enroll
+from scanner_app.core.sync.lab_mode import insecure_http_allowed
 from scanner_app.ui.enrollment_qr import QrScanDialog, read_enrollment_qr_image
 from scanner_app.ui.form import choose_image, error_label, heading, show_error
 from scanner_app.ui.jobs import Job, JobQueue
@@ -96,7 +98,7 @@ def enrollment_failure(error: BaseException, url: str) -> str:
             f"Cannot reach the server at {url}. Check the address and this computer's "
             f"network, then try again. ({error.reason})"
         )
-    if isinstance(error, DeviceRejected):
+    if isinstance(error, (DeviceRejected, InsecureServer)):
         return str(error)
     if isinstance(error, StoreError):
         return f"The scanner's data folder cannot be used: {error}"
@@ -214,7 +216,7 @@ class EnrollmentDialog(QDialog):
         """The URL, code and name as they will be sent; inline errors and None if wrong."""
         url = code = None
         try:
-            url = server_url(self.server_edit.text())
+            url = server_url(self.server_edit.text(), allow_insecure_http=insecure_http_allowed())
             show_error(self.server_error, None)
         except EnrollmentLinkError as error:
             show_error(self.server_error, str(error))

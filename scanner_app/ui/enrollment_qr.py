@@ -22,6 +22,7 @@ from scanner_app.core.capture import CapturedFrame, CaptureError, codes_in_image
 from scanner_app.core.decoding import DecodedSymbol, DecoderUnavailable, create_decoder
 from scanner_app.core.pipeline import FramePipeline
 from scanner_app.core.sighting import CodeSighting
+from scanner_app.core.sync.lab_mode import insecure_http_allowed
 from shared.enrollment_link import EnrollmentLink, EnrollmentLinkError, parse_enrollment_link
 
 __all__ = ["QrScanDialog", "read_enrollment_qr_image"]
@@ -46,7 +47,7 @@ def read_enrollment_qr_image(path: Path) -> EnrollmentLink:
     problems: list[str] = []
     for text in texts:
         try:
-            return parse_enrollment_link(text)
+            return parse_enrollment_link(text, allow_insecure_http=insecure_http_allowed())
         except EnrollmentLinkError as error:
             problems.append(str(error))
     raise EnrollmentLinkError(problems[0])
@@ -135,7 +136,7 @@ class QrScanDialog(QDialog):
         if self.link is not None:
             return
         try:
-            self.link = parse_enrollment_link(text)
+            self.link = parse_enrollment_link(text, allow_insecure_http=insecure_http_allowed())
         except EnrollmentLinkError as error:
             self.message_label.setText(f"{error} Keep looking for the enrollment QR code.")
             return

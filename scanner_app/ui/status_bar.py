@@ -2,7 +2,9 @@
 
 From left to right: the link (online / offline and why / standalone / revoked), scans waiting
 to be sent, the last successful sync, how old the ticket data is, a clock warning when the
-device clock is off, and conflicts the server found. A part that needs action is coloured.
+device clock is off, and conflicts the server found. A part that needs action is coloured. In
+lab mode (``core.sync.lab_mode``: plain-http servers allowed) a red warning says so for the
+whole session.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from datetime import datetime
 
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 
+from scanner_app.core.sync import lab_mode
 from scanner_app.ui.scanning import GateStatus
 
 #: A device clock further off than this is worth a warning. Verdict times are corrected by the
@@ -63,6 +66,10 @@ class GateStatusBar(QStatusBar):
             self.conflict_label,
         ):
             self.addWidget(label)
+        self.lab_label = QLabel(lab_mode.WARNING)
+        self.lab_label.setStyleSheet(_WARN)
+        self.addPermanentWidget(self.lab_label)
+        self.lab_label.setVisible(lab_mode.insecure_http_allowed())
         self.status: GateStatus | None = None
 
     def show_status(self, status: GateStatus) -> None:

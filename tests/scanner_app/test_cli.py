@@ -12,8 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from scanner_app.cli import main
+from scanner_app.core.sync import lab_mode
 from scanner_app.core.synthetic_frames import render_qr
 from shared.domain import VerdictReason
+from shared.enrollment_link import INSECURE_SERVER_SENTENCE
 
 BIN = Path(sys.executable).parent
 
@@ -69,3 +71,28 @@ def test_console_scripts_are_installed(script: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Gatehouse" in done.stdout
+
+
+def test_enroll_refuses_a_plain_http_server_with_a_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(lab_mode.ENV_VAR, "0")
+    arguments = ["enroll", "--server", "http://evil.example", "--code", "ENR-7KQ2-M9XD-4WPA"]
+    result = CliRunner().invoke(main, [*arguments, "--data-dir", str(tmp_path)])
+    assert result.exit_code == 1
+    assert INSECURE_SERVER_SENTENCE in result.output
+    assert "WARNING" not in result.output
+
+
+def test_lab_mode_warns_on_every_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(lab_mode.ENV_VAR, "0")  # restored after the test, whatever the CLI sets
+    flagged = CliRunner().invoke(
+        main, ["--insecure-http-for-lab", "status", "--data-dir", str(tmp_path)]
+    )
+    assert flagged.exit_code == 0, flagged.output
+    assert f"WARNING: {lab_mode.WARNING}" in flagged.output
+    assert lab_mode.insecure_http_allowed()
+
+    monkeypatch.setenv(lab_mode.ENV_VAR, "1")
+    from_env = CliRunner().invoke(main, ["status", "--data-dir", str(tmp_path)])
+    assert f"WARNING: {lab_mode.WARNING}" in from_env.output

@@ -3,6 +3,8 @@ going away and coming back, and two gates that both let the same ticket in while
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -10,13 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.server_harness import BenchDatabase, Secrets
 from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import ticket_count
+from scanner_app.core.store.database import DATABASE_FILE
+from scanner_app.core.store.device_token import TOKEN_FILE
 from scanner_app.core.store.scanlog import conflicts, find_scan, local_scans
 from scanner_app.core.store.scans import queue_length
 from scanner_app.core.store.state import GateSettings, save_settings
-from scanner_app.core.sync.engine import SyncEngine, enroll
+from scanner_app.core.sync.engine import TOKEN_REFUSED, SyncEngine, enroll
 from shared.domain import VerdictReason, VerdictResult
 from tests.scanner_app.live_server import BackOffice, LiveServer
 
@@ -194,3 +199,102 @@ def test_a_revoked_ticket_reaches_the_cache_and_is_refused_offline(
     assert new_code.verdict.holder_name == moved.holder_name
     with north.store.read() as conn:
         assert len(local_scans(conn)) == 3
+
+
+# --- a 401 from the server (issue 14) ---------------------------------------------------------
+
+
+def test_a_server_with_a_new_secret_refuses_the_token_and_the_gate_admits_until_enrolled_again(
+    tmp_path: Path,
+    live_database: BenchDatabase,
+    live_server: LiveServer,
+    back_office: BackOffice,
+    scanners: list[Scanner],
+) -> None:
+    sale = back_office.event_on_sale(tickets=3)
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    north.sync()
+    # The server comes back with another JWT secret (rotated, or restored elsewhere): every
+    # device token it handed out before is now "invalid_token", not "device_revoked".
+    live_server.stop()
+    rotated = LiveServer(
+        live_database, Secrets(master_key=live_server.secrets.master_key), port=live_server.port
+    )
+    rotated.start()
+    try:
+        first = north.gate.scan(sale.tickets[0].code)  # asks online: 401
+        report = north.engine.sync_once()
+
+        assert (first.verdict.result, first.mode) == (VerdictResult.ADMITTED, "offline")
+        assert report.errors == [TOKEN_REFUSED]
+        status = north.engine.status()
+        assert not status.revoked
+        assert status.offline_reason == TOKEN_REFUSED
+        assert status.queued == 1  # nothing recorded is dropped
+        second = north.gate.scan(sale.tickets[1].code)
+        assert (second.verdict.result, second.mode) == (VerdictResult.ADMITTED, "offline")
+
+        # The way back: a manager's new code, enrolled on the same data folder.
+        with BackOffice(rotated, back_office.tenant_id) as office:
+            code = office.create_enrollment(sale.event_id, gate="North 1").code
+            north.engine.stop()
+            enroll(north.store, rotated.url, code, "North 1 again")
+            north.engine = SyncEngine(north.store)
+            north.sync()
+            status = north.engine.status()
+            assert status.online
+            assert not status.revoked
+            assert status.queued == 0
+            on_server = {s.id for s in office.scans(sale.event_id)}
+        assert {first.verdict.scan_id, second.verdict.scan_id} <= on_server
+    finally:
+        rotated.close()
+
+
+def test_a_device_the_manager_revoked_admits_nobody(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    sale = back_office.event_on_sale(tickets=1)
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    north.sync()
+    back_office.revoke_device(north.enrollment.device_id)
+
+    report = north.engine.sync_once()
+    verdict = north.gate.scan(sale.tickets[0].code)
+
+    assert not report.ok
+    assert north.engine.status().revoked
+    assert verdict.verdict.result is VerdictResult.REJECTED
+    assert verdict.verdict.reason is VerdictReason.DEVICE_REVOKED
+
+
+# --- the token at rest (issue 14) -------------------------------------------------------------
+
+
+def test_an_enrolled_scanners_token_is_in_a_0600_file_in_a_0700_folder_not_in_its_database(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    previous_umask = os.umask(0o022)  # the usual default: plain files would be 0644
+    try:
+        sale = back_office.event_on_sale(tickets=2)
+        north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+        north.sync()
+        assert north.gate.scan(sale.tickets[0].code).verdict.result is VerdictResult.ADMITTED
+    finally:
+        os.umask(previous_umask)
+    data_dir = north.store.path.parent
+    north.store.checkpoint()
+
+    token_file = data_dir / TOKEN_FILE
+    token = token_file.read_text()
+    assert stat.S_IMODE(os.stat(token_file).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(data_dir).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(north.store.path).st_mode) == 0o600
+    assert len(token) > 20
+    # It is the token the server accepts (the sync above used it)...
+    back_office_view = {d.id for d in back_office.devices(sale.event_id)}
+    assert north.enrollment.device_id in back_office_view
+    # ...and no byte of the database, its log or its shared memory holds it.
+    for name in (DATABASE_FILE, f"{DATABASE_FILE}-wal", f"{DATABASE_FILE}-shm"):
+        if (data_dir / name).exists():
+            assert token.encode() not in (data_dir / name).read_bytes(), name

@@ -10,10 +10,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.enrollment_link import (
+    INSECURE_SERVER_SENTENCE,
     MAX_LINK_CHARS,
     EnrollmentLink,
     EnrollmentLinkError,
     enrollment_code,
+    insecure_server,
     parse_enrollment_link,
     server_url,
 )
@@ -133,3 +135,52 @@ def test_server_addresses_are_normalised(typed: str, url: str) -> None:
 def test_bad_server_addresses_are_refused(typed: str, says: str) -> None:
     with pytest.raises(EnrollmentLinkError, match=says):
         server_url(typed)
+
+
+# --- https only, except on this computer (issue 14) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "http://evil.example",
+        "http://gates.example.org:8000/gh",
+        "http://10.0.0.5",
+        "http://[fe80::1]:8000",
+        "http://127.0.0.1.evil.example",
+        "http://localhost.evil.example.com",
+    ],
+)
+def test_plain_http_off_this_computer_is_refused(address: str) -> None:
+    assert insecure_server(address)
+    with pytest.raises(EnrollmentLinkError) as raised:
+        server_url(address)
+    assert str(raised.value) == INSECURE_SERVER_SENTENCE
+    assert server_url(address, allow_insecure_http=True) == address
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "https://gates.example.org",
+        "http://127.0.0.1:8000",
+        "http://127.0.0.2:8000",
+        "http://127.255.0.9",
+        "http://[::1]:8000",
+        "http://localhost:8000",
+        "http://LOCALHOST.:8000",
+    ],
+)
+def test_https_and_loopback_addresses_are_accepted(address: str) -> None:
+    assert not insecure_server(address)
+    assert server_url(address)
+
+
+def test_an_enrollment_qr_code_with_a_plain_http_server_is_refused_in_a_sentence() -> None:
+    rogue = EnrollmentLink("http://evil.example", CODE).text()
+    with pytest.raises(EnrollmentLinkError) as raised:
+        parse_enrollment_link(rogue)
+    assert str(raised.value) == INSECURE_SERVER_SENTENCE
+    assert rogue.startswith("gatehouse-enroll:1?")  # the format stays version 1
+    lab = parse_enrollment_link(rogue, allow_insecure_http=True)
+    assert lab == EnrollmentLink("http://evil.example", CODE)

@@ -10,6 +10,9 @@ and a command-line ``sync`` may run beside the app. Writes take SQLite's write l
 (``BEGIN IMMEDIATE``), so a transaction that read something never finds it changed under it
 when it comes to write; within one process a lock also keeps threads from spinning on
 ``SQLITE_BUSY``. Readers use WAL snapshots and never wait for writers.
+
+Secrets: the data folder is 0700 and the database files 0600 (set on every open); the device
+token is not in the database but in the token vault (``device_token``), which opens with it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import QueuePool
 
 from scanner_app.core.store import schema
+from scanner_app.core.store.device_token import (
+    TokenVault,
+    open_vault,
+    secure_file,
+    secure_folder,
+)
 from scanner_app.core.store.sealing import Sealer
 
 DATABASE_FILE = "scanner.sqlite3"
@@ -39,11 +48,13 @@ class StoreError(RuntimeError):
 
 
 class LocalStore:
-    """One scanner's SQLite file. Thread-safe: share one instance between threads."""
+    """One scanner's SQLite file, and the vault of its device token. Thread-safe: share one
+    instance between threads."""
 
-    def __init__(self, engine: Engine, path: Path) -> None:
+    def __init__(self, engine: Engine, path: Path, vault: TokenVault) -> None:
         self.engine = engine
         self.path = path
+        self.vault = vault
         self._write_lock = threading.Lock()
         self._sealer: Sealer | None = None
 
@@ -55,7 +66,8 @@ class LocalStore:
         database, or it was written by a newer version of the program.
         """
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            secure_folder(data_dir)
+            vault = open_vault(data_dir)
         except OSError as error:
             raise StoreError(f"Cannot create the data folder {data_dir}: {error}") from error
         path = data_dir / DATABASE_FILE
@@ -70,9 +82,11 @@ class LocalStore:
         )
         event.listen(engine, "connect", _configure_connection)
         event.listen(engine, "begin", _begin)
-        store = cls(engine, path)
+        store = cls(engine, path, vault)
         try:
             store._migrate()
+            for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+                secure_file(path.with_name(name))
         except StoreError:
             engine.dispose()  # a refused file is closed again: the user may move it aside
             raise
@@ -134,7 +148,10 @@ class LocalStore:
                     f"{version}; this program knows up to {schema.SCHEMA_VERSION}). Install "
                     "that version or newer."
                 )
+            token_left = version <= schema.TOKEN_LEAVES_STEP < schema.SCHEMA_VERSION
             for step in range(version, schema.SCHEMA_VERSION):
+                if step == schema.TOKEN_LEAVES_STEP:
+                    self._move_token_to_vault(conn)
                 schema.MIGRATIONS[step](conn)
                 if step == 0:
                     conn.execute(
@@ -145,6 +162,26 @@ class LocalStore:
             if version != schema.SCHEMA_VERSION:
                 # PRAGMA takes no parameters; the value is our own integer.
                 conn.exec_driver_sql(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+        if token_left:
+            self._rewrite_file()
+
+    def _move_token_to_vault(self, conn: Connection) -> None:
+        """Version 1 kept the device token in the file: put it in the vault first (a crash
+        before the migration commits leaves it in both, and the next open does this again)."""
+        token = conn.exec_driver_sql("SELECT token FROM device").scalar()
+        if token:
+            self.vault.save(str(token))
+
+    def _rewrite_file(self) -> None:
+        """Rebuild the file without the pages and the log that held the old token column, so a
+        copy of the data folder does not give it away."""
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("VACUUM")
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            raw.close()
 
 
 def _wal(cursor: sqlite3.Cursor) -> None:

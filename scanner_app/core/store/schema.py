@@ -27,7 +27,8 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-#: The one enrolled identity of this scanner (a single row, id = 1).
+#: The one enrolled identity of this scanner (a single row, id = 1). Its token is not here but in
+#: the device token vault (``device_token``); version 1 kept it in a ``token`` column.
 device = Table(
     "device",
     metadata,
@@ -38,7 +39,6 @@ device = Table(
     Column("tenant_id", LargeBinary, nullable=False),
     Column("event_id", LargeBinary, nullable=False),
     Column("gate", Text, nullable=False),
-    Column("token", Text, nullable=False),
     Column("enrolled_at", Integer, nullable=False),
 )
 
@@ -244,5 +244,14 @@ def _v1(conn: Connection) -> None:
 
 
 #: Step ``n`` (1-based) turns a version ``n - 1`` file into version ``n``.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1,)
+def _v2(conn: Connection) -> None:
+    # The device token leaves the file (issue 14): ``LocalStore`` has moved it to the token
+    # vault before this step runs, and rewrites the file afterwards so no copy stays behind.
+    conn.exec_driver_sql("ALTER TABLE device DROP COLUMN token")
+
+
+#: The step whose start moves the device token out of the file (``LocalStore._migrate``).
+TOKEN_LEAVES_STEP = 1
+
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)

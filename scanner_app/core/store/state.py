@@ -22,7 +22,8 @@ from shared.keys import EncryptionKey, ScannerKeyRing, VerifyKey
 
 
 class Enrollment(msgspec.Struct, kw_only=True, frozen=True):
-    """This device as the server enrolled it. ``token`` is its bearer token (a secret)."""
+    """This device as the server enrolled it. Its bearer token is not part of it: that secret
+    lives in the store's token vault (``LocalStore.vault``), never in the SQLite file."""
 
     device_id: uuid.UUID
     name: str
@@ -30,13 +31,7 @@ class Enrollment(msgspec.Struct, kw_only=True, frozen=True):
     tenant_id: uuid.UUID
     event_id: uuid.UUID
     gate: str
-    token: str
     enrolled_at: datetime
-
-    def __repr__(self) -> str:  # never print the token
-        return (
-            f"Enrollment(device_id={self.device_id}, gate={self.gate!r}, server={self.server_url})"
-        )
 
 
 class GateSettings(msgspec.Struct, kw_only=True, frozen=True):
@@ -131,7 +126,6 @@ def save_enrollment(conn: Connection, enrollment: Enrollment) -> None:
             tenant_id=enrollment.tenant_id.bytes,
             event_id=enrollment.event_id.bytes,
             gate=enrollment.gate,
-            token=enrollment.token,
             enrolled_at=to_micros(enrollment.enrolled_at),
         )
     )
@@ -148,7 +142,6 @@ def load_enrollment(conn: Connection) -> Enrollment | None:
         tenant_id=uuid.UUID(bytes=row.tenant_id),
         event_id=uuid.UUID(bytes=row.event_id),
         gate=row.gate,
-        token=row.token,
         enrolled_at=from_micros(row.enrolled_at),
     )
 

@@ -5,9 +5,16 @@ decides with three cases and no HTTP details:
 
 * ``ServerUnavailable`` — try again later: no connection, a timeout, 5xx, 429 (with the
   server's ``Retry-After`` when it sent one) or an answer that does not decode;
-* ``DeviceRejected`` — 401: the device was revoked or its token is no longer valid; syncing
-  again will not help, a manager must enroll it again;
+* ``DeviceRejected`` — 401: the server refuses this device's token. Only its ``revoked``
+  (the server's ``device_revoked`` problem: a manager switched the device off) means the
+  device must stop admitting; any other 401 (a token the server does not know: a restored
+  backup, a rotated secret, the wrong server) leaves the gate working offline until it is
+  enrolled again;
 * ``RequestRefused`` — any other 4xx: the server will never accept this request as sent.
+
+A client is never made for a plain ``http://`` server off this computer (``InsecureServer``,
+before any connection): the device's token and every scanned code would cross the venue
+network in clear. A lab allows it explicitly (``lab_mode``).
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ from typing import TypeVar
 import httpx
 import msgspec
 
+from scanner_app.core.sync.lab_mode import insecure_http_allowed
 from shared import wire
+from shared.enrollment_link import INSECURE_SERVER_SENTENCE, insecure_server
 
 MSGPACK = "application/msgpack"
 _T = TypeVar("_T")
@@ -35,10 +44,29 @@ class ServerUnavailable(SyncError):
         self.retry_after = retry_after
 
 
+class InsecureServer(SyncError):
+    """The server's address is plain ``http://`` off this computer: refused before any
+    connection. ``str()`` is the sentence for staff."""
+
+    def __init__(self) -> None:
+        super().__init__(INSECURE_SERVER_SENTENCE)
+
+
+#: The problem code of a 401 for a revoked device (``sync_server/http/dependencies.py``,
+#: ``caller_session``); any other 401 is a token the server does not accept.
+DEVICE_REVOKED_CODE = "device_revoked"
+
+
 class DeviceRejected(SyncError):
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
         self.code = code
+
+    @property
+    def revoked(self) -> bool:
+        """The server says a manager revoked this device (not merely that it refuses the
+        token)."""
+        return self.code == DEVICE_REVOKED_CODE
 
 
 class RequestRefused(SyncError):
@@ -97,6 +125,7 @@ class ServerClient:
     """Talks to one sync server as one enrolled device (or, for ``enroll``, as nobody yet).
 
     ``timeout`` bounds every call except ``validate``, which takes its own (short) one.
+    Raises ``InsecureServer`` for a plain-http server off this computer, unless in lab mode.
     Thread-safe; ``close()`` when done.
     """
 
@@ -108,6 +137,8 @@ class ServerClient:
         timeout: float = 15.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        if insecure_server(base_url) and not insecure_http_allowed():
+            raise InsecureServer()
         headers = {"User-Agent": "gatehouse-scanner", "Accept-Encoding": "gzip"}
         if token:
             headers["Authorization"] = f"Bearer {token}"

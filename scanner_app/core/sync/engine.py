@@ -69,6 +69,7 @@ from scanner_app.core.store.state import (
 )
 from scanner_app.core.sync.client import (
     DeviceRejected,
+    InsecureServer,
     RequestRefused,
     ServerClient,
     ServerUnavailable,
@@ -85,6 +86,9 @@ FEED_PAGE = 10_000
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 LOCK_FILE = "sync.lock"
+#: What the status says when the server refuses the token without saying the device was
+#: revoked: the gate goes on offline, and enrolling again is the way back.
+TOKEN_REFUSED = "The server no longer accepts this scanner's token. Enroll it again."  # noqa: S105 - a sentence
 
 ClientFactory = Callable[[str, str | None], ServerClient]
 
@@ -151,7 +155,8 @@ def enroll(
     """Redeem an enrollment code and make this store that device.
 
     Raises ``RequestRefused`` for a code the server does not accept (its ``detail`` says why),
-    ``ServerUnavailable`` when the server cannot be reached.
+    ``ServerUnavailable`` when the server cannot be reached, ``InsecureServer`` (before any
+    connection) for a plain-http server off this computer.
     """
     clock = clock or SystemClock()
     server_url = server_url.strip().rstrip("/")
@@ -166,9 +171,12 @@ def enroll(
         tenant_id=enrolled.tenant_id,
         event_id=enrolled.event_id,
         gate=enrolled.gate,
-        token=enrolled.device_token,
         enrolled_at=received,
     )
+    # The token goes to the vault, never into the database; first, so that a vault that cannot
+    # take it (a locked keyring, a read-only folder) fails the enrollment before anything else
+    # is written.
+    store.vault.save(enrolled.device_token)
     with store.write() as conn:
         save_enrollment(conn, enrollment)
         save_event(conn, enrolled.event)
@@ -223,6 +231,7 @@ class SyncEngine:
         with store.read() as conn:
             self._enrollment = load_enrollment(conn)
             self._state = load_sync_state(conn)
+        self._token = store.vault.load() if self._enrollment is not None else None
 
     def set_data_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after a sync brought new keys, tickets, admissions or event
@@ -286,13 +295,15 @@ class SyncEngine:
         finds out when the server is back."""
         if not self.is_online() or self._enrollment is None:
             return None
-        client = self._validation_client()
         try:
+            client = self._validation_client()
             return client.validate(request, timeout=self.online_timeout_seconds)
+        except InsecureServer as error:
+            self._went_offline(str(error), None)
         except ServerUnavailable as error:
             self._went_offline(error.reason, error.retry_after)
         except DeviceRejected as error:
-            self._revoked(str(error))
+            self._rejected(error)
         except RequestRefused as error:
             log.warning("online validation refused: %s", error)
         return None
@@ -302,7 +313,7 @@ class SyncEngine:
             if self._validate_client is None:
                 assert self._enrollment is not None
                 self._validate_client = self._client_factory(
-                    self._enrollment.server_url, self._enrollment.token
+                    self._enrollment.server_url, self._token
                 )
             return self._validate_client
 
@@ -339,7 +350,14 @@ class SyncEngine:
     def _sync(self) -> SyncReport:
         assert self._enrollment is not None
         report = SyncReport()
-        client = self._client_factory(self._enrollment.server_url, self._enrollment.token)
+        try:
+            client = self._client_factory(self._enrollment.server_url, self._token)
+        except InsecureServer as error:
+            # Enrolled at a plain-http address (before this rule, or in a lab): nothing is
+            # sent; the gate goes on offline and the queue waits for an https server.
+            report.errors.append(str(error))
+            self._went_offline(str(error), None)
+            return report
         try:
             self._check_in(client, report)
             self._resolve_online(client, report)
@@ -350,8 +368,8 @@ class SyncEngine:
             self._went_offline(error.reason, error.retry_after)
             return report
         except DeviceRejected as error:
-            report.errors.append(str(error))
-            self._revoked(str(error))
+            report.errors.append(str(error) if error.revoked else TOKEN_REFUSED)
+            self._rejected(error)
             return report
         except RequestRefused as error:
             # The server refuses a request it should accept (a 403 after a role change, a
@@ -539,6 +557,18 @@ class SyncEngine:
         self._emit()
         self._wake.set()
 
+    def _rejected(self, error: DeviceRejected) -> None:
+        """A 401. Only the server's explicit ``device_revoked`` switches the gate off; any other
+        refusal of the token (unknown to a server restored from a backup or with a new secret,
+        or a server that is not ours) must not let whoever answers shut a gate down: the device
+        goes on offline, keeps its queue, tries again after the backoff, and says how to get
+        back (enroll again)."""
+        if error.revoked:
+            self._revoked(str(error))
+            return
+        log.warning("the server refused this device's token (%s)", error.code)
+        self._went_offline(TOKEN_REFUSED, None)
+
     def _revoked(self, reason: str) -> None:
         self._save_state(
             msgspec.structs.replace(
@@ -616,6 +646,7 @@ class SyncEngine:
 
 __all__ = [
     "FEED_PAGE",
+    "TOKEN_REFUSED",
     "NotEnrolledForSync",
     "SyncBusy",
     "SyncEngine",

@@ -161,7 +161,6 @@ def _open_venue(
                 tenant_id=new_id(),
                 event_id=gate_event.event_id,
                 gate=GATE,
-                token="device-token",  # noqa: S106 - not a secret, a test value
                 enrolled_at=clock.now(),
             ),
         )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import socket
 import threading
 import time
 import uuid
@@ -44,9 +45,12 @@ from scanner_app.core.store.state import (
     load_event,
     load_keys,
     load_sync_state,
+    save_enrollment,
 )
+from scanner_app.core.sync import lab_mode
 from scanner_app.core.sync.client import (
     DeviceRejected,
+    InsecureServer,
     RequestRefused,
     ServerClient,
     ServerUnavailable,
@@ -54,6 +58,7 @@ from scanner_app.core.sync.client import (
 )
 from scanner_app.core.sync.engine import (
     LOCK_FILE,
+    TOKEN_REFUSED,
     NotEnrolledForSync,
     SyncBusy,
     SyncEngine,
@@ -64,12 +69,13 @@ from scanner_app.core.sync.engine import (
 from shared import wire
 from shared.clock import ManualClock
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
+from shared.enrollment_link import INSECURE_SERVER_SENTENCE
 from shared.ids import new_id
 from shared.keys import IssuerKeyRing
 from shared.ticket_code import CodeRejection, issue_code, read_code
 from shared.timeline import AdmittedScan, replay
 
-SERVER_URL = "http://gatehouse.test"
+SERVER_URL = "https://gatehouse.test"
 ENROLLMENT_CODE = "K7Q2-MX4D"
 DEVICE_TOKEN = "device-token-of-north-1"  # noqa: S105 - a fake server's token
 GATE = "North"
@@ -714,7 +720,7 @@ def test_enroll_stores_identity_event_keys_and_the_clock_offset(
     assert enrollment.device_id == server.device_id
     assert enrollment.server_url == SERVER_URL
     assert (enrollment.gate, enrollment.event_id) == (GATE, server.gate_event.event_id)
-    assert enrollment.token == DEVICE_TOKEN
+    assert store.vault.load() == DEVICE_TOKEN
     assert DEVICE_TOKEN not in repr(enrollment)
     with store.read() as conn:
         assert load_enrollment(conn) == enrollment
@@ -1442,7 +1448,7 @@ def test_an_online_question_cut_off_by_a_crash_is_resolved_by_the_next_sync(
             conn, PendingOnline(asked_id, server.code(arrived), Direction.ENTRY, clock.now())
         )
         begin_online(conn, PendingOnline(never_id, server.code(lost), Direction.ENTRY, clock.now()))
-    with ServerClient(SERVER_URL, enrollment.token, transport=server.transport) as client:
+    with ServerClient(SERVER_URL, DEVICE_TOKEN, transport=server.transport) as client:
         request = wire.ValidateRequest(code=server.code(arrived), scan_id=asked_id)
         assert client.validate(request, timeout=5).result is VerdictResult.ADMITTED
 
@@ -1529,3 +1535,105 @@ def test_a_revoked_scanner_admits_nobody(
     with store.read() as conn:
         logged = find_scan(conn, verdict.verdict.scan_id or new_id())
     assert logged is not None  # recorded like every scan
+
+
+# --- the link to the server: https only off this computer (issue 14) ---------------------------
+
+
+@pytest.fixture
+def connection_attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every name look-up or connection this process tries from now on (each one fails)."""
+    attempts: list[object] = []
+
+    def refuse(what: object) -> None:
+        attempts.append(what)
+        raise OSError("this test allows no connection")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **_: refuse(args))
+    monkeypatch.setattr(socket.socket, "connect", lambda _self, address: refuse(address))
+    return attempts
+
+
+def test_enrolling_at_a_plain_http_server_is_refused_before_any_connection(
+    store: LocalStore, connection_attempts: list[object]
+) -> None:
+    # What a rogue enrollment QR code would have the scanner do.
+    with pytest.raises(InsecureServer) as raised:
+        enroll(store, "http://evil.example", ENROLLMENT_CODE, "North 1")
+
+    assert str(raised.value) == INSECURE_SERVER_SENTENCE
+    assert connection_attempts == []
+    with store.read() as conn:
+        assert load_enrollment(conn) is None
+
+
+def test_a_device_enrolled_at_plain_http_sends_nothing_and_keeps_scanning_offline(
+    monkeypatch: pytest.MonkeyPatch,
+    store: LocalStore,
+    clock: ManualClock,
+    server: FakeServer,
+    engine: SyncEngine,
+    gate: Gate,
+) -> None:
+    monkeypatch.setenv(lab_mode.ENV_VAR, "0")
+    first, second, later = server.sell(3)
+    assert engine.sync_once().ok
+    scan_offline(gate, server, [first, second])
+    with store.write() as conn:  # enrolled at http:// before the rule (or in a lab)
+        enrollment = load_enrollment(conn)
+        assert enrollment is not None
+        plain = msgspec.structs.replace(enrollment, server_url="http://gatehouse.test")
+        save_enrollment(conn, plain)
+    asked = len(server.seen)
+    plain_engine = SyncEngine(store, clock=clock, client_factory=server.client_factory)
+    assert plain_engine.is_online()  # as the last sync left it
+
+    assert plain_engine.online_check(wire.ValidateRequest(code=server.code(later))) is None
+    report = plain_engine.sync_once()
+
+    assert report.errors == [INSECURE_SERVER_SENTENCE]
+    assert len(server.seen) == asked  # the token and the codes never left
+    status = plain_engine.status()
+    assert status.offline_reason == INSECURE_SERVER_SENTENCE
+    assert not status.revoked
+    assert status.queued == 2  # nothing a steward recorded is dropped
+    assert scan_offline(gate, server, [later])  # the gate goes on admitting offline
+
+    # A lab turns the rule off explicitly: then the queue goes up.
+    monkeypatch.setenv(lab_mode.ENV_VAR, "1")
+    assert plain_engine.sync_once().ok
+    assert plain_engine.status().queued == 0
+
+
+# --- a 401 is not a revocation unless the server says so (issue 14) ------------------------------
+
+
+def test_a_401_without_device_revoked_leaves_the_gate_admitting_and_the_queue_intact(
+    clock: ManualClock, server: FakeServer, engine: SyncEngine, gate: Gate
+) -> None:
+    first, second, third = server.sell(3)
+    assert engine.sync_once().ok
+    scan_offline(gate, server, [first])
+    # A server restored from a backup, with a new secret, or not ours: it does not know the token.
+    refused = Failure(status=401, code="invalid_token", detail="The token is not valid.")
+    server.fail(ME, refused, times=1)
+    server.fail(VALIDATE, refused, times=1)
+
+    asked = len(server.seen)
+    online = engine.online_check(wire.ValidateRequest(code=server.code(second)))
+    report = engine.sync_once()
+
+    assert online is None
+    assert len(server.seen) == asked + 2  # the server was asked both times
+    assert report.errors == [TOKEN_REFUSED]
+    status = engine.status()
+    assert not status.revoked
+    assert status.offline_reason == TOKEN_REFUSED
+    assert status.queued == 1  # nothing a steward recorded is dropped
+    assert scan_offline(gate, server, [second])  # still admitting, not "device revoked"
+
+    # Not for good: once the server accepts the token again, the queue goes up.
+    assert engine.sync_once().ok
+    assert engine.status().queued == 0
+    assert engine.status().online
+    assert scan_offline(gate, server, [third])

@@ -34,12 +34,14 @@ from scanner_app.core.store.state import (
     save_event,
     save_settings,
 )
+from scanner_app.core.sync import lab_mode
 from scanner_app.ui.enrollment import EnrollmentDialog
 from scanner_app.ui.enrollment_qr import QrScanDialog
 from scanner_app.ui.settings_dialog import SettingsDialog
+from scanner_app.ui.status_bar import GateStatusBar
 from shared import wire
 from shared.domain import Direction
-from shared.enrollment_link import EnrollmentLink
+from shared.enrollment_link import INSECURE_SERVER_SENTENCE, EnrollmentLink
 from tests.scanner_app.live_server import BackOffice, LiveServer, enroll
 
 #: A deadline for the server to answer, not a speed requirement.
@@ -291,6 +293,67 @@ def test_an_image_without_an_enrollment_qr_says_what_it_holds(
     assert dialog.server_edit.text() == ""
 
 
+@pytest.fixture
+def connection_attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every name look-up or connection this process tries from now on (each one fails)."""
+    attempts: list[object] = []
+
+    def refuse(what: object) -> None:
+        attempts.append(what)
+        raise OSError("this test allows no connection")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **_: refuse(args))
+    monkeypatch.setattr(socket.socket, "connect", lambda _self, address: refuse(address))
+    return attempts
+
+
+def test_a_rogue_enrollment_qr_with_a_plain_http_server_is_refused_without_a_request(
+    qtbot: QtBot,
+    tmp_path: Path,
+    enrollment_dialog: EnrollmentDialog,
+    connection_attempts: list[object],
+) -> None:
+    rogue = EnrollmentLink("http://evil.example", "ENR-7KQ2-M9XD-4WPA").text()
+    dialog = enrollment_dialog
+
+    dialog.read_qr_file(_qr_png(tmp_path / "rogue.png", rogue))
+    qtbot.waitUntil(lambda: not dialog.busy and dialog.message_label.isVisible())
+
+    assert dialog.message_label.text() == INSECURE_SERVER_SENTENCE
+    assert dialog.server_edit.text() == ""
+    assert connection_attempts == []
+    assert _enrollment_in(tmp_path / "scanner") is None
+
+
+def test_a_typed_plain_http_address_is_refused_inline(
+    qtbot: QtBot,
+    tmp_path: Path,
+    enrollment_dialog: EnrollmentDialog,
+    connection_attempts: list[object],
+) -> None:
+    dialog = enrollment_dialog
+    _type(qtbot, dialog, "http://gates.example.org", "ENR-7KQ2-M9XD-4WPA")
+    qtbot.mouseClick(dialog.enroll_button, Qt.MouseButton.LeftButton)
+
+    assert not dialog.busy
+    assert dialog.server_error.text() == INSECURE_SERVER_SENTENCE
+    assert dialog.server_edit.text() == "http://gates.example.org"  # kept, to be corrected
+    assert connection_attempts == []
+    assert _enrollment_in(tmp_path / "scanner") is None
+
+
+@pytest.mark.parametrize("lab", [False, True])
+def test_lab_mode_is_shown_in_the_status_bar_for_the_whole_session(
+    qtbot: QtBot, monkeypatch: pytest.MonkeyPatch, lab: bool
+) -> None:
+    monkeypatch.setenv(lab_mode.ENV_VAR, "1" if lab else "0")
+    bar = GateStatusBar()
+    qtbot.addWidget(bar)
+    bar.show()
+    assert bar.lab_label.isVisible() is lab
+    assert "insecure http://" in bar.lab_label.text()
+
+
 def test_the_camera_scan_finds_an_enrollment_qr(qtbot: QtBot, tmp_path: Path) -> None:
     # The camera path with an image file as its source (what open_source takes).
     link = EnrollmentLink("https://gates.example.org", "ENR-7KQ2-M9XD-4WPA")
@@ -339,7 +402,6 @@ def enrolled_store(tmp_path: Path) -> Iterator[LocalStore]:
                 tenant_id=uuid.uuid4(),
                 event_id=gate_event.event_id,
                 gate="North 1",
-                token="device-token",  # noqa: S106 (not a secret: a test device)
                 enrolled_at=datetime.now(UTC),
             ),
         )
