@@ -7,7 +7,10 @@ request.
 Our own tokens are HS256 and name their key in the ``kid`` header (``key_id``: a short hash of
 the key, never the key): the verifier accepts the current key and the previous ones
 (``AuthSettings.hs_keys``), so the secret can be rotated without logging every device out, and
-refuses a token without a ``kid`` or with one it does not know. When a JWKS URL is configured
+refuses a token with a ``kid`` it does not know. A token without a ``kid`` is refused too,
+except a device token signed with the current key: scanners enrolled before tokens carried a
+``kid`` keep syncing across the upgrade until their token expires (device tokens are revoked
+through the devices table, so they need no ``jti`` either). When a JWKS URL is configured
 (a deployment behind an API gateway), managers and services come with EdDSA/RS256 tokens
 signed by its keys; device tokens, which only this server issues, stay our HS256 ones.
 """
@@ -161,14 +164,18 @@ class TokenVerifier:
             # (EdDSA/RS256 only), so no token is ever checked against the wrong kind of key.
             ours = self._jwks is None or header.get("alg") in HS_ALGORITHMS
             key: Any
-            if self._jwks is None or ours:
-                key, algorithms = self._hs_key(header.get("kid")), HS_ALGORITHMS
-            else:
+            kid = header.get("kid")
+            legacy = ours and not kid
+            if self._jwks is not None and not ours:
                 # PyJWKClient fetches (and caches) the key set over blocking HTTP.
                 key = (
                     await anyio.to_thread.run_sync(self._jwks.get_signing_key_from_jwt, token)
                 ).key
                 algorithms = JWKS_ALGORITHMS
+            elif legacy:  # only a device token may be this; checked below once it is read
+                key, algorithms = self._settings.jwt_secret, HS_ALGORITHMS
+            else:
+                key, algorithms = self._hs_key(kid), HS_ALGORITHMS
             claims = jwt.decode(
                 token,
                 key,
@@ -176,7 +183,7 @@ class TokenVerifier:
                 issuer=self._settings.issuer,
                 audience=self._settings.audience,
                 options={
-                    "require": ["exp", "sub", "jti"],
+                    "require": ["exp", "sub"],
                     "verify_aud": self._settings.audience is not None,
                 },
             )
@@ -185,6 +192,14 @@ class TokenVerifier:
         except (jwt.PyJWKClientError, jwt.InvalidTokenError) as error:
             raise Unauthorized("invalid_token", f"The token is not valid: {error}.") from error
         principal = _principal(claims)
+        if principal.role is not Role.SCANNER and legacy:
+            raise Unauthorized(
+                "invalid_token", "The token does not name its key (no kid header); get a new one."
+            )
+        if principal.role is not Role.SCANNER and not claims.get("jti"):
+            raise Unauthorized(
+                "invalid_token", "The token has no jti, so it could not be revoked; get a new one."
+            )
         if ours and self._jwks is not None and principal.role is not Role.SCANNER:
             raise Unauthorized(
                 "invalid_token",
@@ -227,7 +242,7 @@ def _principal(claims: dict[str, Any]) -> Principal:
         device_id=device_id,
         event_id=event_id,
         gate=claims.get("gate"),
-        token_id=str(claims["jti"]),
+        token_id=str(claims["jti"]) if claims.get("jti") else None,
     )
 
 

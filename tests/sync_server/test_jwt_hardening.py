@@ -86,6 +86,32 @@ async def test_tokens_without_a_kid_or_with_an_unknown_kid_are_refused(
     assert (await client.get("/v1/events", headers=_bearer(ours))).status_code == 200
 
 
+async def test_a_device_token_from_before_key_ids_keeps_working_until_it_expires(
+    client: AsyncTestClient[Any], settings: Settings, tenant: TenantHandle
+) -> None:
+    """Scanners enrolled before tokens carried a kid (and a jti) keep syncing across the
+    upgrade, as long as the token is signed with the current key; a manager or service token of
+    that shape, or a device one signed with any other key, is refused."""
+    event = await create_event(client, tenant)
+    device = await enrolled_device(client, tenant, event["id"])
+    issued = device.headers["Authorization"].removeprefix("Bearer ")
+    fresh = jwt.decode(issued, options={"verify_signature": False})
+    before = {name: value for name, value in fresh.items() if name != "jti"}
+    secret = settings.auth.jwt_secret
+    legacy = jwt.encode(before, secret, algorithm="HS256")
+    assert "kid" not in jwt.get_unverified_header(legacy)
+    assert (await client.get("/v1/devices/me", headers=_bearer(legacy))).status_code == 200
+    strangers = jwt.encode(before, secrets.token_urlsafe(32), algorithm="HS256")
+    assert_problem(
+        await client.get("/v1/devices/me", headers=_bearer(strangers)), 401, "invalid_token"
+    )
+    no_jti = {name: value for name, value in _claims(tenant).items() if name != "jti"}
+    unrevocable = jwt.encode(no_jti, secret, algorithm="HS256", headers={"kid": key_id(secret)})
+    assert_problem(
+        await client.get("/v1/events", headers=_bearer(unrevocable)), 401, "invalid_token"
+    )
+
+
 async def test_a_token_signed_with_the_previous_key_is_accepted_during_rotation(
     settings: Settings, tenant: TenantHandle
 ) -> None:
