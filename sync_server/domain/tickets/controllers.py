@@ -25,8 +25,14 @@ from sync_server.domain.tickets.schemas import (
 from sync_server.domain.tickets.services import TicketService, ticket_out
 from sync_server.http.auth import Role, allow
 from sync_server.http.dependencies import ClockDep, OpenSessionDep, PrincipalDep, SessionDep
-from sync_server.http.idempotency import IdempotencyHeader, IdempotentRequest, run_idempotent
+from sync_server.http.idempotency import (
+    REPLAYED,
+    IdempotencyHeader,
+    IdempotentRequest,
+    run_idempotent,
+)
 from sync_server.http.pagination import DEFAULT_LIMIT
+from sync_server.http.problems import AUTHENTICATED, DocumentedOperation, problem_responses
 from sync_server.redis.ticket_cache import TicketCache
 
 _WRITERS = [allow(Role.SERVICE, Role.MANAGER)]
@@ -69,6 +75,9 @@ _TICKET_SERVICES = {
     tags=["tickets"],
     status_code=201,
     dependencies=_TICKET_SERVICES,
+    operation_class=DocumentedOperation,
+    responses=problem_responses(400, 404, 409, 422, *AUTHENTICATED),
+    response_headers=[REPLAYED],
 )
 async def purchase(
     data: JSONBody[PurchaseRequest],
@@ -95,7 +104,7 @@ class TicketController(Controller):
     guards = _WRITERS
     dependencies = _TICKET_SERVICES
 
-    @get("/")
+    @get("/", operation_class=DocumentedOperation, responses=problem_responses(400, *AUTHENTICATED))
     async def list_tickets(
         self,
         ticket_service: TicketServiceDep,
@@ -108,7 +117,11 @@ class TicketController(Controller):
             event_id=event_id, status=status, cursor=cursor, limit=limit
         )
 
-    @get("/{ticket_id:uuid}")
+    @get(
+        "/{ticket_id:uuid}",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
     async def read(
         self,
         ticket_id: FromPath[uuid.UUID],
@@ -126,7 +139,11 @@ class TicketController(Controller):
 
         return await ticket_cache.read(principal.tenant_id, ticket_id, load)
 
-    @get("/{ticket_id:uuid}/history")
+    @get(
+        "/{ticket_id:uuid}/history",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
     async def history(
         self,
         ticket_id: FromPath[uuid.UUID],
@@ -135,7 +152,11 @@ class TicketController(Controller):
         """Every lifecycle step of the ticket, oldest first."""
         return await ticket_service.history(ticket_id)
 
-    @get("/{ticket_id:uuid}/code")
+    @get(
+        "/{ticket_id:uuid}/code",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, 422, *AUTHENTICATED),
+    )
     async def code(
         self,
         ticket_id: FromPath[uuid.UUID],
@@ -144,7 +165,13 @@ class TicketController(Controller):
         """A fresh code for the ticket's current version (to send the ticket again)."""
         return await ticket_service.current_code(ticket_id)
 
-    @post("/{ticket_id:uuid}/transfer", status_code=200)
+    @post(
+        "/{ticket_id:uuid}/transfer",
+        status_code=200,
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, 409, 422, *AUTHENTICATED),
+        response_headers=[REPLAYED],
+    )
     async def transfer(
         self,
         ticket_id: FromPath[uuid.UUID],
@@ -168,7 +195,13 @@ class TicketController(Controller):
             lambda: ticket_service.transfer(ticket_id, data),
         )
 
-    @post("/{ticket_id:uuid}/revoke", status_code=200)
+    @post(
+        "/{ticket_id:uuid}/revoke",
+        status_code=200,
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, 409, 422, *AUTHENTICATED),
+        response_headers=[REPLAYED],
+    )
     async def revoke(
         self,
         ticket_id: FromPath[uuid.UUID],
