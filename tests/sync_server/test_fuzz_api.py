@@ -49,8 +49,8 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-#: Generated examples per operation (each under one of the roles): enough to reach every
-#: route's validation and its handler, few enough for a two-core machine.
+#: Generated examples per operation and role: enough to reach every route's validation and its
+#: handler, few enough for a two-core machine (about a minute in all).
 EXAMPLES = 10
 ROLES = ("manager", "service", "scanner")
 
