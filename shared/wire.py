@@ -156,8 +156,9 @@ class ScanUpload(msgspec.Struct, kw_only=True, frozen=True):
     direction: Direction
     #: The device's wall clock when the scan happened.
     scanned_at: datetime
-    #: Server time minus device time, in ms, as the device last measured it.
-    clock_offset_ms: int = 0
+    #: Server time minus device time, in ms, as the device last measured it. Bounded by the
+    #: column (32 bits: about ±24 days, far beyond a real clock's drift).
+    clock_offset_ms: Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)] = 0
     #: What the device showed the gate staff.
     device_result: VerdictResult
     device_reason: VerdictReason | None = None

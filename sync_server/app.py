@@ -191,7 +191,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         middleware=[
             # First, so its request id and start time cover everything after it.
             RequestContextMiddleware,
-            DefineMiddleware(BearerAuthMiddleware, verifier=verifier, exclude=["^/schema"]),
+            # OPTIONS too (Litestar lets it through by default): this API serves no browser
+            # preflight, and a controller's guards run on its OPTIONS route and need the caller.
+            DefineMiddleware(
+                BearerAuthMiddleware,
+                verifier=verifier,
+                exclude=["^/schema"],
+                exclude_http_methods=[],
+            ),
             # Inside authentication: it counts per caller, so it needs the token's principal.
             RateLimitMiddleware(_rate_limits),
         ],

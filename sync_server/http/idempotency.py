@@ -22,6 +22,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from litestar import Response
+from litestar.datastructures import ResponseHeader
 from litestar.params import HeaderParameter
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -152,3 +153,14 @@ async def run_idempotent(
         session, status, redaction.blank(result) if redaction is not None else result
     )
     return Response(result, status_code=status)
+
+
+#: The OpenAPI document's word for ``Idempotent-Replayed`` on an idempotent route's success
+#: (``response_headers=[REPLAYED]``).
+REPLAYED = ResponseHeader(
+    name=REPLAY_HEADER,
+    value="true",
+    documentation_only=True,
+    description="`true` when this is the stored answer to an earlier request with the same "
+    f"{HEADER}; absent on the first answer.",
+)

@@ -13,6 +13,7 @@ from typing import TypeAlias
 
 from litestar import Response, get
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import SkipValidation
 from litestar.types import ControllerRouterHandler
 from prometheus_client.core import GaugeMetricFamily
@@ -20,6 +21,7 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from sync_server.db.engine import Database
+from sync_server.http.problems import PublicOperation
 from sync_server.messaging.outbox import outbox_backlog
 from sync_server.observability import metrics
 from sync_server.observability.readiness import Readiness, ReadinessReport
@@ -111,14 +113,21 @@ def _dependency_families(report: ReadinessReport) -> list[Metric]:
 OperationsDep: TypeAlias = NamedDependency[SkipValidation[Operations]]
 
 
-@get("/health", opt=_OPS, tags=["ops"])
+@get("/health", opt=_OPS, tags=["ops"], operation_class=PublicOperation)
 async def health() -> dict[str, str]:
     """Liveness: the process answers. Checks no dependency, so a database outage never makes
     an orchestrator restart every instance."""
     return {"status": "ok"}
 
 
-@get("/ready", opt=_OPS, tags=["ops"])
+@get(
+    "/ready",
+    opt=_OPS,
+    tags=["ops"],
+    operation_class=PublicOperation,
+    # Not a problem: the same report, saying which dependency is down.
+    responses={503: ResponseSpec(ReadinessReport, description="Postgres does not answer.")},
+)
 async def ready(operations: OperationsDep) -> Response[ReadinessReport]:
     """Readiness, per dependency with status and latency: 200 when Postgres answers (status
     ``ready``, or ``degraded`` when Redis or RabbitMQ does not), 503 when it does not."""

@@ -8,14 +8,18 @@ never sees an error without a ``code``.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final
 
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import OpenAPIHeader, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from sync_server.observability.context import assign_request_id
+from sync_server.observability.context import REQUEST_ID_HEADER, assign_request_id
 from sync_server.redis.breakers import CircuitOpen
 
 log = logging.getLogger(__name__)
@@ -193,3 +197,104 @@ def exception_handlers() -> ExceptionHandlersMap:
         ConnectionError: _from_database,
         Exception: _from_anything,
     }
+
+
+# --- the OpenAPI document's error answers -----------------------------------------------------
+
+
+class ProblemDetails(msgspec.Struct, kw_only=True):
+    """The body of every error answer (``application/problem+json``), as ``problem_response``
+    builds it: RFC 9457's members, our stable ``code`` and the request's id. Some problems add
+    members of their own (``errors``, ``limit``, ``retry_after``, ``service``...)."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    instance: str
+    request_id: str
+    #: What is wrong with the request, for ``validation_failed``.
+    errors: list[dict[str, Any]] | None = None
+
+
+#: What each documented error status means, for the document's readers.
+_MEANINGS: Final = {
+    400: "The request is not valid: `validation_failed` (see `errors`) or the route's own code.",
+    401: "No bearer token, a bad or expired one, or a revoked device's (`WWW-Authenticate`).",
+    403: "The token's role (or device) may not do this.",
+    404: "Nothing with that id for this caller.",
+    409: "The request conflicts with the current state (the code says how).",
+    422: "Understood, but refused by the rules (the code says which).",
+    429: "Over this caller's rate limit: retry after `Retry-After` seconds.",
+    503: "A dependency (database, Redis-backed circuit, chain) is unavailable: retry after "
+    "`Retry-After` seconds.",
+}
+
+#: The answers every route behind the bearer token can give besides its own: no or bad token,
+#: wrong role, over the rate limit, a dependency down.
+AUTHENTICATED: Final = (401, 403, 429, 503)
+
+
+def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
+    """The OpenAPI ``responses=`` of a route's error answers, each an ``application/problem+json``
+    ``ProblemDetails``. Give the route ``operation_class=DocumentedOperation`` too: it adds the
+    answers' headers."""
+    return {
+        status: ResponseSpec(
+            data_container=ProblemDetails,
+            media_type=PROBLEM_JSON,
+            description=_MEANINGS[status],
+            generate_examples=False,
+        )
+        for status in statuses
+    }
+
+
+def _header(description: str, schema: Schema, *, required: bool = False) -> OpenAPIHeader:
+    return OpenAPIHeader(schema=schema, description=description, required=required)
+
+
+_REQUEST_ID = _header(
+    "The request's id, as in every log line it caused (the caller's own when it sent a sane one).",
+    Schema(type=OpenAPIType.STRING),
+    required=True,
+)
+_RETRY_AFTER = _header(
+    "Seconds to wait before retrying.",
+    Schema(type=OpenAPIType.STRING, pattern="^[0-9]+$"),
+    required=True,
+)
+_WWW_AUTHENTICATE = _header(
+    "The scheme to authenticate with: `Bearer`.", Schema(type=OpenAPIType.STRING)
+)
+
+
+@dataclass
+class DocumentedOperation(Operation):
+    """Every route's OpenAPI operation (``operation_class=``): adds the headers Litestar's
+    ``ResponseSpec`` cannot declare — ``X-Request-ID`` on every answer, ``Retry-After`` on 429
+    and on a problem's 503, ``WWW-Authenticate`` on 401."""
+
+    def __post_init__(self) -> None:
+        for status, response in (self.responses or {}).items():
+            if not isinstance(response, OpenAPIResponse):
+                continue
+            headers = dict(response.headers or {})
+            headers[REQUEST_ID_HEADER] = _REQUEST_ID
+            problem = PROBLEM_JSON in (response.content or {})
+            if problem and status in ("429", "503"):
+                headers["Retry-After"] = _RETRY_AFTER
+            if status == "401":
+                headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
+            response.headers = headers
+
+
+@dataclass
+class PublicOperation(DocumentedOperation):
+    """The operation of a route that needs no token (``opt={"exclude_from_auth": True}``): no
+    security requirement, overriding the document's bearer default."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.security = []

@@ -116,3 +116,15 @@ async def test_a_database_outage_is_a_503_with_retry_after(settings: Settings) -
         assert_problem(response, 503, "dependency_unavailable")
         assert response.headers["retry-after"] == "5"
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_options_needs_a_token_like_every_other_method(
+    client: AsyncTestClient[Any], tenant: TenantHandle
+) -> None:
+    """Found by the fuzz test: OPTIONS skipped authentication, and a controller's role guard on
+    its OPTIONS route then asked for a caller there was none of (500)."""
+    for path in ("/v1/events", "/v1/tickets", "/v1/sync/changes", "/v1/validate"):
+        assert_problem(await client.options(path), 401, "missing_token")
+    for role in (Role.MANAGER, Role.SERVICE):
+        allowed = await client.options("/v1/events", headers=tenant.token(role))
+        assert allowed.status_code == 204, allowed.text

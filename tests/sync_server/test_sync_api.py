@@ -16,6 +16,7 @@ from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import (
     Client,
     DeviceHandle,
+    assert_problem,
     buy,
     connect,
     create_event,
@@ -319,3 +320,35 @@ async def test_a_device_can_ask_whether_its_scan_arrived(
     never = await client.get(f"/v1/sync/scans/{new_id()}", headers=device.headers)
     assert never.status_code == 404
     assert never.json()["code"] == "not_found"
+
+
+async def test_a_clock_offset_beyond_the_column_is_a_400_not_a_500(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """Found by the fuzz test: an offset past 32 bits reached the database (500)."""
+    event_id, tickets = await _event_with_tickets(client, tenant, count=1)
+    device = await enrolled_device(client, tenant, event_id)
+    for offset in (2**31, -(2**31) - 1, 10**12):
+        scan = _scan(tickets[0]["code"], T, offset_ms=offset)
+        response = await client.post(
+            "/v1/sync/scans", json={"scans": [scan]}, headers=device.headers
+        )
+        assert_problem(response, 400, "validation_failed")
+    await _upload(client, device, [_scan(tickets[0]["code"], T, offset_ms=2**31 - 1)])
+
+
+async def test_a_scan_time_pushed_past_the_calendar_is_a_400_not_a_500(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """Found with the fuzz test: the device's time plus its clock offset left the calendar."""
+    event_id, tickets = await _event_with_tickets(client, tenant, count=1)
+    device = await enrolled_device(client, tenant, event_id)
+    late = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    early = datetime(1, 1, 1, 0, 1, tzinfo=UTC)
+    for at, offset in ((late, 2**31 - 1), (early, -(2**31))):
+        response = await client.post(
+            "/v1/sync/scans",
+            json={"scans": [_scan(tickets[0]["code"], at, offset_ms=offset)]},
+            headers=device.headers,
+        )
+        assert_problem(response, 400, "scan_time_out_of_range")

@@ -12,6 +12,12 @@ from sync_server.domain.chain.schemas import ChainConfig, TicketNftMetadata
 from sync_server.domain.chain.services import ChainInfo
 from sync_server.http.auth import Role, allow
 from sync_server.http.dependencies import ActiveDeviceDep
+from sync_server.http.problems import (
+    AUTHENTICATED,
+    DocumentedOperation,
+    PublicOperation,
+    problem_responses,
+)
 
 ChainInfoDep: TypeAlias = NamedDependency[SkipValidation[ChainInfo]]
 
@@ -22,6 +28,8 @@ ChainInfoDep: TypeAlias = NamedDependency[SkipValidation[ChainInfo]]
     "/v1/chain/config",
     guards=[allow(Role.MANAGER, Role.SERVICE, Role.SCANNER)],
     tags=["chain"],
+    operation_class=DocumentedOperation,
+    responses=problem_responses(*AUTHENTICATED),
 )
 async def config(
     # A revoked device's token stops working everywhere, this read included (401).
@@ -38,6 +46,8 @@ async def config(
     "/v1/chain/metadata/{ticket_id:uuid}",
     opt={"exclude_from_auth": True},
     tags=["chain"],
+    operation_class=PublicOperation,
+    responses=problem_responses(400, 404, 503),
 )
 async def metadata(
     ticket_id: FromPath[uuid.UUID], chain_info: ChainInfoDep

@@ -5,6 +5,7 @@ from typing import TypeAlias
 
 from litestar import Response, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, SkipValidation
 from litestar.types import ControllerRouterHandler
 
@@ -16,7 +17,13 @@ from sync_server.domain.checkin.services import CheckInService, Gate, http_statu
 from sync_server.domain.keys.services import KeysDep
 from sync_server.http.auth import Principal, Role, allow
 from sync_server.http.dependencies import ClockDep, PrincipalDep, SessionDep
-from sync_server.http.problems import BadRequest, Forbidden
+from sync_server.http.problems import (
+    AUTHENTICATED,
+    BadRequest,
+    DocumentedOperation,
+    Forbidden,
+    problem_responses,
+)
 from sync_server.observability.metrics import observe_verdict
 
 OwnershipDep: TypeAlias = NamedDependency[SkipValidation[OwnershipCheck]]
@@ -54,6 +61,17 @@ def device_gate(principal: Principal) -> Gate:
     guards=[allow(Role.SCANNER, Role.MANAGER)],
     tags=["check-in"],
     dependencies=CHECKIN_SERVICE,
+    status_code=200,
+    operation_class=DocumentedOperation,
+    # The verdict is the body of every answer but the request's own errors.
+    responses={
+        **problem_responses(400, *AUTHENTICATED),
+        409: ResponseSpec(
+            wire.Verdict, description="Already checked in: `prior` names the first entry."
+        ),
+        422: ResponseSpec(wire.Verdict, description="Rejected: `reason` says why."),
+    },
+    response_description="Admitted.",
 )
 async def validate(
     data: JSONBody[wire.ValidateRequest],
@@ -80,6 +98,8 @@ async def validate(
     tags=["check-in"],
     status_code=200,
     dependencies=CHECKIN_SERVICE,
+    operation_class=DocumentedOperation,
+    responses=problem_responses(400, 404, 422, *AUTHENTICATED),
 )
 async def annul(
     scan_id: FromPath[uuid.UUID], checkin_service: CheckInServiceDep, principal: PrincipalDep
@@ -93,6 +113,8 @@ async def annul(
     guards=[allow(Role.SERVICE, Role.MANAGER)],
     tags=["tickets"],
     status_code=200,
+    operation_class=DocumentedOperation,
+    responses=problem_responses(400, *AUTHENTICATED),
 )
 async def check(
     data: JSONBody[CodeCheckRequest],

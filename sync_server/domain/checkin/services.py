@@ -32,7 +32,7 @@ from sync_server.domain.checkin.standing import decode_for_gate, standing
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tickets.chain_sync import SETTLED, ChainSync, check_move
 from sync_server.domain.tickets.services import change_rows, change_ticket
-from sync_server.http.problems import Forbidden, NotFound, Unprocessable
+from sync_server.http.problems import BadRequest, Forbidden, NotFound, Unprocessable
 from sync_server.messaging.outbox import add_ticket_event, ticket_event_row
 
 #: Reasons that keep someone in, not out: an exit gate lets anyone with a genuine code leave.
@@ -344,7 +344,13 @@ class CheckInService:
         tickets: dict[uuid.UUID, Any],
     ) -> dict[str, Any]:
         assert gate.event_id is not None
-        corrected = scan.scanned_at + timedelta(milliseconds=scan.clock_offset_ms)
+        try:
+            corrected = scan.scanned_at + timedelta(milliseconds=scan.clock_offset_ms)
+        except OverflowError as error:  # a time at the calendar's edge, pushed past it
+            raise BadRequest(
+                "scan_time_out_of_range",
+                f"Scan {scan.scan_id}: its time corrected by its clock offset is not a date.",
+            ) from error
         ticket_id: uuid.UUID | None = None
         server_reason: VerdictReason | None = None
         version: int | None = None

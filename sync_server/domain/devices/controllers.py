@@ -26,6 +26,12 @@ from sync_server.http.dependencies import (
     SettingsDep,
 )
 from sync_server.http.pagination import DEFAULT_LIMIT
+from sync_server.http.problems import (
+    AUTHENTICATED,
+    DocumentedOperation,
+    PublicOperation,
+    problem_responses,
+)
 
 
 async def provide_device_service(
@@ -42,7 +48,12 @@ class DeviceController(Controller):
     tags = ["devices"]  # noqa: RUF012
     dependencies = {"device_service": Provide(provide_device_service)}  # noqa: RUF012
 
-    @post("/enrollments", guards=[allow(Role.MANAGER)])
+    @post(
+        "/enrollments",
+        guards=[allow(Role.MANAGER)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
     async def create_enrollment(
         self,
         data: JSONBody[EnrollmentCreate],
@@ -54,7 +65,12 @@ class DeviceController(Controller):
             data, default_ttl_seconds=settings.auth.enrollment_ttl_seconds
         )
 
-    @post("/enroll", opt={"exclude_from_auth": True})
+    @post(
+        "/enroll",
+        opt={"exclude_from_auth": True},
+        operation_class=PublicOperation,
+        responses=problem_responses(400, 422, 503),
+    )
     async def enroll(
         self,
         data: JSONBody[EnrollRequest],
@@ -66,12 +82,22 @@ class DeviceController(Controller):
         """Redeem an enrollment code (no token needed): the device's id, token and keys."""
         return await enroll_device(database, keys, clock, settings.auth, data)
 
-    @get("/me", guards=[allow(Role.SCANNER)])
+    @get(
+        "/me",
+        guards=[allow(Role.SCANNER)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(*AUTHENTICATED),
+    )
     async def me(self, device_service: DeviceServiceDep) -> DeviceSelf:
         """The calling scanner and its event's current keys."""
         return await device_service.me()
 
-    @get("/", guards=[allow(Role.MANAGER)])
+    @get(
+        "/",
+        guards=[allow(Role.MANAGER)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
     async def list_devices(
         self,
         device_service: DeviceServiceDep,
@@ -81,7 +107,12 @@ class DeviceController(Controller):
     ) -> DevicePage:
         return await device_service.list(event_id, cursor, limit)
 
-    @delete("/{device_id:uuid}", guards=[allow(Role.MANAGER)])
+    @delete(
+        "/{device_id:uuid}",
+        guards=[allow(Role.MANAGER)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
     async def revoke(
         self,
         device_id: FromPath[uuid.UUID],

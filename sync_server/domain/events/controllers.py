@@ -20,6 +20,7 @@ from sync_server.domain.keys.services import KeysDep
 from sync_server.http.auth import Role, allow
 from sync_server.http.dependencies import PrincipalDep, SessionDep
 from sync_server.http.pagination import DEFAULT_LIMIT
+from sync_server.http.problems import AUTHENTICATED, DocumentedOperation, problem_responses
 
 
 async def provide_event_service(
@@ -37,7 +38,11 @@ class EventController(Controller):
     guards = [allow(Role.MANAGER, Role.SERVICE)]  # noqa: RUF012
     dependencies = {"event_service": Provide(provide_event_service)}  # noqa: RUF012
 
-    @post("/")
+    @post(
+        "/",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, *AUTHENTICATED),
+    )
     async def create(
         self,
         data: JSONBody[EventCreate],
@@ -46,7 +51,11 @@ class EventController(Controller):
         """Create an event (its ticket-code keys are made with it)."""
         return await event_service.create(data)
 
-    @get("/")
+    @get(
+        "/",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, *AUTHENTICATED),
+    )
     async def list_events(
         self,
         event_service: EventServiceDep,
@@ -55,7 +64,11 @@ class EventController(Controller):
     ) -> EventPage:
         return await event_service.page(cursor, limit)
 
-    @get("/{event_id:uuid}")
+    @get(
+        "/{event_id:uuid}",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
     async def read(
         self,
         event_id: FromPath[uuid.UUID],
@@ -63,7 +76,11 @@ class EventController(Controller):
     ) -> EventOut:
         return event_out(await event_service.get(event_id))
 
-    @post("/{event_id:uuid}/ticket-types")
+    @post(
+        "/{event_id:uuid}/ticket-types",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, 409, *AUTHENTICATED),
+    )
     async def add_ticket_type(
         self,
         event_id: FromPath[uuid.UUID],
@@ -72,7 +89,11 @@ class EventController(Controller):
     ) -> TicketTypeOut:
         return await event_service.add_ticket_type(event_id, data)
 
-    @get("/{event_id:uuid}/ticket-types")
+    @get(
+        "/{event_id:uuid}/ticket-types",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
     async def ticket_types(
         self,
         event_id: FromPath[uuid.UUID],
@@ -80,7 +101,12 @@ class EventController(Controller):
     ) -> list[TicketTypeOut]:
         return await event_service.ticket_types(event_id)
 
-    @post("/{event_id:uuid}/keys/rotate", guards=[allow(Role.MANAGER)])
+    @post(
+        "/{event_id:uuid}/keys/rotate",
+        guards=[allow(Role.MANAGER)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
     async def rotate_keys(
         self,
         event_id: FromPath[uuid.UUID],

@@ -18,6 +18,7 @@ from sync_server.domain.scans.services import ScanLog, export_csv
 from sync_server.http.auth import Role, allow
 from sync_server.http.dependencies import ClockDep, DatabaseDep, PrincipalDep, SessionDep
 from sync_server.http.pagination import DEFAULT_LIMIT
+from sync_server.http.problems import AUTHENTICATED, DocumentedOperation, problem_responses
 
 CSV = "text/csv"
 _MANAGERS = [allow(Role.MANAGER)]
@@ -36,12 +37,14 @@ _SCAN_LOG = {"scan_log": Provide(provide_scan_log)}
     guards=_MANAGERS,
     tags=["scans"],
     dependencies=_SCAN_LOG,
+    operation_class=DocumentedOperation,
     # The JSON page's schema; the CSV download is described in words.
     responses={
+        **problem_responses(400, *AUTHENTICATED),
         200: ResponseSpec(
             data_container=ScanPage,
             description="A page of scans; with Accept: text/csv, all matching scans as CSV.",
-        )
+        ),
     },
 )
 async def list_scans(
@@ -93,7 +96,14 @@ async def list_scans(
     return await scan_log.page(filters, cursor, limit)
 
 
-@get("/v1/events/{event_id:uuid}/stats", guards=_MANAGERS, tags=["scans"], dependencies=_SCAN_LOG)
+@get(
+    "/v1/events/{event_id:uuid}/stats",
+    guards=_MANAGERS,
+    tags=["scans"],
+    dependencies=_SCAN_LOG,
+    operation_class=DocumentedOperation,
+    responses=problem_responses(400, 404, *AUTHENTICATED),
+)
 async def event_stats(
     event_id: FromPath[uuid.UUID], scan_log: ScanLogDep, clock: ClockDep
 ) -> EventStats:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import msgspec
 from litestar import Controller, Response, get, post
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.types import ControllerRouterHandler
 
@@ -17,6 +18,7 @@ from sync_server.domain.keys.services import KeysDep
 from sync_server.domain.sync.feed import DEFAULT_PAGE, MAX_PAGE, read_changes, sequence_pending
 from sync_server.http.auth import Role, allow
 from sync_server.http.dependencies import ClockDep, DatabaseDep, PrincipalDep, SessionDep
+from sync_server.http.problems import AUTHENTICATED, DocumentedOperation, problem_responses
 from sync_server.observability.metrics import observe_uploads
 
 MSGPACK = "application/msgpack"
@@ -28,6 +30,8 @@ MSGPACK = "application/msgpack"
     tags=["sync"],
     status_code=200,
     dependencies=CHECKIN_SERVICE,
+    operation_class=DocumentedOperation,
+    responses=problem_responses(400, 422, *AUTHENTICATED),
 )
 async def upload_scans(
     data: JSONBody[wire.ScanBatch], checkin_service: CheckInServiceDep, principal: PrincipalDep
@@ -44,7 +48,19 @@ class FeedController(Controller):
     tags = ["sync"]  # noqa: RUF012
     guards = [allow(Role.SCANNER)]  # noqa: RUF012
 
-    @get("/")
+    @get(
+        "/",
+        operation_class=DocumentedOperation,
+        responses={
+            # The handler encodes the page itself (JSON or msgpack): say what it is.
+            200: ResponseSpec(
+                wire.ChangesPage,
+                description="The next page of changes, as JSON; the same page as msgpack "
+                f"(`{MSGPACK}`) when the request's `Accept` asks for it.",
+            ),
+            **problem_responses(400, *AUTHENTICATED),
+        },
+    )
     async def changes(
         self,
         session: SessionDep,
@@ -82,6 +98,8 @@ class FeedController(Controller):
     guards=[allow(Role.SCANNER)],
     tags=["sync"],
     dependencies=CHECKIN_SERVICE,
+    operation_class=DocumentedOperation,
+    responses=problem_responses(400, 404, *AUTHENTICATED),
 )
 async def recorded_scan(
     scan_id: FromPath[uuid.UUID], checkin_service: CheckInServiceDep, principal: PrincipalDep

@@ -31,8 +31,14 @@ from sync_server.http.dependencies import (
     PrincipalDep,
     SessionDep,
 )
-from sync_server.http.idempotency import IdempotencyHeader, IdempotentRequest, run_idempotent
+from sync_server.http.idempotency import (
+    REPLAYED,
+    IdempotencyHeader,
+    IdempotentRequest,
+    run_idempotent,
+)
 from sync_server.http.pagination import DEFAULT_LIMIT
+from sync_server.http.problems import AUTHENTICATED, DocumentedOperation, problem_responses
 from sync_server.redis.ticket_cache import TicketCache
 
 _WRITERS = [allow(Role.SERVICE, Role.MANAGER)]
@@ -75,6 +81,9 @@ _TICKET_SERVICES = {
     tags=["tickets"],
     status_code=201,
     dependencies=_TICKET_SERVICES,
+    operation_class=DocumentedOperation,
+    responses=problem_responses(400, 404, 409, 422, *AUTHENTICATED),
+    response_headers=[REPLAYED],
 )
 async def purchase(
     data: JSONBody[PurchaseRequest],
@@ -102,7 +111,7 @@ class TicketController(Controller):
     guards = _WRITERS
     dependencies = _TICKET_SERVICES
 
-    @get("/")
+    @get("/", operation_class=DocumentedOperation, responses=problem_responses(400, *AUTHENTICATED))
     async def list_tickets(
         self,
         ticket_service: TicketServiceDep,
@@ -115,7 +124,11 @@ class TicketController(Controller):
             event_id=event_id, status=status, cursor=cursor, limit=limit
         )
 
-    @get("/{ticket_id:uuid}")
+    @get(
+        "/{ticket_id:uuid}",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
     async def read(
         self,
         ticket_id: FromPath[uuid.UUID],
@@ -135,7 +148,11 @@ class TicketController(Controller):
 
         return await ticket_cache.read(principal.tenant_id, ticket_id, load)
 
-    @get("/{ticket_id:uuid}/history")
+    @get(
+        "/{ticket_id:uuid}/history",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
     async def history(
         self,
         ticket_id: FromPath[uuid.UUID],
@@ -144,7 +161,11 @@ class TicketController(Controller):
         """Every lifecycle step of the ticket, oldest first."""
         return await ticket_service.history(ticket_id)
 
-    @get("/{ticket_id:uuid}/code")
+    @get(
+        "/{ticket_id:uuid}/code",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, 422, *AUTHENTICATED),
+    )
     async def code(
         self,
         ticket_id: FromPath[uuid.UUID],
@@ -153,7 +174,13 @@ class TicketController(Controller):
         """A fresh code for the ticket's current version (to send the ticket again)."""
         return await ticket_service.current_code(ticket_id)
 
-    @post("/{ticket_id:uuid}/transfer", status_code=200)
+    @post(
+        "/{ticket_id:uuid}/transfer",
+        status_code=200,
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, 409, 422, *AUTHENTICATED),
+        response_headers=[REPLAYED],
+    )
     async def transfer(
         self,
         ticket_id: FromPath[uuid.UUID],
@@ -178,7 +205,13 @@ class TicketController(Controller):
             redaction=ticket_service.code_redaction(principal.tenant_id),
         )
 
-    @post("/{ticket_id:uuid}/revoke", status_code=200)
+    @post(
+        "/{ticket_id:uuid}/revoke",
+        status_code=200,
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, 409, 422, *AUTHENTICATED),
+        response_headers=[REPLAYED],
+    )
     async def revoke(
         self,
         ticket_id: FromPath[uuid.UUID],

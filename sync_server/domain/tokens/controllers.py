@@ -8,9 +8,17 @@ from sync_server.domain.tokens.schemas import RevocationOut, RevocationRequest
 from sync_server.domain.tokens.services import revoke_token
 from sync_server.http.auth import Role, allow
 from sync_server.http.dependencies import ClockDep, PrincipalDep, SessionDep
+from sync_server.http.problems import AUTHENTICATED, DocumentedOperation, problem_responses
 
 
-@post("/v1/tokens/revocations", guards=[allow(Role.MANAGER)], tags=["tokens"], status_code=201)
+@post(
+    "/v1/tokens/revocations",
+    guards=[allow(Role.MANAGER)],
+    tags=["tokens"],
+    status_code=201,
+    operation_class=DocumentedOperation,
+    responses=problem_responses(400, *AUTHENTICATED),
+)
 async def revoke(
     data: JSONBody[RevocationRequest],
     session: SessionDep,
