@@ -15,6 +15,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from shared.wire import ONE_LINE, PROSE
 from sync_server.observability.context import assign_request_id
 from sync_server.redis.breakers import CircuitOpen
 
@@ -49,6 +50,17 @@ _CODES = {
     429: "rate_limited",
     500: "internal_error",
     503: "dependency_unavailable",
+}
+
+
+#: A sentence for a text refused by one of the shared text rules, instead of the raw regex.
+_PATTERN_SENTENCES = {
+    f"Expected `str` matching regex {ONE_LINE.pattern!r}": (
+        "One line of text without control characters (no NUL, line break, tab or escape)."
+    ),
+    f"Expected `str` matching regex {PROSE.pattern!r}": (
+        "Text without control characters other than line breaks and tabs (no NUL or escape)."
+    ),
 }
 
 
@@ -135,7 +147,7 @@ def _from_http(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
             400,
             "validation_failed",
             "The request is not valid: see errors.",
-            extra={"errors": exc.extra} if exc.extra else None,
+            extra={"errors": _readable(exc.extra)} if exc.extra else None,
         )
     else:
         detail = exc.detail if exc.detail and exc.detail != _TITLES.get(status) else None
@@ -146,6 +158,19 @@ def _from_http(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
             headers=dict(exc.headers or {}),
         )
     return problem_response(request, problem)
+
+
+def _readable(errors: Any) -> Any:
+    """Litestar's list of field errors (``message``, ``key``, ``source``), a refused text's
+    message put in words."""
+    if not isinstance(errors, list):
+        return errors
+    return [
+        {**error, "message": _PATTERN_SENTENCES.get(error["message"], error["message"])}
+        if isinstance(error, dict) and "message" in error
+        else error
+        for error in errors
+    ]
 
 
 def _from_database(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

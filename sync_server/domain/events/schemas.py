@@ -6,7 +6,9 @@ from typing import Annotated
 
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+from shared.wire import ONE_LINE
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
