@@ -13,9 +13,10 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 
 from shared.wire import ONE_LINE, PROSE
+from sync_server.db.migrate import MIGRATE_FIRST
 from sync_server.observability.context import assign_request_id
 from sync_server.redis.breakers import CircuitOpen
 
@@ -184,6 +185,20 @@ def _from_database(request: Request[Any, Any, Any], exc: Exception) -> Response[
     return problem_response(request, problem)
 
 
+#: What Postgres says of a table, column or function it does not have (SQLSTATE): the schema
+#: is behind the code.
+_SCHEMA_BEHIND = {"42P01", "42703", "42883"}
+
+
+def _from_programming(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    assert isinstance(exc, ProgrammingError)
+    if getattr(exc.orig, "sqlstate", None) not in _SCHEMA_BEHIND:
+        return _from_anything(request, exc)
+    log.error("%s (%s)", MIGRATE_FIRST, exc.orig)
+    problem = Problem(503, "schema_not_migrated", MIGRATE_FIRST, headers={"Retry-After": "30"})
+    return problem_response(request, problem)
+
+
 def circuit_open_problem(exc: CircuitOpen) -> Problem:
     """What a client hears of a call refused by an open circuit: 503 with ``Retry-After``."""
     return Problem(
@@ -214,6 +229,7 @@ def exception_handlers() -> ExceptionHandlersMap:
         CircuitOpen: _from_circuit_open,
         HTTPException: _from_http,
         OperationalError: _from_database,
+        ProgrammingError: _from_programming,
         InterfaceError: _from_database,
         ConnectionError: _from_database,
         Exception: _from_anything,
