@@ -64,12 +64,21 @@ def formatter(log_format: str = "json") -> logging.Formatter:
     renderers: list[Processor]
     if log_format == "json":
         renderers = [
-            structlog.processors.format_exc_info,  # a traceback as one string field
+            # A traceback as one string field: the standard library's, without local variables.
+            structlog.processors.format_exc_info,
             structlog.processors.EventRenamer("message"),
             structlog.processors.JSONRenderer(serializer=_json),
         ]
     elif log_format == "console":
-        renderers = [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        renderers = [
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stderr.isatty(),
+                # The standard library's traceback. structlog's default with rich installed
+                # draws every frame's local variables: ticket codes, tokens and URLs with keys
+                # into the log, and seconds of rendering that block the event loop.
+                exception_formatter=structlog.dev.plain_traceback,
+            )
+        ]
     else:
         raise ValueError(f"log format must be json or console, not {log_format!r}")
     return structlog.stdlib.ProcessorFormatter(
