@@ -44,6 +44,7 @@ from sync_server.observability.metrics import (
     prepare_multiprocess_dir,
     serve_worker_metrics,
 )
+from sync_server.observability.redaction import redact
 from sync_server.redis.ticket_cache import invalidating
 from sync_server.settings import Settings, SettingsError
 from sync_server.worker import run_worker
@@ -74,7 +75,7 @@ def _why(error: BaseException) -> str:
     if isinstance(error, DBAPIError) and error.orig is not None:
         error = error.orig
     lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__).rstrip(".")
+    return redact(lines[0] if lines else type(error).__name__).rstrip(".")
 
 
 @contextmanager
