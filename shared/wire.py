@@ -28,6 +28,31 @@ ONE_LINE = msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f-\x9f]*(?!\n)$")
 #: characters.
 PROSE = msgspec.Meta(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")
 
+#: The years a time in a request may fall in (from the first, before the last). Far inside
+#: what Python and Postgres hold: a time like 0001-01-01T00:00:00+05:00 cannot even be
+#: converted to UTC. Checked on the time as written (its offset is under a day), so the check
+#: itself cannot overflow.
+TIME_YEARS = (2000, 2200)
+TIME_OUT_OF_RANGE = "A time between the years 2000 and 2199 is needed."
+
+
+def out_of_range(**times: datetime | None) -> str | None:
+    """The name of the first of ``times`` outside ``TIME_YEARS``, or None."""
+    first, last = TIME_YEARS
+    for name, when in times.items():
+        if when is not None and not first <= when.year < last:
+            return name
+    return None
+
+
+def check_times(**times: datetime | None) -> None:
+    """Raise ``msgspec.ValidationError`` naming the first of ``times`` outside ``TIME_YEARS``
+    (for a schema's ``__post_init__``: decoding reports it as a validation error)."""
+    name = out_of_range(**times)
+    if name is not None:
+        raise msgspec.ValidationError(f"{TIME_OUT_OF_RANGE} - at `$.{name}`")
+
+
 GATE_NAME_MAX = 64
 GateName = Annotated[str, msgspec.Meta(min_length=1, max_length=GATE_NAME_MAX), ONE_LINE]
 CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]

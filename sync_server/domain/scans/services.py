@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import Direction, VerdictResult
+from shared.wire import TIME_OUT_OF_RANGE, out_of_range
 from sync_server.db.engine import Database
 from sync_server.db.models import Event, Ticket, TicketScan, TicketType
 from sync_server.domain.scans.schemas import (
@@ -109,7 +110,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def scan_conditions(filters: ScanFilter) -> list[ColumnElement[bool]]:
     """The WHERE clauses for ``filters``. Raises ``BadRequest`` (``validation_failed``) for a
-    time without a UTC offset and (``invalid_time_range``) when ``since`` is after ``until``."""
+    time without a UTC offset or outside ``shared.wire.TIME_YEARS``, and
+    (``invalid_time_range``) when ``since`` is after ``until``."""
     for name, when in (("since", filters.since), ("until", filters.until)):
         if when is not None and when.utcoffset() is None:
             raise BadRequest(
@@ -123,6 +125,13 @@ def scan_conditions(filters: ScanFilter) -> list[ColumnElement[bool]]:
                     }
                 ],
             )
+    outside = out_of_range(since=filters.since, until=filters.until)
+    if outside is not None:
+        raise BadRequest(
+            "validation_failed",
+            "The request is not valid: see errors.",
+            errors=[{"message": TIME_OUT_OF_RANGE, "key": outside, "source": "query"}],
+        )
     if filters.since is not None and filters.until is not None and filters.since > filters.until:
         raise BadRequest("invalid_time_range", "since must not be later than until.")
     where: list[ColumnElement[bool]] = []
