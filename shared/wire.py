@@ -18,7 +18,43 @@ from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 
 MAX_SCAN_BATCH = 1000
 
-GateName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+#: Text that names something (an event, a gate, a device, a person): one line, no control
+#: characters (C0, DEL, C1). A NUL cannot be stored at all; a line break, a tab or an escape
+#: sequence has no place in a name and would corrupt a CSV export or a terminal. Combine it with
+#: a length: ``Annotated[str, msgspec.Meta(max_length=...), ONE_LINE]``. (The look-ahead keeps
+#: ``$`` from matching before a final line break.)
+ONE_LINE = msgspec.Meta(pattern=r"^[^\x00-\x1f\x7f-\x9f]*(?!\n)$")
+#: Free text a person writes (a reason): line breaks and tabs allowed, no other control
+#: characters.
+PROSE = msgspec.Meta(pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$")
+
+#: The years a time in a request may fall in (from the first, before the last). Far inside
+#: what Python and Postgres hold: a time like 0001-01-01T00:00:00+05:00 cannot even be
+#: converted to UTC. Checked on the time as written (its offset is under a day), so the check
+#: itself cannot overflow.
+TIME_YEARS = (2000, 2200)
+TIME_OUT_OF_RANGE = "A time between the years 2000 and 2199 is needed."
+
+
+def out_of_range(**times: datetime | None) -> str | None:
+    """The name of the first of ``times`` outside ``TIME_YEARS``, or None."""
+    first, last = TIME_YEARS
+    for name, when in times.items():
+        if when is not None and not first <= when.year < last:
+            return name
+    return None
+
+
+def check_times(**times: datetime | None) -> None:
+    """Raise ``msgspec.ValidationError`` naming the first of ``times`` outside ``TIME_YEARS``
+    (for a schema's ``__post_init__``: decoding reports it as a validation error)."""
+    name = out_of_range(**times)
+    if name is not None:
+        raise msgspec.ValidationError(f"{TIME_OUT_OF_RANGE} - at `$.{name}`")
+
+
+GATE_NAME_MAX = 64
+GateName = Annotated[str, msgspec.Meta(min_length=1, max_length=GATE_NAME_MAX), ONE_LINE]
 CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 KeyId = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 SecretVersion = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
@@ -57,8 +93,10 @@ class GateEvent(msgspec.Struct, kw_only=True, frozen=True):
 
 # --- enrollment (POST /v1/devices/enroll, GET /v1/devices/me) ---------------------------------
 
-DeviceName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-#: What a person may type for a code: generous, the server normalises it.
+DeviceName = Annotated[str, msgspec.Meta(min_length=1, max_length=100), ONE_LINE]
+#: What a person may type for a code: generous, the server normalises it. Codes (this and
+#: ``CodeText``) take any characters: a handheld scanner may end one with a line break, and a
+#: code is only ever parsed or hashed, never stored as text, so junk in it is a rejected code.
 CodeInput = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 

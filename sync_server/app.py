@@ -17,11 +17,11 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import Scope
-from sqlalchemy import text
 
 from shared.clock import Clock, SystemClock
 from sync_server.chain.client import ChainKeys
 from sync_server.db.engine import Database
+from sync_server.db.migrate import schema_problem
 from sync_server.domain.chain.controllers import CHAIN_ROUTES
 from sync_server.domain.chain.ownership import ChainOwnership, GuardedOwnership
 from sync_server.domain.chain.services import ChainInfo
@@ -136,7 +136,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         timeout = settings.observability.ready_timeout_seconds
         readiness = Readiness(
             [
-                PostgresProbe(database.engine),
+                PostgresProbe(database.engine, schema_problem),
                 # Through the shared link: a successful probe also tells it Redis is back.
                 RedisProbe(redis.ping),
                 AmqpProbe(settings.amqp.url, timeout=timeout),
@@ -161,9 +161,12 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         )
         try:
             async with database.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+                problem = await schema_problem(connection)
         except Exception as error:
             log.warning("database not reachable at start-up: %s", error)
+        else:
+            if problem is not None:
+                log.error("%s", problem)
         try:
             yield
         finally:

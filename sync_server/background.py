@@ -24,12 +24,12 @@ import asyncio
 import contextlib
 import enum
 import logging
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from shared.backoff import Backoff
+from sync_server.observability.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -59,31 +59,15 @@ class LoopStats:
 
 StatsT = TypeVar("StatsT", bound=LoopStats)
 
-# scheme://user:password@host → scheme://user:***@host (and scheme://token@host alike)
-_URL_CREDENTIALS = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/@:]*)(:[^\s/@]*)?@"
-)
-# ?api-key=…, &token=…, access_token=… in a query string
-_SECRET_PARAMETER = re.compile(
-    r"(?P<name>[?&][^=\s&]*(?:key|token|secret|password|auth)[^=\s&]*=)[^&\s]+", re.IGNORECASE
-)
-
 
 def describe(error: BaseException) -> str:
-    """``Type: first line of the message`` (just ``Type`` when it has none), with credentials in
-    URLs masked: the one way background loops name an error in their stats and logs, so a
-    dependency's URL never leaks a password or an API key there."""
+    """``Type: first line of the message`` (just ``Type`` when it has none), with the secrets
+    of URLs masked (``redact``): the one way background loops name an error in their stats and
+    logs, so a dependency's URL never leaks a password or an API key there."""
     lines = str(error).strip().splitlines()
     if not lines:
         return type(error).__name__
-    first = _URL_CREDENTIALS.sub(_mask_credentials, lines[0])
-    first = _SECRET_PARAMETER.sub(r"\g<name>***", first)
-    return f"{type(error).__name__}: {first}"
-
-
-def _mask_credentials(match: re.Match[str]) -> str:
-    user = match.group("user")
-    return f"{match.group('scheme')}{user}:***@" if user else f"{match.group('scheme')}***@"
+    return f"{type(error).__name__}: {redact(lines[0])}"
 
 
 class BackgroundLoop(ABC, Generic[StatsT]):

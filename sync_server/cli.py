@@ -21,12 +21,18 @@ import uvicorn
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from shared.enrollment_link import EnrollmentLink
 from sync_server.chain.client import ChainKeys
 from sync_server.db.engine import Database
-from sync_server.db.migrate import alembic_config
+from sync_server.db.migrate import alembic_config, schema_problem
 from sync_server.db.migrate import migrate as run_migrations
 from sync_server.demo import seed_demo
 from sync_server.domain.chain.minting import reconcile_tenant, retry_ticket
@@ -40,6 +46,7 @@ from sync_server.observability.metrics import (
     prepare_multiprocess_dir,
     serve_worker_metrics,
 )
+from sync_server.observability.redaction import redact
 from sync_server.redis.ticket_cache import invalidating
 from sync_server.settings import Settings, SettingsError
 from sync_server.worker import run_worker
@@ -70,7 +77,7 @@ def _why(error: BaseException) -> str:
     if isinstance(error, DBAPIError) and error.orig is not None:
         error = error.orig
     lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__).rstrip(".")
+    return redact(lines[0] if lines else type(error).__name__).rstrip(".")
 
 
 @contextmanager
@@ -147,6 +154,10 @@ def serve(host: str | None, port: int | None, workers: int | None, access_log: b
         # The workers read their settings from the environment they inherit.
         os.environ["GATEHOUSE_ACCESS_LOG"] = "true" if access_log else "false"
     settings = _settings()  # fail here, with a sentence, rather than in every worker
+    with _database(settings.database.url, APP_URL):
+        problem = asyncio.run(_schema_problem(settings))
+    if problem is not None:
+        raise click.ClickException(problem)
     http, observability = settings.http, settings.observability
     worker_count = workers or http.workers
     # Before any worker starts: they find the metrics directory in their environment.
@@ -166,6 +177,19 @@ def serve(host: str | None, port: int | None, workers: int | None, access_log: b
         )
     finally:
         cleanup_multiprocess_dir(metrics_dir)
+
+
+async def _schema_problem(settings: Settings) -> str | None:
+    """Why ``serve`` must not start against this database (its schema is behind), or None.
+    A database that cannot be reached now does not stop it: ``/ready`` says so until it can."""
+    database = Database(settings.database)
+    try:
+        async with database.engine.connect() as connection:
+            return await schema_problem(connection)
+    except (OSError, OperationalError, InterfaceError):
+        return None
+    finally:
+        await database.close()
 
 
 @main.command()

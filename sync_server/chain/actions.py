@@ -45,6 +45,7 @@ from sync_server.chain.nft import (
     transfer_ticket_instructions,
 )
 from sync_server.chain.token2022 import AccountLayoutError
+from sync_server.observability.redaction import redact
 
 #: Solana's packet limit: a larger transaction is refused by every node.
 PACKET_LIMIT = 1232
@@ -281,6 +282,9 @@ class ChainReader:
 
 
 def _why(error: BaseException) -> str:
+    # solana-py wraps the transport's error (httpx's HTTPStatusError names the full RPC URL,
+    # the provider's API key in it): its text goes through ``redact``.
     cause = error.__cause__ or error
     text = str(getattr(cause, "args", [cause])[0] if getattr(cause, "args", None) else cause)
+    text = redact(text.strip().splitlines()[0]) if text.strip() else ""
     return f"{type(cause).__name__}: {text}" if text else type(cause).__name__

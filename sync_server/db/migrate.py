@@ -1,4 +1,5 @@
-"""Apply the Alembic revisions, creating the database first when it does not exist."""
+"""Apply the Alembic revisions, creating the database first when it does not exist; tell
+whether a database's schema is behind the models this server runs with."""
 
 from __future__ import annotations
 
@@ -9,9 +10,29 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 import sync_server
+from sync_server.db.models import Base
+
+#: What the server says, at start-up and on /ready, of a database it cannot work with.
+MIGRATE_FIRST = (
+    "The database schema is behind this version of the server: "
+    "run `gatehouse-server migrate` (with GATEHOUSE_DATABASE_ADMIN_URL), then start it again."
+)
+
+# Every column of every ordinary table in the current schema. The catalog is readable by any
+# role; alembic_version is not readable by the application's role, so the models' tables and
+# columns stand in for the revision.
+_COLUMNS = text(
+    """
+    SELECT c.relname, a.attname
+    FROM pg_catalog.pg_attribute a
+    JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+    WHERE c.relnamespace = current_schema()::regnamespace
+      AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+    """
+)
 
 
 def migrations_dir() -> Path:
@@ -65,3 +86,15 @@ def migrate(admin_url: str, app_role: str) -> bool:
     created = asyncio.run(ensure_database(admin_url))
     upgrade(admin_url, app_role)
     return created
+
+
+async def schema_problem(connection: AsyncConnection) -> str | None:
+    """``MIGRATE_FIRST`` when a table or column of the models is missing from the database
+    (an empty database, or one the newest revisions have not reached), else None."""
+    present = {(table, column) for table, column in await connection.execute(_COLUMNS)}
+    needed = {
+        (table.name, column.name)
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+    }
+    return MIGRATE_FIRST if needed - present else None

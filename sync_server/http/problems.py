@@ -17,8 +17,10 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import OpenAPIHeader, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, ProgrammingError
 
+from shared.wire import ONE_LINE, PROSE
+from sync_server.db.migrate import MIGRATE_FIRST
 from sync_server.observability.context import REQUEST_ID_HEADER, assign_request_id
 from sync_server.redis.breakers import CircuitOpen
 
@@ -53,6 +55,17 @@ _CODES = {
     429: "rate_limited",
     500: "internal_error",
     503: "dependency_unavailable",
+}
+
+
+#: A sentence for a text refused by one of the shared text rules, instead of the raw regex.
+_PATTERN_SENTENCES = {
+    f"Expected `str` matching regex {ONE_LINE.pattern!r}": (
+        "One line of text without control characters (no NUL, line break, tab or escape)."
+    ),
+    f"Expected `str` matching regex {PROSE.pattern!r}": (
+        "Text without control characters other than line breaks and tabs (no NUL or escape)."
+    ),
 }
 
 
@@ -139,7 +152,7 @@ def _from_http(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
             400,
             "validation_failed",
             "The request is not valid: see errors.",
-            extra={"errors": exc.extra} if exc.extra else None,
+            extra={"errors": _readable(exc.extra)} if exc.extra else None,
         )
     else:
         detail = exc.detail if exc.detail and exc.detail != _TITLES.get(status) else None
@@ -152,6 +165,19 @@ def _from_http(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]
     return problem_response(request, problem)
 
 
+def _readable(errors: Any) -> Any:
+    """Litestar's list of field errors (``message``, ``key``, ``source``), a refused text's
+    message put in words."""
+    if not isinstance(errors, list):
+        return errors
+    return [
+        {**error, "message": _PATTERN_SENTENCES.get(error["message"], error["message"])}
+        if isinstance(error, dict) and "message" in error
+        else error
+        for error in errors
+    ]
+
+
 def _from_database(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.warning("database unavailable: %s", exc)
     problem = Problem(
@@ -160,6 +186,20 @@ def _from_database(request: Request[Any, Any, Any], exc: Exception) -> Response[
         "The database is not reachable right now. Retry shortly.",
         headers={"Retry-After": "5"},
     )
+    return problem_response(request, problem)
+
+
+#: What Postgres says of a table, column or function it does not have (SQLSTATE): the schema
+#: is behind the code.
+_SCHEMA_BEHIND = {"42P01", "42703", "42883"}
+
+
+def _from_programming(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    assert isinstance(exc, ProgrammingError)
+    if getattr(exc.orig, "sqlstate", None) not in _SCHEMA_BEHIND:
+        return _from_anything(request, exc)
+    log.error("%s (%s)", MIGRATE_FIRST, exc.orig)
+    problem = Problem(503, "schema_not_migrated", MIGRATE_FIRST, headers={"Retry-After": "30"})
     return problem_response(request, problem)
 
 
@@ -193,6 +233,7 @@ def exception_handlers() -> ExceptionHandlersMap:
         CircuitOpen: _from_circuit_open,
         HTTPException: _from_http,
         OperationalError: _from_database,
+        ProgrammingError: _from_programming,
         InterfaceError: _from_database,
         ConnectionError: _from_database,
         Exception: _from_anything,

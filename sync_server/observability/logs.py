@@ -23,6 +23,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from sync_server.observability.context import current_tenant
+from sync_server.observability.redaction import redact
 
 
 def _add_tenant(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
@@ -58,21 +59,39 @@ def _pre_chain() -> list[Processor]:
     ]
 
 
+class _RedactingFormatter(structlog.stdlib.ProcessorFormatter):
+    """Every rendered line — message, fields and traceback, whoever logged it — through
+    ``redact``: a URL in an error (httpx names the full request URL, the RPC provider's key
+    with it) never reaches the log with its secrets."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def formatter(log_format: str = "json") -> logging.Formatter:
     """A formatter rendering records as JSON lines (``json``) or for a terminal (``console``).
     Raises ``ValueError`` for any other format."""
     renderers: list[Processor]
     if log_format == "json":
         renderers = [
-            structlog.processors.format_exc_info,  # a traceback as one string field
+            # A traceback as one string field: the standard library's, without local variables.
+            structlog.processors.format_exc_info,
             structlog.processors.EventRenamer("message"),
             structlog.processors.JSONRenderer(serializer=_json),
         ]
     elif log_format == "console":
-        renderers = [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        renderers = [
+            structlog.dev.ConsoleRenderer(
+                colors=sys.stderr.isatty(),
+                # The standard library's traceback. structlog's default with rich installed
+                # draws every frame's local variables: ticket codes, tokens and URLs with keys
+                # into the log, and seconds of rendering that block the event loop.
+                exception_formatter=structlog.dev.plain_traceback,
+            )
+        ]
     else:
         raise ValueError(f"log format must be json or console, not {log_format!r}")
-    return structlog.stdlib.ProcessorFormatter(
+    return _RedactingFormatter(
         foreign_pre_chain=_pre_chain(),
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
     )
@@ -105,6 +124,8 @@ def logging_config(log_format: str, level: str = "INFO") -> dict[str, Any]:
             # httpx logs every request at INFO — with the chain on, one line per verdict, and
             # the Solana RPC URL in it often carries the provider's API key.
             "httpx": {"level": "WARNING"},
+            # solana-py's own copy of httpx, which logs under its own name.
+            "httpx2": {"level": "WARNING"},
             "aio_pika": {"level": "WARNING"},
         },
     }

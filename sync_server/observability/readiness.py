@@ -24,7 +24,7 @@ import aio_pika
 import msgspec
 from aio_pika.abc import AbstractConnection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,11 @@ class ReadinessReport(msgspec.Struct, kw_only=True, frozen=True):
         return 503 if self.status == "not_ready" else 200
 
 
+class NotUsable(Exception):
+    """A dependency answers but this server cannot work with it; the message is a sentence for
+    the operator and is reported as it is."""
+
+
 class Probe(Protocol):
     """Asks one dependency whether it answers. ``check`` raises (or returns False) when not;
     the caller bounds it with a timeout. ``reset`` forgets a connection that may be broken."""
@@ -84,17 +89,28 @@ class Probe(Protocol):
 
 
 class PostgresProbe:
-    """``SELECT 1`` through the application's pool: the same path every request takes."""
+    """``SELECT 1`` through the application's pool: the same path every request takes; then
+    ``schema_problem`` (``sync_server.db.migrate``), so a schema the migrations have not
+    reached makes the instance not ready, with the sentence that says what to do."""
 
     name = "postgres"
     required = True
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        schema_problem: Callable[[AsyncConnection], Awaitable[str | None]] | None = None,
+    ) -> None:
         self._engine = engine
+        self._schema_problem = schema_problem
 
     async def check(self) -> bool | None:
         async with self._engine.connect() as connection:
             await connection.exec_driver_sql("SELECT 1")
+            if self._schema_problem is not None:
+                problem = await self._schema_problem(connection)
+                if problem is not None:
+                    raise NotUsable(problem)
         return True
 
     async def reset(self) -> None:
@@ -261,6 +277,8 @@ class Readiness:
             return "connection refused"
         if isinstance(error, ConnectionError) and str(error) == "did not answer":
             return "did not answer"
+        if isinstance(error, NotUsable):
+            return str(error)
         return type(error).__name__
 
     async def close(self) -> None:

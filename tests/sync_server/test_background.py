@@ -32,6 +32,18 @@ def test_describe_masks_credentials_in_urls() -> None:
     assert "?api-key=***&cluster=main" in described
 
 
+def test_describe_masks_an_api_key_in_a_url_path_and_a_lone_token() -> None:
+    error = OSError(
+        "for url 'https://solana-mainnet.example.com/v2/Zq8pXv3LmN0rT5yW2aB7cD9e' and "
+        "https://tok3nSecretValue99@node.example.pro/"
+    )
+    described = describe(error)
+    assert "Zq8pXv3LmN0rT5yW2aB7cD9e" not in described
+    assert "tok3nSecretValue99" not in described
+    assert "https://solana-mainnet.example.com/v2/***'" in described
+    assert "https://***@node.example.pro/" in described
+
+
 @dataclass(frozen=True, slots=True)
 class _Stats(LoopStats):
     attempts: int = 0

@@ -148,6 +148,24 @@ def test_console_lines_are_for_people() -> None:
     assert not text.startswith("{")
 
 
+def _failing_with_a_secret_in_hand() -> None:
+    ticket_code = "GH1-LOCAL-SECRET-CODE"  # noqa: F841  # what a frame's locals would show
+    raise ValueError("boom")
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_a_traceback_shows_no_local_variables(log_format: str) -> None:
+    try:
+        _failing_with_a_secret_in_hand()
+    except ValueError:
+        record = _record("unhandled error on POST /v1/validate")
+        record.exc_info = sys.exc_info()
+    text = formatter(log_format).format(record)
+    assert "ValueError: boom" in text
+    assert "_failing_with_a_secret_in_hand" in text
+    assert "GH1-LOCAL-SECRET-CODE" not in text
+
+
 def test_logging_config_is_usable_by_dictconfig() -> None:
     config = logging_config("json", "DEBUG")
     assert config["root"]["level"] == "DEBUG"

@@ -418,7 +418,7 @@ async def test_the_export_reads_chunk_after_chunk_and_misses_nothing(
     try:
         parts = [
             part
-            async for part in export_csv(
+            async for part in await export_csv(
                 database, tenant.id, ScanFilter(event_id=uuid.UUID(scenario.event_id)), chunk=chunk
             )
         ]

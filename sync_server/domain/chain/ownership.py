@@ -27,6 +27,7 @@ from solana.rpc.core import RPCException
 from solders.pubkey import Pubkey
 from solders.rpc.errors import InvalidParamsMessage
 
+from sync_server.background import describe
 from sync_server.chain.client import ChainKeys, commitment, rpc_client
 from sync_server.chain.nft import TICKET_SUPPLY, holder_token_account, read_ticket_holding
 from sync_server.chain.token2022 import AccountLayoutError, TokenAccount
@@ -188,5 +189,5 @@ class GuardedOwnership:
         except CircuitOpen:
             return OwnershipResult(verified=None)
         except Exception as error:  # the chain client's failure, whatever its type: admit
-            log.warning("ownership of ticket %s not checked: %r", ticket_id, error)
+            log.warning("ownership of ticket %s not checked: %s", ticket_id, describe(error))
             return OwnershipResult(verified=None)

@@ -6,7 +6,9 @@ from typing import Annotated
 
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+from shared.wire import ONE_LINE, check_times
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
@@ -18,6 +20,13 @@ class EventCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: When gates start admitting; no lower bound when absent.
     admission_opens_at: AwareTime | None = None
     allow_reentry: bool = False
+
+    def __post_init__(self) -> None:
+        check_times(
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            admission_opens_at=self.admission_opens_at,
+        )
 
 
 class EventOut(msgspec.Struct, kw_only=True):

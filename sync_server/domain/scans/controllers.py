@@ -12,7 +12,7 @@ from litestar.response import Stream
 from litestar.types import ControllerRouterHandler
 
 from shared.domain import Direction, VerdictReason, VerdictResult
-from shared.wire import GateName
+from shared.wire import GATE_NAME_MAX, ONE_LINE
 from sync_server.domain.scans.schemas import EventStats, ScanFilter, ScanPage
 from sync_server.domain.scans.services import ScanLog, export_csv
 from sync_server.http.auth import Role, allow
@@ -22,6 +22,12 @@ from sync_server.http.problems import AUTHENTICATED, DocumentedOperation, proble
 
 CSV = "text/csv"
 _MANAGERS = [allow(Role.MANAGER)]
+#: A gate name, as ``shared.wire.GateName`` has it. Litestar takes a query parameter's
+#: constraints from its ``QueryParameter`` only (a msgspec ``Meta`` inside an optional type is
+#: dropped), so they are spelled here.
+GateFilter: TypeAlias = Annotated[
+    str | None, QueryParameter(min_length=1, max_length=GATE_NAME_MAX, pattern=ONE_LINE.pattern)
+]
 
 
 async def provide_scan_log(session: SessionDep) -> ScanLog:
@@ -54,7 +60,7 @@ async def list_scans(
     principal: PrincipalDep,
     event_id: FromQuery[uuid.UUID | None] = None,
     ticket_id: FromQuery[uuid.UUID | None] = None,
-    gate: FromQuery[GateName | None] = None,
+    gate: GateFilter = None,
     device_id: FromQuery[uuid.UUID | None] = None,
     result: FromQuery[VerdictResult | None] = None,
     reason: FromQuery[VerdictReason | None] = None,
@@ -84,7 +90,7 @@ async def list_scans(
     if request.accept.best_match(["application/json", CSV], default="application/json") == CSV:
         filename = f"scans-{event_id or 'all'}.csv"
         return Stream(
-            export_csv(database, principal.tenant_id, filters),
+            await export_csv(database, principal.tenant_id, filters),
             media_type=CSV,
             # Set explicitly: Litestar would otherwise label a returned Stream with the
             # handler's default media type (JSON).

@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import Direction, VerdictResult
+from shared.wire import TIME_OUT_OF_RANGE, out_of_range
 from sync_server.db.engine import Database
 from sync_server.db.models import Event, Ticket, TicketScan, TicketType
 from sync_server.domain.scans.schemas import (
@@ -109,7 +110,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def scan_conditions(filters: ScanFilter) -> list[ColumnElement[bool]]:
     """The WHERE clauses for ``filters``. Raises ``BadRequest`` (``validation_failed``) for a
-    time without a UTC offset and (``invalid_time_range``) when ``since`` is after ``until``."""
+    time without a UTC offset or outside ``shared.wire.TIME_YEARS``, and
+    (``invalid_time_range``) when ``since`` is after ``until``."""
     for name, when in (("since", filters.since), ("until", filters.until)):
         if when is not None and when.utcoffset() is None:
             raise BadRequest(
@@ -123,6 +125,13 @@ def scan_conditions(filters: ScanFilter) -> list[ColumnElement[bool]]:
                     }
                 ],
             )
+    outside = out_of_range(since=filters.since, until=filters.until)
+    if outside is not None:
+        raise BadRequest(
+            "validation_failed",
+            "The request is not valid: see errors.",
+            errors=[{"message": TIME_OUT_OF_RANGE, "key": outside, "source": "query"}],
+        )
     if filters.since is not None and filters.until is not None and filters.since > filters.until:
         raise BadRequest("invalid_time_range", "since must not be later than until.")
     where: list[ColumnElement[bool]] = []
@@ -266,14 +275,19 @@ class ScanLog:
         return inside or 0
 
 
-def export_csv(
+async def export_csv(
     database: Database, tenant_id: uuid.UUID, filters: ScanFilter, *, chunk: int = EXPORT_CHUNK
 ) -> AsyncIterator[str]:
     """Every scan matching ``filters`` as CSV text (a header line, then one line per scan in
     id order), produced ``chunk`` rows at a time, each chunk read in its own short transaction
-    so a slow download holds no connection. Raises ``BadRequest`` at once for bad filters."""
+    so a slow download holds no connection. Raises ``BadRequest`` at once for bad filters.
+
+    The first chunk is read before this returns, so whatever the filters do to the query shows
+    as an error answer before the status line goes out, never as a 200 with a cut-off body."""
     where = scan_conditions(filters)
-    return _csv_chunks(database, tenant_id, where, chunk)
+    async with database.tenant(tenant_id) as session:
+        first = await _log_rows(session, where, None, chunk)
+    return _csv_chunks(database, tenant_id, where, chunk, first)
 
 
 async def _csv_chunks(
@@ -281,14 +295,12 @@ async def _csv_chunks(
     tenant_id: uuid.UUID,
     where: Sequence[ColumnElement[bool]],
     chunk: int,
+    rows: Sequence[Row[Any]],
 ) -> AsyncIterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    after: uuid.UUID | None = None
     while True:
-        async with database.tenant(tenant_id) as session:
-            rows = await _log_rows(session, where, after, chunk)
         # UUIDs and times as the JSON answer writes them.
         for values in msgspec.to_builtins([list(row) for row in rows]):
             writer.writerow(_csv_cells(values))
@@ -298,7 +310,8 @@ async def _csv_chunks(
             buffer.truncate()
         if len(rows) < chunk:
             return
-        after = rows[-1].id
+        async with database.tenant(tenant_id) as session:
+            rows = await _log_rows(session, where, rows[-1].id, chunk)
 
 
 def _csv_cells(values: list[Any]) -> list[Any]:

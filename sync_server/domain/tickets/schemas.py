@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import msgspec
 
 from shared.domain import TicketStatus
+from shared.wire import ONE_LINE, PROSE
 
 MAX_PER_PURCHASE = 50
 
@@ -15,8 +16,8 @@ Wallet = Annotated[str, msgspec.Meta(pattern=r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")]
 
 
 class Holder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    user_id: Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
     wallet: Wallet | None = None
 
 
@@ -31,7 +32,7 @@ class TransferRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class RevokeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500), PROSE]
 
 
 class TicketOut(msgspec.Struct, kw_only=True):
