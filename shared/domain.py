@@ -28,6 +28,16 @@ class VerdictResult(StrEnum):
     REJECTED = "rejected"
 
 
+class TimeAdjustment(StrEnum):
+    """Why the server placed an uploaded scan at another time than the device claimed (the
+    corrected time was beyond belief; see docs/sync-protocol.md, "What a device may claim")."""
+
+    #: Later than the upload reached the server: it is placed at the upload's arrival.
+    CLOCK_AHEAD = "clock_ahead"
+    #: Earlier than the device was enrolled: it is placed at the enrollment.
+    CLOCK_BEHIND = "clock_behind"
+
+
 class VerdictReason(StrEnum):
     """Why a scan was rejected. Exactly one reason per rejected verdict."""
 

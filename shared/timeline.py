@@ -8,6 +8,11 @@ Rules: an entry while the ticket is inside is a double entry (a *conflict* of th
 that let it in); an entry after an exit is a re-entry, allowed only when the event allows it
 (otherwise a conflict of the first admission); an exit lets the ticket out. Conflicts change
 nothing: the first admission stands.
+
+One exception, because an online admission was decided by the server, on its own clock, and
+shown to the gate as "admitted": an offline admission uploaded later and dated before it never
+displaces it. When an online entry would collide with an offline admission, the offline one is
+the conflict (of the online one) instead, and so is every entry that collided with it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ class AdmittedScan:
     scan_id: uuid.UUID
     at: datetime
     direction: Direction
+    #: Decided online by the server, at ``at`` on its own clock: no offline claim displaces it.
+    online: bool = False
 
 
 @dataclass(slots=True)
@@ -57,15 +64,31 @@ class Timeline:
 def replay(scans: Iterable[AdmittedScan], *, allow_reentry: bool) -> Timeline:
     """Replay ``scans`` in order of time (scan id breaks ties: UUIDv7 ids sort by creation)."""
     timeline = Timeline()
+    online: set[uuid.UUID] = set()
     for scan in sorted(scans, key=lambda s: (s.at, s.scan_id)):
         if scan.direction is Direction.EXIT:
             timeline.inside_on = None
             continue
         collides = timeline.entry_collides_with(allow_reentry)
-        if collides is not None:
+        if collides is None:
+            timeline.inside_on = scan.scan_id
+            if timeline.first_entry is None:
+                timeline.first_entry = scan.scan_id
+        elif scan.online and collides not in online:
+            _displace(timeline, collides, by=scan.scan_id)
+        else:
             timeline.conflicts[scan.scan_id] = collides
-            continue
-        timeline.inside_on = scan.scan_id
-        if timeline.first_entry is None:
-            timeline.first_entry = scan.scan_id
+        if scan.online:
+            online.add(scan.scan_id)
     return timeline
+
+
+def _displace(timeline: Timeline, offline: uuid.UUID, *, by: uuid.UUID) -> None:
+    """The online entry ``by`` stands where the offline admission ``offline`` stood: that one,
+    and the entries that collided with it, become conflicts of ``by``."""
+    for scan_id in [s for s, winner in timeline.conflicts.items() if winner == offline]:
+        timeline.conflicts[scan_id] = by
+    timeline.conflicts[offline] = by
+    timeline.inside_on = by
+    if timeline.first_entry == offline:
+        timeline.first_entry = by

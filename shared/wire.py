@@ -9,12 +9,12 @@ binary key material is base64 in JSON and raw in msgpack.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import msgspec
 
-from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
+from shared.domain import Direction, TicketStatus, TimeAdjustment, VerdictReason, VerdictResult
 
 MAX_SCAN_BATCH = 1000
 
@@ -58,6 +58,17 @@ GateName = Annotated[str, msgspec.Meta(min_length=1, max_length=GATE_NAME_MAX), 
 CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 KeyId = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 SecretVersion = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+#: A device clock may be off by at most this much (about 24.8 days): what the server can store.
+#: A device further off must have its clock set before its scans can be uploaded.
+MAX_CLOCK_OFFSET_MS = 2**31 - 1
+ClockOffsetMs = Annotated[int, msgspec.Meta(ge=-MAX_CLOCK_OFFSET_MS, le=MAX_CLOCK_OFFSET_MS)]
+#: An instant: a time without its UTC offset says nothing about when it was.
+Instant = Annotated[datetime, msgspec.Meta(tz=True)]
+#: What a device's clock may read at a scan, from (inclusive) and until (exclusive). A clock
+#: that lost its setting reads 1970 or 2000 (the server places such scans, see ScanUpload);
+#: outside these, the reading is not a clock's at all.
+DEVICE_TIME_FROM = datetime(1970, 1, 1, tzinfo=UTC)
+DEVICE_TIME_UNTIL = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 # --- keys -----------------------------------------------------------------------------------
@@ -186,22 +197,32 @@ class Verdict(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class ScanUpload(msgspec.Struct, kw_only=True, frozen=True):
-    """One scan as the device recorded it, uploaded at least once; the server dedupes by id."""
+    """One scan as the device recorded it, uploaded at least once; the server dedupes by id.
+    What a device may claim is bounded (docs/sync-protocol.md, "What a device may claim")."""
 
     scan_id: uuid.UUID
     code: CodeText
+    #: Ignored by the server, which records the gate the device was enrolled for; kept on the
+    #: wire so that older scanners' uploads still decode.
     gate: GateName
     direction: Direction
     #: The device's wall clock when the scan happened.
-    scanned_at: datetime
-    #: Server time minus device time, in ms, as the device last measured it. Bounded by the
-    #: column (32 bits: about ±24 days, far beyond a real clock's drift).
-    clock_offset_ms: Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)] = 0
+    scanned_at: Instant
+    #: Server time minus device time, in ms, as the device last measured it.
+    clock_offset_ms: ClockOffsetMs = 0
     #: What the device showed the gate staff.
     device_result: VerdictResult
     device_reason: VerdictReason | None = None
-    #: True when the device decided without asking the server.
+    #: True when the device decided without asking the server (the server records every
+    #: upload as offline: a scan it decided online, it has already).
     offline: bool = True
+
+    def __post_init__(self) -> None:
+        if not DEVICE_TIME_FROM <= self.scanned_at < DEVICE_TIME_UNTIL:
+            raise ValueError(  # msgspec says where: ``- at `$.scans[0]` ``
+                f"scanned_at must be from {DEVICE_TIME_FROM:%Y-%m-%d} until "
+                f"{DEVICE_TIME_UNTIL:%Y-%m-%d} (UTC)"
+            )
 
 
 class ScanBatch(msgspec.Struct, kw_only=True, frozen=True):
@@ -221,6 +242,9 @@ class ScanOutcome(msgspec.Struct, kw_only=True, frozen=True):
     #: Why the server would have refused this offline admission (the device's data was stale);
     #: the scan still counts as what happened at the gate.
     server_reason: VerdictReason | None = None
+    #: Set when the device's corrected time was beyond belief and the server placed the scan
+    #: at the nearest believable time instead (the claim itself is kept).
+    time_adjusted: TimeAdjustment | None = None
 
 
 class ScanBatchOutcome(msgspec.Struct, kw_only=True, frozen=True):

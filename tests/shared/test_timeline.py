@@ -54,3 +54,64 @@ def test_replay_does_not_depend_on_arrival_order(
     # Never two admissions inside at once: every entry while inside is a conflict.
     entries = [s for s in scans if s.direction is Direction.ENTRY]
     assert len(entries) - len(forward.conflicts) >= (1 if entries else 0)
+
+
+def _online(minute: int) -> AdmittedScan:
+    return AdmittedScan(uuid.uuid4(), T0 + timedelta(minutes=minute), Direction.ENTRY, online=True)
+
+
+def test_an_offline_claim_dated_before_an_online_admission_is_the_conflict() -> None:
+    claim, echo, admitted = _scan(1), _scan(2), _online(5)
+    for order in ([claim, echo, admitted], [admitted, echo, claim]):
+        timeline = replay(order, allow_reentry=False)
+        # The claim and the entry that collided with it both give way to the online admission.
+        assert timeline.conflicts == {
+            claim.scan_id: admitted.scan_id,
+            echo.scan_id: admitted.scan_id,
+        }
+        assert timeline.inside_on == timeline.first_entry == admitted.scan_id
+
+
+def test_an_online_admission_still_yields_to_an_earlier_online_one() -> None:
+    first, second = _online(1), _online(2)
+    timeline = replay([second, first], allow_reentry=False)
+    assert timeline.conflicts == {second.scan_id: first.scan_id}
+
+
+def test_an_offline_admission_after_an_exit_is_still_a_reentry() -> None:
+    admitted, out, back = _online(1), _scan(2, Direction.EXIT), _scan(3)
+    timeline = replay([admitted, out, back], allow_reentry=True)
+    assert timeline.conflicts == {}
+    assert timeline.inside_on == back.scan_id
+    # Without re-entry, an online admission displaces an offline first entry behind an exit.
+    claim, out, admitted = _scan(1), _scan(2, Direction.EXIT), _online(3)
+    timeline = replay([claim, out, admitted], allow_reentry=False)
+    assert timeline.conflicts == {claim.scan_id: admitted.scan_id}
+    assert timeline.first_entry == admitted.scan_id
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 600), st.sampled_from(["in", "online", "out"])), max_size=30),
+    st.booleans(),
+)
+def test_no_offline_claim_makes_an_online_admission_a_conflict(
+    points: list[tuple[int, str]], allow_reentry: bool
+) -> None:
+    scans = [
+        _online(m)
+        if kind == "online"
+        else _scan(m, Direction.EXIT if kind == "out" else Direction.ENTRY)
+        for m, kind in points
+    ]
+    online = {s.scan_id for s in scans if s.online}
+    timeline = replay(scans, allow_reentry=allow_reentry)
+    assert timeline == replay(list(reversed(scans)), allow_reentry=allow_reentry)
+    for loser, winner in timeline.conflicts.items():
+        assert winner not in timeline.conflicts  # a conflict names an admission that stands
+        assert not (loser in online and winner not in online)
+    # The online admissions fare exactly as among themselves and the exits: offline entries
+    # change nothing for them.
+    alone = replay(
+        [s for s in scans if s.online or s.direction is Direction.EXIT], allow_reentry=allow_reentry
+    )
+    assert {s for s in timeline.conflicts if s in online} == set(alone.conflicts)

@@ -275,6 +275,7 @@ async def test_a_scan_reads_with_its_ticket_and_all_its_details(
         "annulled_by": None,
         "device_id": None,
         "scanned_by": "manager:door-staff",
+        "time_adjusted": None,
     }
     unreadable = items[str(scenario.rows[5]["id"])]
     assert unreadable["ticket_id"] is None

@@ -215,11 +215,13 @@ class ServerClient:
         self._send("POST", f"/v1/scans/{scan_id}/annul")
 
     def recorded(self, scan_id: uuid.UUID) -> wire.Verdict | None:
-        """The verdict the server recorded for one of our scans; None when it never got it."""
+        """The verdict the server recorded for one of our scans; None when it never got it
+        (404), or when the id is another device's scan (409 ``scan_id_taken``): either way the
+        server holds no scan of ours under it."""
         try:
             response = self._send("GET", f"/v1/sync/scans/{scan_id}")
         except RequestRefused as error:
-            if error.status == 404:
+            if error.status == 404 or (error.status == 409 and error.code == "scan_id_taken"):
                 return None
             raise
         return _decode(response, wire.Verdict)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,23 +16,25 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import wire
-from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
+from shared.domain import Direction, TicketStatus, TimeAdjustment, VerdictReason, VerdictResult
 from shared.ids import new_id
 from shared.ticket_code import TicketCode
 from shared.timeline import AdmittedScan, replay
 from sync_server.db.engine import ticket_written
 from sync_server.db.models import (
+    Device,
     Event,
     Ticket,
     TicketScan,
 )
 from sync_server.db.raw import driver
+from sync_server.domain.checkin.claims import TIME_ADJUSTED, placed_at
 from sync_server.domain.checkin.ownership import OwnershipCheck
 from sync_server.domain.checkin.standing import decode_for_gate, standing
 from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tickets.chain_sync import SETTLED, ChainSync, check_move
 from sync_server.domain.tickets.services import change_rows, change_ticket
-from sync_server.http.problems import BadRequest, Forbidden, NotFound, Unprocessable
+from sync_server.http.problems import Conflict, Forbidden, NotFound, Unprocessable
 from sync_server.messaging.outbox import add_ticket_event, ticket_event_row
 
 #: Reasons that keep someone in, not out: an exit gate lets anyone with a genuine code leave.
@@ -108,10 +110,11 @@ class CheckInService:
 
     async def validate(self, gate: Gate, request: wire.ValidateRequest) -> wire.Verdict:
         """The authoritative verdict for one scan, recorded before it is returned. A retried
-        request with the same ``scan_id`` gets the recorded verdict again."""
+        request with the same ``scan_id`` gets the recorded verdict again; a ``scan_id`` that
+        is another caller's (of any tenant) raises ``Conflict`` (``scan_id_taken``)."""
         scan_id = request.scan_id or new_id()
         if request.scan_id is not None:
-            stored = await self._recorded_verdict(scan_id)
+            stored = await self._own_verdict(scan_id, gate)
             if stored is not None:
                 return stored
         decoded = await self._decode(request.code, gate.event_id)
@@ -122,9 +125,10 @@ class CheckInService:
             refused = decoded if isinstance(decoded, VerdictReason) else VerdictReason.UNKNOWN_KEY
             return self._verdict(scan_id, gate, request.direction, reason=refused)
         if isinstance(decoded, VerdictReason):
-            await self._insert_scan(
+            if not await self._insert_scan(
                 scan_id, gate, event_id, request.direction, ticket_id=None, reason=decoded
-            )
+            ):
+                return await self._raced(scan_id, gate)
             return self._verdict(scan_id, gate, request.direction, reason=decoded)
 
         state = await self._lock_ticket(decoded.ticket_id)
@@ -148,10 +152,8 @@ class CheckInService:
             reason=reason,
             code_secret_version=decoded.secret_version,
         )
-        if not inserted:  # the same scan_id raced in; its verdict stands
-            stored = await self._recorded_verdict(scan_id)
-            assert stored is not None
-            return stored
+        if not inserted:
+            return await self._raced(scan_id, gate)
         if reason is None and state is not None:
             await self._admitted(state, scan_id, gate, request.direction)
         return self._verdict(
@@ -249,10 +251,19 @@ class CheckInService:
 
     async def ingest(self, gate: Gate, scans: Sequence[wire.ScanUpload]) -> wire.ScanBatchOutcome:
         """Record a batch of offline scans, at most once each, and place every admission in its
-        ticket's timeline by corrected scan time: the earliest entry is the admission, later
-        ones without an exit between are conflicts."""
+        ticket's timeline by corrected scan time (bounded: ``claims``): the earliest entry is
+        the admission, later ones without an exit between are conflicts — except that no
+        offline claim displaces an online admission. Scans count for the gate the device was
+        enrolled for. Raises ``Conflict`` (``scan_id_taken``), refusing the whole batch, when
+        one of its scan ids is another device's (of any tenant)."""
         assert gate.event_id is not None
         assert gate.device_id is not None
+        device = (
+            await self._session.execute(
+                select(Device.gate, Device.created_at).where(Device.id == gate.device_id)
+            )
+        ).one()
+        gate = replace(gate, name=device.gate)
         ids = [s.scan_id for s in scans]
         known = {
             row.id: row
@@ -262,9 +273,7 @@ class CheckInService:
         }
         for scan_id, seen in known.items():
             if seen.device_id != gate.device_id:
-                raise Unprocessable(
-                    "scan_id_taken", f"Scan id {scan_id} belongs to another device's scan."
-                )
+                raise _scan_id_taken(scan_id)
         fresh: dict[uuid.UUID, wire.ScanUpload] = {}
         for scan in scans:
             if scan.scan_id not in known:
@@ -279,14 +288,18 @@ class CheckInService:
         rows: list[dict[str, Any]] = []
         tickets: set[uuid.UUID] = set()
         for scan_id, scan in fresh.items():
-            row = self._offline_row(gate, scan, decoded[scan_id], known_tickets)
+            row = self._offline_row(
+                gate, scan, decoded[scan_id], known_tickets, enrolled_at=device.created_at
+            )
             rows.append(row)
             if row["ticket_id"] is not None and row["result"] == VerdictResult.ADMITTED:
                 tickets.add(row["ticket_id"])
         states = await self._lock_tickets(sorted(tickets))
+        inserted: set[uuid.UUID] = set()
         if rows:
             raw = await driver(self._session)
-            await raw.execute(_INSERT_SCANS, *([row[c] for row in rows] for c, _ in _SCAN_COLUMNS))
+            columns = ([row[c] for row in rows] for c, _ in _SCAN_COLUMNS)
+            inserted = {r["id"] for r in await raw.fetch(_INSERT_SCANS, *columns)}
         changed = await self._reconcile(states.values())
         entered = {
             row["ticket_id"]
@@ -300,18 +313,20 @@ class CheckInService:
         stored = {
             row.id: row
             for row in await self._session.execute(
-                select(
-                    TicketScan.id,
-                    TicketScan.result,
-                    TicketScan.reason,
-                    TicketScan.conflict_of,
-                    TicketScan.server_reason,
-                ).where(TicketScan.id.in_(ids))
+                select(*_OUTCOME_COLUMNS).where(TicketScan.id.in_(ids))
             )
         }
+        # A fresh id the insert skipped was taken meanwhile: by this device's own upload racing
+        # this one (a duplicate), by another device, or by another tenant (whose row we
+        # cannot see). The exception rolls the batch back.
+        for scan_id in fresh.keys() - inserted:
+            holder = stored.get(scan_id)
+            if holder is None or holder.device_id != gate.device_id:
+                raise _scan_id_taken(scan_id)
+        repeated = known.keys() | (fresh.keys() - inserted)
         batch = set(ids)
         return wire.ScanBatchOutcome(
-            outcomes=[_outcome(stored[s.scan_id], duplicate=s.scan_id in known) for s in scans],
+            outcomes=[_outcome(stored[s.scan_id], duplicate=s.scan_id in repeated) for s in scans],
             reclassified=[
                 _outcome(stored_row) for stored_row in changed if stored_row.id not in batch
             ],
@@ -342,15 +357,15 @@ class CheckInService:
         scan: wire.ScanUpload,
         decoded: TicketCode | VerdictReason,
         tickets: dict[uuid.UUID, Any],
+        *,
+        enrolled_at: datetime,
     ) -> dict[str, Any]:
+        """The row of one uploaded scan: what the device did, at the gate it was enrolled for,
+        placed in time within what is possible (``claims.placed_at``)."""
         assert gate.event_id is not None
-        try:
-            corrected = scan.scanned_at + timedelta(milliseconds=scan.clock_offset_ms)
-        except OverflowError as error:  # a time at the calendar's edge, pushed past it
-            raise BadRequest(
-                "scan_time_out_of_range",
-                f"Scan {scan.scan_id}: its time corrected by its clock offset is not a date.",
-            ) from error
+        at = placed_at(
+            scan.scanned_at, scan.clock_offset_ms, enrolled_at=enrolled_at, received_at=self._now
+        )
         ticket_id: uuid.UUID | None = None
         server_reason: VerdictReason | None = None
         version: int | None = None
@@ -359,9 +374,7 @@ class CheckInService:
         else:
             version = decoded.secret_version
             ticket = tickets.get(decoded.ticket_id)
-            server_reason = standing(
-                decoded, gate_event_id=gate.event_id, ticket=ticket, now=corrected
-            )
+            server_reason = standing(decoded, gate_event_id=gate.event_id, ticket=ticket, now=at)
             if ticket is not None and server_reason is not VerdictReason.WRONG_EVENT:
                 ticket_id = ticket.id
         if scan.direction is Direction.EXIT and server_reason in _NO_BAR_TO_LEAVING:
@@ -374,7 +387,7 @@ class CheckInService:
             "event_id": gate.event_id,
             "device_id": gate.device_id,
             "scanned_by": gate.actor,
-            "gate": scan.gate,
+            "gate": gate.name,  # never the uploaded name: the device's enrolled gate
             "direction": scan.direction.value,
             # What happened at the gate is what the device decided; the server's opinion of
             # an admission it would have refused is kept beside it.
@@ -382,10 +395,11 @@ class CheckInService:
             "reason": None
             if admitted
             else (scan.device_reason or server_reason or VerdictReason.INVALID_CODE).value,
-            "scanned_at": corrected,
+            "scanned_at": at,
             "device_scanned_at": scan.scanned_at,
             "clock_offset_ms": scan.clock_offset_ms,
-            "offline": scan.offline,
+            # Whatever the upload says: a scan the server did not decide was decided offline.
+            "offline": True,
             "device_result": scan.device_result.value,
             "device_reason": scan.device_reason.value if scan.device_reason else None,
             "server_reason": server_reason.value if admitted and server_reason else None,
@@ -420,10 +434,7 @@ class CheckInService:
         return [SimpleNamespace(**dict(row)) for row in rows]
 
     async def _admitted_scans(self, ticket_ids: Iterable[uuid.UUID]) -> list[AdmittedScan]:
-        return [
-            AdmittedScan(r.id, r.scanned_at, Direction(r.direction))
-            for r in await self._history(ticket_ids)
-        ]
+        return [_admitted_scan(r) for r in await self._history(ticket_ids)]
 
     async def _reconcile(self, states: Iterable[LockedTicket]) -> list[Any]:
         """Replay each ticket's admitted scans and store who is a conflict of whom. Returns the
@@ -438,7 +449,7 @@ class CheckInService:
         new_conflicts: list[tuple[Any, uuid.UUID]] = []
         for ticket_id, scans in per_ticket.items():
             timeline = replay(
-                (AdmittedScan(s.id, s.scanned_at, Direction(s.direction)) for s in scans),
+                (_admitted_scan(s) for s in scans),
                 allow_reentry=by_ticket[ticket_id].allow_reentry,
             )
             for scan in scans:
@@ -473,13 +484,7 @@ class CheckInService:
         return list(
             (
                 await self._session.execute(
-                    select(
-                        TicketScan.id,
-                        TicketScan.result,
-                        TicketScan.reason,
-                        TicketScan.conflict_of,
-                        TicketScan.server_reason,
-                    ).where(TicketScan.id.in_(changed_ids))
+                    select(*_OUTCOME_COLUMNS).where(TicketScan.id.in_(changed_ids))
                 )
             ).all()
         )
@@ -621,16 +626,56 @@ class CheckInService:
         )
         return inserted is not None
 
-    async def recorded(self, scan_id: uuid.UUID, device_id: uuid.UUID) -> wire.Verdict:
+    async def recorded(self, scan_id: uuid.UUID, gate: Gate) -> wire.Verdict:
         """The verdict the server recorded for one of this device's scans. A device that crashed
         while asking online uses it to learn whether its question arrived. Raises ``NotFound``
-        when there is no such scan of this device."""
+        when the server has no scan with that id, ``Conflict`` (``scan_id_taken``) when the id
+        is another device's (of any tenant)."""
+        verdict = await self._own_verdict(scan_id, gate)
+        if verdict is not None:
+            return verdict
+        if await self._taken_by_another_tenant(scan_id, gate):
+            raise _scan_id_taken(scan_id)
+        raise NotFound("scan of this device")
+
+    async def _own_verdict(self, scan_id: uuid.UUID, gate: Gate) -> wire.Verdict | None:
+        """The recorded verdict of the caller's scan ``scan_id``; None when the tenant has no
+        such scan. Raises ``Conflict`` when it is another device's or person's: a scan id
+        never opens another's verdict (nor its holder's name)."""
         scan = await self._session.get(TicketScan, scan_id)
-        if scan is None or scan.device_id != device_id:
-            raise NotFound("scan of this device")
-        verdict = await self._recorded_verdict(scan_id)
-        assert verdict is not None
-        return verdict
+        if scan is None:
+            return None
+        if scan.device_id != gate.device_id or scan.scanned_by != gate.actor:
+            raise _scan_id_taken(scan_id)
+        return await self._recorded_verdict(scan_id)
+
+    async def _raced(self, scan_id: uuid.UUID, gate: Gate) -> wire.Verdict:
+        """The verdict for ``scan_id`` when inserting its scan found the id taken: the same
+        caller's request raced in (its verdict stands), or someone else's scan — of this tenant
+        or of another, whose row we cannot see — holds it (``Conflict``)."""
+        stored = await self._own_verdict(scan_id, gate)
+        if stored is None:
+            raise _scan_id_taken(scan_id)
+        return stored
+
+    async def _taken_by_another_tenant(self, scan_id: uuid.UUID, gate: Gate) -> bool:
+        """Whether another tenant's scan has ``scan_id``. Row-level security hides its row but
+        not its id, which the primary key still holds: try to take the id, in a savepoint that
+        is always rolled back. Only for a read that found nothing (rare: a crash's recovery)."""
+        assert gate.event_id is not None
+        async with self._session.begin_nested() as probe:
+            free = await (await driver(self._session)).fetchval(
+                _PROBE_SCAN_ID,
+                scan_id,
+                self._tenant_id,
+                gate.event_id,
+                gate.device_id,
+                gate.actor,
+                gate.name,
+                self._now,
+            )
+            await probe.rollback()
+        return free is None
 
     async def _recorded_verdict(self, scan_id: uuid.UUID) -> wire.Verdict | None:
         scan = await self._session.get(TicketScan, scan_id)
@@ -690,6 +735,31 @@ class CheckInService:
         )
 
 
+def _scan_id_taken(scan_id: uuid.UUID) -> Conflict:
+    return Conflict(
+        "scan_id_taken",
+        f"Scan id {scan_id} belongs to another device's scan.",
+        scan_id=str(scan_id),
+    )
+
+
+def _admitted_scan(row: Any) -> AdmittedScan:
+    """A history row (``_ADMITTED_SCANS``) as the timeline takes it."""
+    return AdmittedScan(row.id, row.scanned_at, Direction(row.direction), online=row.online)
+
+
+#: What an upload's answer says of a stored scan (``_outcome``).
+_OUTCOME_COLUMNS = (
+    TicketScan.id,
+    TicketScan.device_id,
+    TicketScan.result,
+    TicketScan.reason,
+    TicketScan.conflict_of,
+    TicketScan.server_reason,
+    TIME_ADJUSTED,
+)
+
+
 def _outcome(row: Any, *, duplicate: bool = False) -> wire.ScanOutcome:
     return wire.ScanOutcome(
         scan_id=row.id,
@@ -698,16 +768,14 @@ def _outcome(row: Any, *, duplicate: bool = False) -> wire.ScanOutcome:
         conflict_of=row.conflict_of,
         duplicate_upload=duplicate,
         server_reason=VerdictReason(row.server_reason) if row.server_reason else None,
+        time_adjusted=TimeAdjustment(row.time_adjusted) if row.time_adjusted else None,
     )
 
 
 def _prior_in(history: Sequence[Any], allow_reentry: bool) -> wire.PriorScan | None:
     """The admission a new entry would collide with, given the ticket's admitted scans (rows
     with id, scanned_at, direction, gate, device_id); None when it may enter."""
-    timeline = replay(
-        (AdmittedScan(s.id, s.scanned_at, Direction(s.direction)) for s in history),
-        allow_reentry=allow_reentry,
-    )
+    timeline = replay((_admitted_scan(s) for s in history), allow_reentry=allow_reentry)
     collides = timeline.entry_collides_with(allow_reentry)
     if collides is None:
         return None
@@ -738,8 +806,11 @@ _FLAG_OUT_OF_SYNC = """
 UPDATE tickets SET blockchain_sync_status = $3, updated_at = $2 WHERE id = $1
 """
 
+# ``online``: recorded by POST /v1/validate, on the server's clock (an upload always carries
+# the device's own reading). Never what the device says of itself.
 _ADMITTED_SCANS = """
-SELECT id, ticket_id, scanned_at, direction, gate, device_id, conflict_of
+SELECT id, ticket_id, scanned_at, direction, gate, device_id, conflict_of,
+       device_scanned_at IS NULL AS online
 FROM ticket_scans
 WHERE ticket_id = ANY($1::uuid[]) AND result = 'admitted' AND annulled_at IS NULL
 """
@@ -753,6 +824,15 @@ RETURNING id
 """
 
 # A first admission: status, history row and event in one round trip.
+# Takes ``scan_id`` if no scan of any tenant has it (``_taken_by_another_tenant`` rolls it back).
+_PROBE_SCAN_ID = """
+INSERT INTO ticket_scans (id, tenant_id, event_id, device_id, scanned_by, gate, direction, result,
+                          scanned_at, received_at)
+VALUES ($1, $2, $3, $4, $5, $6, 'entry', 'rejected', $7, $7)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
 _FIRST_ADMISSION = """
 WITH ticket AS (
     UPDATE tickets SET status = 'checked_in', updated_at = $2
@@ -801,7 +881,7 @@ _INSERT_SCANS = (
     f"INSERT INTO ticket_scans ({', '.join(c for c, _ in _SCAN_COLUMNS)}) "  # noqa: S608
     "SELECT * FROM unnest("
     + ", ".join(f"${i}::{t}[]" for i, (_, t) in enumerate(_SCAN_COLUMNS, start=1))
-    + ") ON CONFLICT DO NOTHING"
+    + ") ON CONFLICT DO NOTHING RETURNING id"
 )
 
 _CHECKED_IN = """

@@ -59,6 +59,9 @@ class ScanOut(msgspec.Struct, kw_only=True):
     #: None for a manager validating by hand.
     device_id: uuid.UUID | None
     scanned_by: str
+    #: ``clock_ahead`` / ``clock_behind`` when the device's corrected time was beyond belief
+    #: and ``scanned_at`` is where the server placed the scan instead (uploads only).
+    time_adjusted: str | None
 
 
 class ScanPage(msgspec.Struct, kw_only=True):

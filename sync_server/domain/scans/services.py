@@ -38,6 +38,7 @@ from shared.domain import Direction, VerdictResult
 from shared.wire import TIME_OUT_OF_RANGE, out_of_range
 from sync_server.db.engine import Database
 from sync_server.db.models import Event, Ticket, TicketScan, TicketType
+from sync_server.domain.checkin.claims import TIME_ADJUSTED
 from sync_server.domain.scans.schemas import (
     EventStats,
     GateStats,
@@ -85,6 +86,8 @@ def _log_column(name: str) -> ColumnElement[Any]:
         return Ticket.holder_name.label(name)
     if name == "ticket_type":
         return TicketType.name.label(name)
+    if name == "time_adjusted":
+        return TIME_ADJUSTED
     column: ColumnElement[Any] = getattr(TicketScan, name)
     return column
 

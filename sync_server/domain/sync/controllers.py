@@ -37,7 +37,9 @@ async def upload_scans(
     data: JSONBody[wire.ScanBatch], checkin_service: CheckInServiceDep, principal: PrincipalDep
 ) -> wire.ScanBatchOutcome:
     """Upload offline scans (at most 1000). Safe to repeat: each scan id is recorded once, and
-    a repeat returns the same outcomes (``duplicate_upload`` marks them)."""
+    a repeat returns the same outcomes (``duplicate_upload`` marks them). Scans count for the
+    device's enrolled gate; times are bounded (``time_adjusted``); a batch holding another
+    device's scan id is refused whole (409 ``scan_id_taken``)."""
     outcome = await checkin_service.ingest(device_gate(principal), data.scans)
     observe_uploads(outcome)
     return outcome
@@ -104,12 +106,11 @@ class FeedController(Controller):
 async def recorded_scan(
     scan_id: FromPath[uuid.UUID], checkin_service: CheckInServiceDep, principal: PrincipalDep
 ) -> wire.Verdict:
-    """The verdict recorded for one of this device's scans; 404 when the server never got it.
-    A scanner that was cut off while asking ``/v1/validate`` asks this to find out whether its
-    question arrived."""
-    gate = device_gate(principal)
-    assert gate.device_id is not None
-    return await checkin_service.recorded(scan_id, gate.device_id)
+    """The verdict recorded for one of this device's scans; 404 when the server never got it,
+    409 ``scan_id_taken`` when the id is another device's scan (of any tenant: never its
+    verdict). A scanner that was cut off while asking ``/v1/validate`` asks this to find out
+    whether its question arrived."""
+    return await checkin_service.recorded(scan_id, device_gate(principal))
 
 
 SYNC_ROUTES: list[ControllerRouterHandler] = [upload_scans, recorded_scan, FeedController]

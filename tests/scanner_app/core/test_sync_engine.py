@@ -193,7 +193,7 @@ class FakeServer:
         self.page_size = 10_000
         self.tickets: dict[uuid.UUID, wire.TicketChange] = {}
         self.scans: dict[uuid.UUID, ServerScan] = {}
-        #: Scan ids another device already used: an upload naming one is refused (422).
+        #: Scan ids another device already used: an upload naming one is refused (409).
         self.taken_scan_ids: set[uuid.UUID] = set()
         self.duplicate_uploads: set[uuid.UUID] = set()
         self.seen: list[Seen] = []
@@ -369,7 +369,12 @@ class FakeServer:
             return self._annul(scan_id, path)
         if route == RECORDED and scan_id is not None:
             scan = self.scans.get(scan_id)
-            if scan is None or scan.device_id != self.device_id:
+            if scan_id in self.taken_scan_ids or (
+                scan is not None and scan.device_id != self.device_id
+            ):
+                detail = f"Scan id {scan_id} belongs to another device's scan."
+                return _problem(409, "scan_id_taken", detail, path)
+            if scan is None:
                 return _problem(404, "not_found", "No scan of this device with that id.", path)
             return _json(self._verdict(scan))
         return _problem(404, "not_found", "No such route.", path)
@@ -416,7 +421,7 @@ class FakeServer:
                 stored is not None and stored.device_id != self.device_id
             ):
                 detail = f"Scan id {scan.scan_id} belongs to another device's scan."
-                return _problem(422, "scan_id_taken", detail, path)
+                return _problem(409, "scan_id_taken", detail, path)
         known = {scan.scan_id for scan in batch.scans if scan.scan_id in self.scans}
         self.duplicate_uploads |= known
         touched: set[uuid.UUID] = set()
@@ -1468,6 +1473,27 @@ def test_an_online_question_cut_off_by_a_crash_is_resolved_by_the_next_sync(
     assert again.verdict.reason is VerdictReason.ALREADY_CHECKED_IN
     assert again.verdict.prior is not None
     assert again.verdict.prior.scan_id == asked_id
+
+
+def test_an_online_question_whose_id_another_device_holds_is_forgotten(
+    store: LocalStore, clock: ManualClock, server: FakeServer, engine: SyncEngine
+) -> None:
+    (ticket,) = server.sell(1)
+    assert engine.sync_once().ok
+    pending = PendingOnline(new_id(), server.code(ticket), Direction.ENTRY, clock.now())
+    with store.write() as conn:
+        begin_online(conn, pending)
+    server.taken_scan_ids.add(pending.scan_id)  # the server answers 409 scan_id_taken
+    clock.advance(11)
+
+    report = engine.sync_once()
+
+    assert report.ok, report.errors  # not a refused sync: the server has no scan of ours
+    assert report.recovered == 0
+    assert len(server.requests_to(RECORDED)) == 1
+    with store.read() as conn:
+        assert unresolved_online(conn, clock.now() + timedelta(days=1)) == []
+        assert find_scan(conn, pending.scan_id) is None
 
 
 def test_a_question_still_in_flight_is_left_alone(
