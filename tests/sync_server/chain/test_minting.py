@@ -19,9 +19,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aio_pika
+import anyio.to_thread
+import httpx
 import pytest
 from litestar import Litestar
-from litestar.testing import AsyncTestClient
+from litestar.testing import TestClient
 from solana.rpc.async_api import AsyncClient
 from solana.rpc.core import RPCException
 from solders.keypair import Keypair
@@ -88,10 +90,38 @@ def minting_settings(chain_server_settings: Settings, amqp_url: str) -> Settings
     return dataclasses.replace(chain_server_settings, chain=chain, amqp=AmqpSettings(url=amqp_url))
 
 
+class _InAThread(httpx.AsyncBaseTransport):
+    """Requests to the app, each made in a worker thread. These tests run the worker (relay,
+    consumer, tracker) on their own event loop; an ``AsyncTestClient`` waits for the app with
+    that loop blocked, so a request that needs a ticket row the consumer holds would wait for
+    ever (the consumer cannot go on to release it). From a thread, the loop keeps running."""
+
+    def __init__(self, client: TestClient[Litestar]) -> None:
+        self._client = client
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        answer = await anyio.to_thread.run_sync(
+            lambda: self._client.request(
+                request.method, str(request.url), headers=request.headers, content=body
+            )
+        )
+        # The content is decoded already: its encoding and length no longer describe it.
+        headers = [
+            (name, value)
+            for name, value in answer.headers.multi_items()
+            if name.lower() not in {"content-encoding", "content-length"}
+        ]
+        return httpx.Response(answer.status_code, headers=headers, content=answer.content)
+
+
 @pytest.fixture
-async def api(minting_settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
-    async with AsyncTestClient(app=create_app(minting_settings)) as client:
-        yield client
+async def api(minting_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    with TestClient(app=create_app(minting_settings)) as app:
+        async with httpx.AsyncClient(
+            transport=_InAThread(app), base_url=str(app.base_url)
+        ) as client:
+            yield client
 
 
 @pytest.fixture
@@ -240,14 +270,14 @@ async def holding_of(rpc: AsyncClient, mint: Pubkey, owner: Pubkey) -> Any:
     return None if account is None else read_ticket_holding(bytes(account.data))
 
 
-async def new_ticket_type(api: AsyncTestClient[Litestar], tenant: TenantHandle) -> str:
+async def new_ticket_type(api: httpx.AsyncClient, tenant: TenantHandle) -> str:
     event = await create_event(api, tenant, name="Harbour Lights Festival")
     ticket_type = await create_ticket_type(api, tenant, event["id"], name="Weekend pass")
     return str(ticket_type["id"])
 
 
 async def purchase(
-    api: AsyncTestClient[Litestar], tenant: TenantHandle, wallet: Pubkey | None
+    api: httpx.AsyncClient, tenant: TenantHandle, wallet: Pubkey | None
 ) -> dict[str, Any]:
     holder = {"user_id": "guest-1", "name": "Ada Guest"}
     if wallet is not None:
@@ -338,7 +368,7 @@ def test_the_worker_gets_the_chain_consumer_only_with_the_chain_on(
 
 
 async def test_a_purchase_mints_the_ticket_to_the_holders_wallet(
-    api: AsyncTestClient[Litestar],
+    api: httpx.AsyncClient,
     tenant: TenantHandle,
     minting_settings: Settings,
     database: Database,
@@ -433,7 +463,7 @@ async def _landed(node: LocalSolanaNode, signature: str | None) -> bool:
 
 
 async def test_custody_hands_the_nft_to_a_new_holders_wallet_and_a_wallet_ticket_stays_put(
-    api: AsyncTestClient[Litestar],
+    api: httpx.AsyncClient,
     tenant: TenantHandle,
     minting_settings: Settings,
     database: Database,
@@ -522,7 +552,7 @@ async def test_custody_hands_the_nft_to_a_new_holders_wallet_and_a_wallet_ticket
 
 
 async def test_a_ticket_revoked_while_its_mint_is_in_flight_is_frozen_and_cannot_move(
-    api: AsyncTestClient[Litestar],
+    api: httpx.AsyncClient,
     tenant: TenantHandle,
     minting_settings: Settings,
     database: Database,
@@ -582,7 +612,7 @@ async def test_a_ticket_revoked_while_its_mint_is_in_flight_is_frozen_and_cannot
 
 
 async def test_an_unreachable_node_leaves_the_mint_waiting_and_it_mints_once_it_answers(
-    api: AsyncTestClient[Litestar],
+    api: httpx.AsyncClient,
     tenant: TenantHandle,
     minting_settings: Settings,
     database: Database,
@@ -686,7 +716,7 @@ async def _as_a_crashed_tracker_left_it(
 
 
 async def test_after_a_crash_a_mint_that_landed_is_finalized_once(
-    api: AsyncTestClient[Litestar],
+    api: httpx.AsyncClient,
     tenant: TenantHandle,
     minting_settings: Settings,
     database: Database,
@@ -751,7 +781,7 @@ async def test_after_a_crash_a_mint_that_landed_is_finalized_once(
 
 
 async def test_an_expired_blockhash_is_resubmitted_until_max_attempts_then_fails(
-    api: AsyncTestClient[Litestar],
+    api: httpx.AsyncClient,
     tenant: TenantHandle,
     minting_settings: Settings,
     database: Database,
@@ -817,7 +847,7 @@ async def test_an_expired_blockhash_is_resubmitted_until_max_attempts_then_fails
 
 
 async def test_an_unfunded_issuer_fails_the_mint_and_a_retry_after_funding_mints_it(
-    api: AsyncTestClient[Litestar],
+    api: httpx.AsyncClient,
     tenant: TenantHandle,
     minting_settings: Settings,
     database: Database,
@@ -876,7 +906,7 @@ async def test_an_unfunded_issuer_fails_the_mint_and_a_retry_after_funding_mints
 
 
 async def test_the_same_purchase_delivered_again_mints_once(
-    api: AsyncTestClient[Litestar],
+    api: httpx.AsyncClient,
     tenant: TenantHandle,
     minting_settings: Settings,
     database: Database,
