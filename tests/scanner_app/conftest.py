@@ -7,6 +7,9 @@ in-memory backend to test choosing the keyring).
 """
 
 import os
+import socket
+
+import pytest
 
 from tests.scanner_app.live_server import (
     back_office,
@@ -19,3 +22,17 @@ from tests.scanner_app.live_server import (
 os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
 
 __all__ = ["back_office", "live_database", "live_server", "shared_live_server"]
+
+
+@pytest.fixture
+def connection_attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every name look-up or connection this process tries from now on (each one fails)."""
+    attempts: list[object] = []
+
+    def refuse(what: object) -> None:
+        attempts.append(what)
+        raise OSError("this test allows no connection")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **_: refuse(args))
+    monkeypatch.setattr(socket.socket, "connect", lambda _self, address: refuse(address))
+    return attempts

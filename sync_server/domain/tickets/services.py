@@ -282,14 +282,7 @@ class TicketService:
         exactly as the first answer's code would be by now."""
         ticket = kept.ticket
         ring = await self._keys.issuer_ring(self._session, ticket.event_id, tenant_id=tenant_id)
-        code = issue_code(
-            ring,
-            ticket_id=ticket.id,
-            event_id=ticket.event_id,
-            secret_version=ticket.secret_version,
-            issued_at=self._now,
-        )
-        return msgspec.structs.replace(kept, code=code)
+        return msgspec.structs.replace(kept, code=self._code(ring, ticket))
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -321,14 +314,17 @@ class TicketService:
             ring = await self._keys.issuer_ring(
                 self._session, ticket.event_id, tenant_id=ticket.tenant_id
             )
-        code = issue_code(
+        return TicketWithCode(ticket=ticket_out(ticket), code=self._code(ring, ticket))
+
+    def _code(self, ring: IssuerKeyRing, ticket: Ticket | TicketOut) -> str:
+        """A new code for the ticket's current secret version (a fresh nonce each time)."""
+        return issue_code(
             ring,
             ticket_id=ticket.id,
             event_id=ticket.event_id,
             secret_version=ticket.secret_version,
             issued_at=self._now,
         )
-        return TicketWithCode(ticket=ticket_out(ticket), code=code)
 
 
 def _without_code(item: TicketWithCode) -> TicketWithCode:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import gzip
 import re
-import socket
 import threading
 import time
 import uuid
@@ -1564,20 +1563,6 @@ def test_a_revoked_scanner_admits_nobody(
 
 
 # --- the link to the server: https only off this computer (issue 14) ---------------------------
-
-
-@pytest.fixture
-def connection_attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every name look-up or connection this process tries from now on (each one fails)."""
-    attempts: list[object] = []
-
-    def refuse(what: object) -> None:
-        attempts.append(what)
-        raise OSError("this test allows no connection")
-
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **_: refuse(args))
-    monkeypatch.setattr(socket.socket, "connect", lambda _self, address: refuse(address))
-    return attempts
 
 
 def test_enrolling_at_a_plain_http_server_is_refused_before_any_connection(

@@ -293,20 +293,6 @@ def test_an_image_without_an_enrollment_qr_says_what_it_holds(
     assert dialog.server_edit.text() == ""
 
 
-@pytest.fixture
-def connection_attempts(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    """Every name look-up or connection this process tries from now on (each one fails)."""
-    attempts: list[object] = []
-
-    def refuse(what: object) -> None:
-        attempts.append(what)
-        raise OSError("this test allows no connection")
-
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *args, **_: refuse(args))
-    monkeypatch.setattr(socket.socket, "connect", lambda _self, address: refuse(address))
-    return attempts
-
-
 def test_a_rogue_enrollment_qr_with_a_plain_http_server_is_refused_without_a_request(
     qtbot: QtBot,
     tmp_path: Path,
