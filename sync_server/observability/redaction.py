@@ -37,6 +37,8 @@ def redact(text: str) -> str:
     a lone ``token@``), path segments that look like keys, and the values of query parameters
     named like keys, tokens, secrets or passwords. The rest (scheme, host, port, short path
     names, other parameters) stays, so a line still says which dependency it is about."""
+    if "://" not in text and "=" not in text:  # most lines (every access line): nothing to do
+        return text
     return _SECRET_PARAMETER.sub(rf"\g<name>{MASK}", _URL.sub(_mask_url, text))
 
 
