@@ -135,6 +135,8 @@ def server_env(db: BenchDatabase, keys: Secrets, **extra: str) -> dict[str, str]
         GATEHOUSE_RATE_LIMIT_SCANNER="100000000",
         GATEHOUSE_RATE_LIMIT_MANAGER="100000000",
         GATEHOUSE_RATE_LIMIT_SERVICE="100000000",
+        GATEHOUSE_RATE_LIMIT_SCANNER_SCANS="100000000",
+        GATEHOUSE_RATE_LIMIT_ANONYMOUS="0",
     )
     env.update(extra)
     return env

@@ -157,7 +157,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             ownership=ownership,
             chain_info=ChainInfo(settings.chain, chain_keys, database),
             custody=str(chain_keys.custody.pubkey()) if chain_keys is not None else None,
-            operations=Operations(readiness, database, timeout, breakers),
+            operations=Operations(
+                readiness,
+                database,
+                timeout,
+                breakers,
+                metrics_token=settings.observability.metrics_token,
+            ),
         )
         try:
             async with database.engine.connect() as connection:
@@ -202,8 +208,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 exclude=["^/schema"],
                 exclude_http_methods=[],
             ),
-            # Inside authentication: it counts per caller, so it needs the token's principal.
-            RateLimitMiddleware(_rate_limits),
+            # Inside authentication: it counts per caller, so it needs the token's principal
+            # (requests without one count per client address).
+            RateLimitMiddleware(
+                _rate_limits, trusted_proxies=settings.rate_limits.trusted_proxies
+            ),
         ],
         before_send=[ResponseObserver(access_log_enabled=settings.observability.access_log)],
         # Per request, from the HTTP edge: the caller and its tenant's transaction. For the
@@ -223,6 +232,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             "chain_info": _provided(lambda built: built.chain_info),
             "custody": _provided(lambda built: built.custody),
             "operations": _provided(lambda built: built.operations),
+            "rate_limits": _provided(lambda built: built.rate_limits),
         },
         exception_handlers=exception_handlers(),
         # Logging is the process's business (gatehouse-server serve/worker configure it, see

@@ -11,6 +11,7 @@ that ``serve``, ``token`` and ``demo`` agree with each other; in production it r
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import secrets
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
+
+from shared.wire import MAX_SCAN_BATCH
 
 MASTER_KEY_BYTES = 32
 #: The least an HS256 key may have (RFC 7518: a key as long as the hash), outside development.
@@ -121,6 +124,19 @@ class RateLimitSettings:
     scanner: int = 600
     manager: int = 600
     service: int = 3000
+    #: Scans a minute a device may upload (``POST /v1/sync/scans`` counts each batch by its
+    #: size, not as one request); 0 for no limit, else at least one full batch
+    #: (``shared.wire.MAX_SCAN_BATCH``), so a batch the scanner sends can always go through.
+    scanner_scans: int = 6000
+    #: Requests a minute per client address without a token (enrollment, chain metadata,
+    #: ``/metrics``, the schema); 0 for no limit. ``/health`` and ``/ready`` are never limited.
+    anonymous: int = 120
+    #: Uploaded scans whose code does not read (``invalid_code``, ``unknown_key``, malformed)
+    #: stored per device and minute; the rest are counted, not stored. 0 stores none.
+    junk_per_minute: int = 100
+    #: Proxies (addresses or networks) whose ``X-Forwarded-For`` names the client; from any
+    #: other peer the header is ignored and the socket's address counts.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +170,9 @@ class ObservabilitySettings:
     #: counters); port 0 (the default) serves none.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 0
+    #: The bearer token ``/metrics`` on the API's port asks for (every tenant's figures are in
+    #: it); unset, the API serves no ``/metrics`` (404).
+    metrics_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +368,18 @@ def _observability(env: Mapping[str, str], environment: str) -> ObservabilitySet
         worker_metrics_host=env.get("GATEHOUSE_WORKER_METRICS_HOST")
         or defaults.worker_metrics_host,
         worker_metrics_port=metrics_port,
+        metrics_token=_metrics_token(env),
     )
+
+
+def _metrics_token(env: Mapping[str, str]) -> str | None:
+    token = env.get("GATEHOUSE_METRICS_TOKEN") or None
+    if token is not None and len(token.encode()) < JWT_SECRET_MIN_BYTES:
+        raise SettingsError(
+            f"GATEHOUSE_METRICS_TOKEN must be at least {JWT_SECRET_MIN_BYTES} bytes (make one "
+            "with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
 
 
 def _redis(env: Mapping[str, str]) -> RedisSettings:
@@ -422,10 +452,30 @@ def _keypair_text(env: Mapping[str, str], name: str) -> str:
 
 def _rate_limits(env: Mapping[str, str]) -> RateLimitSettings:
     defaults = RateLimitSettings()
+    scans = _int(env, "GATEHOUSE_RATE_LIMIT_SCANNER_SCANS", defaults.scanner_scans)
+    if 0 < scans < MAX_SCAN_BATCH:
+        raise SettingsError(
+            f"GATEHOUSE_RATE_LIMIT_SCANNER_SCANS must be 0 (no limit) or at least "
+            f"{MAX_SCAN_BATCH} (one full upload batch), not {scans}"
+        )
+    proxies = tuple(
+        part.strip() for part in env.get("GATEHOUSE_TRUSTED_PROXIES", "").split(",") if part.strip()
+    )
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError as error:
+            raise SettingsError(
+                f"GATEHOUSE_TRUSTED_PROXIES: {proxy!r} is not an address or a network"
+            ) from error
     return RateLimitSettings(
         scanner=_int(env, "GATEHOUSE_RATE_LIMIT_SCANNER", defaults.scanner),
         manager=_int(env, "GATEHOUSE_RATE_LIMIT_MANAGER", defaults.manager),
         service=_int(env, "GATEHOUSE_RATE_LIMIT_SERVICE", defaults.service),
+        scanner_scans=scans,
+        anonymous=_int(env, "GATEHOUSE_RATE_LIMIT_ANONYMOUS", defaults.anonymous),
+        junk_per_minute=_int(env, "GATEHOUSE_JUNK_SCANS_PER_MINUTE", defaults.junk_per_minute),
+        trusted_proxies=proxies,
     )
 
 

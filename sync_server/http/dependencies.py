@@ -7,8 +7,8 @@ opened only if the handler asks: a cache miss) and ``active_device`` (for handle
 transaction but must still refuse a revoked device or token). For the life of the app, provided
 by the app factory (``sync_server.app``): ``database``, ``clock``, ``settings`` and the objects
 of the domain, the chain and Redis (``keys``, ``ownership``, ``chain_info``, ``custody``,
-``ticket_cache``, ``operations``). Each domain controller declares the providers of its own
-services.
+``ticket_cache``, ``operations``, ``rate_limits``). Each domain controller declares the
+providers of its own services.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from shared.clock import Clock
 from sync_server.db.engine import Database
 from sync_server.http.auth import Principal
 from sync_server.http.problems import Unauthorized
+from sync_server.redis.rate_limits import RateLimits
 from sync_server.settings import Settings
 
 # What handlers and providers declare to receive them. The app's own objects skip validation:
@@ -41,6 +42,7 @@ ActiveDeviceDep: TypeAlias = NamedDependency[None]
 DatabaseDep: TypeAlias = NamedDependency[SkipValidation[Database]]
 ClockDep: TypeAlias = NamedDependency[SkipValidation[Clock]]
 SettingsDep: TypeAlias = NamedDependency[SkipValidation[Settings]]
+RateLimitsDep: TypeAlias = NamedDependency[SkipValidation[RateLimits]]
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:

@@ -1,17 +1,21 @@
-"""``/health``, ``/ready`` and ``/metrics``: for load balancers and Prometheus, no token.
+"""``/health``, ``/ready`` and ``/metrics``: for load balancers and Prometheus.
 
-Keep them off the public internet at the load balancer: they reveal nothing about tenants, but
-``/metrics`` tells traffic and error rates to whoever asks.
+``/health`` and ``/ready`` need no token and are never rate-limited (orchestrators' probes).
+``/metrics`` holds every tenant's figures, so the API serves it only to whoever sends the
+operators' token (``GATEHOUSE_METRICS_TOKEN``, as ``Authorization: Bearer …``); without the
+setting the API serves no ``/metrics`` at all (404), and a wrong or missing token is a 404 too
+(nothing tells a stranger the page exists).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import SkipValidation
@@ -21,7 +25,7 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from sync_server.db.engine import Database
-from sync_server.http.problems import PublicOperation
+from sync_server.http.problems import Problem, PublicOperation
 from sync_server.messaging.outbox import outbox_backlog
 from sync_server.observability import metrics
 from sync_server.observability.readiness import Readiness, ReadinessReport
@@ -40,6 +44,17 @@ class Operations:
     database: Database
     timeout_seconds: float = 2.0
     breakers: Breakers | None = None
+    #: The token ``/metrics`` asks for; None: the API serves no metrics.
+    metrics_token: str | None = None
+
+    def may_scrape(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` header carries the metrics token."""
+        if self.metrics_token is None or authorization is None:
+            return False
+        scheme, _, token = authorization.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.metrics_token.encode()
+        )
 
     async def scraped(self) -> list[Metric]:
         """Gauges computed for this scrape: dependency status and the outbox backlog; the
@@ -136,8 +151,13 @@ async def ready(operations: OperationsDep) -> Response[ReadinessReport]:
 
 
 @get("/metrics", opt=_OPS, tags=["ops"], include_in_schema=False)
-async def prometheus_metrics(operations: OperationsDep) -> Response[bytes]:
-    """Prometheus text exposition: every worker process's metrics, summed."""
+async def prometheus_metrics(
+    operations: OperationsDep, request: Request[object, object, object]
+) -> Response[bytes]:
+    """Prometheus text exposition: every worker process's metrics, summed; only with the
+    metrics token (404 otherwise)."""
+    if not operations.may_scrape(request.headers.get("authorization")):
+        raise Problem(404, "not_found", "Nothing here.")
     body, content_type = metrics.render(await operations.scraped())
     return Response(body, media_type=content_type)
 

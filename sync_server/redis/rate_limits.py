@@ -1,4 +1,7 @@
-"""Rate limits per tenant and caller per minute: ``rate:{tenant}:{user}:{minute}`` in Redis.
+"""Rate limits per tenant and caller per minute: ``rate:{tenant}:{user}:{minute}`` in Redis;
+scans uploaded per device and minute: ``scans:{tenant}:device:{id}:{minute}`` (each upload
+counts by its number of scans); requests without a token per client address and minute:
+``anon:{address}:{minute}``.
 
 A fixed window per calendar minute: each request increments the key of the current minute
 (which expires 60 s after its first request) in one round trip; over the caller's limit the
@@ -43,8 +46,8 @@ LOCAL_CAPACITY: Final = 100_000
 # pipeline: measured 12,700 against 6,700 a second at 64 concurrent (redis-py's cost per
 # command, not Redis's, dominates).
 _COUNT = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+if count == tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 return count
 """
 
@@ -84,20 +87,21 @@ class _LocalWindow:
         self._minute = -1
         self._counts: dict[str, int] = {}
 
-    def hit(self, key: str, minute: int) -> int | None:
+    def hit(self, key: str, minute: int, weight: int = 1) -> int | None:
         """The caller's count after this request; None when the table is full (let it pass)."""
         if minute != self._minute:
             self._minute, self._counts = minute, {}
         count = self._counts.get(key)
         if count is None and len(self._counts) >= LOCAL_CAPACITY:
             return None
-        count = (count or 0) + 1
+        count = (count or 0) + weight
         self._counts[key] = count
         return count
 
 
 class RateLimits:
-    """Counts requests per caller and minute and decides which are over the caller's limit."""
+    """Counts requests per caller and minute and decides which are over the caller's limit;
+    the same for the scans a device uploads and for requests without a token per address."""
 
     def __init__(
         self,
@@ -113,6 +117,8 @@ class RateLimits:
             "manager": settings.manager,
             "service": settings.service,
         }
+        self._scans = max(settings.scanner_scans, 0)
+        self._anonymous = max(settings.anonymous, 0)
         self._clock = clock
         self._local = _LocalWindow()
         self._count = link.client.register_script(_COUNT)
@@ -127,18 +133,38 @@ class RateLimits:
     async def hit(self, caller: Caller) -> RateDecision:
         """Count one request and decide whether it is within the caller's limit. Never
         raises for Redis's sake: without Redis the count is this process's own."""
-        limit = self.limit_for(caller)
-        if limit == 0:
+        return await self._decide(
+            lambda minute: self.key(caller, minute), self.limit_for(caller), 1
+        )
+
+    async def scans(self, caller: Caller, count: int) -> RateDecision:
+        """Count ``count`` uploaded scans against the device's scans a minute: an upload costs
+        what it carries, so one request of 1,000 scans weighs as much as 1,000 of one."""
+        return await self._decide(
+            lambda minute: self._link.key(f"scans:{caller.tenant_id}:{caller.actor}:{minute}"),
+            self._scans,
+            count,
+        )
+
+    async def anonymous(self, address: str) -> RateDecision:
+        """Count one request without a token from ``address`` (the client's, see
+        ``sync_server.http.rate_limiting.client_address``)."""
+        return await self._decide(
+            lambda minute: self._link.key(f"anon:{address}:{minute}"), self._anonymous, 1
+        )
+
+    async def _decide(self, key_of: Callable[[int], str], limit: int, weight: int) -> RateDecision:
+        if limit == 0 or weight <= 0:
             return ALLOWED
         now = self._clock()
         minute = int(now // WINDOW_SECONDS)
-        key = self.key(caller, minute)
+        key = key_of(minute)
 
         async def count(client: Redis) -> int:
-            return int(await self._count(keys=[key], args=[WINDOW_SECONDS]))
+            return int(await self._count(keys=[key], args=[WINDOW_SECONDS, weight]))
 
         counted = await self._link.run(count)
-        used = self._local.hit(key, minute) if counted is UNAVAILABLE else counted
+        used = self._local.hit(key, minute, weight) if counted is UNAVAILABLE else counted
         if used is not None and used > limit:
             retry_after = max(1, math.ceil((minute + 1) * WINDOW_SECONDS - now))
             return RateDecision(allowed=False, limit=limit, retry_after=retry_after)

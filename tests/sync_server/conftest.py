@@ -25,7 +25,18 @@ from sync_server.app import create_app
 from sync_server.db.migrate import ensure_database, upgrade
 from sync_server.domain.tenants.services import create_tenant
 from sync_server.http.auth import Role, mint_token
-from sync_server.settings import AuthSettings, DatabaseSettings, RedisSettings, Settings
+from sync_server.settings import (
+    AuthSettings,
+    DatabaseSettings,
+    ObservabilitySettings,
+    RateLimitSettings,
+    RedisSettings,
+    Settings,
+)
+
+#: The operators' token the test servers' ``/metrics`` asks for.
+METRICS_TOKEN = secrets.token_urlsafe(32)
+METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 PG_HOST = os.environ.get("GATEHOUSE_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 APP_ROLE = "gatehouse_app"
@@ -73,6 +84,10 @@ def settings(database_settings: DatabaseSettings, redis_settings: RedisSettings)
         auth=AuthSettings(jwt_secret=secrets.token_urlsafe(32)),
         master_key=secrets.token_bytes(32),
         environment="test",
+        observability=ObservabilitySettings(metrics_token=METRICS_TOKEN),
+        # The suite enrolls many devices from one client address within a minute; the limit on
+        # requests without a token is tested on its own (test_cost_control.py).
+        rate_limits=RateLimitSettings(anonymous=0),
     )
 
 

@@ -30,7 +30,7 @@ from sync_server.observability.logs import formatter
 from sync_server.redis.breakers import BreakerPolicy, Breakers
 from sync_server.redis.link import RedisLink
 from sync_server.settings import Settings
-from tests.sync_server.conftest import TenantHandle
+from tests.sync_server.conftest import METRICS_HEADERS, METRICS_TOKEN, TenantHandle
 from tests.sync_server.helpers import (
     assert_problem,
     buy,
@@ -139,7 +139,7 @@ async def test_without_redis_and_rabbitmq_the_instance_is_degraded_but_ready(
     )
     async with serving(degraded) as client:
         answer = await client.get("/ready")
-        metrics = (await client.get("/metrics")).content
+        metrics = (await client.get("/metrics", headers=METRICS_HEADERS)).content
     # Check-in works without them, so a load balancer should keep sending traffic.
     assert answer.status_code == 200, answer.text
     report = answer.json()
@@ -191,13 +191,13 @@ async def test_metrics_count_requests_and_verdicts(
         )
         return requests or 0.0, admitted or 0.0, refused or 0.0
 
-    before = counts((await client.get("/metrics")).content)
+    before = counts((await client.get("/metrics", headers=METRICS_HEADERS)).content)
     assert (
         await client.post("/v1/validate", json={"code": code}, headers=device.headers)
     ).is_success
     again = await client.post("/v1/validate", json={"code": code}, headers=device.headers)
     assert again.status_code == 409
-    scrape = await client.get("/metrics")
+    scrape = await client.get("/metrics", headers=METRICS_HEADERS)
     assert scrape.status_code == 200
     assert scrape.headers["content-type"].startswith("text/plain")
     assert counts(scrape.content) == (before[0] + 1, before[1] + 1, before[2] + 1)
@@ -226,14 +226,14 @@ async def test_metrics_show_circuit_breaker_state(app: Litestar, settings: Setti
         async with AsyncTestClient(app=app) as client:
             services(app).breakers.configure("test_chain_rpc", policy)
             closed = sample_value(
-                (await client.get("/metrics")).content,
+                (await client.get("/metrics", headers=METRICS_HEADERS)).content,
                 "gatehouse_circuit_breaker_state",
                 service="test_chain_rpc",
             )
             with pytest.raises(ConnectionError):
                 await other_process.call("test_chain_rpc", failing)
             opened = sample_value(
-                (await client.get("/metrics")).content,
+                (await client.get("/metrics", headers=METRICS_HEADERS)).content,
                 "gatehouse_circuit_breaker_state",
                 service="test_chain_rpc",
             )
@@ -326,6 +326,7 @@ def test_serve_with_two_workers_sums_metrics_and_logs_json(settings: Settings) -
         GATEHOUSE_JWT_SECRET=settings.auth.jwt_secret,
         GATEHOUSE_MASTER_KEY=base64.urlsafe_b64encode(settings.master_key).decode(),
         GATEHOUSE_LOG_FORMAT="json",
+        GATEHOUSE_METRICS_TOKEN=METRICS_TOKEN,
     )
     metrics_dirs = set(Path(tempfile.gettempdir()).glob("gatehouse-metrics-*"))
     port = free_port()
@@ -337,7 +338,7 @@ def test_serve_with_two_workers_sums_metrics_and_logs_json(settings: Settings) -
             assert status == 200
         # New connections land on either worker; each must report all twelve.
         for _ in range(6):
-            status, body = request(port, "GET", "/metrics")
+            status, body = request(port, "GET", "/metrics", headers=METRICS_HEADERS)
             assert status == 200
             count = sample_value(
                 body,

@@ -47,7 +47,7 @@ async def config(
     opt={"exclude_from_auth": True},
     tags=["chain"],
     operation_class=PublicOperation,
-    responses=problem_responses(400, 404, 503),
+    responses=problem_responses(400, 404, 429, 503),
 )
 async def metadata(
     ticket_id: FromPath[uuid.UUID], chain_info: ChainInfoDep

@@ -69,7 +69,7 @@ class DeviceController(Controller):
         "/enroll",
         opt={"exclude_from_auth": True},
         operation_class=PublicOperation,
-        responses=problem_responses(400, 422, 503),
+        responses=problem_responses(400, 422, 429, 503),
     )
     async def enroll(
         self,

@@ -17,8 +17,15 @@ from sync_server.domain.checkin.controllers import CHECKIN_SERVICE, CheckInServi
 from sync_server.domain.keys.services import KeysDep
 from sync_server.domain.sync.feed import DEFAULT_PAGE, MAX_PAGE, read_changes, sequence_pending
 from sync_server.http.auth import Role, allow
-from sync_server.http.dependencies import ClockDep, DatabaseDep, PrincipalDep, SessionDep
+from sync_server.http.dependencies import (
+    ClockDep,
+    DatabaseDep,
+    PrincipalDep,
+    RateLimitsDep,
+    SessionDep,
+)
 from sync_server.http.problems import AUTHENTICATED, DocumentedOperation, problem_responses
+from sync_server.http.rate_limiting import refuse_over
 from sync_server.observability.metrics import observe_uploads
 
 MSGPACK = "application/msgpack"
@@ -34,12 +41,18 @@ MSGPACK = "application/msgpack"
     responses=problem_responses(400, 422, *AUTHENTICATED),
 )
 async def upload_scans(
-    data: JSONBody[wire.ScanBatch], checkin_service: CheckInServiceDep, principal: PrincipalDep
+    data: JSONBody[wire.ScanBatch],
+    checkin_service: CheckInServiceDep,
+    principal: PrincipalDep,
+    rate_limits: RateLimitsDep,
 ) -> wire.ScanBatchOutcome:
     """Upload offline scans (at most 1000). Safe to repeat: each scan id is recorded once, and
     a repeat returns the same outcomes (``duplicate_upload`` marks them). Scans count for the
     device's enrolled gate; times are bounded (``time_adjusted``); a batch holding another
-    device's scan id is refused whole (409 ``scan_id_taken``)."""
+    device's scan id is refused whole (409 ``scan_id_taken``). A device may upload so many
+    scans a minute (429 ``rate_limited`` beyond, with ``Retry-After``); scans whose code does
+    not read are stored up to a number a minute, the rest counted (``stored: false``)."""
+    refuse_over(await rate_limits.scans(principal, len(data.scans)), what="scans")
     outcome = await checkin_service.ingest(device_gate(principal), data.scans)
     observe_uploads(outcome)
     return outcome

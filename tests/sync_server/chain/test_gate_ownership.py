@@ -42,7 +42,7 @@ from tests.sync_server.chain.onchain_tickets import (
     sync_status,
     transfer_ticket_nft,
 )
-from tests.sync_server.conftest import TenantHandle
+from tests.sync_server.conftest import METRICS_HEADERS, TenantHandle
 from tests.sync_server.helpers import (
     HOLDER,
     Client,
@@ -376,7 +376,7 @@ async def _outage_and_recovery(
         assert response.status_code == 200, response.text
         assert response.json()["chain_verified"] is None
         assert failures_logged() == THRESHOLD
-        metrics = await client.get("/metrics")
+        metrics = await client.get("/metrics", headers=METRICS_HEADERS)
         assert sample_value(metrics.content, "gatehouse_circuit_breaker_state", service=RPC) == 2
     finally:
         solana_node.resume()
