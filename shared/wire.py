@@ -242,6 +242,10 @@ class ScanOutcome(msgspec.Struct, kw_only=True, frozen=True):
     #: Why the server would have refused this offline admission (the device's data was stale);
     #: the scan still counts as what happened at the gate.
     server_reason: VerdictReason | None = None
+    #: False when the server counted this scan but did not store it: its code did not read
+    #: (``invalid_code``, ``unknown_key``) and the device had sent more such scans this minute
+    #: than the server stores. The scan is received all the same: do not send it again.
+    stored: bool = True
     #: Set when the device's corrected time was beyond belief and the server placed the scan
     #: at the nearest believable time instead (the claim itself is kept).
     time_adjusted: TimeAdjustment | None = None

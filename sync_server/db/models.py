@@ -261,6 +261,18 @@ class TokenRevocation(Base):
     revoked_by: Mapped[str] = mapped_column(Text)
 
 
+class JunkScans(Base):
+    """Uploaded scans of one device in one minute whose code did not read: how many were
+    stored, and how many only counted beyond the limit (migration 0009)."""
+
+    __tablename__ = "junk_scans"
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    device_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    stored: Mapped[int]
+    dropped: Mapped[int]
+
+
 class Outbox(Base):
     """Ticket events waiting to be published (CloudEvents JSON in ``payload``). ``seq`` is drawn
     at insert under the ticket's row lock: the order of one ticket's events (migration 0005)."""

@@ -33,8 +33,7 @@ class RateLimited(Problem):
         super().__init__(
             429,
             "rate_limited",
-            f"Too many {what}: at most {limit} a minute for this caller. "
-            f"Retry in {retry_after} s.",
+            f"Too many {what}: at most {limit} a minute for this caller. Retry in {retry_after} s.",
             headers={"Retry-After": str(retry_after)},
             extra={"limit": limit, "retry_after": retry_after},
         )

@@ -67,6 +67,12 @@ SCAN_CONFLICTS = Counter(
     "Uploaded admissions found to be second entries of a ticket (double entry).",
 )
 
+JUNK_NOT_STORED = Counter(
+    f"{PREFIX}_junk_scans_not_stored_total",
+    "Uploaded scans whose code did not read, counted but not stored: the device had sent more "
+    "such scans that minute than the server stores (GATEHOUSE_JUNK_SCANS_PER_MINUTE).",
+)
+
 #: For the outbox relay: one per event the broker confirmed.
 RELAY_PUBLISHED = Counter(
     f"{PREFIX}_relay_published_total",
@@ -141,6 +147,9 @@ def observe_uploads(outcome: wire.ScanBatchOutcome) -> None:
     """Count the newly recorded scans of an upload (repeats were counted the first time)."""
     for scan in outcome.outcomes:
         if scan.duplicate_upload:
+            continue
+        if not scan.stored:
+            JUNK_NOT_STORED.inc()
             continue
         reason = scan.reason.value if scan.reason is not None else "none"
         VERDICTS.labels(source="offline", result=scan.result.value, reason=reason).inc()

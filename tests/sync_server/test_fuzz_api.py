@@ -66,7 +66,9 @@ class LiveApi:
 def live_api(settings: Settings) -> Iterator[LiveApi]:
     """The app under uvicorn in a thread, and a tenant with an event on sale and an enrolled
     scanner. Rate limits are off: the fuzzer must reach the handlers, not the 429."""
-    app = create_app(replace(settings, rate_limits=RateLimitSettings(0, 0, 0, scanner_scans=0, anonymous=0)))
+    app = create_app(
+        replace(settings, rate_limits=RateLimitSettings(0, 0, 0, scanner_scans=0, anonymous=0))
+    )
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

@@ -117,6 +117,7 @@ async def test_the_earlier_offline_admission_wins_even_when_uploaded_later(
             "conflict_of": scan_a["scan_id"],
             "duplicate_upload": False,
             "server_reason": None,
+            "stored": True,
             "time_adjusted": None,
         }
     ]

@@ -16,7 +16,7 @@ from sync_server.domain.checkin.schemas import CodeCheckOut, CodeCheckRequest
 from sync_server.domain.checkin.services import CheckInService, Gate, http_status
 from sync_server.domain.keys.services import KeysDep
 from sync_server.http.auth import Principal, Role, allow
-from sync_server.http.dependencies import ClockDep, PrincipalDep, SessionDep
+from sync_server.http.dependencies import ClockDep, PrincipalDep, SessionDep, SettingsDep
 from sync_server.http.problems import (
     AUTHENTICATED,
     BadRequest,
@@ -35,8 +35,16 @@ async def provide_checkin_service(
     ownership: OwnershipDep,
     clock: ClockDep,
     principal: PrincipalDep,
+    settings: SettingsDep,
 ) -> CheckInService:
-    return CheckInService(session, keys, ownership, tenant_id=principal.tenant_id, now=clock.now())
+    return CheckInService(
+        session,
+        keys,
+        ownership,
+        tenant_id=principal.tenant_id,
+        now=clock.now(),
+        junk_per_minute=settings.rate_limits.junk_per_minute,
+    )
 
 
 CheckInServiceDep: TypeAlias = NamedDependency[CheckInService]

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from sqlalchemy import select, update
@@ -99,12 +99,16 @@ class CheckInService:
         *,
         tenant_id: uuid.UUID,
         now: datetime,
+        junk_per_minute: int = 100,
     ) -> None:
+        """``junk_per_minute``: uploaded scans whose code does not read stored per device and
+        minute (the rest are counted, not stored)."""
         self._session = session
         self._keys = keys
         self._ownership = ownership
         self._tenant_id = tenant_id
         self._now = now
+        self._junk_per_minute = max(junk_per_minute, 0)
 
     # --- online -----------------------------------------------------------------------------
 
@@ -285,6 +289,18 @@ class CheckInService:
         known_tickets = await self._ticket_facts(
             {d.ticket_id for d in decoded.values() if isinstance(d, TicketCode)}
         )
+        # Scans whose code does not read: stored up to the device's allowance this minute, the
+        # rest only counted (and answered, so the device stops sending them).
+        junk = [scan_id for scan_id, found in decoded.items() if found in JUNK]
+        not_stored: dict[uuid.UUID, wire.ScanOutcome] = {}
+        if junk:
+            kept = await self._junk_allowance(gate.device_id, len(junk))
+            for scan_id in junk[kept:]:
+                row = self._offline_row(
+                    gate, fresh[scan_id], decoded[scan_id], {}, enrolled_at=device.created_at
+                )
+                not_stored[scan_id] = _unstored_outcome(row)
+                del fresh[scan_id]
         rows: list[dict[str, Any]] = []
         tickets: set[uuid.UUID] = set()
         for scan_id, scan in fresh.items():
@@ -326,12 +342,27 @@ class CheckInService:
         repeated = known.keys() | (fresh.keys() - inserted)
         batch = set(ids)
         return wire.ScanBatchOutcome(
-            outcomes=[_outcome(stored[s.scan_id], duplicate=s.scan_id in repeated) for s in scans],
+            outcomes=[
+                not_stored.get(s.scan_id)
+                or _outcome(stored[s.scan_id], duplicate=s.scan_id in repeated)
+                for s in scans
+            ],
             reclassified=[
                 _outcome(stored_row) for stored_row in changed if stored_row.id not in batch
             ],
             server_time=self._now,
         )
+
+    async def _junk_allowance(self, device_id: uuid.UUID, count: int) -> int:
+        """How many of ``count`` scans whose code did not read the device may still have stored
+        this minute; all ``count`` are counted (``junk_scans``: stored and dropped). The row is
+        locked by the first statement, so concurrent uploads of one device share one allowance."""
+        minute = self._now.replace(second=0, microsecond=0)
+        raw = await driver(self._session)
+        already = await raw.fetchval(_LOCK_JUNK_MINUTE, self._tenant_id, device_id, minute)
+        kept = max(0, min(count, self._junk_per_minute - int(already)))
+        await raw.execute(_COUNT_JUNK, self._tenant_id, device_id, minute, kept, count - kept)
+        return kept
 
     async def _ticket_facts(self, ticket_ids: set[uuid.UUID]) -> dict[uuid.UUID, Any]:
         """What the rules need to know of these tickets and their events, in one query."""
@@ -760,6 +791,18 @@ _OUTCOME_COLUMNS = (
 )
 
 
+def _unstored_outcome(row: dict[str, Any]) -> wire.ScanOutcome:
+    """The answer for an uploaded scan counted but not stored (its code did not read and the
+    device's allowance of such scans this minute was used up)."""
+    return wire.ScanOutcome(
+        scan_id=row["id"],
+        result=VerdictResult(row["result"]),
+        reason=VerdictReason(row["reason"]) if row["reason"] else None,
+        server_reason=VerdictReason(row["server_reason"]) if row["server_reason"] else None,
+        stored=False,
+    )
+
+
 def _outcome(row: Any, *, duplicate: bool = False) -> wire.ScanOutcome:
     return wire.ScanOutcome(
         scan_id=row.id,
@@ -788,6 +831,22 @@ def _prior_in(history: Sequence[Any], allow_reentry: bool) -> wire.PriorScan | N
 def _json(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
+
+#: Scans whose code did not read as a genuine code of any event of the tenant (a genuine code
+#: of another event, ``wrong_event``, is not junk).
+JUNK: Final = frozenset({VerdictReason.INVALID_CODE, VerdictReason.UNKNOWN_KEY})
+
+# The device's row for this minute, made if new and locked either way; its stored count.
+_LOCK_JUNK_MINUTE = """
+INSERT INTO junk_scans AS j (tenant_id, device_id, minute, stored, dropped)
+VALUES ($1, $2, $3, 0, 0)
+ON CONFLICT (tenant_id, device_id, minute) DO UPDATE SET stored = j.stored
+RETURNING stored
+"""
+_COUNT_JUNK = """
+UPDATE junk_scans SET stored = stored + $4, dropped = dropped + $5
+WHERE tenant_id = $1 AND device_id = $2 AND minute = $3
+"""
 
 _LOCK_TICKETS = """
 SELECT t.id, t.tenant_id, t.event_id, t.ticket_type_id, t.purchase_id, t.user_id, t.status,

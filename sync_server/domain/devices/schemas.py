@@ -47,6 +47,9 @@ class DeviceOut(msgspec.Struct, kw_only=True):
     created_at: datetime
     revoked_at: datetime | None
     last_seen_at: datetime | None
+    #: Uploaded scans whose code did not read that the server counted but did not store (the
+    #: device sent more of them in a minute than it stores); many means a device to look at.
+    junk_scans_not_stored: int = 0
 
 
 class DevicePage(msgspec.Struct, kw_only=True):

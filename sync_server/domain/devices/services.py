@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import msgspec
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +18,7 @@ from shared.clock import Clock
 from shared.ids import new_id
 from shared.wire import GateEvent
 from sync_server.db.engine import Database
-from sync_server.db.models import Device, DeviceEnrollment, Event
+from sync_server.db.models import Device, DeviceEnrollment, Event, JunkScans
 from sync_server.domain.devices.codes import code_hash, new_code
 from sync_server.domain.devices.schemas import (
     DeviceOut,
@@ -100,7 +101,23 @@ class DeviceService:
                 raise NotFound("event")
             where.append(Device.event_id == event_id)
         devices, next_cursor = await fetch_page(self._session, Device, cursor, limit, *where)
-        return DevicePage(items=[device_out(d) for d in devices], next_cursor=next_cursor)
+        not_stored: dict[uuid.UUID, int] = {}
+        if devices:
+            counted = await self._session.execute(
+                select(JunkScans.device_id, func.sum(JunkScans.dropped))
+                .where(JunkScans.device_id.in_([d.id for d in devices]))
+                .group_by(JunkScans.device_id)
+            )
+            not_stored = {device_id: int(total) for device_id, total in counted.all()}
+        return DevicePage(
+            items=[
+                msgspec.structs.replace(
+                    device_out(d), junk_scans_not_stored=not_stored.get(d.id, 0)
+                )
+                for d in devices
+            ],
+            next_cursor=next_cursor,
+        )
 
     async def revoke(self, device_id: uuid.UUID) -> None:
         """Revoke a device; revoking it again changes nothing. Raises ``NotFound``."""
