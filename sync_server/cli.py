@@ -29,6 +29,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
+from shared.clock import SystemClock
 from shared.enrollment_link import EnrollmentLink
 from sync_server.chain.client import ChainKeys
 from sync_server.db.engine import Database
@@ -36,10 +37,14 @@ from sync_server.db.migrate import alembic_config, schema_problem
 from sync_server.db.migrate import migrate as run_migrations
 from sync_server.demo import seed_demo
 from sync_server.domain.chain.minting import reconcile_tenant, retry_ticket
+from sync_server.domain.events.retirement import retire_key
+from sync_server.domain.events.schemas import KeyRetirement
+from sync_server.domain.keys.services import KeyStore
 from sync_server.domain.tenants.services import create_tenant, tenant_name
 from sync_server.domain.tickets.services import expire_ended_events
 from sync_server.domain.tokens.services import revoke_token
 from sync_server.http.auth import MAX_TOKEN_TTL, Role, mint_token
+from sync_server.http.problems import Problem
 from sync_server.observability.logs import logging_config
 from sync_server.observability.metrics import (
     cleanup_multiprocess_dir,
@@ -405,6 +410,55 @@ def chain_reconcile(tenant_id: uuid.UUID, ticket_ids: tuple[uuid.UUID, ...]) -> 
     with _database(settings.database.url, APP_URL):
         count = asyncio.run(run())
     click.echo(f"Queued {count} chain action{'' if count == 1 else 's'}; the worker sends them.")
+
+
+@main.group()
+def keys() -> None:
+    """Ticket-code keys of an event (docs/security.md: after a lost scanner)."""
+
+
+@keys.command("retire")
+@click.option("--tenant", "tenant_id", type=click.UUID, required=True, help="The tenant's id.")
+@click.option("--event", "event_id", type=click.UUID, required=True, help="The event's id.")
+@click.argument("key_id", type=click.IntRange(0, 2**32 - 1))
+def keys_retire(tenant_id: uuid.UUID, event_id: uuid.UUID, key_id: int) -> None:
+    """Retire the event's key KEY_ID (signing or encryption; an active one is replaced first):
+    codes made with it are refused, scanners drop it at their next sync, and every live ticket
+    of the event gets a new code and a ticket.reissued event. Safe to run again: it finishes
+    what an interrupted run left."""
+    settings = _settings()
+
+    async def run() -> KeyRetirement:
+        database = Database(settings.database)
+        try:
+            # The tickets given new codes must leave the API's ticket cache too.
+            async with invalidating(database, settings.redis):
+                return await retire_key(
+                    lambda: database.tenant(tenant_id),
+                    KeyStore(settings.master_key),
+                    SystemClock(),
+                    tenant_id=tenant_id,
+                    event_id=event_id,
+                    key_id=key_id,
+                    actor="cli",
+                )
+        except Problem as error:
+            raise click.ClickException(error.detail) from error
+        finally:
+            await database.close()
+
+    with _database(settings.database.admin_url, ADMIN_URL):
+        name = asyncio.run(tenant_name(settings.database.admin_url, tenant_id))
+    if name is None:
+        raise click.ClickException(f"There is no tenant with the id {tenant_id}.")
+    with _database(settings.database.url, APP_URL):
+        done = asyncio.run(run())
+    count = done.tickets_reissued
+    click.echo(
+        f"Retired key {key_id} of event {event_id} (at {done.retired_at.isoformat()}); new codes "
+        f"are issued with signing key {done.signing_key_id} and encryption key "
+        f"{done.encryption_key_id}. {count} ticket{'' if count == 1 else 's'} got a new code."
+    )
 
 
 @main.command()

@@ -13,7 +13,7 @@ import asyncio
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from litestar import Request, Response, get
 from litestar.di import NamedDependency
@@ -152,7 +152,7 @@ async def ready(operations: OperationsDep) -> Response[ReadinessReport]:
 
 @get("/metrics", opt=_OPS, tags=["ops"], include_in_schema=False)
 async def prometheus_metrics(
-    operations: OperationsDep, request: Request[object, object, object]
+    operations: OperationsDep, request: Request[Any, Any, Any]
 ) -> Response[bytes]:
     """Prometheus text exposition: every worker process's metrics, summed; only with the
     metrics token (404 otherwise)."""

@@ -39,7 +39,7 @@ from benchmarks.server_harness import (
 )
 from shared.wire import DeviceSelf, EnrolledDevice
 from sync_server.domain.devices.schemas import DeviceOut, DevicePage, EnrollmentOut
-from sync_server.domain.events.schemas import EventOut, TicketTypeOut
+from sync_server.domain.events.schemas import EventOut, KeyOut, KeyRetirement, TicketTypeOut
 from sync_server.domain.scans.schemas import EventStats, ScanOut, ScanPage
 from sync_server.domain.tenants.services import create_tenant
 from sync_server.domain.tickets.schemas import (
@@ -352,6 +352,20 @@ class BackOffice:
             body={"reason": reason},
             headers={"Idempotency-Key": str(uuid.uuid4())},
         )
+
+    def code(self, ticket_id: uuid.UUID) -> SoldTicket:
+        """The ticket with a fresh code of its current secret version."""
+        found = self._call("GET", f"/v1/tickets/{ticket_id}/code", TicketWithCode)
+        return _sold(found.ticket, found.code)
+
+    # keys
+
+    def keys(self, event_id: uuid.UUID) -> list[KeyOut]:
+        return self._call("GET", f"/v1/events/{event_id}/keys", list[KeyOut])
+
+    def retire_key(self, event_id: uuid.UUID, key_id: int) -> KeyRetirement:
+        """Retire one of the event's keys (after a lost scanner); its tickets get new codes."""
+        return self._call("POST", f"/v1/events/{event_id}/keys/{key_id}/retire", KeyRetirement)
 
     # devices
 

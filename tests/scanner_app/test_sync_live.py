@@ -201,6 +201,32 @@ def test_a_revoked_ticket_reaches_the_cache_and_is_refused_offline(
         assert len(local_scans(conn)) == 3
 
 
+def test_a_retired_keys_codes_are_refused_offline_and_the_new_code_admits(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    """Issue 14, item 13: after a lost scanner the manager retires the event's keys; a scanner
+    that has synced since refuses codes made with them even with the server gone, and the
+    ticket's new code admits."""
+    sale = back_office.event_on_sale(tickets=1)
+    ticket = sale.tickets[0]
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    north.sync()
+    for key in back_office.keys(sale.event_id):
+        if key.active:
+            retired = back_office.retire_key(sale.event_id, key.key_id)
+            assert retired.tickets_remaining == 0
+    assert not any(k.active and k.retired_at for k in back_office.keys(sale.event_id))
+    fresh = back_office.code(ticket.id)
+    north.sync()
+
+    live_server.stop()
+    old_code = north.gate.scan(ticket.code)
+    new_code = north.gate.scan(fresh.code)
+
+    assert old_code.verdict.reason is VerdictReason.UNKNOWN_KEY
+    assert new_code.verdict.result is VerdictResult.ADMITTED
+
+
 # --- a 401 from the server (issue 14) ---------------------------------------------------------
 
 

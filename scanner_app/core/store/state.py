@@ -180,8 +180,11 @@ def load_event(conn: Connection, event_id: uuid.UUID) -> wire.GateEvent | None:
 
 
 def merge_keys(conn: Connection, keys: wire.ScannerKeys, now: datetime) -> int:
-    """Add keys this device did not have (a key id, once known, keeps its key). Returns how
-    many were new. Raises ``KeyMaterialError`` when a key has the wrong size."""
+    """Make the device's keys the server's ring ``keys`` (which is always the event's whole
+    ring, from ``/v1/devices/me`` or the changes feed): add the keys this device did not have
+    (a key id, once known, keeps its key) and drop those the ring no longer holds — a key the
+    manager retired after a loss, whose codes must be refused offline too. Returns how many
+    keys were added or dropped. Raises ``KeyMaterialError`` when a key has the wrong size."""
     ScannerKeyRing.from_wire(keys)  # validate before storing anything
     rows = [
         {"kind": "verify", "key_id": k.key_id, "key": k.key, "added_at": to_micros(now)}
@@ -191,9 +194,16 @@ def merge_keys(conn: Connection, keys: wire.ScannerKeys, now: datetime) -> int:
         for k in keys.encryption_keys
     ]
     if not rows:
-        return 0
+        return 0  # an empty ring is no ring: never left without keys by a server's slip
+    held = {(row["kind"], row["key_id"]) for row in rows}
+    present = conn.execute(select(schema.keys.c.kind, schema.keys.c.key_id)).all()
+    retired = [(r.kind, r.key_id) for r in present if (r.kind, r.key_id) not in held]
+    for kind, key_id in retired:
+        conn.execute(
+            delete(schema.keys).where(schema.keys.c.kind == kind, schema.keys.c.key_id == key_id)
+        )
     result = conn.execute(insert(schema.keys).on_conflict_do_nothing(), rows)
-    return max(result.rowcount, 0)
+    return max(result.rowcount, 0) + len(retired)
 
 
 def load_keys(conn: Connection) -> ScannerKeyRing:

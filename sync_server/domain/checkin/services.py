@@ -262,6 +262,7 @@ class CheckInService:
         one of its scan ids is another device's (of any tenant)."""
         assert gate.event_id is not None
         assert gate.device_id is not None
+        device_id = gate.device_id
         device = (
             await self._session.execute(
                 select(Device.gate, Device.created_at).where(Device.id == gate.device_id)
@@ -294,7 +295,7 @@ class CheckInService:
         junk = [scan_id for scan_id, found in decoded.items() if found in JUNK]
         not_stored: dict[uuid.UUID, wire.ScanOutcome] = {}
         if junk:
-            kept = await self._junk_allowance(gate.device_id, len(junk))
+            kept = await self._junk_allowance(device_id, len(junk))
             for scan_id in junk[kept:]:
                 row = self._offline_row(
                     gate, fresh[scan_id], decoded[scan_id], {}, enrolled_at=device.created_at

@@ -5,12 +5,15 @@ from typing import Annotated, TypeAlias
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
 
+from sync_server.domain.events import retirement
 from sync_server.domain.events.schemas import (
     EventCreate,
     EventOut,
     EventPage,
+    KeyOut,
+    KeyRetirement,
     KeyRotation,
     TicketTypeCreate,
     TicketTypeOut,
@@ -18,7 +21,7 @@ from sync_server.domain.events.schemas import (
 from sync_server.domain.events.services import EventService, event_out
 from sync_server.domain.keys.services import KeysDep
 from sync_server.http.auth import Role, allow
-from sync_server.http.dependencies import PrincipalDep, SessionDep
+from sync_server.http.dependencies import ClockDep, OpenSessionDep, PrincipalDep, SessionDep
 from sync_server.http.pagination import DEFAULT_LIMIT
 from sync_server.http.problems import AUTHENTICATED, DocumentedOperation, problem_responses
 
@@ -30,6 +33,8 @@ async def provide_event_service(
 
 
 EventServiceDep: TypeAlias = NamedDependency[EventService]
+#: Transactions of new codes per retirement request (of ``REISSUE_BATCH`` tickets each).
+RETIRE_BATCHES_PER_REQUEST = 10
 
 
 class EventController(Controller):
@@ -101,6 +106,21 @@ class EventController(Controller):
     ) -> list[TicketTypeOut]:
         return await event_service.ticket_types(event_id)
 
+    @get(
+        "/{event_id:uuid}/keys",
+        guards=[allow(Role.MANAGER)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
+    async def list_keys(
+        self,
+        event_id: FromPath[uuid.UUID],
+        event_service: EventServiceDep,
+    ) -> list[KeyOut]:
+        """The event's ticket-code keys (ids, kinds, which are active, which retired; never
+        their material): after a lost scanner, retire the ones it held."""
+        return await event_service.keys(event_id)
+
     @post(
         "/{event_id:uuid}/keys/rotate",
         guards=[allow(Role.MANAGER)],
@@ -114,3 +134,36 @@ class EventController(Controller):
     ) -> KeyRotation:
         """Issue new codes with fresh keys; codes issued before keep working."""
         return await event_service.rotate_keys(event_id)
+
+    @post(
+        "/{event_id:uuid}/keys/{key_id:int}/retire",
+        guards=[allow(Role.MANAGER)],
+        status_code=200,
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
+    async def retire_key(
+        self,
+        event_id: FromPath[uuid.UUID],
+        key_id: Annotated[int, Parameter(ge=0, le=2**32 - 1)],
+        open_session: OpenSessionDep,
+        keys: KeysDep,
+        clock: ClockDep,
+        principal: PrincipalDep,
+    ) -> KeyRetirement:
+        """After a loss (a stolen scanner): retire one of the event's keys (signing or
+        encryption, by its id; an active one is replaced first). Codes made with it are
+        refused from now on, online and — once they have synced — by the scanners, and every
+        live ticket of the event gets a new code (a ``ticket.reissued`` event each), in
+        batches, up to 5,000 tickets a call: while ``tickets_remaining`` is above 0, call
+        again. Safe to repeat."""
+        return await retirement.retire_key(
+            open_session,
+            keys,
+            clock,
+            tenant_id=principal.tenant_id,
+            event_id=event_id,
+            key_id=key_id,
+            actor=principal.actor,
+            max_batches=RETIRE_BATCHES_PER_REQUEST,
+        )

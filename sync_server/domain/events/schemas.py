@@ -65,3 +65,30 @@ class KeyRotation(msgspec.Struct, kw_only=True):
     event_id: uuid.UUID
     signing_key_id: int
     encryption_key_id: int
+
+
+class KeyRetirement(msgspec.Struct, kw_only=True):
+    """A key retired after a loss, and how far its tickets' new codes have got."""
+
+    event_id: uuid.UUID
+    key_id: int
+    retired_at: datetime
+    #: The keys new codes are issued with now.
+    signing_key_id: int
+    encryption_key_id: int
+    #: Tickets given a new code by this call (a ``ticket.reissued`` event each).
+    tickets_reissued: int
+    #: Tickets still waiting for one: 0 when done; otherwise call again (it carries on).
+    tickets_remaining: int
+
+
+class KeyOut(msgspec.Struct, kw_only=True):
+    """One of an event's ticket-code keys (never its material)."""
+
+    kind: str
+    key_id: int
+    #: New codes are made with the active key of each kind.
+    active: bool
+    created_at: datetime
+    #: Set once retired: codes made with it are refused.
+    retired_at: datetime | None

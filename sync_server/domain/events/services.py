@@ -9,11 +9,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.ids import new_id
-from sync_server.db.models import Event, TicketType
+from sync_server.db.models import Event, TicketKey, TicketType
 from sync_server.domain.events.schemas import (
     EventCreate,
     EventOut,
     EventPage,
+    KeyOut,
     KeyRotation,
     TicketTypeCreate,
     TicketTypeOut,
@@ -88,6 +89,25 @@ class EventService:
             select(TicketType).where(TicketType.event_id == event_id).order_by(TicketType.id)
         )
         return [ticket_type_out(t) for t in found]
+
+    async def keys(self, event_id: uuid.UUID) -> list[KeyOut]:
+        """The event's keys, retired ones included, oldest first."""
+        await self.get(event_id)
+        found = await self._session.scalars(
+            select(TicketKey)
+            .where(TicketKey.event_id == event_id)
+            .order_by(TicketKey.created_at, TicketKey.kind, TicketKey.key_id)
+        )
+        return [
+            KeyOut(
+                kind=key.kind,
+                key_id=key.key_id,
+                active=key.active,
+                created_at=key.created_at,
+                retired_at=key.retired_at,
+            )
+            for key in found
+        ]
 
     async def rotate_keys(self, event_id: uuid.UUID) -> KeyRotation:
         await self.get(event_id)

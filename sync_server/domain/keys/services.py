@@ -1,12 +1,14 @@
 """The per-event ticket-code keys: made when an event is created, stored sealed under the
-master key, rotated on request. Loaded key rings are cached per process and keyed by the set of
-key rows, so a rotation made by another process is picked up on the next load."""
+master key, rotated on request, retired after a loss. Loaded key rings are cached per process
+and keyed by the set of key rows, so a rotation made by another process is picked up on the
+next load."""
 
 from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TypeAlias
 
 from litestar.di import NamedDependency
@@ -55,6 +57,51 @@ class KeyStore:
         await session.flush()
         self._store(session, rotated, tenant_id=tenant_id, event_id=event_id, only_active=True)
         return rotated
+
+    async def retire(
+        self,
+        session: AsyncSession,
+        *,
+        tenant_id: uuid.UUID,
+        event_id: uuid.UUID,
+        key_id: int,
+        now: datetime,
+    ) -> datetime:
+        """Retire ``event_id``'s keys with id ``key_id`` (signing, encryption or both): codes
+        made with them then read as ``unknown_key``, and the scanners' key ring (the changes
+        feed) no longer carries them. An active key is first replaced (``rotate``), so the
+        event always has keys to issue codes with. Retiring a retired key changes nothing.
+        Returns when the key was retired (the first time). Raises ``LookupError`` when the event
+        has no such key."""
+        rows = list(
+            await session.scalars(
+                select(TicketKey)
+                .where(TicketKey.event_id == event_id, TicketKey.key_id == key_id)
+                .with_for_update()
+            )
+        )
+        if not rows:
+            raise LookupError(f"event {event_id} has no key {key_id}")
+        was_active = any(row.active for row in rows)
+        if was_active:
+            await self.rotate(session, tenant_id=tenant_id, event_id=event_id)
+        retired = [row.retired_at for row in rows if row.retired_at is not None]
+        if len(retired) < len(rows):
+            await session.execute(
+                update(TicketKey)
+                .where(
+                    TicketKey.event_id == event_id,
+                    TicketKey.key_id == key_id,
+                    TicketKey.retired_at.is_(None),
+                )
+                .values(retired_at=now, active=False)
+            )
+            retired.append(now)
+        # This process reads the event's codes with the new ring from now on; other processes
+        # keep theirs until a code names a key they lack — the codes under the retired key are
+        # refused there all the same, as superseded, once their tickets have new codes.
+        self._readers.pop((tenant_id, event_id), None)
+        return min(retired)
 
     async def issuer_ring(
         self, session: AsyncSession, event_id: uuid.UUID, *, tenant_id: uuid.UUID

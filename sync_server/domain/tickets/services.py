@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import TicketStatus
@@ -55,6 +55,12 @@ from sync_server.messaging.outbox import ticket_event_row
 log = logging.getLogger(__name__)
 
 EXPIRY_BATCH = 500
+#: Tickets given new codes per transaction after a key was retired.
+REISSUE_BATCH = 500
+#: Tickets that have a code to replace.
+_LIVE = (TicketStatus.ACTIVE.value, TicketStatus.CHECKED_IN.value)
+#: History kinds that gave a ticket a new secret version (so a new code).
+_NEW_CODE_KINDS = ("reissued", "transferred")
 
 #: Chain actions still in flight (``pending_transactions.status``).
 _CHAIN_IN_FLIGHT = ("queued", "submitted", "confirmed")
@@ -327,6 +333,69 @@ class TicketService:
         )
 
 
+def _awaiting_new_code(event_id: uuid.UUID, since: datetime) -> list[Any]:
+    """The event's live tickets sold by ``since`` that have had no new code since then."""
+    renewed = exists().where(
+        TicketStateTransition.ticket_id == Ticket.id,
+        TicketStateTransition.kind.in_(_NEW_CODE_KINDS),
+        TicketStateTransition.occurred_at >= since,
+    )
+    return [
+        Ticket.event_id == event_id,
+        Ticket.status.in_(_LIVE),
+        Ticket.created_at <= since,
+        ~renewed,
+    ]
+
+
+async def reissue_codes(
+    session: AsyncSession,
+    *,
+    event_id: uuid.UUID,
+    since: datetime,
+    actor: str,
+    now: datetime,
+    details: dict[str, Any],
+    limit: int = REISSUE_BATCH,
+) -> int:
+    """Give up to ``limit`` of the event's live tickets whose codes were issued before
+    ``since`` (a key's retirement) a new secret version, in the caller's transaction: each
+    gets its history row (``reissued``) and its ``ticket.reissued`` event, so whoever sends
+    tickets fetches the new code (``GET /v1/tickets/{id}/code``). Returns how many; safe to
+    repeat (a ticket given a new code since ``since`` is not taken again)."""
+    tickets = list(
+        await session.scalars(
+            select(Ticket)
+            .where(*_awaiting_new_code(event_id, since))
+            .order_by(Ticket.id)
+            .limit(limit)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+    for ticket in tickets:
+        change_ticket(
+            session,
+            ticket,
+            "reissued",
+            "ticket.reissued",
+            actor=actor,
+            now=now,
+            new_code=True,
+            reason="key_retired",
+            details=details,
+        )
+    return len(tickets)
+
+
+async def awaiting_new_code(session: AsyncSession, *, event_id: uuid.UUID, since: datetime) -> int:
+    """How many of the event's tickets ``reissue_codes`` has still to give a new code."""
+    count = await session.scalar(
+        select(func.count()).select_from(Ticket).where(*_awaiting_new_code(event_id, since))
+    )
+    return int(count or 0)
+
+
 def _without_code(item: TicketWithCode) -> TicketWithCode:
     return msgspec.structs.replace(item, code="")
 
@@ -399,15 +468,19 @@ def change_ticket(
     now: datetime,
     status: TicketStatus | None = None,
     holder: NewHolder | None = None,
+    new_code: bool = False,
     reason: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> None:
-    """The one way a ticket's status or holder changes: ``ticket`` (locked by the caller, see
-    :func:`locked_ticket`) takes the new ``status`` and/or ``holder``, and its history row
-    (``kind``) and outbox event (``routing_key``) are added, in the caller's transaction.
+    """The one way a ticket's status, holder or secret version changes: ``ticket`` (locked by
+    the caller, see :func:`locked_ticket`) takes the new ``status`` and/or ``holder``, and its
+    history row (``kind``) and outbox event (``routing_key``) are added, in the caller's
+    transaction.
 
     A new holder comes with a new secret version, so the old holder's code is ``superseded``;
     the details then name the ``previous_holder`` (first, before the caller's ``details``).
+    ``new_code`` gives the same holder a new secret version (codes already issued are then
+    superseded: a key retired after a loss).
     With neither a status nor a holder, the change is only recorded (e.g. ``minted``).
     Once the transaction commits, the ticket cache forgets the ticket.
     """
@@ -417,6 +490,7 @@ def change_ticket(
         ticket.user_id = holder.user_id
         ticket.holder_name = holder.name
         ticket.holder_wallet = holder.wallet
+    if holder is not None or new_code:
         ticket.secret_version += 1
     if status is not None:
         ticket.status = status.value

@@ -543,8 +543,13 @@ def test_keys_merge_without_replacing_known_ones(store: LocalStore) -> None:
         )
         assert applied.new_keys == 2
     old_id = issuer.active_encryption_key.key_id
+    whole = rotated.scanner_ring.to_wire()
     imposter = wire.ScannerKeys(
-        verify_keys=[], encryption_keys=[wire.KeyBytes(old_id, b"\x00" * 32)]
+        verify_keys=whole.verify_keys,
+        encryption_keys=[
+            wire.KeyBytes(k.key_id, b"\x00" * 32) if k.key_id == old_id else k
+            for k in whole.encryption_keys
+        ],
     )
     with store.write() as conn:
         assert merge_keys(conn, imposter, START) == 0
@@ -555,6 +560,33 @@ def test_keys_merge_without_replacing_known_ones(store: LocalStore) -> None:
     kept = ring.encryption_key(old_id)
     assert kept is not None
     assert kept.secret == issuer.active_encryption_key.secret
+
+
+def test_a_key_the_servers_ring_no_longer_holds_is_dropped(store: LocalStore) -> None:
+    """A key retired after a loss leaves the ring the feed carries: the scanner drops it, so
+    its offline verdicts refuse the codes made with it (``unknown_key``)."""
+    issuer = IssuerKeyRing.generate()
+    rotated = issuer.rotated()
+    with store.write() as conn:
+        merge_keys(conn, rotated.scanner_ring.to_wire(), START)
+    old_signing = issuer.active_signing_key.key_id
+    old_encryption = issuer.active_encryption_key.key_id
+    retired = rotated.retired(signing_ids={old_signing}, encryption_ids={old_encryption})
+    with store.write() as conn:
+        applied = apply_changes(
+            conn, store.sealer, [wire.KeysChange(keys=retired.scanner_ring.to_wire())], START
+        )
+        assert applied.new_keys == 2  # two keys changed (dropped)
+    with store.read() as conn:
+        ring = load_keys(conn)
+    assert ring.encryption_key_ids == retired.scanner_ring.encryption_key_ids
+    assert old_encryption not in ring.encryption_key_ids
+    assert old_signing not in ring.verify_key_ids
+    # An empty ring is no ring: the device keeps what it has.
+    with store.write() as conn:
+        assert merge_keys(conn, wire.ScannerKeys(verify_keys=[], encryption_keys=[]), START) == 0
+    with store.read() as conn:
+        assert load_keys(conn).encryption_key_ids == ring.encryption_key_ids
 
 
 def test_a_damaged_key_is_refused_and_nothing_stored(store: LocalStore) -> None:
