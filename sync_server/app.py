@@ -210,7 +210,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             ),
             # Inside authentication: it counts per caller, so it needs the token's principal
             # (requests without one count per client address).
-            RateLimitMiddleware(_rate_limits, trusted_proxies=settings.rate_limits.trusted_proxies),
+            RateLimitMiddleware(_rate_limits),
         ],
         before_send=[ResponseObserver(access_log_enabled=settings.observability.access_log)],
         # Per request, from the HTTP edge: the caller and its tenant's transaction. For the

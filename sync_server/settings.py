@@ -11,7 +11,6 @@ that ``serve``, ``token`` and ``demo`` agree with each other; in production it r
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import os
 import secrets
@@ -134,9 +133,6 @@ class RateLimitSettings:
     #: Uploaded scans whose code does not read (``invalid_code``, ``unknown_key``, malformed)
     #: stored per device and minute; the rest are counted, not stored. 0 stores none.
     junk_per_minute: int = 100
-    #: Proxies (addresses or networks) whose ``X-Forwarded-For`` names the client; from any
-    #: other peer the header is ignored and the socket's address counts.
-    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,16 +454,6 @@ def _rate_limits(env: Mapping[str, str]) -> RateLimitSettings:
             f"GATEHOUSE_RATE_LIMIT_SCANNER_SCANS must be 0 (no limit) or at least "
             f"{MAX_SCAN_BATCH} (one full upload batch), not {scans}"
         )
-    proxies = tuple(
-        part.strip() for part in env.get("GATEHOUSE_TRUSTED_PROXIES", "").split(",") if part.strip()
-    )
-    for proxy in proxies:
-        try:
-            ipaddress.ip_network(proxy, strict=False)
-        except ValueError as error:
-            raise SettingsError(
-                f"GATEHOUSE_TRUSTED_PROXIES: {proxy!r} is not an address or a network"
-            ) from error
     return RateLimitSettings(
         scanner=_int(env, "GATEHOUSE_RATE_LIMIT_SCANNER", defaults.scanner),
         manager=_int(env, "GATEHOUSE_RATE_LIMIT_MANAGER", defaults.manager),
@@ -475,7 +461,6 @@ def _rate_limits(env: Mapping[str, str]) -> RateLimitSettings:
         scanner_scans=scans,
         anonymous=_int(env, "GATEHOUSE_RATE_LIMIT_ANONYMOUS", defaults.anonymous),
         junk_per_minute=_int(env, "GATEHOUSE_JUNK_SCANS_PER_MINUTE", defaults.junk_per_minute),
-        trusted_proxies=proxies,
     )
 
 

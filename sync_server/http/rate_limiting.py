@@ -6,9 +6,8 @@ over a limit is refused with 429 ``rate_limited`` and ``Retry-After``."""
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Final
 
 from litestar.enums import ScopeType
@@ -22,8 +21,6 @@ from sync_server.redis.rate_limits import RateDecision, RateLimits
 #: Paths never limited: orchestrators' probes must always get an answer. ``/health`` touches
 #: nothing; ``/ready``'s report is probed at most once a second per process (``Readiness``).
 EXEMPT_PATHS: Final = re.compile(r"^/(health|ready)/?$")
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class RateLimited(Problem):
@@ -45,41 +42,13 @@ def refuse_over(decision: RateDecision, *, what: str = "requests") -> None:
         raise RateLimited(decision.limit, decision.retry_after, what=what)
 
 
-def trusted_networks(proxies: Iterable[str]) -> tuple[Network, ...]:
-    """The settings' ``trusted_proxies`` (already checked) as networks."""
-    return tuple(ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
-
-
-def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str:
-    """Who is asking: the socket's peer, or — only when the peer is a trusted proxy — the
-    nearest address in ``X-Forwarded-For`` that is not a trusted proxy itself (read from the
-    right: whatever the client wrote on the left is not believed)."""
+def client_address(scope: Scope) -> str:
+    """Who is asking: the connection's peer. Behind a reverse proxy, uvicorn has already put
+    the client that ``X-Forwarded-For`` names in its place — only when the peer is one of
+    ``FORWARDED_ALLOW_IPS`` (``gatehouse-server serve`` runs it with ``proxy_headers``), so a
+    client cannot choose its own address by sending the header."""
     client = scope.get("client")
-    peer = str(client[0]) if client else "unknown"
-    if not trusted or not _is_trusted(peer, trusted):
-        return peer
-    forwarded = b",".join(
-        value for name, value in scope.get("headers", ()) if name.lower() == b"x-forwarded-for"
-    )
-    address = peer
-    for part in reversed(forwarded.decode("latin-1").split(",")):
-        candidate = part.strip()
-        try:
-            ipaddress.ip_address(candidate)
-        except ValueError:
-            break  # not an address: stop at the last one a trusted proxy wrote
-        address = candidate
-        if not _is_trusted(candidate, trusted):
-            break
-    return address
-
-
-def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(parsed in network for network in trusted)
+    return str(client[0]) if client else "unknown"
 
 
 class RateLimitMiddleware(ASGIMiddleware):
@@ -88,12 +57,9 @@ class RateLimitMiddleware(ASGIMiddleware):
 
     scopes = (ScopeType.HTTP,)
 
-    def __init__(
-        self, limits: Callable[[Scope], RateLimits], *, trusted_proxies: Iterable[str] = ()
-    ) -> None:
+    def __init__(self, limits: Callable[[Scope], RateLimits]) -> None:
         #: How to find the app's ``RateLimits`` (built with the app's lifespan, after us).
         self._limits = limits
-        self._trusted = trusted_networks(trusted_proxies)
         # By the request's path, not the route's.
         self.should_bypass_for_scope = lambda scope: EXEMPT_PATHS.match(scope["path"]) is not None
 
@@ -103,5 +69,5 @@ class RateLimitMiddleware(ASGIMiddleware):
         if isinstance(principal, Principal):
             refuse_over(await limits.hit(principal))
         else:
-            refuse_over(await limits.anonymous(client_address(scope, self._trusted)))
+            refuse_over(await limits.anonymous(client_address(scope)))
         await next_app(scope, receive, send)
