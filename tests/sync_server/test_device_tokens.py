@@ -88,7 +88,8 @@ class Gate:
             "/v1/devices/token", json={"refresh_token": token or self.refresh}
         )
         if answer.status_code == 200 and token is None:
-            self.access, self.refresh = answer.json()["device_token"], answer.json()["refresh_token"]
+            body = answer.json()
+            self.access, self.refresh = body["device_token"], body["refresh_token"]
         return answer
 
     async def feed(self, access: str | None = None) -> httpx.Response:
@@ -98,9 +99,7 @@ class Gate:
 
     async def listed(self) -> dict[str, Any]:
         found = await self.client.get("/v1/devices", headers=self.manager())
-        device: dict[str, Any] = next(
-            d for d in found.json()["items"] if d["id"] == self.device_id
-        )
+        device: dict[str, Any] = next(d for d in found.json()["items"] if d["id"] == self.device_id)
         return device
 
 
@@ -222,9 +221,7 @@ async def test_a_refresh_token_unused_for_longer_than_its_idle_time_renews_nothi
     "body",
     [{}, {"refresh_token": ""}, {"refresh_token": 7}, {"refresh_token": "x" * 300}, []],
 )
-async def test_a_renewal_request_that_is_not_one_is_a_400(
-    client: Client, body: object
-) -> None:
+async def test_a_renewal_request_that_is_not_one_is_a_400(client: Client, body: object) -> None:
     _problem(await client.post("/v1/devices/token", json=body), 400, "validation_failed")
 
 

@@ -57,7 +57,7 @@ def _device_revoked(
 #: ``devices.revoked_reason`` of a device a manager revoked.
 REVOKED_BY_MANAGER = "manager"
 #: ``devices.revoked_reason`` of a device whose spent refresh token was presented again.
-REFRESH_TOKEN_REUSED = "refresh_token_reused"
+REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 - a reason, not a secret
 
 
 class DeviceService:
