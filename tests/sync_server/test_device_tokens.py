@@ -8,6 +8,7 @@ the device.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from sqlalchemy import text
 from shared.clock import ManualClock
 from sync_server.app import create_app
 from sync_server.domain.devices import refresh
-from sync_server.settings import Settings
+from sync_server.settings import Settings, SettingsError, new_master_key
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import connect
 
@@ -264,3 +265,24 @@ async def test_a_device_enrolled_before_refresh_tokens_keeps_its_token_and_canno
         await conn.commit()
     assert (await gate.feed()).status_code == 200
     _problem(await gate.renew(), 401, "refresh_token_invalid")
+
+
+def test_device_token_lifetimes_are_bounded_at_start_up() -> None:
+    """A 30-day access token (the old default) or a refresh idle time no longer than the access
+    token is refused with a sentence naming the setting; the defaults are an hour and 30 days."""
+    base = {
+        "GATEHOUSE_ENV": "production",
+        "GATEHOUSE_JWT_SECRET": secrets.token_urlsafe(32),
+        "GATEHOUSE_MASTER_KEY": new_master_key(),
+    }
+    defaults = Settings.from_env(base).auth
+    assert (defaults.device_token_ttl_seconds, defaults.device_refresh_idle_seconds) == (
+        HOUR,
+        30 * 24 * HOUR,
+    )
+    for bad in ("30", str(30 * 24 * HOUR)):
+        with pytest.raises(SettingsError, match="GATEHOUSE_DEVICE_TOKEN_TTL must be from 60"):
+            Settings.from_env({**base, "GATEHOUSE_DEVICE_TOKEN_TTL": bad})
+    for bad in (str(HOUR), str(91 * 24 * HOUR)):
+        with pytest.raises(SettingsError, match="GATEHOUSE_DEVICE_REFRESH_IDLE_TTL must be"):
+            Settings.from_env({**base, "GATEHOUSE_DEVICE_REFRESH_IDLE_TTL": bad})
