@@ -120,6 +120,7 @@ class EnrolledDevice(msgspec.Struct, kw_only=True):
     """What a freshly enrolled scanner needs: who it is, its token, and the keys to read codes."""
 
     device_id: uuid.UUID
+    #: The access token: a bearer token for every device route, short-lived (an hour).
     device_token: str
     tenant_id: uuid.UUID
     event_id: uuid.UUID
@@ -128,6 +129,31 @@ class EnrolledDevice(msgspec.Struct, kw_only=True):
     server_time: datetime
     #: The event the device admits to (rules need its window and re-entry setting).
     event: GateEvent
+    #: What renews the access token (``POST /v1/devices/token``), once: each renewal answers a
+    #: new one. None from a server older than renewals (its token lived 30 days).
+    refresh_token: str | None = None
+    #: When ``device_token`` expires (by the server's clock); None from an older server.
+    device_token_expires_at: datetime | None = None
+
+
+#: A refresh token as sent (``ghr1.…``, about 150 characters; the server reads it).
+RefreshTokenText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class TokenRenewal(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/devices/token``: the device's current refresh token."""
+
+    refresh_token: RefreshTokenText
+
+
+class DeviceTokens(msgspec.Struct, kw_only=True):
+    """A renewal's answer: a new access token and the refresh token for the next renewal (the
+    one sent is spent)."""
+
+    device_token: str
+    refresh_token: str
+    device_token_expires_at: datetime
+    server_time: datetime
 
 
 class DeviceSelf(msgspec.Struct, kw_only=True):

@@ -109,8 +109,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     """Build the API. ``settings`` default to the environment (``Settings.from_env``);
     ``clock`` to the system's (its time decides verdicts, expiry and rate-limit minutes)."""
     settings = settings or Settings.from_env()
-    verifier = TokenVerifier(settings.auth)
     app_clock: Clock = clock or SystemClock()
+    verifier = TokenVerifier(settings.auth, app_clock)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -63,6 +63,12 @@ class DatabaseSettings:
         return derived.render_as_string(hide_password=False)
 
 
+#: Bounds of a device's access token's lifetime (seconds), and of its refresh token's idle time.
+MIN_DEVICE_TOKEN_TTL = 60
+MAX_DEVICE_TOKEN_TTL = 24 * 3600
+MAX_DEVICE_REFRESH_IDLE = 90 * 24 * 3600
+
+
 @dataclass(frozen=True, slots=True)
 class AuthSettings:
     #: The current HS256 key: signs every token this server issues.
@@ -76,10 +82,31 @@ class AuthSettings:
     issuer: str | None = None
     audience: str | None = None
     token_ttl_seconds: int = 3600
-    device_token_ttl_seconds: int = 30 * 24 * 3600
+    #: A device's access token (``GATEHOUSE_DEVICE_TOKEN_TTL``): short, so a copy of it is worth
+    #: little; the device renews it on sync with its refresh token. A minute to a day.
+    device_token_ttl_seconds: int = 3600
+    #: A device's refresh token stops renewing after this long unused
+    #: (``GATEHOUSE_DEVICE_REFRESH_IDLE_TTL``): longer than any festival without network.
+    #: More than the access token's lifetime, at most 90 days.
+    device_refresh_idle_seconds: int = 30 * 24 * 3600
     enrollment_ttl_seconds: int = 24 * 3600
 
     def __post_init__(self) -> None:
+        if not MIN_DEVICE_TOKEN_TTL <= self.device_token_ttl_seconds <= MAX_DEVICE_TOKEN_TTL:
+            raise SettingsError(
+                f"GATEHOUSE_DEVICE_TOKEN_TTL must be from {MIN_DEVICE_TOKEN_TTL} to "
+                f"{MAX_DEVICE_TOKEN_TTL} seconds, not {self.device_token_ttl_seconds}"
+            )
+        if not (
+            self.device_token_ttl_seconds
+            < self.device_refresh_idle_seconds
+            <= MAX_DEVICE_REFRESH_IDLE
+        ):
+            raise SettingsError(
+                "GATEHOUSE_DEVICE_REFRESH_IDLE_TTL must be more than GATEHOUSE_DEVICE_TOKEN_TTL "
+                f"and at most {MAX_DEVICE_REFRESH_IDLE} seconds (90 days), not "
+                f"{self.device_refresh_idle_seconds}"
+            )
         if self.jwks_url and not (self.issuer and self.audience):
             raise SettingsError(
                 "GATEHOUSE_JWT_ISSUER and GATEHOUSE_JWT_AUDIENCE must be set with "
@@ -275,6 +302,11 @@ class Settings:
                 token_ttl_seconds=_int(env, "GATEHOUSE_TOKEN_TTL", defaults_auth.token_ttl_seconds),
                 device_token_ttl_seconds=_int(
                     env, "GATEHOUSE_DEVICE_TOKEN_TTL", defaults_auth.device_token_ttl_seconds
+                ),
+                device_refresh_idle_seconds=_int(
+                    env,
+                    "GATEHOUSE_DEVICE_REFRESH_IDLE_TTL",
+                    defaults_auth.device_refresh_idle_seconds,
                 ),
                 enrollment_ttl_seconds=_int(
                     env, "GATEHOUSE_ENROLLMENT_TTL", defaults_auth.enrollment_ttl_seconds

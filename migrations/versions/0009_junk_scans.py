@@ -6,7 +6,7 @@ One row per device and minute in which it uploaded such a scan; row-level securi
 tenant table. The application may read, insert and update it.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-04
 """
 
@@ -17,7 +17,7 @@ from alembic import context, op
 from sqlalchemy.dialects.postgresql import UUID
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

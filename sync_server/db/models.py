@@ -149,7 +149,17 @@ class Device(Base):
     name: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
     revoked_at: Mapped[datetime | None]
+    #: Why it was revoked: NULL for a manager's revocation, ``refresh_token_reused`` when the
+    #: server saw one of its refresh tokens used twice (``domain/devices/refresh.py``).
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
     last_seen_at: Mapped[datetime | None]
+    #: Hashes of the device's refresh tokens (never the tokens): the secret all of them carry,
+    #: the current one and the one before it; NULL for a device enrolled before migration 0008.
+    refresh_family_hash: Mapped[bytes | None]
+    refresh_hash: Mapped[bytes | None]
+    refresh_previous_hash: Mapped[bytes | None]
+    refresh_generation: Mapped[int] = mapped_column(Integer, server_default="0")
+    refresh_renewed_at: Mapped[datetime | None]
 
 
 class DeviceEnrollment(Base):

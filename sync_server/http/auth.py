@@ -18,7 +18,7 @@ signed by its keys; device tokens, which only this server issues, stay our HS256
 from __future__ import annotations
 
 import hashlib
-import time
+import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +32,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from shared.clock import Clock, SystemClock
 from sync_server.http.problems import Forbidden, Unauthorized
 from sync_server.settings import AuthSettings
 
@@ -47,8 +48,14 @@ class Role(StrEnum):
 
 #: The longest a manager or service token this server issues may live: a person's working day,
 #: and a month for a service (a box office's integration), so a leaked token does not outlive
-#: the next rotation of the secret. Device tokens live ``AuthSettings.device_token_ttl_seconds``.
-MAX_TOKEN_TTL = {Role.MANAGER: timedelta(hours=12), Role.SERVICE: timedelta(days=30)}
+#: the next rotation of the secret. Device access tokens live
+#: ``AuthSettings.device_token_ttl_seconds`` (an hour; at most a day) and are renewed with a
+#: refresh token (``sync_server.domain.devices.refresh``).
+MAX_TOKEN_TTL = {
+    Role.MANAGER: timedelta(hours=12),
+    Role.SERVICE: timedelta(days=30),
+    Role.SCANNER: timedelta(days=1),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +140,10 @@ class TokenVerifier:
     #: Verified tokens remembered per process (a scanner sends the same token all day).
     CACHE_SIZE = 10_000
 
-    def __init__(self, settings: AuthSettings) -> None:
+    def __init__(self, settings: AuthSettings, clock: Clock | None = None) -> None:
         self._settings = settings
+        #: Whose time decides expiry: the app's clock (a test moves it; ``SystemClock`` else).
+        self._clock: Clock = clock or SystemClock()
         self._jwks = jwt.PyJWKClient(settings.jwks_url) if settings.jwks_url else None
         self._hs_keys = {key_id(secret): secret for secret in settings.hs_keys}
         self._verified: dict[str, tuple[Principal, float]] = {}
@@ -148,7 +157,7 @@ class TokenVerifier:
         cached = self._verified.get(token)
         if cached is not None:
             principal, expires = cached
-            if time.time() < expires:
+            if self._clock.now().timestamp() < expires:
                 return principal
             del self._verified[token]
         principal, expires = await self._verify(token)
@@ -185,12 +194,18 @@ class TokenVerifier:
                 options={
                     "require": ["exp", "sub"],
                     "verify_aud": self._settings.audience is not None,
+                    # Checked below against the app's clock, not the machine's.
+                    "verify_exp": False,
+                    "verify_iat": False,
                 },
             )
-        except jwt.ExpiredSignatureError as error:
-            raise Unauthorized("token_expired", "The token has expired.") from error
-        except (jwt.PyJWKClientError, jwt.InvalidTokenError) as error:
+            expires = float(claims["exp"])
+            if not math.isfinite(expires):
+                raise jwt.InvalidTokenError("exp is not a time")
+        except (jwt.PyJWKClientError, jwt.InvalidTokenError, TypeError, ValueError) as error:
             raise Unauthorized("invalid_token", f"The token is not valid: {error}.") from error
+        if self._clock.now().timestamp() >= expires:
+            raise Unauthorized("token_expired", "The token has expired.")
         principal = _principal(claims)
         if principal.role is not Role.SCANNER and legacy:
             raise Unauthorized(
@@ -206,7 +221,7 @@ class TokenVerifier:
                 "This server takes manager and service tokens from the key set at its JWKS URL; "
                 "it signs only device tokens itself.",
             )
-        return principal, float(claims["exp"])
+        return principal, expires
 
     def _hs_key(self, kid: object) -> str:
         if not isinstance(kid, str) or not kid:

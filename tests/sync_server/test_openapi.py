@@ -22,8 +22,11 @@ PUBLIC = {
     ("get", "/health"),
     ("get", "/ready"),
     ("post", "/v1/devices/enroll"),
+    ("post", "/v1/devices/token"),
     ("get", "/v1/chain/metadata/{ticket_id}"),
 }
+#: The public route that answers 401: its credential (a refresh token) is in the body.
+RENEWAL = ("post", "/v1/devices/token")
 #: The routes that take an Idempotency-Key and may answer with a replay.
 IDEMPOTENT = {
     ("post", "/v1/purchases"),
@@ -147,6 +150,13 @@ async def test_routes_document_401_403_429_and_503_as_they_answer_them(
 ) -> None:
     for method, path, operation in operations(document):
         responses = operation["responses"]
+        if (method, path) == RENEWAL:
+            # Public (no bearer token), but its credential is the refresh token in the body:
+            # refused with a 401 like a bearer token, WWW-Authenticate included.
+            assert "401" in responses
+            assert not {"403"} & set(responses)
+            assert "WWW-Authenticate" in responses["401"]["headers"]
+            continue
         if is_public(operation):
             assert not {"401", "403"} & set(responses), (method, path)
             # Limited per client address, except the orchestrator's probes.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,6 +40,14 @@ EVENT_NIGHT = datetime(2030, 5, 1, 20, 0, tzinfo=UTC)
 @pytest.fixture
 def app(settings: Settings) -> Litestar:
     return create_app(settings, clock=ManualClock(EVENT_NIGHT))
+
+
+@pytest.fixture
+async def tenant(make_tenant: Callable[..., Awaitable[TenantHandle]]) -> TenantHandle:
+    """The tenant, its tokens minted on the event night: the server checks a token's expiry by
+    its own clock, which stands there."""
+    made = await make_tenant("Main venue")
+    return TenantHandle(made.id, functools.partial(made.token, now=EVENT_NIGHT))
 
 
 async def _event_with_tickets(

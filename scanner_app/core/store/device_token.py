@@ -1,9 +1,13 @@
-"""Where the device token lives: the OS keyring when there is a usable one, else a file only
+"""Where the device's tokens live: the OS keyring when there is a usable one, else a file only
 this user can read. Never in the SQLite file.
 
-The token is the device's bearer credential: whoever holds it uploads scans and reads the
-changes feed as this gate. A thief of the gate laptop, or of a backup of its data folder, must
-not find it next to the data:
+The vault holds one text: ``DeviceCredentials`` as JSON — the access token (the bearer
+credential: whoever holds it uploads scans and reads the changes feed as this gate; it lives an
+hour), the refresh token that renews it (``POST /v1/devices/token``; spent on each renewal, and
+a spent one presented again revokes the device) and when to renew. A vault written before
+renewals holds the bare 30-day token: it is read as credentials without a refresh token, used
+until it expires, and then the gate is enrolled again. A thief of the gate laptop, or of a
+backup of its data folder, must not find them next to the data:
 
 * **keyring** (``keyring``: Windows Credential Manager, the macOS Keychain, the Secret Service
   on a Linux desktop): service ``gatehouse-scanner``, one entry per data folder (its absolute
@@ -23,8 +27,11 @@ import contextlib
 import logging
 import os
 import stat
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
+
+import msgspec
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -35,6 +42,44 @@ SERVICE: Final = "gatehouse-scanner"
 TOKEN_FILE: Final = "device-token"  # noqa: S105 - a file name
 FOLDER_MODE: Final = 0o700
 FILE_MODE: Final = 0o600
+
+
+class DeviceCredentials(msgspec.Struct, kw_only=True, frozen=True):
+    """What the vault holds: the device's tokens, and when to renew them (server time)."""
+
+    #: The bearer token every request carries.
+    access: str
+    #: What renews ``access`` (once: each renewal answers the next one); None for a device
+    #: enrolled at a server older than renewals — its token lived 30 days.
+    refresh: str | None = None
+    #: When ``access`` expires, and when to renew it (half its life), by the server's clock.
+    expires_at: datetime | None = None
+    renew_at: datetime | None = None
+
+    @classmethod
+    def issued(
+        cls, access: str, refresh: str | None, expires_at: datetime | None, server_time: datetime
+    ) -> DeviceCredentials:
+        """Tokens as the server answered them at ``server_time``: renewed at half their life."""
+        renew_at = server_time + (expires_at - server_time) / 2 if expires_at else None
+        return cls(access=access, refresh=refresh, expires_at=expires_at, renew_at=renew_at)
+
+    def encode(self) -> str:
+        return msgspec.json.encode(self).decode()
+
+    @classmethod
+    def decode(cls, text: str | None) -> DeviceCredentials | None:
+        """The credentials in a vault's text; a bare token (a vault written before renewals)
+        is an access token without a refresh token. None for nothing stored."""
+        if not text:
+            return None
+        if text.startswith("{"):
+            try:
+                return msgspec.json.decode(text, type=cls)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                log.warning("the device's tokens in the vault could not be read")
+                return None
+        return cls(access=text)
 
 
 class TokenVault(Protocol):

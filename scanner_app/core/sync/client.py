@@ -192,6 +192,19 @@ class ServerClient:
         )
         return _decode(response, wire.EnrolledDevice)
 
+    def renew(self, refresh_token: str) -> wire.DeviceTokens:
+        """Spend the refresh token for a new access token and the next refresh token.
+        ``DeviceRejected``: ``device_revoked`` (revoked, or this refresh token was spent
+        before), ``refresh_token_invalid`` or ``refresh_token_expired`` (enroll again)."""
+        body = msgspec.json.encode(wire.TokenRenewal(refresh_token=refresh_token))
+        response = self._send(
+            "POST",
+            "/v1/devices/token",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+        return _decode(response, wire.DeviceTokens)
+
     def me(self) -> wire.DeviceSelf:
         return _decode(self._send("GET", "/v1/devices/me"), wire.DeviceSelf)
 

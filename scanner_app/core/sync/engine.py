@@ -2,6 +2,12 @@
 
 One sync (``sync_once``) does, in this order:
 
+0. ``POST /v1/devices/token`` when the access token is past half its life (by the server's
+   clock, through the measured offset): the refresh token is spent for a new pair, which goes
+   to the vault before anything else happens. A request refused with ``token_expired`` (the
+   gate was offline longer than the token lives) renews once and starts the sync over — the
+   queue waits and nothing in it is lost. A renewal whose answer is lost sends the same refresh
+   token again next time; the server answers that too (docs/sync-protocol.md);
 1. ``GET /v1/devices/me`` — the device still counts; new keys and event details; the clock
    offset (server time against the midpoint of the request);
 2. uploads queued scans in batches of up to 1,000, then queued annulments. The server's answer
@@ -42,6 +48,7 @@ import msgspec
 
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import apply_changes
+from scanner_app.core.store.device_token import DeviceCredentials
 from scanner_app.core.store.scans import (
     QueuedScan,
     conflict_count,
@@ -89,6 +96,8 @@ LOCK_FILE = "sync.lock"
 #: What the status says when the server refuses the token without saying the device was
 #: revoked: the gate goes on offline, and enrolling again is the way back.
 TOKEN_REFUSED = "The server no longer accepts this scanner's token. Enroll it again."  # noqa: S105 - a sentence
+#: The 401 of an access token past its expiry: renewed with the refresh token, once a request.
+TOKEN_EXPIRED_CODE = "token_expired"  # noqa: S105 - a problem code
 
 ClientFactory = Callable[[str, str | None], ServerClient]
 
@@ -173,10 +182,16 @@ def enroll(
         gate=enrolled.gate,
         enrolled_at=received,
     )
-    # The token goes to the vault, never into the database; first, so that a vault that cannot
-    # take it (a locked keyring, a read-only folder) fails the enrollment before anything else
+    # The tokens go to the vault, never into the database; first, so that a vault that cannot
+    # take them (a locked keyring, a read-only folder) fails the enrollment before anything else
     # is written.
-    store.vault.save(enrolled.device_token)
+    credentials = DeviceCredentials.issued(
+        enrolled.device_token,
+        enrolled.refresh_token,
+        enrolled.device_token_expires_at,
+        enrolled.server_time,
+    )
+    store.vault.save(credentials.encode())
     with store.write() as conn:
         save_enrollment(conn, enrollment)
         save_event(conn, enrolled.event)
@@ -231,7 +246,12 @@ class SyncEngine:
         with store.read() as conn:
             self._enrollment = load_enrollment(conn)
             self._state = load_sync_state(conn)
-        self._token = store.vault.load() if self._enrollment is not None else None
+        self._credentials = (
+            DeviceCredentials.decode(store.vault.load()) if self._enrollment is not None else None
+        )
+        #: Validation clients made with an access token since renewed: closed at the next
+        #: renewal or at ``stop`` (an online check may still be using the last one).
+        self._retired_clients: list[ServerClient] = []
 
     def set_data_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after a sync brought new keys, tickets, admissions or event
@@ -303,17 +323,67 @@ class SyncEngine:
         except ServerUnavailable as error:
             self._went_offline(error.reason, error.retry_after)
         except DeviceRejected as error:
-            self._rejected(error)
+            if self._renewable(error):  # the sync loop renews it, woken now
+                self._went_offline("The scanner's token has expired; renewing it.", None)
+            else:
+                self._rejected(error)
         except RequestRefused as error:
             log.warning("online validation refused: %s", error)
         return None
+
+    # --- the device's tokens ----------------------------------------------------------------------
+
+    def _access_token(self) -> str | None:
+        return self._credentials.access if self._credentials is not None else None
+
+    def _renewal_due(self) -> bool:
+        """The access token is past half its life, by the server's clock."""
+        credentials = self._credentials
+        if credentials is None or credentials.refresh is None or credentials.renew_at is None:
+            return False
+        server_now = self._clock.now() + timedelta(milliseconds=self._state.clock_offset_ms)
+        return server_now >= credentials.renew_at
+
+    def _renewable(self, error: DeviceRejected) -> bool:
+        """A 401 that a renewal answers: the access token expired and there is a refresh token."""
+        return (
+            error.code == TOKEN_EXPIRED_CODE
+            and self._credentials is not None
+            and self._credentials.refresh is not None
+        )
+
+    def _renew(self, client: ServerClient) -> ServerClient:
+        """Spend the refresh token; keep the new pair in the vault (before using it: a crash
+        after this leaves the vault with tokens the server knows); answer a client with the new
+        access token (``client`` is closed). Raises the client's errors: a refusal of the
+        refresh token is a ``DeviceRejected`` like any 401."""
+        assert self._credentials is not None
+        assert self._credentials.refresh is not None
+        assert self._enrollment is not None
+        tokens = client.renew(self._credentials.refresh)
+        credentials = DeviceCredentials.issued(
+            tokens.device_token,
+            tokens.refresh_token,
+            tokens.device_token_expires_at,
+            tokens.server_time,
+        )
+        self._store.vault.save(credentials.encode())
+        self._credentials = credentials
+        with self._validate_lock:
+            for retired in self._retired_clients:
+                retired.close()
+            self._retired_clients = [self._validate_client] if self._validate_client else []
+            self._validate_client = None
+        log.info("the device's tokens were renewed")
+        client.close()
+        return self._client_factory(self._enrollment.server_url, credentials.access)
 
     def _validation_client(self) -> ServerClient:
         with self._validate_lock:
             if self._validate_client is None:
                 assert self._enrollment is not None
                 self._validate_client = self._client_factory(
-                    self._enrollment.server_url, self._token
+                    self._enrollment.server_url, self._access_token()
                 )
             return self._validate_client
 
@@ -351,7 +421,7 @@ class SyncEngine:
         assert self._enrollment is not None
         report = SyncReport()
         try:
-            client = self._client_factory(self._enrollment.server_url, self._token)
+            client = self._client_factory(self._enrollment.server_url, self._access_token())
         except InsecureServer as error:
             # Enrolled at a plain-http address (before this rule, or in a lab): nothing is
             # sent; the gate goes on offline and the queue waits for an https server.
@@ -359,10 +429,17 @@ class SyncEngine:
             self._went_offline(str(error), None)
             return report
         try:
-            self._check_in(client, report)
-            self._resolve_online(client, report)
-            self._upload(client, report)
-            self._download(client, report)
+            if self._renewal_due():
+                client = self._renew(client)
+            try:
+                self._exchange(client, report)
+            except DeviceRejected as error:
+                if not self._renewable(error):
+                    raise
+                # Offline for longer than the token lives: renew once, then start over (every
+                # step is safe to repeat: uploads by scan id, the feed from the saved cursor).
+                client = self._renew(client)
+                self._exchange(client, report)
         except ServerUnavailable as error:
             report.errors.append(error.reason)
             self._went_offline(error.reason, error.retry_after)
@@ -394,6 +471,12 @@ class SyncEngine:
         if report.new_keys or report.tickets or report.admissions:
             self._data_changed()
         return report
+
+    def _exchange(self, client: ServerClient, report: SyncReport) -> None:
+        self._check_in(client, report)
+        self._resolve_online(client, report)
+        self._upload(client, report)
+        self._download(client, report)
 
     def _check_in(self, client: ServerClient, report: SyncReport) -> None:
         sent = self._clock.now()
@@ -601,6 +684,9 @@ class SyncEngine:
             self._thread.join(timeout)
             self._thread = None
         with self._validate_lock:
+            for retired in self._retired_clients:
+                retired.close()
+            self._retired_clients = []
             if self._validate_client is not None:
                 self._validate_client.close()
                 self._validate_client = None

@@ -10,12 +10,14 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from sync_server.domain.devices.schemas import (
     DevicePage,
     DeviceSelf,
+    DeviceTokens,
     EnrolledDevice,
     EnrollmentCreate,
     EnrollmentOut,
     EnrollRequest,
+    TokenRenewal,
 )
-from sync_server.domain.devices.services import DeviceService, enroll_device
+from sync_server.domain.devices.services import DeviceService, enroll_device, renew_tokens
 from sync_server.domain.keys.services import KeysDep
 from sync_server.http.auth import Role, allow
 from sync_server.http.dependencies import (
@@ -81,6 +83,26 @@ class DeviceController(Controller):
     ) -> EnrolledDevice:
         """Redeem an enrollment code (no token needed): the device's id, token and keys."""
         return await enroll_device(database, keys, clock, settings.auth, data)
+
+    @post(
+        "/token",
+        opt={"exclude_from_auth": True},
+        operation_class=PublicOperation,
+        status_code=200,
+        responses=problem_responses(400, 401, 503),
+    )
+    async def renew(
+        self,
+        data: JSONBody[TokenRenewal],
+        database: DatabaseDep,
+        clock: ClockDep,
+        settings: SettingsDep,
+    ) -> DeviceTokens:
+        """Renew a device's tokens with its refresh token (no bearer token needed): a new
+        access token and the next refresh token; the one sent is spent. A spent one sent again
+        revokes the device (401 ``device_revoked``); ``refresh_token_invalid`` and
+        ``refresh_token_expired`` mean the device must be enrolled again."""
+        return await renew_tokens(database, clock, settings.auth, data)
 
     @get(
         "/me",

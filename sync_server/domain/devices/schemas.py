@@ -6,16 +6,25 @@ from typing import Annotated
 
 import msgspec
 
-from shared.wire import DeviceSelf, EnrolledDevice, EnrollRequest, GateName
+from shared.wire import (
+    DeviceSelf,
+    DeviceTokens,
+    EnrolledDevice,
+    EnrollRequest,
+    GateName,
+    TokenRenewal,
+)
 
 __all__ = [
     "DeviceOut",
     "DevicePage",
     "DeviceSelf",
+    "DeviceTokens",
     "EnrollRequest",
     "EnrolledDevice",
     "EnrollmentCreate",
     "EnrollmentOut",
+    "TokenRenewal",
 ]
 
 #: How long an enrollment code may live: at least a minute, at most a week.
@@ -46,6 +55,9 @@ class DeviceOut(msgspec.Struct, kw_only=True):
     gate: str
     created_at: datetime
     revoked_at: datetime | None
+    #: Why: ``manager`` (revoked by a manager) or ``refresh_token_reused`` (the server saw a
+    #: spent refresh token presented again: a copy of the device's tokens is in other hands).
+    revoked_reason: str | None
     last_seen_at: datetime | None
     #: Uploaded scans whose code did not read that the server counted but did not store (the
     #: device sent more of them in a minute than it stores); many means a device to look at.

@@ -1,14 +1,19 @@
-"""Devices: one-time enrollment codes, enrolling a scanner for a gate, the device's own view,
-listing and revocation.
+"""Devices: one-time enrollment codes, enrolling a scanner for a gate, renewing its tokens, the
+device's own view, listing and revocation.
 
-A device token is checked against ``devices.revoked_at`` on every request
-(``sync_server.http.dependencies.provide_session``), so revoking a device takes effect at once.
+A device's access token is checked against ``devices.revoked_at`` on every request
+(``sync_server.http.dependencies.provide_session``), so revoking a device takes effect at once;
+it lives ``AuthSettings.device_token_ttl_seconds`` (an hour) and the device renews it with its
+refresh token (``renew_tokens``, ``sync_server.domain.devices.refresh``), which a revoked device
+cannot.
 """
 
 from __future__ import annotations
 
+import hmac
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import msgspec
 from sqlalchemy import func, select, update
@@ -16,9 +21,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import Clock
 from shared.ids import new_id
-from shared.wire import GateEvent
+from shared.wire import DeviceTokens, GateEvent, TokenRenewal
 from sync_server.db.engine import Database
 from sync_server.db.models import Device, DeviceEnrollment, Event, JunkScans
+from sync_server.domain.devices import refresh
 from sync_server.domain.devices.codes import code_hash, new_code
 from sync_server.domain.devices.schemas import (
     DeviceOut,
@@ -43,10 +49,16 @@ def _code_invalid() -> Unprocessable:
     )
 
 
-def _device_revoked() -> Unauthorized:
-    return Unauthorized(
-        "device_revoked", "This device has been revoked. Ask a manager to enroll it again."
-    )
+def _device_revoked(
+    detail: str = "This device has been revoked. Ask a manager to enroll it again.",
+) -> Unauthorized:
+    return Unauthorized("device_revoked", detail)
+
+
+#: ``devices.revoked_reason`` of a device a manager revoked.
+REVOKED_BY_MANAGER = "manager"
+#: ``devices.revoked_reason`` of a device whose spent refresh token was presented again.
+REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 - a reason, not a secret
 
 
 class DeviceService:
@@ -124,7 +136,10 @@ class DeviceService:
         revoked = await self._session.scalar(
             update(Device)
             .where(Device.id == device_id)
-            .values(revoked_at=func.coalesce(Device.revoked_at, self._clock.now()))
+            .values(
+                revoked_at=func.coalesce(Device.revoked_at, self._clock.now()),
+                revoked_reason=func.coalesce(Device.revoked_reason, REVOKED_BY_MANAGER),
+            )
             .returning(Device.id)
             .execution_options(synchronize_session=False)
         )
@@ -202,6 +217,8 @@ async def enroll_device(
             gate=found.gate,
             name=request.device_name,
         )
+        first = refresh.first_token(found.tenant_id, device.id)
+        _hold(device, first, previous=None, now=now)
         session.add(device)
         await session.flush()
         # The claim: a second device racing with the same code waits for this row's lock, then
@@ -217,21 +234,12 @@ async def enroll_device(
             raise _code_invalid()
         ring = await keys.scanner_ring(session, found.event_id, tenant_id=found.tenant_id)
         gate_event = await _gate_event(session, found.event_id)
-    token = mint_token(
-        auth.jwt_secret,
-        tenant_id=found.tenant_id,
-        role=Role.SCANNER,
-        subject=str(device.id),
-        ttl_seconds=auth.device_token_ttl_seconds,
-        device_id=device.id,
-        event_id=found.event_id,
-        gate=found.gate,
-        issuer=auth.issuer,
-        audience=auth.audience,
-    )
+    token, expires_at = _access_token(auth, device, now)
     return EnrolledDevice(
         device_id=device.id,
         device_token=token,
+        refresh_token=str(first),
+        device_token_expires_at=expires_at,
         tenant_id=found.tenant_id,
         event_id=found.event_id,
         gate=found.gate,
@@ -264,5 +272,152 @@ def device_out(device: Device) -> DeviceOut:
         gate=device.gate,
         created_at=device.created_at,
         revoked_at=device.revoked_at,
+        revoked_reason=device.revoked_reason,
         last_seen_at=device.last_seen_at,
+    )
+
+
+def _access_token(auth: AuthSettings, device: Device, now: datetime) -> tuple[str, datetime]:
+    """A new access token for ``device`` and when it expires."""
+    token = mint_token(
+        auth.jwt_secret,
+        tenant_id=device.tenant_id,
+        role=Role.SCANNER,
+        subject=str(device.id),
+        ttl_seconds=auth.device_token_ttl_seconds,
+        device_id=device.id,
+        event_id=device.event_id,
+        gate=device.gate,
+        issuer=auth.issuer,
+        audience=auth.audience,
+        now=now,
+    )
+    return token, now + timedelta(seconds=auth.device_token_ttl_seconds)
+
+
+def _hold(
+    device: Device, current: refresh.RefreshToken, *, previous: bytes | None, now: datetime
+) -> None:
+    """Make ``current`` the device's refresh token (only its hashes are kept)."""
+    device.refresh_family_hash = current.family_hash
+    device.refresh_hash = current.token_hash
+    device.refresh_previous_hash = previous
+    device.refresh_generation = current.generation
+    device.refresh_renewed_at = now
+
+
+def _refresh_invalid() -> Unauthorized:
+    return Unauthorized(
+        "refresh_token_invalid",
+        "This refresh token is not one of this server's. Ask a manager to enroll the device again.",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Renewed:
+    tokens: DeviceTokens | None
+    refused: Unauthorized | None
+
+
+async def renew_tokens(
+    database: Database, clock: Clock, auth: AuthSettings, request: TokenRenewal
+) -> DeviceTokens:
+    """Spend a device's refresh token: a new access token and the next refresh token.
+
+    One row lock per device, so renewals of one device are decided one at a time. The token
+    presented may be:
+
+    * the current one: it is spent; the answer carries generation + 1;
+    * the one before it, while the current one has never been used: the answer to that earlier
+      renewal was lost (the gate never got it), so the lost token is replaced by a new one of
+      the same generation and the gate goes on. Nobody else can have used the lost token — had
+      anybody, the presented one would be two generations old;
+    * any other of the device's family (an older one, or one of the current generation that is
+      not the current one): two holders of the device's tokens — a copy of its disk racing the
+      gate. The device is revoked (``revoked_reason`` ``refresh_token_reused``): both lose
+      access, and a manager sees why and enrolls the gate again.
+
+    Raises ``Unauthorized``: ``refresh_token_invalid`` (not a token of this device's family, or
+    a device enrolled before refresh tokens), ``refresh_token_expired`` (unused longer than
+    ``device_refresh_idle_seconds``), ``device_revoked``.
+    """
+    token = refresh.parse(request.refresh_token)
+    if token is None:
+        raise _refresh_invalid()
+    now = clock.now()
+    async with database.tenant(token.tenant_id) as session:
+        outcome = await _renew(session, auth, token, now)
+    # A reuse revokes the device in the transaction above, which commits before the refusal.
+    if outcome.refused is not None:
+        raise outcome.refused
+    assert outcome.tokens is not None
+    return outcome.tokens
+
+
+async def _renew(
+    session: AsyncSession, auth: AuthSettings, token: refresh.RefreshToken, now: datetime
+) -> _Renewed:
+    device = await session.get(Device, token.device_id, with_for_update=True)
+    if (
+        device is None
+        or device.refresh_family_hash is None
+        or device.refresh_hash is None
+        or not hmac.compare_digest(device.refresh_family_hash, token.family_hash)
+    ):
+        return _Renewed(None, _refresh_invalid())
+    if device.revoked_at is not None:
+        detail = (
+            "This device was revoked because one of its refresh tokens was used twice: a copy "
+            "of its tokens is in other hands. Ask a manager to enroll it again."
+            if device.revoked_reason == REFRESH_TOKEN_REUSED
+            else None
+        )
+        return _Renewed(None, _device_revoked(detail) if detail else _device_revoked())
+    presented = token.token_hash
+    if token.generation == device.refresh_generation and hmac.compare_digest(
+        presented, device.refresh_hash
+    ):
+        following, previous = token.next(), device.refresh_hash
+    elif (
+        token.generation == device.refresh_generation - 1
+        and device.refresh_previous_hash is not None
+        and hmac.compare_digest(presented, device.refresh_previous_hash)
+    ):
+        following = refresh.RefreshToken(
+            token.tenant_id, token.device_id, device.refresh_generation, token.family, ""
+        ).again()
+        previous = device.refresh_previous_hash
+    else:
+        device.revoked_at = now
+        device.revoked_reason = REFRESH_TOKEN_REUSED
+        return _Renewed(
+            None,
+            _device_revoked(
+                "This device has been revoked: one of its refresh tokens was used twice, so a "
+                "copy of its tokens is in other hands. Ask a manager to enroll it again."
+            ),
+        )
+    renewed_at = device.refresh_renewed_at
+    if renewed_at is not None and now - renewed_at > timedelta(
+        seconds=auth.device_refresh_idle_seconds
+    ):
+        return _Renewed(
+            None,
+            Unauthorized(
+                "refresh_token_expired",
+                "This device has not renewed its token for too long. Ask a manager to enroll it "
+                "again.",
+            ),
+        )
+    _hold(device, following, previous=previous, now=now)
+    device.last_seen_at = now
+    access, expires_at = _access_token(auth, device, now)
+    return _Renewed(
+        DeviceTokens(
+            device_token=access,
+            refresh_token=str(following),
+            device_token_expires_at=expires_at,
+            server_time=now,
+        ),
+        None,
     )

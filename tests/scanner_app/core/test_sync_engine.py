@@ -29,6 +29,7 @@ import pytest
 from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import find_ticket, ticket_count
+from scanner_app.core.store.device_token import DeviceCredentials
 from scanner_app.core.store.scanlog import find_scan, local_scans
 from scanner_app.core.store.scans import (
     PendingOnline,
@@ -724,7 +725,9 @@ def test_enroll_stores_identity_event_keys_and_the_clock_offset(
     assert enrollment.device_id == server.device_id
     assert enrollment.server_url == SERVER_URL
     assert (enrollment.gate, enrollment.event_id) == (GATE, server.gate_event.event_id)
-    assert store.vault.load() == DEVICE_TOKEN
+    credentials = DeviceCredentials.decode(store.vault.load())
+    assert credentials is not None
+    assert credentials.access == DEVICE_TOKEN
     assert DEVICE_TOKEN not in repr(enrollment)
     with store.read() as conn:
         assert load_enrollment(conn) == enrollment

@@ -1,0 +1,311 @@
+"""The scanner renews its short-lived device token on sync, against the real server in-process.
+
+The sync server's app runs in this process over the session's migrated database (``litestar``'s
+test transport under the scanner's own ``ServerClient``), with a ``ManualClock`` both sides read:
+hours and days pass without waiting. A switch takes the server off the network, as a festival
+field loses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from litestar.testing import TestClient
+from litestar.testing.transport import TestClientTransport as AppTransport
+
+from benchmarks.server_harness import BenchDatabase
+from scanner_app.core.gate import Gate
+from scanner_app.core.store import LocalStore
+from scanner_app.core.store.device_token import DeviceCredentials
+from scanner_app.core.store.scans import queue_length
+from scanner_app.core.sync.client import ServerClient
+from scanner_app.core.sync.engine import TOKEN_REFUSED, SyncEngine, enroll
+from shared.clock import ManualClock
+from sync_server.app import create_app
+from sync_server.domain.tenants.services import create_tenant
+from sync_server.http.auth import Role, mint_token
+from sync_server.settings import AuthSettings, RedisSettings, Settings
+
+pytestmark = pytest.mark.integration
+
+SERVER_URL = "https://gatehouse.test"
+HOUR = 3600
+
+
+@dataclass
+class Venue:
+    """The server in this process, its manager, and a switch for the network."""
+
+    http: TestClient[Any]
+    clock: ManualClock
+    tenant_id: uuid.UUID
+    jwt_secret: str
+    owner_dsn: str
+    reachable: bool = True
+    sold: list[str] = field(default_factory=list)
+
+    def manager(self) -> dict[str, str]:
+        token = mint_token(
+            self.jwt_secret,
+            tenant_id=self.tenant_id,
+            role=Role.MANAGER,
+            subject="manager",
+            ttl_seconds=600,
+            now=self.clock.now(),
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    def client_factory(self, url: str, token: str | None) -> ServerClient:
+        transport = AppTransport(client=self.http)
+
+        def handle(request: httpx.Request) -> httpx.Response:
+            if not self.reachable:
+                raise httpx.ConnectError("no network on the field", request=request)
+            return transport.handle_request(request)
+
+        return ServerClient(url, token, transport=httpx.MockTransport(handle))
+
+    def post(self, path: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:
+        answer = self.http.post(path, json=body, headers={**self.manager(), **headers})
+        assert answer.status_code in (200, 201), answer.text
+        found: dict[str, Any] = answer.json()
+        return found
+
+    def enrollment_code(self, tickets: int = 3) -> str:
+        now = self.clock.now()
+        event = self.post(
+            "/v1/events",
+            {
+                "name": "Field festival",
+                "venue": "Field",
+                "starts_at": (now - timedelta(hours=1)).isoformat(),
+                "ends_at": (now + timedelta(days=4)).isoformat(),
+            },
+        )
+        kind = self.post(f"/v1/events/{event['id']}/ticket-types", {"name": "Pass", "capacity": 50})
+        purchase = self.post(
+            "/v1/purchases",
+            {
+                "ticket_type_id": kind["id"],
+                "quantity": tickets,
+                "holder": {"user_id": "guest", "name": "Guest"},
+            },
+            **{"Idempotency-Key": str(uuid.uuid4())},
+        )
+        self.sold = [t["code"] for t in purchase["tickets"]]
+        return str(
+            self.post("/v1/devices/enrollments", {"event_id": event["id"], "gate": "N"})["code"]
+        )
+
+    def device(self, device_id: uuid.UUID) -> dict[str, Any]:
+        listed = self.http.get("/v1/devices", headers=self.manager()).json()["items"]
+        found: dict[str, Any] = next(d for d in listed if d["id"] == str(device_id))
+        return found
+
+    def scans(self) -> int:
+        """How many scans the server holds for this venue."""
+
+        async def count() -> int:
+            conn = await asyncpg.connect(self.owner_dsn)
+            try:
+                found = await conn.fetchval(
+                    "SELECT count(*) FROM ticket_scans WHERE tenant_id = $1", self.tenant_id
+                )
+            finally:
+                await conn.close()
+            return int(found)
+
+        return asyncio.run(count())
+
+
+@pytest.fixture
+def venue(live_database: BenchDatabase) -> Iterator[Venue]:
+    clock = ManualClock(datetime.now(UTC))
+    jwt_secret = secrets.token_urlsafe(32)
+    settings = Settings(
+        database=live_database.settings(pool_size=2),
+        redis=RedisSettings(key_prefix=f"gatehouse-test-{secrets.token_hex(4)}:"),
+        auth=AuthSettings(jwt_secret=jwt_secret),
+        master_key=secrets.token_bytes(32),
+        environment="test",
+    )
+    tenant_id = asyncio.run(create_tenant(live_database.admin_url, "Field festival"))
+    with TestClient(app=create_app(settings, clock=clock), base_url=SERVER_URL) as http:
+        yield Venue(http, clock, tenant_id, jwt_secret, live_database.owner_dsn)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[LocalStore]:
+    opened = LocalStore.open(tmp_path / "scanner")
+    yield opened
+    opened.close()
+
+
+def _enrolled(venue: Venue, store: LocalStore, clock: ManualClock | None = None) -> SyncEngine:
+    code = venue.enrollment_code()
+    enroll(
+        store,
+        SERVER_URL,
+        code,
+        "North",
+        clock=clock or venue.clock,
+        client_factory=venue.client_factory,
+    )
+    engine = SyncEngine(
+        store,
+        clock=clock or venue.clock,
+        client_factory=venue.client_factory,
+        interval_seconds=3600,
+    )
+    first = engine.sync_once()
+    assert first.ok, first.errors
+    return engine
+
+
+def _credentials(store: LocalStore) -> DeviceCredentials:
+    found = DeviceCredentials.decode(store.vault.load())
+    assert found is not None
+    return found
+
+
+def test_a_gate_offline_for_days_renews_and_uploads_everything_it_queued(
+    venue: Venue, store: LocalStore
+) -> None:
+    """The festival case: the network goes for three days, far longer than a token lives;
+    the gate admits offline all along, and when the network returns it renews its token first
+    and uploads every queued scan. The token it had is refused by then."""
+    engine = _enrolled(venue, store)
+    before = _credentials(store)
+    assert before.refresh is not None
+    assert before.expires_at is not None
+    venue.reachable = False
+    gate = Gate(store, clock=venue.clock)
+    for code in venue.sold:
+        assert gate.scan(code).admitted
+        venue.clock.advance(HOUR)
+    venue.clock.advance(3 * 24 * HOUR)
+    assert not engine.sync_once().ok
+    with store.read() as conn:
+        assert queue_length(conn) == len(venue.sold)
+
+    venue.reachable = True
+    report = engine.sync_once()
+    assert report.ok, report.errors
+    assert report.uploaded == len(venue.sold)
+    with store.read() as conn:
+        assert queue_length(conn) == 0
+    assert venue.scans() == len(venue.sold)
+    after = _credentials(store)
+    assert after.access != before.access
+    assert after.refresh != before.refresh
+    stale = venue.http.get("/v1/sync/changes", headers={"Authorization": f"Bearer {before.access}"})
+    assert (stale.status_code, stale.json()["code"]) == (401, "token_expired")
+    assert not engine.status().revoked
+
+
+def test_renewal_comes_at_half_life_on_the_sync_loop(venue: Venue, store: LocalStore) -> None:
+    engine = _enrolled(venue, store)
+    first = _credentials(store)
+    venue.clock.advance(HOUR / 2 - 60)
+    assert engine.sync_once().ok
+    assert _credentials(store) == first  # not yet due
+    venue.clock.advance(120)
+    assert engine.sync_once().ok
+    assert _credentials(store).access != first.access
+
+
+def test_a_token_expired_by_the_servers_clock_is_renewed_once_and_the_sync_goes_on(
+    venue: Venue, store: LocalStore
+) -> None:
+    """The device's clock lags (it thinks renewal is not due); the server says
+    ``token_expired``: the engine renews and does the sync again, queue and all."""
+    device_clock = ManualClock(venue.clock.now())
+    engine = _enrolled(venue, store, device_clock)
+    gate = Gate(store, clock=device_clock)
+    assert gate.scan(venue.sold[0]).admitted
+    venue.clock.advance(2 * HOUR)  # the server's time only
+    report = engine.sync_once()
+    assert report.ok, report.errors
+    assert report.uploaded == 1
+    assert venue.scans() == 1
+
+
+def test_a_renewal_whose_answer_was_lost_is_sent_again_and_the_gate_goes_on(
+    venue: Venue, store: LocalStore
+) -> None:
+    """The server renewed, the answer never reached the gate (it still holds the spent
+    refresh token): the next sync sends it again, and the gate is neither stuck nor revoked."""
+    engine = _enrolled(venue, store)
+    held = _credentials(store)
+    assert held.refresh is not None
+    lost = venue.http.post("/v1/devices/token", json={"refresh_token": held.refresh})
+    assert lost.status_code == 200
+    venue.clock.advance(HOUR / 2 + 1)
+    assert engine.sync_once().ok
+    venue.clock.advance(HOUR / 2 + 1)
+    assert engine.sync_once().ok
+    assert not engine.status().revoked
+    assert venue.device(engine.enrollment.device_id)["revoked_at"] is None  # type: ignore[union-attr]
+
+
+def test_a_copy_of_the_vault_used_by_a_thief_revokes_the_gate_and_says_so(
+    venue: Venue, store: LocalStore
+) -> None:
+    """A thief copied the vault; the gate renews; the thief renews with the copied (spent)
+    refresh token: the server revokes the device, and the gate shows revoked at its next sync."""
+    engine = _enrolled(venue, store)
+    copied = _credentials(store)
+    venue.clock.advance(HOUR / 2 + 1)
+    assert engine.sync_once().ok
+    venue.clock.advance(HOUR / 2 + 1)
+    assert engine.sync_once().ok
+    thief = venue.http.post("/v1/devices/token", json={"refresh_token": copied.refresh})
+    assert (thief.status_code, thief.json()["code"]) == (401, "device_revoked")
+    assert not engine.sync_once().ok
+    assert engine.status().revoked
+    device = venue.device(engine.enrollment.device_id)  # type: ignore[union-attr]
+    assert device["revoked_reason"] == "refresh_token_reused"
+
+
+def test_a_vault_from_before_renewals_keeps_its_token_until_it_expires(
+    venue: Venue, store: LocalStore
+) -> None:
+    """Legacy: the vault holds a bare token (a scanner enrolled before renewals). It is used
+    as it is, never renewed; once it expires the gate says to enroll again — not revoked, and
+    its queue intact."""
+    engine = _enrolled(venue, store)
+    device_id = engine.enrollment.device_id  # type: ignore[union-attr]
+    engine.stop()
+    legacy = mint_token(
+        venue.jwt_secret,
+        tenant_id=venue.tenant_id,
+        role=Role.SCANNER,
+        subject=str(device_id),
+        ttl_seconds=24 * HOUR,
+        device_id=device_id,
+        event_id=uuid.UUID(venue.device(device_id)["event_id"]),
+        gate="N",
+        now=venue.clock.now(),
+    )
+    store.vault.save(legacy)
+    engine = SyncEngine(store, clock=venue.clock, client_factory=venue.client_factory)
+    venue.clock.advance(20 * HOUR)
+    assert engine.sync_once().ok
+    assert store.vault.load() == legacy  # used as it was, nothing renewed
+    assert Gate(store, clock=venue.clock).scan(venue.sold[0]).admitted
+    venue.clock.advance(5 * HOUR)
+    report = engine.sync_once()
+    assert report.errors == [TOKEN_REFUSED]
+    assert not engine.status().revoked
+    with store.read() as conn:
+        assert queue_length(conn) == 1
