@@ -5,10 +5,12 @@
 * outbox rows RabbitMQ confirmed more than ``OUTBOX_RETENTION`` ago (nothing reads a sent row;
   they are kept a while for someone looking into a delivery);
 * consumer records (``processed_events``) older than ``PROCESSED_RETENTION``: a message
-  redelivered after that would be handled again, and the broker does not keep one that long.
+  redelivered after that would be handled again, and the broker does not keep one that long;
+* counts of junk uploads (``junk_scans``, per device and minute) older than ``JUNK_RETENTION``:
+  the device listing's ``junk_scans_not_stored`` covers that many days.
 
-One call of migration 0007's ``gatehouse_prune`` does it across tenants; the loop runs it every
-``every`` seconds and waits out a database outage like the worker's other loops.
+One call of ``gatehouse_prune`` (migrations 0007, 0009) does it across tenants; the loop runs it
+every ``every`` seconds and waits out a database outage like the worker's other loops.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ log = logging.getLogger(__name__)
 
 OUTBOX_RETENTION = timedelta(days=7)
 PROCESSED_RETENTION = timedelta(days=7)
+JUNK_RETENTION = timedelta(days=30)
 PRUNE_EVERY_S = 3600.0
 
 _PRUNE = text(
-    "SELECT idempotency_keys, token_revocations, outbox, processed_events "
-    "FROM gatehouse_prune(:outbox, :processed)"
+    "SELECT idempotency_keys, token_revocations, outbox, processed_events, junk_scans "
+    "FROM gatehouse_prune(:outbox, :processed, :junk)"
 )
 
 
@@ -41,6 +44,7 @@ class Pruned:
     token_revocations: int = 0
     outbox: int = 0
     processed_events: int = 0
+    junk_scans: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +60,11 @@ async def prune(database: Database, now: datetime) -> Pruned:
         row = (
             await session.execute(
                 _PRUNE,
-                {"outbox": now - OUTBOX_RETENTION, "processed": now - PROCESSED_RETENTION},
+                {
+                    "outbox": now - OUTBOX_RETENTION,
+                    "processed": now - PROCESSED_RETENTION,
+                    "junk": now - JUNK_RETENTION,
+                },
             )
         ).one()
     return Pruned(*(int(count) for count in row))
@@ -84,15 +92,17 @@ class Pruner(BackgroundLoop[PrunerStats]):
                     total.token_revocations + pruned.token_revocations,
                     total.outbox + pruned.outbox,
                     total.processed_events + pruned.processed_events,
+                    total.junk_scans + pruned.junk_scans,
                 ),
             )
             if pruned != Pruned():
                 log.info(
                     "pruned %d idempotency keys, %d token revocations, %d sent outbox rows, "
-                    "%d consumer records",
+                    "%d consumer records, %d junk-upload counts",
                     pruned.idempotency_keys,
                     pruned.token_revocations,
                     pruned.outbox,
                     pruned.processed_events,
+                    pruned.junk_scans,
                 )
             await self._sleep(self._every)

@@ -20,7 +20,14 @@ from sync_server.db.pruning import Pruner
 from sync_server.http.auth import Role
 from sync_server.settings import Settings
 from tests.sync_server.conftest import APP_ROLE, PG_HOST, TenantHandle, _drop
-from tests.sync_server.helpers import Client, buy, connect, create_event, create_ticket_type
+from tests.sync_server.helpers import (
+    Client,
+    buy,
+    connect,
+    create_event,
+    create_ticket_type,
+    enrolled_device,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -106,6 +113,7 @@ async def test_the_worker_pruning_loop_deletes_expired_rows(
 ) -> None:
     event = await create_event(client, tenant)
     ticket_type = await create_ticket_type(client, tenant, event["id"])
+    device = await enrolled_device(client, tenant, event["id"])
     expired, live = str(uuid.uuid4()), str(uuid.uuid4())
     for key in (expired, live):
         assert (await buy(client, tenant, ticket_type["id"], key=key)).status_code == 201
@@ -126,6 +134,15 @@ async def test_the_worker_pruning_loop_deletes_expired_rows(
             ),
             {"t": tenant.id},
         )
+        # A device's junk-upload counts are kept 30 days: the one from 31 days ago goes.
+        await connection.execute(
+            text(
+                "INSERT INTO junk_scans (tenant_id, device_id, minute, stored, dropped) VALUES "
+                "(:t, :d, date_trunc('minute', now()) - interval '31 days', 100, 7), "
+                "(:t, :d, date_trunc('minute', now()) - interval '29 days', 100, 3)"
+            ),
+            {"t": tenant.id, "d": device.device_id},
+        )
         await connection.commit()
 
     database = Database(settings.database)
@@ -141,6 +158,9 @@ async def test_the_worker_pruning_loop_deletes_expired_rows(
         await database.close()
     assert pruner.stats().pruned.idempotency_keys >= 1
     assert pruner.stats().pruned.token_revocations >= 1
+    assert pruner.stats().pruned.junk_scans >= 1
+    listed = await client.get(f"/v1/devices?event_id={event['id']}", headers=tenant.token())
+    assert [d["junk_scans_not_stored"] for d in listed.json()["items"]] == [3]
 
     async with connect(settings.database.admin_url) as connection:
         keys = (
