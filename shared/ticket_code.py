@@ -316,3 +316,23 @@ def _aad(prefix: str, header: bytes) -> bytes:
     # The prefix (with its version digit) and the clear header (GH1: key id; GH2: hint) are
     # authenticated, so neither can be swapped undetected.
     return prefix.encode("ascii") + header
+
+
+def key_marker_of(text: object) -> bytes | None:
+    """The clear bytes by which a code points at its encryption key — GH1: the key id; GH2: the
+    blinded hint, which differs per code — without decrypting; None when ``text`` is not shaped
+    like a code. A reader that found no key for a marker can remember it, so the same unknown
+    marker costs no second look-up."""
+    if not isinstance(text, str) or len(text) > _MAX_INPUT_CHARS:
+        return None
+    candidate = text.strip().upper()
+    versioned = _VERSIONED.match(candidate)
+    if versioned is None:
+        return None
+    version = int(versioned.group(1))
+    body = candidate[3:]
+    if len(body) != _BODY_CHARS.get(version) or _BASE32.fullmatch(body) is None:
+        return None
+    size = _KEY_ID.size if version == 1 else HINT_BYTES
+    # Both headers fit in the first 16 base32 characters (80 bits).
+    return candidate[:3].encode() + base64.b32decode(body[:16])[:size]
