@@ -22,7 +22,7 @@ PUBLIC = {
     ("get", "/health"),
     ("get", "/ready"),
     ("post", "/v1/devices/enroll"),
-    ("get", "/v1/chain/metadata/{ticket_id}"),
+    ("get", "/v1/chain/metadata/{mint}"),
 }
 #: The routes that take an Idempotency-Key and may answer with a replay.
 IDEMPOTENT = {
