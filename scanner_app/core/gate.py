@@ -256,6 +256,9 @@ class Gate:
         answer = self._online(request)
         if answer is None:
             return None  # the offline verdict's transaction clears the pending row
+        # The code's name secret goes in the log with the scan: the scan log shows the name
+        # from the cache (sealed as the feed brought it) with it, as it does for offline scans.
+        code = read_code(context.keys, text) if answer.ticket_id is not None else None
         with self._store.write() as conn:
             record_online_verdict(
                 conn,
@@ -266,6 +269,7 @@ class Gate:
                 code=text,
                 direction=direction,
                 device_time=device_now,
+                name_secret=code.name_secret if isinstance(code, TicketCode) else None,
             )
         verdict = msgspec.structs.replace(answer, scan_id=scan_id, direction=direction)
         return GateVerdict(verdict=verdict, mode="online", sentence=_sentence(verdict, False))
@@ -310,6 +314,7 @@ class Gate:
                 ticket_lookup=decision.lookup,
                 ticket_id=decision.ticket_id,
                 ticket_type=decision.ticket_type,
+                name_secret=code.name_secret if isinstance(code, TicketCode) else None,
                 on_signature=decision.on_signature,
             )
             # A device without a server (the demo) has nowhere to send its scans.
@@ -333,7 +338,12 @@ class Gate:
             mode="offline",
             on_signature=decision.on_signature,
             reentry=decision.reentry,
-            sentence=_sentence(verdict, decision.on_signature, reentry=decision.reentry),
+            sentence=_sentence(
+                verdict,
+                decision.on_signature,
+                reentry=decision.reentry,
+                old_format=decision.old_format,
+            ),
         )
 
     def _decide(
@@ -354,13 +364,15 @@ class Gate:
             return replace(
                 decision, result=VerdictResult.REJECTED, reason=VerdictReason.WRONG_EVENT
             )
-        seal = self._store.sealer.for_ticket(code.ticket_id)
-        cached = find_ticket(conn, seal.lookup)
+        lookup = self._store.sealer.lookup(code.ticket_id)
+        cached = find_ticket(conn, lookup)
         decision = replace(
             decision,
-            lookup=seal.lookup,
+            lookup=lookup,
             ticket_type=cached.ticket_type if cached else None,
-            holder_name=seal.open(cached.sealed_holder) if cached else None,
+            # Opened with the secret the code carries; a GH1 code carries none.
+            holder_name=cached.holder_name(code) if cached else None,
+            old_format=code.name_secret is None,
         )
         if direction is Direction.EXIT:
             return decision
@@ -383,7 +395,7 @@ class Gate:
         )
         if reason is not None:
             return replace(decision, result=VerdictResult.REJECTED, reason=reason)
-        known = admissions_of(conn, seal.lookup)
+        known = admissions_of(conn, lookup)
         timeline = replay(
             (AdmittedScan(a.scan_id, a.at, a.direction) for a in known),
             allow_reentry=gate_event.allow_reentry,
@@ -417,6 +429,8 @@ class _Decision:
     prior: wire.PriorScan | None = None
     on_signature: bool = False
     reentry: bool = False
+    #: A GH1 code: genuine, but it carries no name secret, so no name can be shown offline.
+    old_format: bool = False
 
 
 def _same_scan_key(text: str) -> str:
@@ -425,8 +439,18 @@ def _same_scan_key(text: str) -> str:
     return text.strip().upper()
 
 
-def _sentence(verdict: wire.Verdict, on_signature: bool, *, reentry: bool = False) -> str:
+def _sentence(
+    verdict: wire.Verdict, on_signature: bool, *, reentry: bool = False, old_format: bool = False
+) -> str:
     """The verdict as gate staff read it."""
+    text = _verdict_sentence(verdict, on_signature, reentry=reentry)
+    if old_format and verdict.result is VerdictResult.ADMITTED:
+        # GH1 codes carry no name secret: the name cannot be opened offline.
+        text += " Old-format code: no name is shown offline."
+    return text
+
+
+def _verdict_sentence(verdict: wire.Verdict, on_signature: bool, *, reentry: bool) -> str:
     if verdict.reason is VerdictReason.ALREADY_CHECKED_IN and verdict.prior is not None:
         when = verdict.prior.scanned_at.astimezone().strftime("%H:%M")
         return f"Already checked in at {when} at {verdict.prior.gate}."
