@@ -36,7 +36,13 @@ from scanner_app.core.store.scans import (
     refuse_queued,
 )
 from scanner_app.core.store.sealing import Sealer
-from scanner_app.core.store.state import load_keys, merge_keys
+from scanner_app.core.store.state import (
+    SyncState,
+    load_keys,
+    load_sync_state,
+    merge_keys,
+    save_sync_state,
+)
 from shared import wire
 from shared.clock import ManualClock
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
@@ -944,3 +950,40 @@ def test_a_lost_salt_is_a_store_error(store: LocalStore) -> None:
 def test_a_wrong_size_salt_is_refused() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         Sealer(b"short")
+
+
+def test_a_version_2_store_drops_its_own_sealed_names_and_fetches_the_feed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Store schema 3 (issue 14 item 8): names the device sealed under SHA-512(salt ‖ ticket id)
+    cannot be re-sealed without the codes, so they go — from the file's pages too — and the
+    feed cursor is reset, so that the next sync brings every ticket with its server-sealed
+    name."""
+    data = tmp_path / "data"
+    with monkeypatch.context() as old:
+        old.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        old.setattr(schema, "SCHEMA_VERSION", 2)
+        store = LocalStore.open(data)
+        old_blob = b"\x5a" * 24 + b"an old device-sealed name"
+        with store.write() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO tickets VALUES (?, 'active', 1, 'Standing', NULL, NULL, ?)",
+                (b"L" * 16, old_blob),
+            )
+            save_sync_state(conn, SyncState(cursor="c4242", failures=2))
+        store.close()
+    assert old_blob in _file_bytes(data)
+    upgraded = LocalStore.open(data)
+    try:
+        assert upgraded.schema_version() == 3
+        with upgraded.read() as conn:
+            cached = find_ticket(conn, b"L" * 16)
+            assert cached is not None
+            assert cached.sealed_holder is None
+            assert cached.status is TicketStatus.ACTIVE  # statuses stay until the feed updates
+            sync = load_sync_state(conn)
+            assert (sync.cursor, sync.failures) == (None, 2)
+        upgraded.checkpoint()
+        assert old_blob not in _file_bytes(data)
+    finally:
+        upgraded.close()
