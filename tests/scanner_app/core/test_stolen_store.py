@@ -120,18 +120,21 @@ def test_a_stolen_store_with_its_keys_and_every_ticket_id_opens_no_unscanned_nam
             digest[16:32],
             *(k.secret[:16] for k in ring.encryption_keys),
         ):
-            name = open_name(guess, sealed, ticket_id=ticket_id, secret_version=1)
-            if name is not None:
-                opened.add(name)
+            guessed = open_name(guess, sealed, ticket_id=ticket_id, secret_version=1)
+            if guessed is not None:
+                opened.add(guessed)
     # The codes this device scanned are in its log (they must be uploaded): with the event's
     # keys they give their own tickets' names — and only those.
     for (text,) in codes:
         decoded = read_code(ring, text)
         assert isinstance(decoded, TicketCode)
-        for _, sealed in rows:
-            name = open_name(
-                decoded.name_secret, bytes(sealed), ticket_id=decoded.ticket_id, secret_version=1
+        for _, sealed_name in rows:
+            scanned_name = open_name(
+                decoded.name_secret,
+                bytes(sealed_name),
+                ticket_id=decoded.ticket_id,
+                secret_version=1,
             )
-            if name is not None:
-                opened.add(name)
+            if scanned_name is not None:
+                opened.add(scanned_name)
     assert opened == {NAMES[ids.index(scanned)]}
