@@ -243,6 +243,11 @@ class Gate:
         device_now: datetime,
     ) -> GateVerdict | None:
         assert self._online is not None
+        # The code's name secret goes in the log with the scan, so that the scan log opens the
+        # name from the cache (sealed as the feed brought it), as for offline scans. Read before
+        # asking: nothing more runs between the server's answer and its record than before.
+        code = read_code(context.keys, text)
+        name_secret = code.name_secret if isinstance(code, TicketCode) else None
         request = wire.ValidateRequest(
             code=text.strip()[:MAX_CODE_CHARS],
             direction=direction,
@@ -256,9 +261,6 @@ class Gate:
         answer = self._online(request)
         if answer is None:
             return None  # the offline verdict's transaction clears the pending row
-        # The code's name secret goes in the log with the scan: the scan log shows the name
-        # from the cache (sealed as the feed brought it) with it, as it does for offline scans.
-        code = read_code(context.keys, text) if answer.ticket_id is not None else None
         with self._store.write() as conn:
             record_online_verdict(
                 conn,
@@ -269,7 +271,7 @@ class Gate:
                 code=text,
                 direction=direction,
                 device_time=device_now,
-                name_secret=code.name_secret if isinstance(code, TicketCode) else None,
+                name_secret=name_secret if answer.ticket_id is not None else None,
             )
         verdict = msgspec.structs.replace(answer, scan_id=scan_id, direction=direction)
         return GateVerdict(verdict=verdict, mode="online", sentence=_sentence(verdict, False))
