@@ -28,7 +28,7 @@ from shared.ticket_code import CODE_BYTES_V1, TicketCode, read_code
 from sync_server.app import create_app
 from sync_server.db.engine import Database
 from sync_server.domain.keys.sealing import MasterKey
-from sync_server.domain.keys.services import KeyStore
+from sync_server.domain.keys.services import RELOAD_INTERVAL, KeyStore
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import (
@@ -48,8 +48,13 @@ NAMES = ["Zoë Quartermaine-Okafor", "Bartholomew Vandersloot", "Ingrid Þórsd�
 
 
 @pytest.fixture
-def app(settings: Settings) -> Litestar:
-    return create_app(settings, clock=ManualClock(EVENT_NIGHT))
+def clock() -> ManualClock:
+    return ManualClock(EVENT_NIGHT)
+
+
+@pytest.fixture
+def app(settings: Settings, clock: ManualClock) -> Litestar:
+    return create_app(settings, clock=clock)
 
 
 async def _sold(client: Client, tenant: TenantHandle) -> tuple[str, list[dict[str, Any]]]:
@@ -320,3 +325,44 @@ async def test_junk_codes_cost_at_most_one_key_query_whatever_the_batch_size(
         "/v1/validate", json={"code": tickets[0]["code"]}, headers=device.headers
     )
     assert good.json()["result"] == "admitted"
+
+
+async def test_keys_made_by_another_instance_are_read_after_the_reload_interval(
+    client: Client, tenant: TenantHandle, settings: Settings, clock: ManualClock
+) -> None:
+    """The price of reading from memory, and its bound: a rotation made by another server
+    process is seen once the reload interval has passed; a junk marker seen again is free."""
+    event_id, tickets = await _sold(client, tenant)
+    device = await enrolled_device(client, tenant, event_id)
+    first = await client.post(
+        "/v1/validate", json={"code": tickets[0]["code"]}, headers=device.headers
+    )
+    assert first.json()["result"] == "admitted"  # this instance has the tenant's rings now
+    database = Database(settings.database)
+    try:
+        async with database.tenant(tenant.id) as session:  # another instance rotates
+            await KeyStore(settings.master_key).rotate(
+                session, tenant_id=tenant.id, event_id=uuid.UUID(event_id)
+            )
+    finally:
+        await database.close()
+    fresh = await client.get(
+        f"/v1/tickets/{tickets[1]['ticket']['id']}/code", headers=tenant.token()
+    )
+    code = fresh.json()["code"]
+    with _key_queries() as seen:
+        early = await client.post("/v1/validate", json={"code": code}, headers=device.headers)
+    assert (early.json()["reason"], len(seen)) == ("unknown_key", 0)
+    clock.advance(RELOAD_INTERVAL)
+    with _key_queries() as seen:
+        late = await client.post("/v1/validate", json={"code": code}, headers=device.headers)
+    assert (late.json()["result"], len(seen)) == ("admitted", 1)
+    # A junk key id found unknown is remembered: asking again after the interval costs nothing.
+    junk = _junk(2)[1]
+    clock.advance(RELOAD_INTERVAL)
+    with _key_queries() as seen:
+        await client.post("/v1/validate", json={"code": junk}, headers=device.headers)
+        clock.advance(RELOAD_INTERVAL)
+        again = junk[:3] + junk[3:10] + ("A" if junk[10] != "A" else "B") + junk[11:]
+        await client.post("/v1/validate", json={"code": again}, headers=device.headers)
+    assert len(seen) == 1
