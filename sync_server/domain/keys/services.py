@@ -183,7 +183,7 @@ class KeyStore:
                     TicketKey.key_id,
                     TicketKey.active,
                     TicketKey.sealed_material,
-                ).where(TicketKey.retired_at.is_(None))
+                ).where(TicketKey.tenant_id == tenant_id, TicketKey.retired_at.is_(None))
             )
         ).all()
         by_event: dict[uuid.UUID, list[Any]] = {}
