@@ -38,6 +38,7 @@ from shared.domain import TicketStatus, VerdictReason
 from shared.ids import new_id
 from shared.keys import EncryptionKey, IssuerKeyRing, SigningKey
 from shared.ticket_code import issue_code
+from testkit.names import name_secret_of, sealed_holder
 
 TARGET_P99_MS = 10.0
 FULL_TICKETS, QUICK_TICKETS = 1_000_000, 20_000
@@ -103,7 +104,7 @@ def _load(tickets: int, data_dir: Path) -> tuple[Job, float]:
                 status=TicketStatus.ACTIVE,
                 secret_version=1,
                 ticket_type="General admission",
-                holder_name=f"Guest number {i}",
+                sealed_holder=sealed_holder(ticket_id, f"Guest number {i}", 1),
             )
             for i, ticket_id in enumerate(ids)
         ),
@@ -134,7 +135,12 @@ def _measure(job: Job) -> Measured:
 
     def code(ticket_id: uuid.UUID) -> str:
         return issue_code(
-            issuer, ticket_id=ticket_id, event_id=event_id, secret_version=1, issued_at=START
+            issuer,
+            ticket_id=ticket_id,
+            event_id=event_id,
+            secret_version=1,
+            issued_at=START,
+            name_secret=name_secret_of(ticket_id),
         )
 
     cached = [uuid.UUID(t) for t in job.cached_ids]

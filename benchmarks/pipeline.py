@@ -51,6 +51,7 @@ from shared.domain import TicketStatus
 from shared.ids import new_id
 from shared.keys import IssuerKeyRing
 from shared.ticket_code import issue_code
+from testkit.names import name_secret_of, sealed_holder
 
 Image = npt.NDArray[np.uint8]
 SinkFactory = Callable[[], CodeSink]
@@ -230,7 +231,14 @@ def _gate(folder: Path, count: int) -> tuple[list[str], SinkFactory]:
     )
     ids = [new_id() for _ in range(count)]
     codes = [
-        issue_code(issuer, ticket_id=t, event_id=event.event_id, secret_version=0, issued_at=now)
+        issue_code(
+            issuer,
+            ticket_id=t,
+            event_id=event.event_id,
+            secret_version=0,
+            issued_at=now,
+            name_secret=name_secret_of(t),
+        )
         for t in ids
     ]
     runs = iter(range(1_000))
@@ -247,7 +255,7 @@ def _gate(folder: Path, count: int) -> tuple[list[str], SinkFactory]:
                     status=TicketStatus.ACTIVE,
                     secret_version=0,
                     ticket_type="Standing",
-                    holder_name="Guest",
+                    sealed_holder=sealed_holder(t, "Guest"),
                 )
                 for t in ids
             ),

@@ -158,10 +158,9 @@ def mint_nfts(chain: Chain, event: EventHandle, ticket_ids: Sequence[uuid.UUID])
         metadata = TicketMetadata(
             name="Gatehouse ticket",
             symbol="GATE",
-            uri=f"http://127.0.0.1:8000/v1/chain/metadata/{ticket_id}",
+            uri=f"http://127.0.0.1:8000/v1/chain/metadata/{mint.pubkey()}",
             event_id=str(event.event_id),
             ticket_type=event.ticket_type_name,
-            ticket_id=str(ticket_id),
         )
         if rent is None:  # every ticket's metadata has the same size
             rent = ledger.svm.minimum_balance_for_rent_exemption(ticket_mint_space(metadata)[1])

@@ -6,22 +6,27 @@
   keys and the encryption keys. It can read and check codes, but it has no signing key, so a
   stolen scanner cannot mint a code that other scanners would accept.
 
-Every key has a 32-bit id carried in the code, so several keys can be valid at once: rotation adds
-a new active key and keeps the old ones until they are retired.
+Every key has a 32-bit id, so several keys can be valid at once: rotation adds a new active key
+and keeps the old ones until they are retired. A GH1 code names its encryption key id in clear; a
+GH2 code carries only a blinded per-code hint (``EncryptionKey.hint``), and both formats name
+the signing key inside the sealed part.
 """
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from shared import wire
@@ -30,6 +35,9 @@ KEY_ID_MAX = 2**32 - 1
 ENCRYPTION_KEY_BYTES = 32  # AES-256
 SIGNING_SEED_BYTES = 32  # Ed25519 private key (RFC 8032 seed)
 VERIFY_KEY_BYTES = 32
+#: Bytes of a code's blinded key hint (format GH2): ``hint(nonce)`` of the key that sealed it.
+KEY_HINT_BYTES = 8
+_HINT_KEY_INFO = b"gatehouse/ticket-code/v2/key-hint"
 
 
 class KeyMaterialError(ValueError):
@@ -99,6 +107,7 @@ class EncryptionKey:
     key_id: int
     secret: bytes = field(repr=False)
     aead: AESGCM = field(init=False, repr=False, compare=False)
+    _hint_key: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_key_id(self.key_id)
@@ -108,6 +117,15 @@ class EncryptionKey:
             )
         # One cipher object per key: building it per code would cost more than the decryption.
         object.__setattr__(self, "aead", AESGCM(self.secret))
+        # A separate key for the blinded hints, so the AES key is used for nothing else.
+        hint_key = HKDF(hashes.SHA256(), 32, salt=None, info=_HINT_KEY_INFO).derive(self.secret)
+        object.__setattr__(self, "_hint_key", hint_key)
+
+    def hint(self, nonce: bytes) -> bytes:
+        """The blinded hint a GH2 code sealed with this key and ``nonce`` carries in clear: a
+        keyed hash of the random nonce, so it differs per code and says nothing about the key
+        (or the event) to anyone without the key, while a holder of the key recognises it."""
+        return hmac.digest(self._hint_key, nonce, "sha256")[:KEY_HINT_BYTES]
 
     @classmethod
     def generate(cls, key_id: int) -> EncryptionKey:
@@ -160,6 +178,10 @@ class ScannerKeyRing:
     @property
     def encryption_key_ids(self) -> frozenset[int]:
         return frozenset(self._encryption)
+
+    @property
+    def encryption_keys(self) -> tuple[EncryptionKey, ...]:
+        return tuple(self._encryption.values())
 
     def merged(self, other: ScannerKeyRing) -> ScannerKeyRing:
         """This ring plus the keys of ``other`` (``other`` wins where an id is in both)."""

@@ -1,9 +1,12 @@
 """The ticket code: what a ticket's QR code says, and how to read it back.
 
-Format ``GH1`` + unpadded uppercase base32 of 140 bytes (227 characters; QR version 9 at
+Format ``GH2`` + unpadded uppercase base32 of 160 bytes (259 characters; QR version 9 at
 error level M in alphanumeric mode). Sign, then encrypt: the issuer signs the ticket's claims
-with Ed25519, then seals claims and signature with AES-256-GCM. The byte layout, the threat model
-and test vectors are in ``docs/ticket-code.md``.
+(with a per-ticket *name secret*, the key to the holder's name) with Ed25519, then seals claims
+and signature with AES-256-GCM. In clear, a GH2 code carries only a blinded per-code key hint,
+so two codes of one event share nothing that names it. ``GH1`` codes (140 bytes, the encryption
+key id in clear, no name secret) keep reading. The byte layouts, the threat model and test
+vectors are in ``docs/ticket-code.md``.
 
 ``read_code`` is total: whatever it is given, it returns a ``TicketCode`` or a ``CodeRejection``
 and never raises.
@@ -16,7 +19,7 @@ import os
 import re
 import struct
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
@@ -24,33 +27,48 @@ from typing import Final
 from cryptography.exceptions import InvalidSignature, InvalidTag
 
 from shared.domain import VerdictReason
-from shared.keys import IssuerKeyRing, ScannerKeyRing
+from shared.keys import KEY_HINT_BYTES, EncryptionKey, IssuerKeyRing, ScannerKeyRing
 
-PREFIX: Final = "GH1"
-FORMAT_VERSION: Final = 1
+#: Every code starts with these two letters and one version digit.
+MARK: Final = "GH"
+FORMAT_VERSION: Final = 2  # what ``issue_code`` makes
+PREFIX: Final = "GH2"
+PREFIX_V1: Final = "GH1"
 
-# Signed claims: signing key id, ticket id, event id, secret version, issued at (unix seconds).
-_CLAIMS: Final = struct.Struct(">I16s16sII")
+# Signed claims of GH1: signing key id, ticket id, event id, secret version, issued at.
+_CLAIMS_V1: Final = struct.Struct(">I16s16sII")
+# GH2 adds the ticket's name secret (the key to its holder's name, see shared.holder_name).
+_CLAIMS: Final = struct.Struct(">I16s16sII16s")
 _KEY_ID: Final = struct.Struct(">I")
+NAME_SECRET_BYTES: Final = 16
 SIGNATURE_BYTES: Final = 64
 NONCE_BYTES: Final = 12
 TAG_BYTES: Final = 16
-PLAINTEXT_BYTES: Final = _CLAIMS.size + SIGNATURE_BYTES  # 108
-CODE_BYTES: Final = _KEY_ID.size + NONCE_BYTES + PLAINTEXT_BYTES + TAG_BYTES  # 140
-BODY_CHARS: Final = CODE_BYTES * 8 // 5  # 224: 140 bytes is a whole number of base32 groups
-CODE_CHARS: Final = len(PREFIX) + BODY_CHARS  # 227
+HINT_BYTES: Final = KEY_HINT_BYTES  # 8
+PLAINTEXT_BYTES: Final = _CLAIMS.size + SIGNATURE_BYTES  # 124
+CODE_BYTES: Final = HINT_BYTES + NONCE_BYTES + PLAINTEXT_BYTES + TAG_BYTES  # 160
+BODY_CHARS: Final = CODE_BYTES * 8 // 5  # 256: 160 bytes is a whole number of base32 groups
+CODE_CHARS: Final = len(PREFIX) + BODY_CHARS  # 259
+PLAINTEXT_BYTES_V1: Final = _CLAIMS_V1.size + SIGNATURE_BYTES  # 108
+CODE_BYTES_V1: Final = _KEY_ID.size + NONCE_BYTES + PLAINTEXT_BYTES_V1 + TAG_BYTES  # 140
+BODY_CHARS_V1: Final = CODE_BYTES_V1 * 8 // 5  # 224
+CODE_CHARS_V1: Final = len(PREFIX_V1) + BODY_CHARS_V1  # 227
 UINT32_MAX: Final = 2**32 - 1
 
-# Domain separation: a signature made for a ticket code means nothing anywhere else.
-SIGNING_CONTEXT: Final = b"gatehouse/ticket-code/v1\x00"
+# Domain separation: a signature made for a ticket code means nothing anywhere else, and one
+# made for a GH1 code means nothing for a GH2 code.
+SIGNING_CONTEXT: Final = b"gatehouse/ticket-code/v2\x00"
+SIGNING_CONTEXT_V1: Final = b"gatehouse/ticket-code/v1\x00"
 
 # Anything this long is not a ticket code; don't spend time normalising megabytes of input.
 _MAX_INPUT_CHARS: Final = 4096
 # The version is the one digit after GH: the body may itself start with a digit (2-7).
 _VERSIONED: Final = re.compile(r"GH([0-9])")
 _BASE32: Final = re.compile(r"[A-Z2-7]+")
+_BODY_CHARS: Final = {1: BODY_CHARS_V1, 2: BODY_CHARS}
 
 assert CODE_BYTES % 5 == 0, "the code must be a whole number of base32 groups (no padding)"
+assert CODE_BYTES_V1 % 5 == 0, "the code must be a whole number of base32 groups (no padding)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +85,19 @@ class TicketCode:
     issued_at: datetime
     signing_key_id: int
     encryption_key_id: int
+    #: The key to the holder's name in the changes feed (``shared.holder_name``); None for a
+    #: GH1 code, which carries none.
+    name_secret: bytes | None = field(default=None, repr=False)
+
+    @property
+    def format_version(self) -> int:
+        return 1 if self.name_secret is None else 2
 
 
 class RejectionKind(StrEnum):
     MALFORMED = "malformed"  # not the shape of a ticket code at all
-    UNSUPPORTED_VERSION = "unsupported_version"  # GH2... from a newer issuer
-    UNKNOWN_KEY = "unknown_key"  # encryption or signing key id not in this ring
+    UNSUPPORTED_VERSION = "unsupported_version"  # GH3... from a newer issuer
+    UNKNOWN_KEY = "unknown_key"  # encryption key (id or hint) or signing key id not in the ring
     TAMPERED = "tampered"  # the AES-GCM tag does not match: altered or damaged
     BAD_SIGNATURE = "bad_signature"  # decrypts, but the issuer did not sign it (forged)
 
@@ -99,15 +124,21 @@ def issue_code(
     event_id: uuid.UUID,
     secret_version: int,
     issued_at: datetime,
+    name_secret: bytes | None = None,
     nonce: bytes | None = None,
+    version: int = FORMAT_VERSION,
 ) -> str:
-    """Mint the code text for a ticket with the ring's active keys.
+    """Mint the code text for a ticket with the ring's active keys, in format GH2.
 
-    ``nonce`` exists only to reproduce published test vectors; leave it out, so that every code
-    gets a fresh random nonce (reusing a nonce under one key breaks AES-GCM).
+    ``name_secret`` is the ticket's key to its holder's name (``NAME_SECRET_BYTES``); the server
+    passes the one it keeps for the ticket's secret version. Left out, a random one is drawn (a
+    code whose name no feed seals under it: fine for tests and benchmarks). ``nonce`` exists
+    only to reproduce published test vectors; leave it out, so that every code gets a fresh
+    random nonce (reusing a nonce under one key breaks AES-GCM). ``version=1`` makes a GH1 code
+    (no name secret), only to reproduce the GH1 vectors and test that old codes keep reading.
 
     Raises ``ValueError`` when a field does not fit the format (secret version or issue time
-    outside 0..2**32-1, a naive datetime, a nonce of the wrong size).
+    outside 0..2**32-1, a naive datetime, a nonce or name secret of the wrong size).
     """
     if not 0 <= secret_version <= UINT32_MAX:
         raise ValueError(f"secret_version must fit in 32 bits, got {secret_version}")
@@ -123,14 +154,34 @@ def issue_code(
 
     signing = keys.active_signing_key
     encryption = keys.active_encryption_key
+    if version == 1:
+        if name_secret is not None:
+            raise ValueError("a GH1 code carries no name secret")
+        claims = _CLAIMS_V1.pack(
+            signing.key_id, ticket_id.bytes, event_id.bytes, secret_version, issued_seconds
+        )
+        signature = signing.private_key.sign(SIGNING_CONTEXT_V1 + claims)
+        header = _KEY_ID.pack(encryption.key_id)
+        sealed = encryption.aead.encrypt(nonce, claims + signature, _aad(PREFIX_V1, header))
+        return PREFIX_V1 + base64.b32encode(header + nonce + sealed).decode("ascii")
+    if version != FORMAT_VERSION:
+        raise ValueError(f"this software issues code formats 1 and 2, not {version}")
+    if name_secret is None:
+        name_secret = new_name_secret()
+    elif len(name_secret) != NAME_SECRET_BYTES:
+        raise ValueError(f"name_secret must be {NAME_SECRET_BYTES} bytes")
     claims = _CLAIMS.pack(
-        signing.key_id, ticket_id.bytes, event_id.bytes, secret_version, issued_seconds
+        signing.key_id, ticket_id.bytes, event_id.bytes, secret_version, issued_seconds, name_secret
     )
     signature = signing.private_key.sign(SIGNING_CONTEXT + claims)
-    header = _KEY_ID.pack(encryption.key_id)
-    sealed = encryption.aead.encrypt(nonce, claims + signature, _aad(header))
-    raw = header + nonce + sealed
-    return PREFIX + base64.b32encode(raw).decode("ascii")
+    hint = encryption.hint(nonce)
+    sealed = encryption.aead.encrypt(nonce, claims + signature, _aad(PREFIX, hint))
+    return PREFIX + base64.b32encode(hint + nonce + sealed).decode("ascii")
+
+
+def new_name_secret() -> bytes:
+    """A fresh random name secret for a ticket's new secret version."""
+    return os.urandom(NAME_SECRET_BYTES)
 
 
 def read_code(keys: ScannerKeyRing, text: object) -> TicketCode | CodeRejection:
@@ -148,23 +199,73 @@ def read_code(keys: ScannerKeyRing, text: object) -> TicketCode | CodeRejection:
     versioned = _VERSIONED.match(candidate)
     if versioned is None:
         return CodeRejection(RejectionKind.MALFORMED, "It does not start with GH and a version.")
-    if versioned.group(1) != str(FORMAT_VERSION):
+    version = int(versioned.group(1))
+    body_chars = _BODY_CHARS.get(version)
+    if body_chars is None:
         return CodeRejection(
             RejectionKind.UNSUPPORTED_VERSION,
-            f"Code format version {versioned.group(1)} is not supported by this software.",
+            f"Code format version {version} is not supported by this software.",
         )
-    body = candidate[len(PREFIX) :]
-    if len(body) != BODY_CHARS:
+    prefix = candidate[:3]
+    body = candidate[3:]
+    if len(body) != body_chars:
         return CodeRejection(
             RejectionKind.MALFORMED,
-            f"It has {len(body)} characters after {PREFIX}; a ticket code has {BODY_CHARS}.",
+            f"It has {len(body)} characters after {prefix}; a ticket code has {body_chars}.",
         )
     if _BASE32.fullmatch(body) is None:
         return CodeRejection(
             RejectionKind.MALFORMED, "It contains characters other than A-Z and 2-7."
         )
     raw = base64.b32decode(body)  # cannot fail: alphabet and length were checked above
+    return _read_v1(keys, raw) if version == 1 else _read_v2(keys, raw)
 
+
+def _read_v2(keys: ScannerKeyRing, raw: bytes) -> TicketCode | CodeRejection:
+    """A GH2 code: a blinded key hint in clear, a name secret inside."""
+    hint, nonce = raw[:HINT_BYTES], raw[HINT_BYTES : HINT_BYTES + NONCE_BYTES]
+    sealed = raw[HINT_BYTES + NONCE_BYTES :]
+    plaintext: bytes | None = None
+    encryption: EncryptionKey | None = None
+    # The hint names no key: each key of the ring computes its own hint for this nonce. A ring
+    # holds a handful of keys; a false match (1 in 2**64) only costs one failed decryption.
+    for candidate_key in keys.encryption_keys:
+        if candidate_key.hint(nonce) != hint:
+            continue
+        encryption = candidate_key
+        try:
+            plaintext = candidate_key.aead.decrypt(nonce, sealed, _aad(PREFIX, hint))
+            break
+        except InvalidTag:
+            continue
+    if encryption is None:
+        return CodeRejection(
+            RejectionKind.UNKNOWN_KEY, "It is sealed under a key that is not known here."
+        )
+    if plaintext is None:
+        return CodeRejection(
+            RejectionKind.TAMPERED, "The code was altered or damaged (its seal does not match)."
+        )
+    claims, signature = plaintext[: _CLAIMS.size], plaintext[_CLAIMS.size :]
+    signing_key_id, ticket_id, event_id, secret_version, issued_seconds, name_secret = (
+        _CLAIMS.unpack(claims)
+    )
+    rejection = _verify(keys, signing_key_id, signature, SIGNING_CONTEXT + claims)
+    if rejection is not None:
+        return rejection
+    return TicketCode(
+        ticket_id=uuid.UUID(bytes=ticket_id),
+        event_id=uuid.UUID(bytes=event_id),
+        secret_version=secret_version,
+        issued_at=datetime.fromtimestamp(issued_seconds, tz=UTC),
+        signing_key_id=signing_key_id,
+        encryption_key_id=encryption.key_id,
+        name_secret=name_secret,
+    )
+
+
+def _read_v1(keys: ScannerKeyRing, raw: bytes) -> TicketCode | CodeRejection:
+    """A GH1 code: the encryption key id in clear, no name secret."""
     header, nonce, sealed = raw[:4], raw[4 : 4 + NONCE_BYTES], raw[4 + NONCE_BYTES :]
     (encryption_key_id,) = _KEY_ID.unpack(header)
     encryption = keys.encryption_key(encryption_key_id)
@@ -173,25 +274,17 @@ def read_code(keys: ScannerKeyRing, text: object) -> TicketCode | CodeRejection:
             RejectionKind.UNKNOWN_KEY, f"Encryption key {encryption_key_id} is not known here."
         )
     try:
-        plaintext = encryption.aead.decrypt(nonce, sealed, _aad(header))
+        plaintext = encryption.aead.decrypt(nonce, sealed, _aad(PREFIX_V1, header))
     except InvalidTag:
         return CodeRejection(
             RejectionKind.TAMPERED, "The code was altered or damaged (its seal does not match)."
         )
 
-    claims, signature = plaintext[: _CLAIMS.size], plaintext[_CLAIMS.size :]
-    signing_key_id, ticket_id, event_id, secret_version, issued_seconds = _CLAIMS.unpack(claims)
-    verify = keys.verify_key(signing_key_id)
-    if verify is None:
-        return CodeRejection(
-            RejectionKind.UNKNOWN_KEY, f"Signing key {signing_key_id} is not known here."
-        )
-    try:
-        verify.public_key.verify(signature, SIGNING_CONTEXT + claims)
-    except InvalidSignature:
-        return CodeRejection(
-            RejectionKind.BAD_SIGNATURE, "The code is not signed by the issuer: it is forged."
-        )
+    claims, signature = plaintext[: _CLAIMS_V1.size], plaintext[_CLAIMS_V1.size :]
+    signing_key_id, ticket_id, event_id, secret_version, issued_seconds = _CLAIMS_V1.unpack(claims)
+    rejection = _verify(keys, signing_key_id, signature, SIGNING_CONTEXT_V1 + claims)
+    if rejection is not None:
+        return rejection
     return TicketCode(
         ticket_id=uuid.UUID(bytes=ticket_id),
         event_id=uuid.UUID(bytes=event_id),
@@ -202,23 +295,44 @@ def read_code(keys: ScannerKeyRing, text: object) -> TicketCode | CodeRejection:
     )
 
 
-def encryption_key_id_of(text: object) -> int | None:
-    """The encryption key id a code names, without decrypting it; None when ``text`` is not
-    shaped like a code of this format. Lets a server find which event's keys to read it with.
-    """
+def _verify(
+    keys: ScannerKeyRing, signing_key_id: int, signature: bytes, message: bytes
+) -> CodeRejection | None:
+    verify = keys.verify_key(signing_key_id)
+    if verify is None:
+        return CodeRejection(
+            RejectionKind.UNKNOWN_KEY, f"Signing key {signing_key_id} is not known here."
+        )
+    try:
+        verify.public_key.verify(signature, message)
+    except InvalidSignature:
+        return CodeRejection(
+            RejectionKind.BAD_SIGNATURE, "The code is not signed by the issuer: it is forged."
+        )
+    return None
+
+
+def _aad(prefix: str, header: bytes) -> bytes:
+    # The prefix (with its version digit) and the clear header (GH1: key id; GH2: hint) are
+    # authenticated, so neither can be swapped undetected.
+    return prefix.encode("ascii") + header
+
+
+def key_marker_of(text: object) -> bytes | None:
+    """The clear bytes by which a code points at its encryption key — GH1: the key id; GH2: the
+    blinded hint, which differs per code — without decrypting; None when ``text`` is not shaped
+    like a code. A reader that found no key for a marker can remember it, so the same unknown
+    marker costs no second look-up."""
     if not isinstance(text, str) or len(text) > _MAX_INPUT_CHARS:
         return None
     candidate = text.strip().upper()
-    body = candidate[len(PREFIX) :]
-    if not candidate.startswith(PREFIX) or len(body) != BODY_CHARS:
+    versioned = _VERSIONED.match(candidate)
+    if versioned is None:
         return None
-    if _BASE32.fullmatch(body) is None:
+    version = int(versioned.group(1))
+    body = candidate[3:]
+    if len(body) != _BODY_CHARS.get(version) or _BASE32.fullmatch(body) is None:
         return None
-    # The key id is the first 4 bytes: the first 7 base32 characters hold 35 bits.
-    (key_id,) = _KEY_ID.unpack(base64.b32decode(body[:8])[:4])
-    return int(key_id)
-
-
-def _aad(header: bytes) -> bytes:
-    # The prefix and the key id are authenticated, so neither can be swapped undetected.
-    return PREFIX.encode("ascii") + header
+    size = _KEY_ID.size if version == 1 else HINT_BYTES
+    # Both headers fit in the first 16 base32 characters (80 bits).
+    return candidate[:3].encode() + base64.b32decode(body[:16])[:size]

@@ -290,7 +290,12 @@ class ScanBatchOutcome(msgspec.Struct, kw_only=True, frozen=True):
 
 class TicketChange(msgspec.Struct, kw_only=True, frozen=True, tag="ticket"):
     """A ticket as the scanner should now know it: covers sales, transfers (a new secret
-    version), revocations (status) and expiry."""
+    version), revocations (status) and expiry.
+
+    ``sealed_holder`` is the holder's display name sealed under the ticket's name secret
+    (``shared.holder_name``): only the ticket's own GH2 code opens it, so the feed carries no
+    name in clear. None while the ticket has no name secret yet (no code made since it was
+    sold or transferred before names were sealed)."""
 
     ticket_id: uuid.UUID
     event_id: uuid.UUID
@@ -299,7 +304,7 @@ class TicketChange(msgspec.Struct, kw_only=True, frozen=True, tag="ticket"):
     ticket_type: str
     valid_from: datetime | None = None
     valid_until: datetime | None = None
-    holder_name: str | None = None
+    sealed_holder: bytes | None = None
 
 
 class AdmissionChange(msgspec.Struct, kw_only=True, frozen=True, tag="admission"):

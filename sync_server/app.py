@@ -147,7 +147,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             settings=settings,
             database=database,
             clock=app_clock,
-            keys=KeyStore(settings.master_key),
+            keys=KeyStore(settings.master_key, clock=app_clock.monotonic),
             redis=redis,
             rate_limits=RateLimits(
                 redis, settings.rate_limits, clock=lambda: app_clock.now().timestamp()

@@ -31,9 +31,10 @@ from scanner_app.core.store.database import DATABASE_FILE
 from scanner_app.core.synthetic_frames import render_qr, synthetic_frame
 from shared import wire
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
+from shared.holder_name import seal_name
 from shared.ids import new_id
 from shared.keys import EncryptionKey, IssuerKeyRing, ScannerKeyRing, SigningKey
-from shared.ticket_code import CodeRejection, issue_code, read_code
+from shared.ticket_code import CodeRejection, issue_code, new_name_secret, read_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,7 @@ def _issue(
     *,
     ticket_id: uuid.UUID | None = None,
     secret_version: int = 0,
+    name_secret: bytes | None = None,
 ) -> str:
     return issue_code(
         ring,
@@ -109,6 +111,7 @@ def _issue(
         event_id=event_id,
         secret_version=secret_version,
         issued_at=now,
+        name_secret=name_secret,
     )
 
 
@@ -304,6 +307,8 @@ class _DemoCases:
         self.tickets: list[wire.TicketChange] = []
         self.admissions: list[wire.AdmissionChange] = []
         self.codes: list[DemoCode] = []
+        #: Each ticket's name secret, as the server keeps it (its codes carry it).
+        self.name_secrets: dict[uuid.UUID, bytes] = {}
         admitted = VerdictResult.ADMITTED
         rejected = VerdictResult.REJECTED
 
@@ -415,14 +420,19 @@ class _DemoCases:
         secret_version: int = 0,
         valid_from: datetime | None = None,
     ) -> wire.TicketChange:
+        ticket_id = new_id()
+        secret = self.name_secrets[ticket_id] = new_name_secret()
         ticket = wire.TicketChange(
-            ticket_id=new_id(),
+            ticket_id=ticket_id,
             event_id=self.event_id,
             status=status,
             secret_version=secret_version,
             ticket_type=ticket_type,
             valid_from=valid_from,
-            holder_name=holder,
+            # Sealed as the server's feed seals it: only the ticket's code opens it.
+            sealed_holder=seal_name(
+                secret, holder, ticket_id=ticket_id, secret_version=secret_version
+            ),
         )
         self.tickets.append(ticket)
         return ticket
@@ -458,6 +468,10 @@ class _DemoCases:
             self.now,
             ticket_id=ticket.ticket_id,
             secret_version=version,
+            # An older version's code (superseded) had a secret of its own.
+            name_secret=self.name_secrets[ticket.ticket_id]
+            if version == ticket.secret_version
+            else None,
         )
         self.codes.append(DemoCode(label, code, result, reason, hint=hint))
 

@@ -243,6 +243,11 @@ class Gate:
         device_now: datetime,
     ) -> GateVerdict | None:
         assert self._online is not None
+        # The code's name secret goes in the log with the scan, so that the scan log opens the
+        # name from the cache (sealed as the feed brought it), as for offline scans. Read before
+        # asking: nothing more runs between the server's answer and its record than before.
+        code = read_code(context.keys, text)
+        name_secret = code.name_secret if isinstance(code, TicketCode) else None
         request = wire.ValidateRequest(
             code=text.strip()[:MAX_CODE_CHARS],
             direction=direction,
@@ -266,6 +271,7 @@ class Gate:
                 code=text,
                 direction=direction,
                 device_time=device_now,
+                name_secret=name_secret if answer.ticket_id is not None else None,
             )
         verdict = msgspec.structs.replace(answer, scan_id=scan_id, direction=direction)
         return GateVerdict(verdict=verdict, mode="online", sentence=_sentence(verdict, False))
@@ -310,6 +316,7 @@ class Gate:
                 ticket_lookup=decision.lookup,
                 ticket_id=decision.ticket_id,
                 ticket_type=decision.ticket_type,
+                name_secret=code.name_secret if isinstance(code, TicketCode) else None,
                 on_signature=decision.on_signature,
             )
             # A device without a server (the demo) has nowhere to send its scans.
@@ -333,7 +340,12 @@ class Gate:
             mode="offline",
             on_signature=decision.on_signature,
             reentry=decision.reentry,
-            sentence=_sentence(verdict, decision.on_signature, reentry=decision.reentry),
+            sentence=_sentence(
+                verdict,
+                decision.on_signature,
+                reentry=decision.reentry,
+                old_format=decision.old_format,
+            ),
         )
 
     def _decide(
@@ -354,13 +366,15 @@ class Gate:
             return replace(
                 decision, result=VerdictResult.REJECTED, reason=VerdictReason.WRONG_EVENT
             )
-        seal = self._store.sealer.for_ticket(code.ticket_id)
-        cached = find_ticket(conn, seal.lookup)
+        lookup = self._store.sealer.lookup(code.ticket_id)
+        cached = find_ticket(conn, lookup)
         decision = replace(
             decision,
-            lookup=seal.lookup,
+            lookup=lookup,
             ticket_type=cached.ticket_type if cached else None,
-            holder_name=seal.open(cached.sealed_holder) if cached else None,
+            # Opened with the secret the code carries; a GH1 code carries none.
+            holder_name=cached.holder_name(code) if cached else None,
+            old_format=code.name_secret is None,
         )
         if direction is Direction.EXIT:
             return decision
@@ -383,7 +397,7 @@ class Gate:
         )
         if reason is not None:
             return replace(decision, result=VerdictResult.REJECTED, reason=reason)
-        known = admissions_of(conn, seal.lookup)
+        known = admissions_of(conn, lookup)
         timeline = replay(
             (AdmittedScan(a.scan_id, a.at, a.direction) for a in known),
             allow_reentry=gate_event.allow_reentry,
@@ -417,6 +431,8 @@ class _Decision:
     prior: wire.PriorScan | None = None
     on_signature: bool = False
     reentry: bool = False
+    #: A GH1 code: genuine, but it carries no name secret, so no name can be shown offline.
+    old_format: bool = False
 
 
 def _same_scan_key(text: str) -> str:
@@ -425,8 +441,18 @@ def _same_scan_key(text: str) -> str:
     return text.strip().upper()
 
 
-def _sentence(verdict: wire.Verdict, on_signature: bool, *, reentry: bool = False) -> str:
+def _sentence(
+    verdict: wire.Verdict, on_signature: bool, *, reentry: bool = False, old_format: bool = False
+) -> str:
     """The verdict as gate staff read it."""
+    text = _verdict_sentence(verdict, on_signature, reentry=reentry)
+    if old_format and verdict.result is VerdictResult.ADMITTED:
+        # GH1 codes carry no name secret: the name cannot be opened offline.
+        text += " Old-format code: no name is shown offline."
+    return text
+
+
+def _verdict_sentence(verdict: wire.Verdict, on_signature: bool, *, reentry: bool) -> str:
     if verdict.reason is VerdictReason.ALREADY_CHECKED_IN and verdict.prior is not None:
         when = verdict.prior.scanned_at.astimezone().strftime("%H:%M")
         return f"Already checked in at {when} at {verdict.prior.gate}."

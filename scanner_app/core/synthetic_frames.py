@@ -235,7 +235,7 @@ def synthetic_set(
 
 
 def ticket_like_texts(count: int, seed: int) -> list[str]:
-    """``count`` random texts shaped like ticket codes: ``GH1`` and 224 base32 characters.
+    """``count`` random texts shaped like ticket codes: ``GH2`` and 256 base32 characters.
 
     A real code's body is ciphertext, so random base32 gives the same QR symbols.
     """

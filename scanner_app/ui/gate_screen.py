@@ -38,7 +38,7 @@ from scanner_app.ui.scanning import GateStatus, ScanBridge, UndoOutcome
 from scanner_app.ui.sounds import VerdictSounds
 from scanner_app.ui.verdict_panel import Tone, VerdictPanel, look_of
 from shared.domain import Direction, VerdictResult
-from shared.ticket_code import PREFIX
+from shared.ticket_code import PREFIX, PREFIX_V1
 
 if TYPE_CHECKING:  # the pipeline module loads OpenCV: not at start-up
     from scanner_app.core.sighting import CodeSighting
@@ -285,7 +285,7 @@ class GateScreen(QWidget):
         if not text:
             return
         self.lookup_field.clear()
-        if text.upper().startswith(PREFIX):
+        if text.upper().startswith((PREFIX, PREFIX_V1)):
             self.results.hide()
             self.bridge.scan_text(text)
         else:

@@ -118,7 +118,7 @@ class _TallyResult:
 def _tally(store: LocalStore, flt: ScanFilter, generation: int, seqs: list[int]) -> _TallyResult:
     """Reads what takes longer than a GUI frame on a big log (count of the filtered log: ~50 ms,
     counts per gate: ~250 ms at 100,000 scans): a job on the model's "tally" queue."""
-    holders = HolderNames(store.sealer)
+    holders = HolderNames()
     try:
         with store.read() as conn:
             return _TallyResult(
@@ -185,7 +185,7 @@ class ScanLogModel(_Table):
         super().__init__(parent)
         self._store = store
         self._page_size = page_size
-        self._holders = HolderNames(store.sealer)
+        self._holders = HolderNames()
         self._filter = ScanFilter()
         self._newest_first = True
         self._rows: list[LogEntry] = []
@@ -236,7 +236,7 @@ class ScanLogModel(_Table):
         read transaction — not just the loaded rows (for export). Safe to run on another thread:
         it shares nothing with the model but the store."""
         flt, newest_first = self._filter, self._newest_first
-        holders = HolderNames(self._store.sealer)
+        holders = HolderNames()
         after: LogKey | None = None
         while True:
             with self._store.read() as conn:

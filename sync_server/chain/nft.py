@@ -66,10 +66,10 @@ from sync_server.settings import ChainSettings
 TICKET_DECIMALS = 0
 TICKET_SUPPLY = 1
 
-# Additional metadata keys; readers of the chain (the listener, wallets) find tickets by them.
+# Additional metadata keys (public). No ticket id: it would tie the public mint to the ticket
+# inside its code (issue 14 item 8); the server maps a mint to its ticket by the mint address.
 EVENT_ID_KEY = "event_id"
 TICKET_TYPE_KEY = "ticket_type"
-TICKET_ID_KEY = "ticket_id"
 #: Metadata name and ticket-type attribute are clipped to this many characters so that the
 #: minting transaction stays within one packet.
 METADATA_TEXT_LIMIT = 32
@@ -77,21 +77,20 @@ METADATA_TEXT_LIMIT = 32
 
 @dataclass(frozen=True, slots=True)
 class TicketMetadata:
-    """What a ticket's mint says about itself on-chain (public: no holder name, no code)."""
+    """What a ticket's mint says about itself on-chain (public: no holder name, no code, no
+    ticket id)."""
 
     name: str
     symbol: str
     uri: str
     event_id: str
     ticket_type: str
-    ticket_id: str
 
     def additional_fields(self) -> list[tuple[str, str]]:
         """The attributes stored as token-metadata additional fields, in write order."""
         return [
             (EVENT_ID_KEY, self.event_id),
             (TICKET_TYPE_KEY, self.ticket_type),
-            (TICKET_ID_KEY, self.ticket_id),
         ]
 
 
@@ -104,19 +103,18 @@ class _TicketIds(Protocol):
 
 
 def ticket_metadata(
-    ticket: _TicketIds, event_name: str, type_name: str, settings: ChainSettings
+    ticket: _TicketIds, mint: str, event_name: str, type_name: str, settings: ChainSettings
 ) -> TicketMetadata:
-    """What a ticket's NFT says about itself: the event's name, the ticket type's name (both
-    clipped to keep the minting transaction within one packet), a uri under
-    ``metadata_base_url``, and the ids that map the mint back to the ticket. The one
-    definition: the tracker mints with it, and the API shows it (``/v1/chain``)."""
+    """What a ticket's NFT (at address ``mint``) says about itself: the event's name and id,
+    the ticket type's name (names clipped to keep the minting transaction within one packet)
+    and a uri under ``metadata_base_url`` named by the mint address — never the ticket id. The
+    one definition: the tracker mints with it, and the API shows it (``/v1/chain``)."""
     return TicketMetadata(
         name=_clip(event_name),
         symbol=settings.symbol,
-        uri=f"{settings.metadata_base_url.rstrip('/')}/{ticket.id}",
+        uri=f"{settings.metadata_base_url.rstrip('/')}/{mint}",
         event_id=str(ticket.event_id),
         ticket_type=_clip(type_name),
-        ticket_id=str(ticket.id),
     )
 
 
@@ -310,7 +308,6 @@ class TicketOnChain:
     uri: str
     event_id: str | None
     ticket_type: str | None
-    ticket_id: str | None
 
 
 def read_ticket_mint(data: bytes) -> TicketOnChain:
@@ -330,7 +327,6 @@ def read_ticket_mint(data: bytes) -> TicketOnChain:
         uri=mint.metadata.uri,
         event_id=fields.get(EVENT_ID_KEY),
         ticket_type=fields.get(TICKET_TYPE_KEY),
-        ticket_id=fields.get(TICKET_ID_KEY),
     )
 
 

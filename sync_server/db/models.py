@@ -108,6 +108,10 @@ class Ticket(Base):
     holder_wallet: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text)
     secret_version: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: The name secret of the current secret version (the key to the holder's name that the
+    #: ticket's GH2 code carries), sealed under the master key; NULL until a code is first
+    #: made for this version (see ``KeyStore.name_secret``).
+    name_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     nft_mint: Mapped[str | None] = mapped_column(Text)
     #: ``not_minted``, ``pending`` (a chain action in flight), ``synced``, ``out_of_sync`` (the
     #: chain was seen to disagree; the listener reconciles) or ``failed`` (see docs/chain.md).

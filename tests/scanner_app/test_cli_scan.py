@@ -23,6 +23,7 @@ from shared.domain import TicketStatus, VerdictReason
 from shared.ids import new_id
 from shared.keys import IssuerKeyRing, SigningKey
 from shared.ticket_code import issue_code
+from testkit.names import name_secret_of, sealed_holder
 
 BIN = Path(sys.executable).parent / "gatehouse-scanner"
 NOW = datetime.now(UTC)
@@ -57,7 +58,7 @@ def gate_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
                 status=TicketStatus.REVOKED if i == 1 else TicketStatus.ACTIVE,
                 secret_version=2 if i == 2 else 1,
                 ticket_type="Standing",
-                holder_name=f"Guest {i}",
+                sealed_holder=sealed_holder(ticket_id, f"Guest {i}", 2 if i == 2 else 1),
             )
             for i, ticket_id in enumerate(ids)
         ],
@@ -72,6 +73,7 @@ def gate_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
             event_id=event.event_id,
             secret_version=version,
             issued_at=NOW,
+            name_secret=name_secret_of(ticket_id),
         )
 
     stolen = issuer.active_encryption_key

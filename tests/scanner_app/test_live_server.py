@@ -27,7 +27,7 @@ def test_tokens_and_keys_survive_a_stop_and_a_start(
 ) -> None:
     sale = back_office.event_on_sale(tickets=3)
     assert len({t.id for t in sale.tickets}) == 3
-    assert all(t.code.startswith("GH1") for t in sale.tickets)
+    assert all(t.code.startswith("GH2") for t in sale.tickets)
 
     enrollment = back_office.create_enrollment(sale.event_id, gate="North 1")
     device = enroll(live_server.url, enrollment.code, "North 1 scanner")

@@ -26,12 +26,17 @@ from shared.keys import (
 from shared.ticket_code import (
     BODY_CHARS,
     CODE_BYTES,
+    CODE_BYTES_V1,
     CODE_CHARS,
+    CODE_CHARS_V1,
+    HINT_BYTES,
+    NAME_SECRET_BYTES,
+    NONCE_BYTES,
     PREFIX,
+    PREFIX_V1,
     CodeRejection,
     RejectionKind,
     TicketCode,
-    encryption_key_id_of,
     issue_code,
     read_code,
 )
@@ -53,14 +58,28 @@ def code(ring: IssuerKeyRing) -> str:
     return _fresh_code(ring, secret_version=1)
 
 
-def _fresh_code(ring: IssuerKeyRing, secret_version: int = 0) -> str:
+@pytest.fixture(scope="module")
+def v1_code(ring: IssuerKeyRing) -> str:
+    return _fresh_code(ring, secret_version=1, version=1)
+
+
+def _fresh_code(
+    ring: IssuerKeyRing,
+    secret_version: int = 0,
+    *,
+    event_id: uuid.UUID | None = None,
+    nonce: bytes | None = None,
+    version: int = 2,
+) -> str:
     """A code for a new ticket of a new event, issued with the ring's active keys."""
     return issue_code(
         ring,
         ticket_id=uuid.uuid4(),
-        event_id=uuid.uuid4(),
+        event_id=event_id or uuid.uuid4(),
         secret_version=secret_version,
         issued_at=datetime(2026, 1, 1, tzinfo=UTC),
+        nonce=nonce,
+        version=version,
     )
 
 
@@ -68,8 +87,8 @@ def _raw(code: str) -> bytes:
     return base64.b32decode(code[len(PREFIX) :])
 
 
-def _text(raw: bytes) -> str:
-    return PREFIX + base64.b32encode(raw).decode()
+def _text(raw: bytes, prefix: str = PREFIX) -> str:
+    return prefix + base64.b32encode(raw).decode()
 
 
 def _rejected(result: TicketCode | CodeRejection) -> CodeRejection:
@@ -88,6 +107,7 @@ def _rejected(result: TicketCode | CodeRejection) -> CodeRejection:
     signing_id=KEY_IDS,
     encryption_key=st.binary(min_size=32, max_size=32),
     encryption_id=KEY_IDS,
+    name_secret=st.binary(min_size=NAME_SECRET_BYTES, max_size=NAME_SECRET_BYTES),
 )
 def test_round_trip_for_any_ids_versions_and_keys(
     ticket_id: uuid.UUID,
@@ -98,6 +118,7 @@ def test_round_trip_for_any_ids_versions_and_keys(
     signing_id: int,
     encryption_key: bytes,
     encryption_id: int,
+    name_secret: bytes,
 ) -> None:
     ring = IssuerKeyRing(
         [SigningKey.from_seed(signing_id, signing_seed)],
@@ -111,6 +132,7 @@ def test_round_trip_for_any_ids_versions_and_keys(
         event_id=event_id,
         secret_version=secret_version,
         issued_at=issued_at,
+        name_secret=name_secret,
     )
     assert len(text) == CODE_CHARS
     assert text.startswith(PREFIX)
@@ -122,6 +144,24 @@ def test_round_trip_for_any_ids_versions_and_keys(
         issued_at=issued_at,
         signing_key_id=signing_id,
         encryption_key_id=encryption_id,
+        name_secret=name_secret,
+    )
+    # The same ticket in the old format still reads, without a name secret.
+    old = issue_code(
+        ring,
+        ticket_id=ticket_id,
+        event_id=event_id,
+        secret_version=secret_version,
+        issued_at=issued_at,
+        version=1,
+    )
+    assert len(old) == CODE_CHARS_V1
+    decoded = read_code(ring.scanner_ring, old)
+    assert isinstance(decoded, TicketCode)
+    assert (decoded.ticket_id, decoded.secret_version, decoded.name_secret) == (
+        ticket_id,
+        secret_version,
+        None,
     )
 
 
@@ -158,19 +198,30 @@ def test_every_truncation_is_rejected_as_malformed(ring: IssuerKeyRing, code: st
         assert _rejected(read_code(ring.scanner_ring, code[:end])).kind is RejectionKind.MALFORMED
 
 
-def test_every_single_bit_flip_of_the_bytes_is_rejected(ring: IssuerKeyRing, code: str) -> None:
-    raw = _raw(code)
-    assert len(raw) == CODE_BYTES
-    for bit in range(CODE_BYTES * 8):
+@pytest.mark.parametrize("version", [1, 2])
+def test_every_single_bit_flip_of_the_bytes_is_rejected(
+    ring: IssuerKeyRing, code: str, v1_code: str, version: int
+) -> None:
+    text, prefix, size = (code, PREFIX, CODE_BYTES) if version == 2 else (v1_code, PREFIX_V1, 140)
+    raw = _raw(text)
+    assert len(raw) == size
+    # GH1: the first four bytes name the encryption key, so flipping them names a key we don't
+    # have. GH2: the first eight are the key hint (of the nonce, which follows it): flipping
+    # either makes the hint match no key.
+    clear = 4 if version == 1 else HINT_BYTES + NONCE_BYTES
+    for bit in range(size * 8):
         flipped = bytearray(raw)
         flipped[bit // 8] ^= 0x80 >> (bit % 8)
-        rejection = _rejected(read_code(ring.scanner_ring, _text(bytes(flipped))))
-        # The first four bytes name the encryption key: flipping them names a key we don't have.
-        expected = RejectionKind.UNKNOWN_KEY if bit < 32 else RejectionKind.TAMPERED
+        rejection = _rejected(read_code(ring.scanner_ring, _text(bytes(flipped), prefix)))
+        expected = RejectionKind.UNKNOWN_KEY if bit < clear * 8 else RejectionKind.TAMPERED
         assert rejection.kind is expected, f"bit {bit}"
 
 
-def test_every_single_bit_flip_of_the_text_is_rejected(ring: IssuerKeyRing, code: str) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_every_single_bit_flip_of_the_text_is_rejected(
+    ring: IssuerKeyRing, code: str, v1_code: str, version: int
+) -> None:
+    code = code if version == 2 else v1_code
     lowered = code.lower()
     for index in range(len(code)):
         for bit in range(7):
@@ -192,16 +243,24 @@ def test_random_text_is_rejected_without_raising(text: str) -> None:
 def test_random_base32_after_the_prefix_is_rejected(body: str) -> None:
     ring = IssuerKeyRing.generate().scanner_ring
     _rejected(read_code(ring, PREFIX + body))
+    _rejected(read_code(ring, PREFIX_V1 + body))
 
 
 @settings(max_examples=300)
 @given(st.binary(min_size=CODE_BYTES, max_size=CODE_BYTES))
 def test_random_bytes_of_the_right_size_are_rejected(raw: bytes) -> None:
     issuer = IssuerKeyRing.generate()
-    # Make half of them name the real key, so the seal (not just the key id) is exercised.
+    # Make half of them carry the real key's hint, so the seal (not just the hint) is exercised.
+    nonce = raw[HINT_BYTES : HINT_BYTES + NONCE_BYTES]
+    hint = issuer.active_encryption_key.hint(nonce)
+    assert _rejected(read_code(issuer.scanner_ring, _text(raw))).kind is RejectionKind.UNKNOWN_KEY
+    kind = _rejected(read_code(issuer.scanner_ring, _text(hint + raw[HINT_BYTES:]))).kind
+    assert kind is RejectionKind.TAMPERED
+    # And GH1: half name the real key id.
+    old = raw[:CODE_BYTES_V1]
     header = issuer.active_encryption_key.key_id.to_bytes(4, "big")
-    for candidate in (raw, header + raw[4:]):
-        kind = _rejected(read_code(issuer.scanner_ring, _text(candidate))).kind
+    for candidate in (old, header + old[4:]):
+        kind = _rejected(read_code(issuer.scanner_ring, _text(candidate, PREFIX_V1))).kind
         assert kind in {RejectionKind.UNKNOWN_KEY, RejectionKind.TAMPERED}
 
 
@@ -216,13 +275,19 @@ def test_huge_input_is_rejected_quickly(ring: IssuerKeyRing) -> None:
     )
 
 
-@pytest.mark.parametrize("version", ["0", "2", "9"])
+@pytest.mark.parametrize("version", ["0", "3", "9"])
 def test_other_format_versions_are_unsupported(
     version: str, ring: IssuerKeyRing, code: str
 ) -> None:
     rejection = _rejected(read_code(ring.scanner_ring, "GH" + version + code[3:]))
     assert rejection.kind is RejectionKind.UNSUPPORTED_VERSION
     assert rejection.reason is VerdictReason.INVALID_CODE
+
+
+def test_a_body_of_the_other_format_is_malformed(code: str, v1_code: str) -> None:
+    ring = IssuerKeyRing.generate().scanner_ring
+    for text in (PREFIX_V1 + code[3:], PREFIX + v1_code[3:]):
+        assert _rejected(read_code(ring, text)).kind is RejectionKind.MALFORMED
 
 
 @given(rogue_seed=st.binary(min_size=32, max_size=32), rogue_id=KEY_IDS)
@@ -345,37 +410,46 @@ def test_published_vectors_match_the_code() -> None:
         ],
         [EncryptionKey(k["key_id"], bytes.fromhex(k["key_hex"])) for k in keys["encryption"]],
     )
-    for case in stored["valid"]:
-        assert read_code(scanner, case["code"]) == TicketCode(
-            ticket_id=uuid.UUID(case["ticket_id"]),
-            event_id=uuid.UUID(case["event_id"]),
-            secret_version=case["secret_version"],
-            issued_at=datetime.fromisoformat(case["issued_at"]),
-            signing_key_id=case["signing_key_id"],
-            encryption_key_id=case["encryption_key_id"],
-        ), case["name"]
-    for case in stored["invalid"]:
-        assert _rejected(read_code(scanner, case["code"])).kind == case["rejection"], case["name"]
+    assert set(stored["formats"]) == {PREFIX_V1, PREFIX}
+    for cases in stored["formats"].values():
+        for case in cases["valid"]:
+            secret = case.get("name_secret_hex")
+            assert read_code(scanner, case["code"]) == TicketCode(
+                ticket_id=uuid.UUID(case["ticket_id"]),
+                event_id=uuid.UUID(case["event_id"]),
+                secret_version=case["secret_version"],
+                issued_at=datetime.fromisoformat(case["issued_at"]),
+                signing_key_id=case["signing_key_id"],
+                encryption_key_id=case["encryption_key_id"],
+                name_secret=None if secret is None else bytes.fromhex(secret),
+            ), case["name"]
+        for case in cases["invalid"]:
+            kind = _rejected(read_code(scanner, case["code"])).kind
+            assert kind == case["rejection"], case["name"]
 
 
 @pytest.mark.parametrize("top_bits", range(26, 32))
-def test_codes_whose_body_starts_with_a_digit_read(top_bits: int) -> None:
+def test_codes_whose_body_starts_with_a_digit_read(ring: IssuerKeyRing, top_bits: int) -> None:
     # The version digit is followed by base32, which has digits too: the first body character
-    # comes from the top 5 bits of the encryption key id, and 26..31 encode as "2".."7".
-    key_id = top_bits << 27
-    ring = IssuerKeyRing(
-        [SigningKey.generate(1)],
-        [EncryptionKey.generate(key_id)],
-        active_signing_id=1,
-        active_encryption_id=key_id,
+    # comes from the top 5 bits of the key hint, and 26..31 encode as "2".."7".
+    key = ring.active_encryption_key
+    nonce = next(
+        n
+        for n in (i.to_bytes(NONCE_BYTES, "big") for i in range(100_000))
+        if key.hint(n)[0] >> 3 == top_bits
     )
-    text = _fresh_code(ring)
+    text = _fresh_code(ring, nonce=nonce)
     assert text[len(PREFIX)] == str(top_bits - 24)
     assert isinstance(read_code(ring.scanner_ring, text), TicketCode)
 
 
-def test_the_encryption_key_id_can_be_read_without_keys(ring: IssuerKeyRing, code: str) -> None:
-    assert encryption_key_id_of(code) == ring.active_encryption_key.key_id
-    assert encryption_key_id_of(code.lower() + "\n") == ring.active_encryption_key.key_id
-    for not_a_code in (None, "", "GH1", code[:-1], "GH2" + code[3:], code[:-1] + "0", 42):
-        assert encryption_key_id_of(not_a_code) is None
+def test_two_codes_of_one_event_share_no_clear_bytes(ring: IssuerKeyRing) -> None:
+    """Issue 14 item 13: the clear part of a code (everything before the sealed claims) must
+    not name the event, so that codes seen at a venue cannot be grouped by event without the
+    key. Two codes of the same event, keys and ticket agree on no 4-byte window there."""
+    event_id = uuid.uuid4()
+    first, second = (_fresh_code(ring, event_id=event_id) for _ in range(2))
+    # Both formats' bodies begin with the clear header and nonce: compare their first 16 bytes.
+    one, two = (base64.b32decode(code[3:])[:16] for code in (first, second))
+    assert all(one[i : i + 4] != two[i : i + 4] for i in range(0, 16, 4))
+    assert first[3:10] != second[3:10]

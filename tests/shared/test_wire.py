@@ -42,7 +42,7 @@ def test_changes_page_round_trips(codec: object) -> None:
                 secret_version=3,
                 ticket_type="VIP",
                 valid_from=NOW,
-                holder_name="A. Guest",
+                sealed_holder=b"\x00sealed name\xff",
             ),
             wire.AdmissionChange(
                 scan_id=uuid.uuid4(),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.keys import EncryptionKey, IssuerKeyRing, SigningKey
-from shared.ticket_code import PREFIX, issue_code
+from shared.ticket_code import PREFIX, PREFIX_V1, issue_code
 
 VECTORS_PATH = Path(__file__).resolve().parents[2] / "docs" / "ticket-code-vectors.json"
 
@@ -56,6 +56,7 @@ def vector_ring(active_signing_id: int, active_encryption_id: int) -> IssuerKeyR
 
 
 def _code(ring: IssuerKeyRing, case: dict[str, Any]) -> str:
+    name_secret = case.get("name_secret_hex")
     return issue_code(
         ring,
         ticket_id=uuid.UUID(case["ticket_id"]),
@@ -63,10 +64,39 @@ def _code(ring: IssuerKeyRing, case: dict[str, Any]) -> str:
         secret_version=case["secret_version"],
         issued_at=datetime.fromisoformat(case["issued_at"]),
         nonce=bytes.fromhex(case["nonce_hex"]),
+        name_secret=None if name_secret is None else bytes.fromhex(name_secret),
+        version=1 if name_secret is None else 2,
     )
 
 
 def build() -> dict[str, Any]:
+    return {
+        "about": (
+            "Test vectors for the Gatehouse ticket code (docs/ticket-code.md), formats GH1 and "
+            "GH2. Every key here is SHA-256 of its label: public test keys, never for real use. "
+            "The scanner ring for the 'invalid' cases holds exactly the keys listed under 'keys'."
+        ),
+        "keys": {
+            "signing": [
+                {
+                    "key_id": key_id,
+                    "label": label,
+                    "seed_hex": derived(label).hex(),
+                    "public_hex": _signing(key_id, label).verify_key().raw().hex(),
+                }
+                for key_id, label in SIGNING_KEYS.items()
+            ],
+            "encryption": [
+                {"key_id": key_id, "label": label, "key_hex": derived(label).hex()}
+                for key_id, label in ENCRYPTION_KEYS.items()
+            ],
+        },
+        "formats": {PREFIX_V1: _cases(PREFIX_V1), PREFIX: _cases(PREFIX)},
+    }
+
+
+def _cases(prefix: str) -> dict[str, Any]:
+    """The valid and invalid cases of one format: the same tickets, in GH2 with a name secret."""
     valid_cases: list[dict[str, Any]] = [
         {
             "name": "first sale",
@@ -99,13 +129,18 @@ def build() -> dict[str, Any]:
             "nonce_hex": "00" * 12,
         },
     ]
+    if prefix == PREFIX:
+        for number, case in enumerate(valid_cases, start=1):
+            case["name_secret_hex"] = derived(
+                f"gatehouse test vector name secret {number}", 16
+            ).hex()
     for case in valid_cases:
         case["code"] = _code(vector_ring(case["signing_key_id"], case["encryption_key_id"]), case)
 
     good = valid_cases[0]
     good_raw = bytearray(_raw(good["code"]))
     tampered = bytearray(good_raw)
-    tampered[40] ^= 0x01  # one bit inside the ciphertext
+    tampered[40] ^= 0x01  # one bit inside the ciphertext (both formats)
 
     # A thief with a scanner's keys: the real encryption key, a signing key of their own.
     def rogue(signing_key_id: int) -> str:
@@ -124,49 +159,38 @@ def build() -> dict[str, Any]:
         active_encryption_id=77,
     )
     invalid = [
-        ("one bit flipped in the ciphertext", _text(tampered), "tampered"),
+        ("one bit flipped in the ciphertext", _text(prefix, tampered), "tampered"),
         ("forged with the scanner's keys, real signing key id", rogue(1), "bad_signature"),
         ("forged with the scanner's keys, unknown signing key id", rogue(99), "unknown_key"),
         ("encrypted under a key the scanner does not have", _code(stranger, good), "unknown_key"),
-        ("a future format version", "GH2" + good["code"][3:], "unsupported_version"),
+        ("a future format version", "GH3" + good["code"][3:], "unsupported_version"),
         ("one character short", good["code"][:-1], "malformed"),
         ("a character outside base32", good["code"][:-1] + "0", "malformed"),
         ("not a ticket code at all", "https://example.org/?t=123", "malformed"),
     ]
+    if prefix == PREFIX:
+        # The clear hint is not a key id: another code's hint (same key, other nonce) matches
+        # no key for this nonce; GH1's body under GH2 has the wrong length.
+        other = _raw(valid_cases[2]["code"])
+        swapped = other[:8] + bytes(good_raw[8:])
+        invalid += [
+            ("another code's key hint", _text(prefix, swapped), "unknown_key"),
+            (
+                "a GH1 body under GH2",
+                PREFIX + _cases(PREFIX_V1)["valid"][0]["code"][3:],
+                "malformed",
+            ),
+        ]
     invalid_cases = [{"name": n, "code": c, "rejection": r} for n, c, r in invalid]
-    return {
-        "format": PREFIX,
-        "about": (
-            "Test vectors for the Gatehouse ticket code (docs/ticket-code.md). Every key here is "
-            "SHA-256 of its label: public test keys, never for real use. The scanner ring for the "
-            "'invalid' cases holds exactly the keys listed under 'keys'."
-        ),
-        "keys": {
-            "signing": [
-                {
-                    "key_id": key_id,
-                    "label": label,
-                    "seed_hex": derived(label).hex(),
-                    "public_hex": _signing(key_id, label).verify_key().raw().hex(),
-                }
-                for key_id, label in SIGNING_KEYS.items()
-            ],
-            "encryption": [
-                {"key_id": key_id, "label": label, "key_hex": derived(label).hex()}
-                for key_id, label in ENCRYPTION_KEYS.items()
-            ],
-        },
-        "valid": valid_cases,
-        "invalid": invalid_cases,
-    }
+    return {"valid": valid_cases, "invalid": invalid_cases}
 
 
 def _raw(code: str) -> bytes:
     return base64.b32decode(code[len(PREFIX) :])
 
 
-def _text(raw: bytes | bytearray) -> str:
-    return PREFIX + base64.b32encode(bytes(raw)).decode()
+def _text(prefix: str, raw: bytes | bytearray) -> str:
+    return prefix + base64.b32encode(bytes(raw)).decode()
 
 
 if __name__ == "__main__":

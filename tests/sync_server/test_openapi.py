@@ -23,7 +23,7 @@ PUBLIC = {
     ("get", "/ready"),
     ("post", "/v1/devices/enroll"),
     ("post", "/v1/devices/token"),
-    ("get", "/v1/chain/metadata/{ticket_id}"),
+    ("get", "/v1/chain/metadata/{mint}"),
 }
 #: The public route that answers 401: its credential (a refresh token) is in the body.
 RENEWAL = ("post", "/v1/devices/token")

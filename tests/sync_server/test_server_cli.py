@@ -212,7 +212,7 @@ async def test_demo_prints_a_working_token_and_codes(
     out = _ok(await _invoke(["demo"], _env(settings, tmp_path)))
     lines = out.splitlines()
     token = lines[lines.index("Manager token (valid 12 h):") + 1]
-    codes = [line.strip() for line in lines if line.strip().startswith("GH1")]
+    codes = [line.strip() for line in lines if line.strip().startswith("GH2")]
     assert len(codes) == 6
     checked = await client.post(
         "/v1/codes/check", json={"code": codes[0]}, headers={"Authorization": f"Bearer {token}"}

@@ -19,6 +19,8 @@ from scanner_app.core.store.state import merge_keys
 from scanner_app.core.store.times import from_micros, opt_datetime, opt_micros, to_micros
 from shared import wire
 from shared.domain import Direction, TicketStatus
+from shared.holder_name import open_name
+from shared.ticket_code import TicketCode
 
 _UPSERT_TICKET = """
 INSERT INTO tickets (lookup, status, secret_version, ticket_type, valid_from, valid_until,
@@ -61,7 +63,18 @@ class CachedTicket:
     ticket_type: str
     valid_from: datetime | None
     valid_until: datetime | None
+    #: The holder's name as the feed brought it, sealed under the ticket's name secret.
     sealed_holder: bytes | None
+
+    def holder_name(self, code: TicketCode) -> str | None:
+        """The holder's name, opened with the name secret of ``code`` (a code of this ticket);
+        None for a GH1 code (it has no name secret), a superseded code, or no name."""
+        return open_name(
+            code.name_secret,
+            self.sealed_holder,
+            ticket_id=code.ticket_id,
+            secret_version=code.secret_version,
+        )
 
 
 def apply_changes(
@@ -76,16 +89,16 @@ def apply_changes(
     recorded = to_micros(now)
     for change in changes:
         if isinstance(change, wire.TicketChange):
-            seal = sealer.for_ticket(change.ticket_id)
             ticket_rows.append(
                 (
-                    seal.lookup,
+                    sealer.lookup(change.ticket_id),
                     change.status.value,
                     change.secret_version,
                     change.ticket_type,
                     opt_micros(change.valid_from),
                     opt_micros(change.valid_until),
-                    seal.seal(change.holder_name),
+                    # As the server sealed it: only the ticket's own code opens it.
+                    change.sealed_holder,
                 )
             )
         elif isinstance(change, wire.AdmissionChange):

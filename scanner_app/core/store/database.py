@@ -148,7 +148,8 @@ class LocalStore:
                     f"{version}; this program knows up to {schema.SCHEMA_VERSION}). Install "
                     "that version or newer."
                 )
-            token_left = version <= schema.TOKEN_LEAVES_STEP < schema.SCHEMA_VERSION
+            steps = range(version, schema.SCHEMA_VERSION)
+            rewrite = version > 0 and not schema.REWRITE_AFTER.isdisjoint(steps)
             for step in range(version, schema.SCHEMA_VERSION):
                 if step == schema.TOKEN_LEAVES_STEP:
                     self._move_token_to_vault(conn)
@@ -162,7 +163,7 @@ class LocalStore:
             if version != schema.SCHEMA_VERSION:
                 # PRAGMA takes no parameters; the value is our own integer.
                 conn.exec_driver_sql(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
-        if token_left:
+        if rewrite:
             self._rewrite_file()
 
     def _move_token_to_vault(self, conn: Connection) -> None:
@@ -173,8 +174,9 @@ class LocalStore:
             self.vault.save(str(token))
 
     def _rewrite_file(self) -> None:
-        """Rebuild the file without the pages and the log that held the old token column, so a
-        copy of the data folder does not give it away."""
+        """Rebuild the file without the pages and the log that held what a migration removed
+        (the old token column, names sealed on the device), so a copy of the data folder does
+        not give it away."""
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()

@@ -14,6 +14,7 @@ from scanner_app.core.store.cache import find_ticket
 from scanner_app.core.store.sealing import Sealer
 from scanner_app.core.store.times import from_micros
 from shared.domain import Direction, VerdictResult
+from shared.holder_name import open_name
 
 
 def inside_by_gate(conn: Connection) -> dict[str, int]:
@@ -53,15 +54,16 @@ def find_scanned_holders(
 ) -> list[NameMatch]:
     """Tickets scanned at this device whose holder's name contains ``query`` (case-insensitive).
 
-    Names in the cache are sealed per ticket and open only with the ticket's id, which is in
-    its code (docs/scanner.md): a device can read the names of tickets it has scanned (its own
-    log keeps their ids) and of no others. So this searches those, and only those.
+    Names in the cache are sealed per ticket under the ticket's name secret, which only its
+    code carries (docs/scanner.md): a device can read the names of tickets it has scanned with
+    a GH2 code (its own log keeps the secret with the scan) and of no others. So this searches
+    those, and only those.
     """
     needle = query.strip().casefold()
     if not needle:
         return []
     rows = conn.exec_driver_sql(
-        "SELECT ticket_id, code, at, result, direction FROM scans "
+        "SELECT ticket_id, name_secret, code, at, result, direction FROM scans "
         "WHERE origin = 'local' AND ticket_id IS NOT NULL ORDER BY at DESC"
     ).all()
     matches: list[NameMatch] = []
@@ -70,9 +72,16 @@ def find_scanned_holders(
         if r.ticket_id in seen:
             continue
         seen.add(r.ticket_id)
-        seal = sealer.for_ticket(uuid.UUID(bytes=r.ticket_id))
-        cached = find_ticket(conn, seal.lookup)
-        name = seal.open(cached.sealed_holder) if cached else None
+        ticket_id = uuid.UUID(bytes=r.ticket_id)
+        cached = find_ticket(conn, sealer.lookup(ticket_id))
+        name = None
+        if cached is not None:
+            name = open_name(
+                r.name_secret,
+                cached.sealed_holder,
+                ticket_id=ticket_id,
+                secret_version=cached.secret_version,
+            )
         if name is None or needle not in name.casefold():
             continue
         matches.append(

@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import Connection, Row
 
 from scanner_app.core.store.lookups import inside_by_gate
-from scanner_app.core.store.sealing import Sealer
 from scanner_app.core.store.times import from_micros, opt_datetime, to_micros
 from shared.domain import Direction, VerdictReason, VerdictResult
+from shared.holder_name import open_name
 from shared.timeline import AdmittedScan, replay
 
 # --- logged scans ------------------------------------------------------------------------------
@@ -192,7 +192,8 @@ class GateCount:
 
 _ENTRY_COLUMNS = (
     f"s.rowid AS seq, {_LOG_COLUMNS}, s.device_id, s.device_time, s.clock_offset_ms, "  # noqa: S608
-    "t.sealed_holder, t.lookup IS NOT NULL AS has_ticket_row, EXISTS (SELECT 1 FROM "
+    "s.name_secret, t.sealed_holder, t.secret_version AS cached_version, "
+    "t.lookup IS NOT NULL AS has_ticket_row, EXISTS (SELECT 1 FROM "
     "upload_queue q WHERE q.scan_id = s.scan_id AND q.kind = 'scan') AS queued"
 )
 _ENTRY_FROM = "FROM scans s LEFT JOIN tickets t ON t.lookup = s.ticket_lookup"
@@ -202,22 +203,34 @@ _HEX_DIGITS = frozenset("0123456789ABCDEF")
 
 class HolderNames:
     """Opens the holder names of tickets this device scanned, remembering them: the text filter
-    asks for the same few thousand names on every keystroke, and opening one costs a SHA-512
-    and an AES-GCM decryption. Names only stay in memory (they are sealed on disk)."""
+    asks for the same few thousand names on every keystroke, and opening one costs a key
+    derivation and an AES-GCM decryption. A name opens with the name secret of the code that
+    was scanned (kept with the scan) and only for the ticket's current secret version; names
+    only stay in memory (on disk they are as the server sealed them)."""
 
-    def __init__(self, sealer: Sealer) -> None:
-        self._sealer = sealer
-        self._names: dict[bytes, str | None] = {}
+    def __init__(self) -> None:
+        self._names: dict[tuple[bytes, bytes, bytes, int], str | None] = {}
 
-    def open(self, ticket_id: bytes | None, sealed: bytes | None) -> str | None:
-        if ticket_id is None or sealed is None:
+    def open(
+        self,
+        ticket_id: bytes | None,
+        name_secret: bytes | None,
+        sealed: bytes | None,
+        secret_version: int | None,
+    ) -> str | None:
+        if ticket_id is None or name_secret is None or sealed is None or secret_version is None:
             return None
-        if ticket_id not in self._names:
+        key = (ticket_id, name_secret, sealed, secret_version)
+        if key not in self._names:
             if len(self._names) > 200_000:
                 self._names.clear()
-            seal = self._sealer.for_ticket(uuid.UUID(bytes=ticket_id))
-            self._names[ticket_id] = seal.open(sealed)
-        return self._names[ticket_id]
+            self._names[key] = open_name(
+                name_secret,
+                sealed,
+                ticket_id=uuid.UUID(bytes=ticket_id),
+                secret_version=secret_version,
+            )
+        return self._names[key]
 
 
 def _conditions(
@@ -254,16 +267,23 @@ def _conditions(
         if holders is not None:
             needle = text.casefold()
 
-            def holder_has(ticket_id: bytes | None, sealed: bytes | None) -> bool:
-                name = holders.open(ticket_id, sealed)
+            def holder_has(
+                ticket_id: bytes | None,
+                name_secret: bytes | None,
+                sealed: bytes | None,
+                secret_version: int | None,
+            ) -> bool:
+                name = holders.open(ticket_id, name_secret, sealed, secret_version)
                 return name is not None and needle in name.casefold()
 
             # Names are sealed on disk, so SQL cannot compare them; SQLite calls back into
             # Python for the rows the cheaper alternatives did not already match.
             conn.connection.driver_connection.create_function(  # type: ignore[union-attr]
-                _HOLDER_FUNCTION, 2, holder_has, deterministic=True
+                _HOLDER_FUNCTION, 4, holder_has, deterministic=True
             )
-            alternatives.append(f"{_HOLDER_FUNCTION}(s.ticket_id, t.sealed_holder)")
+            alternatives.append(
+                f"{_HOLDER_FUNCTION}(s.ticket_id, s.name_secret, t.sealed_holder, t.secret_version)"
+            )
         where.append("(" + " OR ".join(alternatives) + ")")
     return where, params
 
@@ -275,7 +295,7 @@ def _entry(r: Row[Any], holders: HolderNames) -> LogEntry:
         device_id=uuid.UUID(bytes=r.device_id) if r.device_id else None,
         device_time=opt_datetime(r.device_time),
         clock_offset_ms=int(r.clock_offset_ms),
-        holder_name=holders.open(r.ticket_id, r.sealed_holder),
+        holder_name=holders.open(r.ticket_id, r.name_secret, r.sealed_holder, r.cached_version),
         has_ticket_row=bool(r.has_ticket_row),
         queued=bool(r.queued),
     )

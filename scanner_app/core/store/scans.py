@@ -50,6 +50,8 @@ class ScanRecord:
     ticket_lookup: bytes | None = None
     ticket_id: uuid.UUID | None = None
     ticket_type: str | None = None
+    #: The scanned code's name secret (GH2): opens the holder's name in the scan log.
+    name_secret: bytes | None = None
     on_signature: bool = False
     #: For an online verdict, the server's own record of it.
     server_result: VerdictResult | None = None
@@ -67,8 +69,10 @@ def record_scan(
     conn.exec_driver_sql(
         "INSERT INTO scans (scan_id, origin, ticket_lookup, ticket_id, device_id, gate, "
         "direction, at, device_time, clock_offset_ms, result, reason, mode, on_signature, code, "
-        "ticket_type, conflict_of, annulled, server_result, server_reason, recorded_at) "
-        "VALUES (?, 'local', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)" + conflict,
+        "name_secret, ticket_type, conflict_of, annulled, server_result, server_reason, "
+        "recorded_at) "
+        "VALUES (?, 'local', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
+        + conflict,
         (
             scan.scan_id.bytes,
             scan.ticket_lookup,
@@ -84,6 +88,7 @@ def record_scan(
             scan.mode,
             scan.on_signature,
             scan.code[:MAX_CODE_CHARS],
+            scan.name_secret,
             scan.ticket_type,
             scan.conflict_of.bytes if scan.conflict_of else None,
             scan.server_result.value if scan.server_result else None,
@@ -160,6 +165,7 @@ def record_online_verdict(
     code: str,
     direction: Direction,
     device_time: datetime,
+    name_secret: bytes | None = None,
 ) -> None:
     """Log a verdict the server gave (already on the server: not queued) and clear its
     pending row, in the caller's transaction. The gate calls it for an online verdict; the sync
@@ -180,6 +186,7 @@ def record_online_verdict(
         ticket_lookup=sealer.lookup(answer.ticket_id) if answer.ticket_id else None,
         ticket_id=answer.ticket_id,
         ticket_type=answer.ticket_type,
+        name_secret=name_secret,
         server_result=answer.result,
         server_reason=answer.reason,
     )

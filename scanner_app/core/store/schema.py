@@ -7,7 +7,7 @@ that the two agree.
 
 Times are integers: microseconds since the Unix epoch, UTC. Ids are 16-byte blobs. Tickets are
 keyed by ``lookup`` — a keyed hash of the ticket id, not the id itself (see ``sealing``), so the
-cache does not list which tickets exist.
+cache does not list which tickets exist; holder names are stored as the server sealed them.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ tickets = Table(
     Column("ticket_type", Text, nullable=False),
     Column("valid_from", Integer),
     Column("valid_until", Integer),
-    #: The holder's display name, sealed under a key only the ticket's code yields.
+    #: The holder's display name as the feed brought it: sealed by the server under the
+    #: ticket's name secret, which only the ticket's (GH2) code carries.
     Column("sealed_holder", LargeBinary),
     sqlite_with_rowid=False,
 )
@@ -114,6 +115,9 @@ scans = Table(
     Column("server_result", Text),
     Column("server_reason", Text),
     Column("recorded_at", Integer, nullable=False),
+    #: The name secret of the scanned code (local scans of GH2 codes): opens the holder's name
+    #: for the scan log. It says no more than ``code`` does to whoever has the event's keys.
+    Column("name_secret", LargeBinary),
 )
 
 #: Scans and annulments waiting to reach the server, in the order they happened.
@@ -250,8 +254,25 @@ def _v2(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE device DROP COLUMN token")
 
 
+def _v3(conn: Connection) -> None:
+    # Names sealed here under a key derived from the ticket id and this file's salt leave
+    # (issue 14 item 8: the ids were public on-chain, the salt is in the file). They cannot be
+    # sealed again without the tickets' codes, so they are dropped and the feed cursor is reset:
+    # the next sync brings every ticket again, its name sealed by the server under the
+    # ticket's name secret. ``LocalStore`` rewrites the file afterwards (no old pages remain).
+    conn.exec_driver_sql("UPDATE tickets SET sealed_holder = NULL")
+    conn.exec_driver_sql("ALTER TABLE scans ADD COLUMN name_secret BLOB")
+    conn.exec_driver_sql(
+        "UPDATE state SET value = json_set(value, '$.cursor', NULL) WHERE name = 'sync'"
+    )
+
+
 #: The step whose start moves the device token out of the file (``LocalStore._migrate``).
 TOKEN_LEAVES_STEP = 1
+#: The step that drops names sealed on the device.
+NAMES_LEAVE_STEP = 2
+#: Steps after which the file is rewritten, so that no page keeps what they removed.
+REWRITE_AFTER = frozenset({TOKEN_LEAVES_STEP, NAMES_LEAVE_STEP})
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import uuid
 from typing import TypeAlias
 
 from litestar import Response, get
@@ -43,19 +42,18 @@ async def config(
 
 
 @get(
-    "/v1/chain/metadata/{ticket_id:uuid}",
+    "/v1/chain/metadata/{mint:str}",
     opt={"exclude_from_auth": True},
     tags=["chain"],
     operation_class=PublicOperation,
     responses=problem_responses(400, 404, 429, 503),
 )
-async def metadata(
-    ticket_id: FromPath[uuid.UUID], chain_info: ChainInfoDep
-) -> Response[TicketNftMetadata]:
-    """The off-chain JSON a ticket NFT's metadata uri points at (no token needed: wallets and
-    explorers fetch it): name, symbol, description, attributes. Nothing about the holder. 404
-    when the ticket has no NFT or the chain is off."""
-    found = await chain_info.nft_metadata(ticket_id)
+async def metadata(mint: FromPath[str], chain_info: ChainInfoDep) -> Response[TicketNftMetadata]:
+    """The off-chain JSON a ticket NFT's metadata uri points at, by the NFT's mint address (no
+    token needed: wallets and explorers fetch it): name, symbol, description, attributes.
+    Nothing about the holder, and no ticket id. 400 when ``mint`` is not an address, 404 when
+    no ticket has that NFT or the chain is off."""
+    found = await chain_info.nft_metadata(mint)
     # Changes only when the event is renamed or moved: let caches keep it a while.
     return Response(found, headers={"Cache-Control": "public, max-age=300"})
 

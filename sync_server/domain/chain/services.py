@@ -4,8 +4,7 @@ provides it to the ``/v1/chain`` routes as ``chain_info``."""
 
 from __future__ import annotations
 
-import uuid
-
+from solders.pubkey import Pubkey
 from spl.token.constants import TOKEN_2022_PROGRAM_ID
 from sqlalchemy import select, text
 
@@ -13,7 +12,6 @@ from sync_server.chain.client import ChainKeys
 from sync_server.chain.nft import (
     EVENT_ID_KEY,
     TICKET_DECIMALS,
-    TICKET_ID_KEY,
     TICKET_SUPPLY,
     TICKET_TYPE_KEY,
     ticket_metadata,
@@ -28,7 +26,7 @@ from sync_server.domain.chain.schemas import (
     TicketMintConfig,
     TicketNftMetadata,
 )
-from sync_server.http.problems import NotFound
+from sync_server.http.problems import BadRequest, NotFound
 from sync_server.settings import ChainSettings
 
 OFF_CHAIN = "off_chain"
@@ -68,26 +66,32 @@ class ChainInfo:
             metadata=TicketMetadataConfig(
                 symbol=settings.symbol,
                 uri_base=settings.metadata_base_url.rstrip("/"),
-                attribute_keys=[EVENT_ID_KEY, TICKET_TYPE_KEY, TICKET_ID_KEY],
+                attribute_keys=[EVENT_ID_KEY, TICKET_TYPE_KEY],
             ),
             resale_fee=ResaleFeeConfig(bps=settings.resale_fee_bps, charged=OFF_CHAIN),
             ownership_timeout_seconds=settings.ownership_timeout_seconds,
         )
 
-    async def nft_metadata(self, ticket_id: uuid.UUID) -> TicketNftMetadata:
-        """The public metadata of ``ticket_id``'s NFT, for anyone (wallets, explorers). The
-        ticket is found through its mint address — derived from the id with the issuer's key,
-        so guessing ids of another deployment finds nothing — and the id-only cross-tenant
-        lookup; everything else is read in that tenant's transaction. Raises ``NotFound`` when
-        the chain is off or the ticket has no NFT recorded."""
+    async def nft_metadata(self, mint: str) -> TicketNftMetadata:
+        """The public metadata of the ticket NFT at address ``mint``, for anyone (wallets,
+        explorers): found through the mint address (derived from the ticket id with the
+        issuer's key, so the address says nothing about the id) and the id-only cross-tenant
+        lookup; everything else is read in that tenant's transaction. Raises ``BadRequest`` when
+        ``mint`` is not an address, ``NotFound`` when the chain is off or no ticket has it."""
         database, settings, keys = self._database, self._settings, self._keys
+        try:
+            Pubkey.from_string(mint)
+        except ValueError as error:
+            raise BadRequest(
+                "invalid_mint", "The path's mint is not a Solana address.", field="mint"
+            ) from error
         if keys is None:
             raise NotFound("ticket NFT")
-        mint = str(keys.mint_keypair(ticket_id).pubkey())
         async with database.engine.connect() as connection:
             found = (await connection.execute(_TICKET_BY_MINT, {"mint": mint})).first()
-        if found is None or found.ticket_id != ticket_id:
+        if found is None or str(keys.mint_keypair(found.ticket_id).pubkey()) != mint:
             raise NotFound("ticket NFT")
+        ticket_id = found.ticket_id
         async with database.tenant(found.tenant_id) as session:
             row = (
                 await session.execute(
@@ -100,7 +104,7 @@ class ChainInfo:
         if row is None:
             raise NotFound("ticket NFT")
         ticket, event, type_name = row
-        on_chain = ticket_metadata(ticket, event.name, type_name, settings)
+        on_chain = ticket_metadata(ticket, mint, event.name, type_name, settings)
         starts = event.starts_at.strftime("%Y-%m-%d %H:%M UTC")
         return TicketNftMetadata(
             name=on_chain.name,

@@ -371,7 +371,8 @@ class ChainTracker(BackgroundLoop[TrackerStats]):
             )
         ).one()
         ticket, event_name, type_name = found
-        return ticket_metadata(ticket, event_name, type_name, self._chain)
+        mint = str(self._keys.mint_keypair(ticket_id).pubkey())
+        return ticket_metadata(ticket, mint, event_name, type_name, self._chain)
 
     # --- following ------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from sync_server.db.raw import driver
 from sync_server.domain.checkin.claims import TIME_ADJUSTED, placed_at
 from sync_server.domain.checkin.ownership import OwnershipCheck
 from sync_server.domain.checkin.standing import decode_for_gate, standing
-from sync_server.domain.keys.services import KeyStore
+from sync_server.domain.keys.services import KeyReloads, KeyStore
 from sync_server.domain.tickets.chain_sync import SETTLED, ChainSync, check_move
 from sync_server.domain.tickets.services import change_rows, change_ticket
 from sync_server.http.problems import Conflict, Forbidden, NotFound, Unprocessable
@@ -109,6 +109,8 @@ class CheckInService:
         self._tenant_id = tenant_id
         self._now = now
         self._junk_per_minute = max(junk_per_minute, 0)
+        # One service per request: a batch of codes reloads the key rings at most once.
+        self._reloads = KeyReloads()
 
     # --- online -----------------------------------------------------------------------------
 
@@ -445,7 +447,12 @@ class CheckInService:
         self, text: str, gate_event_id: uuid.UUID | None
     ) -> TicketCode | VerdictReason:
         return await decode_for_gate(
-            self._session, self._keys, text, tenant_id=self._tenant_id, gate_event_id=gate_event_id
+            self._session,
+            self._keys,
+            text,
+            tenant_id=self._tenant_id,
+            gate_event_id=gate_event_id,
+            reloads=self._reloads,
         )
 
     async def _lock_ticket(self, ticket_id: uuid.UUID) -> LockedTicket | None:

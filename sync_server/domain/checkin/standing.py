@@ -10,10 +10,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import TicketStatus, VerdictReason
-from shared.keys import ScannerKeyRing
 from shared.rules import EventWindow, TicketFacts, code_standing
-from shared.ticket_code import CodeRejection, TicketCode, encryption_key_id_of, read_code
-from sync_server.domain.keys.services import KeyStore
+from shared.ticket_code import CodeRejection, TicketCode
+from sync_server.domain.keys.services import KeyReloads, KeyStore
 
 
 def standing(
@@ -47,25 +46,18 @@ async def decode_for_gate(
     *,
     tenant_id: uuid.UUID,
     gate_event_id: uuid.UUID | None,
+    reloads: KeyReloads | None = None,
 ) -> TicketCode | VerdictReason:
     """Read ``text`` for a gate of ``gate_event_id`` with the tenant's keys. A genuine code of
     another event of the tenant is ``wrong_event`` (not ``unknown_key``); without a gate event,
-    the code is read with whichever of the tenant's events holds its key."""
-    if gate_event_id is not None:
-        result = await keys.read(session, text, tenant_id=tenant_id, event_id=gate_event_id)
-        if isinstance(result, TicketCode):
-            return result
-        if result.reason is not VerdictReason.UNKNOWN_KEY:
-            return result.reason
-    key_id = encryption_key_id_of(text)
-    if key_id is None:
-        rejection = read_code(ScannerKeyRing(), text)  # malformed: no key needed to say so
-        assert isinstance(rejection, CodeRejection)
-        return rejection.reason
-    for event_id in await keys.events_with_encryption_key(session, key_id):
-        if event_id == gate_event_id:
-            continue
-        other = await keys.read(session, text, tenant_id=tenant_id, event_id=event_id)
-        if isinstance(other, TicketCode):
-            return other if gate_event_id is None else VerdictReason.WRONG_EVENT
-    return VerdictReason.UNKNOWN_KEY
+    the code is read with whichever of the tenant's events holds its key. ``reloads`` is the
+    calling batch's allowance of key-ring reloads (one per batch)."""
+    found = await keys.read(
+        session, text, tenant_id=tenant_id, prefer=gate_event_id, reloads=reloads
+    )
+    if isinstance(found, CodeRejection):
+        return found.reason
+    event_id, code = found
+    if gate_event_id is not None and event_id != gate_event_id:
+        return VerdictReason.WRONG_EVENT
+    return code

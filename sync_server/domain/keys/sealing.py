@@ -1,6 +1,7 @@
-"""Private key material at rest: sealed with AES-256-GCM under the master key from the
-environment. The associated data binds each sealed blob to its row (tenant, event, kind, key
-id), so a blob copied onto another row does not open."""
+"""Secrets at rest: sealed with AES-256-GCM under the master key from the environment — the
+events' private key material and the tickets' name secrets. The associated data binds each
+sealed blob to its row (tenant, event, kind, key id; tenant, ticket, secret version), so a blob
+copied onto another row, or kept from an older secret version, does not open."""
 
 from __future__ import annotations
 
@@ -27,22 +28,46 @@ class MasterKey:
     def seal(
         self, secret: bytes, *, tenant_id: uuid.UUID, event_id: uuid.UUID, kind: str, key_id: int
     ) -> bytes:
-        nonce = os.urandom(_NONCE_BYTES)
-        aad = _aad(tenant_id, event_id, kind, key_id)
-        return _VERSION + nonce + self._aead.encrypt(nonce, secret, aad)
+        return self._seal(secret, _aad(tenant_id, event_id, kind, key_id))
 
     def open(
         self, sealed: bytes, *, tenant_id: uuid.UUID, event_id: uuid.UUID, kind: str, key_id: int
     ) -> bytes:
+        return self._open(
+            sealed,
+            _aad(tenant_id, event_id, kind, key_id),
+            what=f"{kind} key {key_id} of event {event_id}",
+        )
+
+    def seal_name_secret(
+        self, secret: bytes, *, tenant_id: uuid.UUID, ticket_id: uuid.UUID, secret_version: int
+    ) -> bytes:
+        """A ticket's name secret for ``secret_version`` (see ``shared.holder_name``)."""
+        return self._seal(secret, _name_aad(tenant_id, ticket_id, secret_version))
+
+    def open_name_secret(
+        self, sealed: bytes, *, tenant_id: uuid.UUID, ticket_id: uuid.UUID, secret_version: int
+    ) -> bytes:
+        """Raises ``SealError`` when it does not open — also when it was sealed for another
+        secret version of the ticket (the holder changed since)."""
+        return self._open(
+            sealed,
+            _name_aad(tenant_id, ticket_id, secret_version),
+            what=f"the name secret of ticket {ticket_id} version {secret_version}",
+        )
+
+    def _seal(self, secret: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(_NONCE_BYTES)
+        return _VERSION + nonce + self._aead.encrypt(nonce, secret, aad)
+
+    def _open(self, sealed: bytes, aad: bytes, *, what: str) -> bytes:
         if sealed[:1] != _VERSION or len(sealed) < 1 + _NONCE_BYTES + 16:
-            raise SealError(f"{kind} key {key_id} of event {event_id} is not a sealed key")
+            raise SealError(f"{what} is not sealed")
         nonce, box = sealed[1 : 1 + _NONCE_BYTES], sealed[1 + _NONCE_BYTES :]
         try:
-            return self._aead.decrypt(nonce, box, _aad(tenant_id, event_id, kind, key_id))
+            return self._aead.decrypt(nonce, box, aad)
         except InvalidTag as error:
-            raise SealError(
-                f"{kind} key {key_id} of event {event_id} does not open with this master key"
-            ) from error
+            raise SealError(f"{what} does not open with this master key") from error
 
 
 def _aad(tenant_id: uuid.UUID, event_id: uuid.UUID, kind: str, key_id: int) -> bytes:
@@ -51,4 +76,12 @@ def _aad(tenant_id: uuid.UUID, event_id: uuid.UUID, kind: str, key_id: int) -> b
         event_id.bytes.hex().encode(),
         kind.encode(),
         key_id,
+    )
+
+
+def _name_aad(tenant_id: uuid.UUID, ticket_id: uuid.UUID, secret_version: int) -> bytes:
+    return b"gatehouse/name-secret/v1|%s|%s|%d" % (
+        tenant_id.bytes.hex().encode(),
+        ticket_id.bytes.hex().encode(),
+        secret_version,
     )

@@ -1,13 +1,21 @@
 """The per-event ticket-code keys: made when an event is created, stored sealed under the
-master key, rotated on request, retired after a loss. Loaded key rings are cached per process
-and keyed by the set of key rows, so a rotation made by another process is picked up on the
-next load."""
+master key, rotated on request, retired after a loss; and the tickets' name secrets, sealed under the same master key.
+
+Issuer rings are cached per process and keyed by the set of key rows, so a rotation made by
+another process is picked up on the next load. Codes are read with the tenant's scanner rings
+held in memory (``read``): a GH2 code names its key only by a blinded per-code hint, so finding
+the key means trying the rings, never asking the database. A code no ring in memory reads
+costs at most one reload of the tenant's rings — never more than one per upload batch
+(``KeyReloads``) nor one per ``RELOAD_INTERVAL`` seconds per tenant — and an unknown key id or
+hint seen again within ``REMEMBER_UNKNOWN_FOR`` seconds costs none (issue 14 item 12)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -15,25 +23,54 @@ from litestar.di import NamedDependency
 from litestar.params import SkipValidation
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from shared.ids import new_id
 from shared.keys import EncryptionKey, IssuerKeyRing, ScannerKeyRing, SigningKey
-from shared.ticket_code import CodeRejection, RejectionKind, TicketCode, read_code
-from sync_server.db.models import TicketKey
-from sync_server.domain.keys.sealing import MasterKey
+from shared.ticket_code import (
+    CodeRejection,
+    RejectionKind,
+    TicketCode,
+    key_marker_of,
+    new_name_secret,
+    read_code,
+)
+from sync_server.db.models import Ticket, TicketKey
+from sync_server.domain.keys.sealing import MasterKey, SealError
 
 SIGNING = "signing"
 ENCRYPTION = "encryption"
 _CACHED_RINGS = 512  # opened rings kept per process (least recently used dropped first)
+_CACHED_TENANTS = 256  # tenants whose scanner rings are kept for reading codes
+#: Seconds between two reloads of a tenant's rings that a code no ring reads may cause.
+RELOAD_INTERVAL = 2.0
+#: Seconds an unknown key id or hint is remembered as unknown (after that it may reload again).
+REMEMBER_UNKNOWN_FOR = 60.0
+_REMEMBERED_UNKNOWN = 4096  # markers remembered per tenant at most (oldest forgotten first)
+
+
+@dataclass(slots=True)
+class KeyReloads:
+    """One upload batch's (or one request's) allowance of key-ring reloads: one."""
+
+    spent: bool = False
+
+
+@dataclass(slots=True)
+class _TenantRings:
+    rings: dict[uuid.UUID, ScannerKeyRing]
+    loaded_at: float
+    unknown: OrderedDict[bytes, float] = field(default_factory=OrderedDict)
 
 
 class KeyStore:
-    def __init__(self, master_key: bytes) -> None:
+    def __init__(self, master_key: bytes, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._master = MasterKey(master_key)
         self._rings: OrderedDict[
             tuple[uuid.UUID, frozenset[tuple[str, int, bool]]], IssuerKeyRing
         ] = OrderedDict()
-        self._readers: OrderedDict[tuple[uuid.UUID, uuid.UUID], ScannerKeyRing] = OrderedDict()
+        self._tenants: OrderedDict[uuid.UUID, _TenantRings] = OrderedDict()
+        self._clock = clock
 
     async def create(
         self, session: AsyncSession, *, tenant_id: uuid.UUID, event_id: uuid.UUID
@@ -41,6 +78,7 @@ class KeyStore:
         """Generate and store the first keys of a new event."""
         ring = IssuerKeyRing.generate()
         self._store(session, ring, tenant_id=tenant_id, event_id=event_id, only_active=False)
+        self._tenants.pop(tenant_id, None)
         return ring
 
     async def rotate(
@@ -56,6 +94,7 @@ class KeyStore:
         )
         await session.flush()
         self._store(session, rotated, tenant_id=tenant_id, event_id=event_id, only_active=True)
+        self._tenants.pop(tenant_id, None)
         return rotated
 
     async def retire(
@@ -116,6 +155,12 @@ class KeyStore:
         ).all()
         if not rows:
             raise LookupError(f"event {event_id} has no ticket keys")
+        return self._cached_ring(rows, tenant_id=tenant_id, event_id=event_id)
+
+    def _cached_ring(
+        self, rows: Sequence[Any], *, tenant_id: uuid.UUID, event_id: uuid.UUID
+    ) -> IssuerKeyRing:
+        """The ring of these key rows, opened once per process (the master key's AES opens)."""
         cache_key = (event_id, frozenset((r.kind, r.key_id, r.active) for r in rows))
         cached = self._rings.get(cache_key)
         if cached is not None:
@@ -128,42 +173,155 @@ class KeyStore:
         return ring
 
     async def read(
-        self, session: AsyncSession, text: str, *, tenant_id: uuid.UUID, event_id: uuid.UUID
-    ) -> TicketCode | CodeRejection:
-        """Read ``text`` with the keys of ``event_id`` (which the caller has established belongs
-        to ``tenant_id``). The opened ring is cached per event, so the hot path costs no query;
-        a code naming a key the cached ring lacks (after a rotation) reloads it once."""
-        cache_key = (tenant_id, event_id)
-        ring = self._readers.get(cache_key)
-        if ring is not None:
-            result = read_code(ring, text)
-            if not (isinstance(result, CodeRejection) and result.kind is RejectionKind.UNKNOWN_KEY):
-                self._readers.move_to_end(cache_key)
-                return result
+        self,
+        session: AsyncSession,
+        text: str,
+        *,
+        tenant_id: uuid.UUID,
+        prefer: uuid.UUID | None = None,
+        reloads: KeyReloads | None = None,
+    ) -> tuple[uuid.UUID, TicketCode] | CodeRejection:
+        """Read ``text`` with the keys of the tenant's events (``session`` is in the tenant's
+        transaction): the event whose ring read it and the code, or why it does not read. The
+        ring of ``prefer`` (the gate's event) is tried first. Rings are held in memory, so a
+        code costs no query unless no ring reads it and a reload is allowed (see the module)."""
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            tenant = await self._reload(session, tenant_id, reloads)
+        else:
+            self._tenants.move_to_end(tenant_id)
+        found = _read_with(tenant, text, prefer)
+        if not (isinstance(found, CodeRejection) and found.kind is RejectionKind.UNKNOWN_KEY):
+            return found
+        marker = key_marker_of(text)
+        now = self._clock()
+        if marker is None or not self._may_reload(tenant, marker, now, reloads):
+            return found
+        tenant = await self._reload(session, tenant_id, reloads)
+        found = _read_with(tenant, text, prefer)
+        if isinstance(found, CodeRejection) and found.kind is RejectionKind.UNKNOWN_KEY:
+            tenant.unknown[marker] = now
+            if len(tenant.unknown) > _REMEMBERED_UNKNOWN:
+                tenant.unknown.popitem(last=False)
+        return found
+
+    def _may_reload(
+        self, tenant: _TenantRings, marker: bytes, now: float, reloads: KeyReloads | None
+    ) -> bool:
+        if reloads is not None and reloads.spent:
+            return False
+        if now - tenant.loaded_at < RELOAD_INTERVAL:
+            return False
+        seen = tenant.unknown.get(marker)
+        return seen is None or now - seen >= REMEMBER_UNKNOWN_FOR
+
+    async def _reload(
+        self, session: AsyncSession, tenant_id: uuid.UUID, reloads: KeyReloads | None
+    ) -> _TenantRings:
+        """The tenant's scanner rings, read afresh: one query."""
+        if reloads is not None:
+            reloads.spent = True
+        rows = (
+            await session.execute(
+                select(
+                    TicketKey.event_id,
+                    TicketKey.kind,
+                    TicketKey.key_id,
+                    TicketKey.active,
+                    TicketKey.sealed_material,
+                ).where(TicketKey.tenant_id == tenant_id, TicketKey.retired_at.is_(None))
+            )
+        ).all()
+        by_event: dict[uuid.UUID, list[Any]] = {}
+        for row in rows:
+            by_event.setdefault(row.event_id, []).append(row)
+        rings: dict[uuid.UUID, ScannerKeyRing] = {}
+        for event_id, event_rows in by_event.items():
+            try:
+                rings[event_id] = self._cached_ring(
+                    event_rows, tenant_id=tenant_id, event_id=event_id
+                ).scanner_ring
+            except LookupError:
+                continue  # no active keys: nothing this event issues reads anyway
+        previous = self._tenants.pop(tenant_id, None)
+        tenant = _TenantRings(rings=rings, loaded_at=self._clock())
+        if previous is not None:
+            tenant.unknown = previous.unknown
+        self._tenants[tenant_id] = tenant
+        if len(self._tenants) > _CACHED_TENANTS:
+            self._tenants.popitem(last=False)
+        return tenant
+
+    # --- name secrets -----------------------------------------------------------------------
+
+    async def name_secret(self, session: AsyncSession, ticket: Ticket) -> bytes:
+        """The name secret of ``ticket``'s current secret version, made (random, stored sealed)
+        when it has none yet: the one place a ticket gets a name secret. A new holder clears
+        it (``change_ticket``), so the next code made draws a new one; two requests making the
+        first one at once agree on the one stored first."""
+        current = self.opened_name_secret(
+            ticket.name_secret_sealed,
+            tenant_id=ticket.tenant_id,
+            ticket_id=ticket.id,
+            secret_version=ticket.secret_version,
+        )
+        if current is not None:
+            return current
+        secret = new_name_secret()
+        sealed = self._master.seal_name_secret(
+            secret,
+            tenant_id=ticket.tenant_id,
+            ticket_id=ticket.id,
+            secret_version=ticket.secret_version,
+        )
+        stored = await session.scalar(
+            update(Ticket)
+            .where(
+                Ticket.id == ticket.id,
+                Ticket.secret_version == ticket.secret_version,
+                Ticket.name_secret_sealed.is_not_distinct_from(ticket.name_secret_sealed),
+            )
+            .values(name_secret_sealed=sealed)
+            .returning(Ticket.name_secret_sealed)
+        )
+        if stored is None:  # someone stored one first (or the version moved): use theirs
+            stored = await session.scalar(
+                select(Ticket.name_secret_sealed).where(
+                    Ticket.id == ticket.id, Ticket.secret_version == ticket.secret_version
+                )
+            )
+        set_committed_value(ticket, "name_secret_sealed", stored)
+        found = self.opened_name_secret(
+            stored,
+            tenant_id=ticket.tenant_id,
+            ticket_id=ticket.id,
+            secret_version=ticket.secret_version,
+        )
+        return secret if found is None else found
+
+    def opened_name_secret(
+        self,
+        sealed: bytes | None,
+        *,
+        tenant_id: uuid.UUID,
+        ticket_id: uuid.UUID,
+        secret_version: int,
+    ) -> bytes | None:
+        """A stored name secret opened; None when there is none, or it was sealed for another
+        secret version."""
+        if sealed is None:
+            return None
         try:
-            ring = await self.scanner_ring(session, event_id, tenant_id=tenant_id)
-        except LookupError:
-            ring = ScannerKeyRing()
-        self._readers[cache_key] = ring
-        if len(self._readers) > _CACHED_RINGS:
-            self._readers.popitem(last=False)
-        return read_code(ring, text)
+            return self._master.open_name_secret(
+                sealed, tenant_id=tenant_id, ticket_id=ticket_id, secret_version=secret_version
+            )
+        except SealError:
+            return None
 
     async def scanner_ring(
         self, session: AsyncSession, event_id: uuid.UUID, *, tenant_id: uuid.UUID
     ) -> ScannerKeyRing:
         return (await self.issuer_ring(session, event_id, tenant_id=tenant_id)).scanner_ring
-
-    async def events_with_encryption_key(
-        self, session: AsyncSession, key_id: int
-    ) -> list[uuid.UUID]:
-        """The events (of the current tenant) that have an encryption key with this id."""
-        found = await session.scalars(
-            select(TicketKey.event_id).where(
-                TicketKey.kind == ENCRYPTION, TicketKey.key_id == key_id
-            )
-        )
-        return list(found)
 
     def _open(
         self, rows: Sequence[Any], *, tenant_id: uuid.UUID, event_id: uuid.UUID
@@ -228,6 +386,26 @@ class KeyStore:
                     active=active,
                 )
             )
+
+
+def _read_with(
+    tenant: _TenantRings, text: str, prefer: uuid.UUID | None
+) -> tuple[uuid.UUID, TicketCode] | CodeRejection:
+    """Read with the preferred event's ring first, then the others; the first ring that knows
+    the code's key decides (a tampered or forged code is not tried further)."""
+    preferred = tenant.rings.get(prefer) if prefer is not None else None
+    ordered = [] if preferred is None or prefer is None else [(prefer, preferred)]
+    ordered += [(event_id, ring) for event_id, ring in tenant.rings.items() if event_id != prefer]
+    # With no ring at all, an empty one still says what is wrong with the text.
+    result = read_code(ScannerKeyRing(), text)
+    for event_id, ring in ordered:
+        result = read_code(ring, text)
+        if isinstance(result, TicketCode):
+            return event_id, result
+        if result.kind is not RejectionKind.UNKNOWN_KEY:
+            return result
+    assert isinstance(result, CodeRejection)
+    return result
 
 
 #: How handlers and service providers receive the app's key store (provided as ``keys``).

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import wire
 from shared.domain import Direction, TicketStatus, VerdictResult
+from shared.holder_name import seal_name
 from sync_server.db.engine import Database
 from sync_server.db.models import Event, Ticket, TicketKey, TicketScan, TicketType
 from sync_server.domain.keys.services import KeyStore
@@ -24,6 +26,19 @@ MAX_PAGE = 10_000
 DEFAULT_PAGE = 5_000
 #: Rows numbered per request at most; the rest are numbered by the next request.
 SEQUENCE_BATCH = 50_000
+
+
+def _sealed_holder(keys: KeyStore, row: Any, tenant_id: uuid.UUID) -> bytes | None:
+    """The holder's name sealed under the ticket's name secret; None without a secret."""
+    secret = keys.opened_name_secret(
+        row.name_secret_sealed,
+        tenant_id=tenant_id,
+        ticket_id=row.id,
+        secret_version=row.secret_version,
+    )
+    if secret is None:
+        return None
+    return seal_name(secret, row.holder_name, ticket_id=row.id, secret_version=row.secret_version)
 
 
 def encode_cursor(seq: int) -> str:
@@ -61,8 +76,9 @@ async def read_changes(
     server_time: datetime,
 ) -> wire.ChangesPage:
     """The next ``limit`` changes after ``cursor`` for a scanner of ``event_id``: tickets as
-    they now are (sales, transfers, revocations, expiry), admissions at other gates (and this
-    device's own scans whose standing changed), and key material after a rotation."""
+    they now are (sales, transfers, revocations, expiry; the holder's name only sealed under
+    the ticket's name secret), admissions at other gates (and this device's own scans whose
+    standing changed), and key material after a rotation."""
     after = decode_cursor(cursor)
     tickets = (
         await session.execute(
@@ -72,6 +88,7 @@ async def read_changes(
                 Ticket.status,
                 Ticket.secret_version,
                 Ticket.holder_name,
+                Ticket.name_secret_sealed,
                 TicketType.name.label("ticket_type"),
                 Event.admission_opens_at,
                 Event.ends_at,
@@ -128,7 +145,7 @@ async def read_changes(
                 ticket_type=row.ticket_type,
                 valid_from=row.admission_opens_at,
                 valid_until=row.ends_at,
-                holder_name=row.holder_name,
+                sealed_holder=_sealed_holder(keys, row, tenant_id),
             ),
         )
         for row in tickets

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.domain import TicketStatus
 from shared.ids import new_id
 from shared.keys import IssuerKeyRing
-from shared.ticket_code import issue_code
+from shared.ticket_code import issue_code, new_name_secret
 from sync_server.db.engine import Database, ticket_written
 from sync_server.db.models import (
     Event,
@@ -288,7 +288,11 @@ class TicketService:
         exactly as the first answer's code would be by now."""
         ticket = kept.ticket
         ring = await self._keys.issuer_ring(self._session, ticket.event_id, tenant_id=tenant_id)
-        return msgspec.structs.replace(kept, code=self._code(ring, ticket))
+        current = await self._session.get(Ticket, ticket.id)
+        if current is None or current.secret_version != ticket.secret_version:
+            # Superseded since: the code cannot admit, and no feed seals a name for it.
+            return msgspec.structs.replace(kept, code=self._issue(ring, ticket, new_name_secret()))
+        return msgspec.structs.replace(kept, code=await self._code(ring, current))
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -320,16 +324,21 @@ class TicketService:
             ring = await self._keys.issuer_ring(
                 self._session, ticket.event_id, tenant_id=ticket.tenant_id
             )
-        return TicketWithCode(ticket=ticket_out(ticket), code=self._code(ring, ticket))
+        return TicketWithCode(ticket=ticket_out(ticket), code=await self._code(ring, ticket))
 
-    def _code(self, ring: IssuerKeyRing, ticket: Ticket | TicketOut) -> str:
-        """A new code for the ticket's current secret version (a fresh nonce each time)."""
+    async def _code(self, ring: IssuerKeyRing, ticket: Ticket) -> str:
+        """A new code (GH2, a fresh nonce each time) for the ticket's current secret version,
+        carrying that version's name secret (made now if the ticket has none yet)."""
+        return self._issue(ring, ticket, await self._keys.name_secret(self._session, ticket))
+
+    def _issue(self, ring: IssuerKeyRing, ticket: Ticket | TicketOut, name_secret: bytes) -> str:
         return issue_code(
             ring,
             ticket_id=ticket.id,
             event_id=ticket.event_id,
             secret_version=ticket.secret_version,
             issued_at=self._now,
+            name_secret=name_secret,
         )
 
 
@@ -477,7 +486,8 @@ def change_ticket(
     history row (``kind``) and outbox event (``routing_key``) are added, in the caller's
     transaction.
 
-    A new holder comes with a new secret version, so the old holder's code is ``superseded``;
+    A new holder comes with a new secret version, so the old holder's code is ``superseded``,
+    and without a name secret until the next code is made;
     the details then name the ``previous_holder`` (first, before the caller's ``details``).
     ``new_code`` gives the same holder a new secret version (codes already issued are then
     superseded: a key retired after a loss).
@@ -492,6 +502,9 @@ def change_ticket(
         ticket.holder_wallet = holder.wallet
     if holder is not None or new_code:
         ticket.secret_version += 1
+        # The old holder's code carries the old name secret: the new holder gets a new one
+        # with the next code made (``KeyStore.name_secret``).
+        ticket.name_secret_sealed = None
     if status is not None:
         ticket.status = status.value
     ticket.updated_at = now

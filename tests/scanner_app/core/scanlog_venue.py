@@ -24,6 +24,7 @@ from shared.domain import Direction, TicketStatus, VerdictResult
 from shared.ids import new_id
 from shared.keys import IssuerKeyRing
 from shared.ticket_code import issue_code
+from testkit.names import name_secret_of, sealed_holder
 
 DOORS = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
 HERE = "North"
@@ -62,7 +63,7 @@ class LoggedVenue:
                     status=status,
                     secret_version=1,
                     ticket_type=ticket_type,
-                    holder_name=holder,
+                    sealed_holder=sealed_holder(ticket_id, holder, 1),
                 )
             ],
             self.clock.now(),
@@ -77,6 +78,7 @@ class LoggedVenue:
             event_id=self.gate_event.event_id,
             secret_version=1,
             issued_at=DOORS - timedelta(days=30),
+            name_secret=name_secret_of(self.tickets[label]),
         )
 
     def scan(self, label: str, text: str, direction: Direction = Direction.ENTRY) -> GateVerdict:

@@ -36,6 +36,7 @@ from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 from shared.ids import new_id
 from shared.keys import IssuerKeyRing, SigningKey
 from shared.ticket_code import CodeRejection, RejectionKind, issue_code, read_code
+from testkit.names import name_secret_of, sealed_holder
 
 DOORS = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
 SHOW_ENDS = DOORS + timedelta(hours=5)
@@ -74,7 +75,7 @@ class Venue:
                     status=status,
                     secret_version=secret_version,
                     ticket_type=ticket_type,
-                    holder_name=holder_name,
+                    sealed_holder=sealed_holder(ticket_id, holder_name, secret_version),
                     valid_from=valid_from,
                     valid_until=valid_until,
                 )
@@ -90,13 +91,18 @@ class Venue:
         secret_version: int = 1,
         event_id: uuid.UUID | None = None,
         issuer: IssuerKeyRing | None = None,
+        version: int = 2,
     ) -> str:
+        """The ticket's code: GH2 with the ticket's name secret, or (``version=1``) the old
+        format, which carries none."""
         return issue_code(
             issuer or self.issuer,
             ticket_id=ticket_id,
             event_id=event_id or self.gate_event.event_id,
             secret_version=secret_version,
             issued_at=DOORS - timedelta(days=30),
+            name_secret=name_secret_of(ticket_id) if version == 2 else None,
+            version=version,
         )
 
     def settings(self, **changes: object) -> None:
@@ -223,6 +229,32 @@ def test_a_valid_ticket_is_admitted_with_its_holder_and_type(venue: Venue) -> No
     assert shown.scan_id is not None
 
 
+def test_an_old_format_code_is_admitted_offline_without_a_name(venue: Venue) -> None:
+    """GH1 codes keep reading; they carry no name secret, so the name stays sealed."""
+    ticket_id = venue.ticket(holder_name="Ada Lovelace", ticket_type="Balcony")
+    verdict = venue.gate().scan(venue.code(ticket_id, version=1))
+    assert verdict.admitted
+    assert verdict.verdict.holder_name is None
+    assert verdict.verdict.ticket_type == "Balcony"
+    assert verdict.sentence == "Welcome! Old-format code: no name is shown offline."
+
+
+def test_a_code_of_the_ticket_with_another_name_secret_shows_no_name(venue: Venue) -> None:
+    """A name opens only with the name secret the server sealed it under (the one in the
+    ticket's current codes), not with any other genuine code's."""
+    ticket_id = venue.ticket(holder_name="Ada Lovelace")
+    other = issue_code(
+        venue.issuer,
+        ticket_id=ticket_id,
+        event_id=venue.gate_event.event_id,
+        secret_version=1,
+        issued_at=DOORS - timedelta(days=30),
+    )
+    verdict = venue.gate().scan(other)
+    assert verdict.admitted
+    assert verdict.verdict.holder_name is None
+
+
 def test_scanner_noise_around_a_code_is_forgiven(venue: Venue) -> None:
     ticket_id = venue.ticket()
     # A keyboard-wedge scanner with Caps Lock on, ending with Enter.
@@ -261,7 +293,7 @@ def test_a_code_replaced_by_a_transfer_is_superseded(venue: Venue) -> None:
                     status=TicketStatus.ACTIVE,
                     secret_version=2,
                     ticket_type="General admission",
-                    holder_name="Buyer",
+                    sealed_holder=sealed_holder(ticket_id, "Buyer", 2),
                 )
             ],
             venue.clock.now(),

@@ -42,8 +42,8 @@ def venue(tmp_path: Path) -> Iterator[LoggedVenue]:
 def _labels(venue: LoggedVenue, flt: ScanFilter) -> list[str]:
     names = {scan_id: label for label, scan_id in venue.scans.items()}
     with venue.store.read() as conn:
-        rows = log_page(conn, HolderNames(venue.store.sealer), flt, limit=1000)
-        assert log_count(conn, flt, HolderNames(venue.store.sealer)) == len(rows)
+        rows = log_page(conn, HolderNames(), flt, limit=1000)
+        assert log_count(conn, flt, HolderNames()) == len(rows)
     return [names[row.scan.scan_id] for row in rows]
 
 
@@ -59,7 +59,7 @@ def test_the_whole_log_is_newest_first_with_what_the_device_knows(venue: LoggedV
         "peer_grace",
     ]
     with venue.store.read() as conn:
-        rows = {r.scan.scan_id: r for r in log_page(conn, HolderNames(venue.store.sealer))}
+        rows = {r.scan.scan_id: r for r in log_page(conn, HolderNames())}
     admitted = rows[venue.scans["admitted"]]
     assert admitted.holder_name == "Ada Lovelace"
     assert admitted.upload_state == "uploaded"
@@ -110,9 +110,7 @@ def test_a_ticket_id_prefix_finds_its_scans_with_or_without_dashes(venue: Logged
 
 def test_the_time_range_includes_its_start_and_excludes_its_end(venue: LoggedVenue) -> None:
     with venue.store.read() as conn:
-        by_label = {
-            r.scan.scan_id: r.scan.at for r in log_page(conn, HolderNames(venue.store.sealer))
-        }
+        by_label = {r.scan.scan_id: r.scan.at for r in log_page(conn, HolderNames())}
     since = by_label[venue.scans["again"]]
     until = by_label[venue.scans["exit"]]
     assert _labels(venue, ScanFilter(since=since, until=until)) == ["revoked", "again"]
@@ -120,7 +118,7 @@ def test_the_time_range_includes_its_start_and_excludes_its_end(venue: LoggedVen
 
 
 def test_keyset_pages_cover_the_log_once_whatever_the_page_size(venue: LoggedVenue) -> None:
-    holders = HolderNames(venue.store.sealer)
+    holders = HolderNames()
     with venue.store.read() as conn:
         whole = [r.seq for r in log_page(conn, holders)]
         for newest_first in (True, False):
@@ -135,7 +133,7 @@ def test_keyset_pages_cover_the_log_once_whatever_the_page_size(venue: LoggedVen
 
 
 def test_rows_added_since_a_sequence_number_are_the_new_ones(venue: LoggedVenue) -> None:
-    holders = HolderNames(venue.store.sealer)
+    holders = HolderNames()
     with venue.store.read() as conn:
         before = latest_seq(conn)
     venue.scan("later", venue.code("ada"), Direction.EXIT)
@@ -149,7 +147,7 @@ def test_rows_added_since_a_sequence_number_are_the_new_ones(venue: LoggedVenue)
 
 
 def test_re_reading_rows_shows_an_annulment(venue: LoggedVenue) -> None:
-    holders = HolderNames(venue.store.sealer)
+    holders = HolderNames()
     with venue.store.read() as conn:
         (row,) = [r for r in log_page(conn, holders) if r.scan.scan_id == venue.scans["admitted"]]
     assert not row.scan.annulled

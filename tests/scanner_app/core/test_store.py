@@ -36,13 +36,21 @@ from scanner_app.core.store.scans import (
     refuse_queued,
 )
 from scanner_app.core.store.sealing import Sealer
-from scanner_app.core.store.state import load_keys, merge_keys
+from scanner_app.core.store.state import (
+    SyncState,
+    load_keys,
+    load_sync_state,
+    merge_keys,
+    save_sync_state,
+)
 from shared import wire
 from shared.clock import ManualClock
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
+from shared.holder_name import open_name
 from shared.ids import new_id
 from shared.keys import IssuerKeyRing, KeyMaterialError
 from shared.ticket_code import issue_code
+from testkit.names import name_secret_of, sealed_holder
 
 START = datetime(2026, 11, 24, 18, 0, tzinfo=UTC)
 
@@ -77,7 +85,7 @@ def _ticket(
         status=status,
         secret_version=secret_version,
         ticket_type=ticket_type,
-        holder_name=holder_name,
+        sealed_holder=sealed_holder(ticket_id, holder_name, secret_version),
     )
 
 
@@ -362,10 +370,15 @@ def test_a_scan_is_never_recorded_without_its_queue_entry(store: LocalStore) -> 
 def _ticket_rows(conn: Connection, sealer: Sealer, ids: list[uuid.UUID]) -> list[object]:
     rows: list[object] = []
     for ticket_id in ids:
-        seal = sealer.for_ticket(ticket_id)
-        cached = find_ticket(conn, seal.lookup)
+        cached = find_ticket(conn, sealer.lookup(ticket_id))
         assert cached is not None
-        rows.append((cached.status, cached.secret_version, seal.open(cached.sealed_holder)))
+        name = open_name(
+            name_secret_of(ticket_id),
+            cached.sealed_holder,
+            ticket_id=ticket_id,
+            secret_version=cached.secret_version,
+        )
+        rows.append((cached.status, cached.secret_version, name))
     return rows
 
 
@@ -881,6 +894,7 @@ def test_names_and_ids_of_unscanned_tickets_are_not_on_disk(
             event_id=gate_event.event_id,
             secret_version=1,
             issued_at=START,
+            name_secret=name_secret_of(scanned),
         )
     )
     assert verdict.admitted
@@ -923,12 +937,24 @@ def test_another_device_salt_gives_other_lookups(tmp_path: Path, clock: ManualCl
         assert lookup_one != lookup_two
         assert lookup_one == first.sealer.lookup(ticket_id)
         assert lookup_two == second.sealer.lookup(ticket_id)
-        # Each device opens its own row, and not the other's.
-        assert first.sealer.for_ticket(ticket_id).open(sealed_one) == "Grace Hopper"
-        assert first.sealer.for_ticket(ticket_id).open(sealed_two) is None
-        assert second.sealer.for_ticket(ticket_id).open(sealed_two) == "Grace Hopper"
-        # And another ticket's key does not open it either.
-        assert first.sealer.for_ticket(new_id()).open(sealed_one) is None
+        # The name is kept as the feed sealed it: the ticket's name secret opens it (the server
+        # seals it afresh for every feed answer, so two devices' copies differ too).
+        for sealed in (sealed_one, sealed_two):
+            assert sealed == change.sealed_holder
+            assert (
+                open_name(name_secret_of(ticket_id), sealed, ticket_id=ticket_id, secret_version=1)
+                == "Grace Hopper"
+            )
+            # Nothing else opens it: not another ticket's secret, not this one's for another id.
+            other = new_id()
+            assert (
+                open_name(name_secret_of(other), sealed, ticket_id=ticket_id, secret_version=1)
+                is None
+            )
+            assert (
+                open_name(name_secret_of(ticket_id), sealed, ticket_id=other, secret_version=1)
+                is None
+            )
     finally:
         first.close()
         second.close()
@@ -956,3 +982,40 @@ def test_a_lost_salt_is_a_store_error(store: LocalStore) -> None:
 def test_a_wrong_size_salt_is_refused() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
         Sealer(b"short")
+
+
+def test_a_version_2_store_drops_its_own_sealed_names_and_fetches_the_feed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Store schema 3 (issue 14 item 8): names the device sealed under SHA-512(salt ‖ ticket id)
+    cannot be re-sealed without the codes, so they go — from the file's pages too — and the
+    feed cursor is reset, so that the next sync brings every ticket with its server-sealed
+    name."""
+    data = tmp_path / "data"
+    with monkeypatch.context() as old:
+        old.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        old.setattr(schema, "SCHEMA_VERSION", 2)
+        store = LocalStore.open(data)
+        old_blob = b"\x5a" * 24 + b"an old device-sealed name"
+        with store.write() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO tickets VALUES (?, 'active', 1, 'Standing', NULL, NULL, ?)",
+                (b"L" * 16, old_blob),
+            )
+            save_sync_state(conn, SyncState(cursor="c4242", failures=2))
+        store.close()
+    assert old_blob in _file_bytes(data)
+    upgraded = LocalStore.open(data)
+    try:
+        assert upgraded.schema_version() == 3
+        with upgraded.read() as conn:
+            cached = find_ticket(conn, b"L" * 16)
+            assert cached is not None
+            assert cached.sealed_holder is None
+            assert cached.status is TicketStatus.ACTIVE  # statuses stay until the feed updates
+            sync = load_sync_state(conn)
+            assert (sync.cursor, sync.failures) == (None, 2)
+        upgraded.checkpoint()
+        assert old_blob not in _file_bytes(data)
+    finally:
+        upgraded.close()

@@ -74,6 +74,7 @@ from shared.ids import new_id
 from shared.keys import IssuerKeyRing
 from shared.ticket_code import CodeRejection, issue_code, read_code
 from shared.timeline import AdmittedScan, replay
+from testkit.names import name_secret_of, sealed_holder
 
 SERVER_URL = "https://gatehouse.test"
 ENROLLMENT_CODE = "K7Q2-MX4D"
@@ -235,7 +236,7 @@ class FakeServer:
                     status=TicketStatus.ACTIVE,
                     secret_version=1,
                     ticket_type="General admission",
-                    holder_name=f"Guest {number}",
+                    sealed_holder=sealed_holder(ticket_id, f"Guest {number}", 1),
                 )
                 self._touch("ticket", ticket_id)
             return ids
@@ -260,6 +261,7 @@ class FakeServer:
             event_id=self.gate_event.event_id,
             secret_version=self.tickets[ticket_id].secret_version,
             issued_at=DOORS - timedelta(days=20),
+            name_secret=name_secret_of(ticket_id),
         )
 
     def admit_elsewhere(self, ticket_id: uuid.UUID, at: datetime) -> uuid.UUID:

@@ -40,7 +40,7 @@ def test_ticket_like_texts_have_the_ticket_code_shape() -> None:
     texts = ticket_like_texts(20, seed=3)
     assert len(set(texts)) == 20
     for text in texts:
-        assert len(text) == CODE_CHARS == 227
+        assert len(text) == CODE_CHARS == 259
         assert text.startswith(PREFIX)
         assert set(text[len(PREFIX) :]) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
     assert ticket_like_texts(20, seed=3) == texts

@@ -30,6 +30,7 @@ from shared.domain import Direction, TicketStatus
 from shared.ids import new_id
 from shared.keys import IssuerKeyRing
 from shared.ticket_code import issue_code
+from testkit.names import name_secret_of, sealed_holder
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -65,6 +66,7 @@ class GateFixture:
             event_id=self.event.event_id,
             secret_version=version,
             issued_at=datetime.now(UTC),
+            name_secret=name_secret_of(ticket_id),
         )
 
 
@@ -109,7 +111,7 @@ def make_gate(data_dir: Path, *, server_url: str | None = None) -> GateFixture:
                 status=status,
                 secret_version=1,
                 ticket_type="Standing",
-                holder_name=holder,
+                sealed_holder=sealed_holder(gate.ticket_ids[name], holder, 1),
             )
             for name, (holder, status) in holders.items()
         ],

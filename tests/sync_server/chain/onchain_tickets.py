@@ -70,10 +70,9 @@ async def mint_nft(
     metadata = TicketMetadata(
         name="Gatehouse ticket",
         symbol="GATE",
-        uri=f"http://127.0.0.1:8000/v1/chain/metadata/{ticket_id}",
+        uri=f"http://127.0.0.1:8000/v1/chain/metadata/{mint.pubkey()}",
         event_id=str(uuid.UUID(int=0)),
         ticket_type="General",
-        ticket_id=ticket_id,
     )
     _, final_space = ticket_mint_space(metadata)
     rent = (await rpc.get_minimum_balance_for_rent_exemption(final_space)).value

@@ -1,5 +1,5 @@
 """``GET /v1/chain/config`` (the server's Solana setup in public facts, never a secret) and
-``GET /v1/chain/metadata/{ticket_id}`` (a ticket NFT's public metadata)."""
+``GET /v1/chain/metadata/{mint}`` (a ticket NFT's public metadata)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from solders.pubkey import Pubkey
 
 from sync_server.app import create_app
 from sync_server.chain.client import ChainKeys
@@ -99,7 +100,7 @@ async def test_the_config_with_the_chain_on_names_public_facts_only(
         "metadata": {
             "symbol": "VENUE",
             "uri_base": "https://tickets.example/v1/chain/metadata",
-            "attribute_keys": ["event_id", "ticket_type", "ticket_id"],
+            "attribute_keys": ["event_id", "ticket_type"],
         },
         "resale_fee": {"bps": 250, "charged": "off_chain"},
         "ownership_timeout_seconds": provider_settings.chain.ownership_timeout_seconds,
@@ -168,7 +169,7 @@ async def test_a_minted_tickets_metadata_is_public_and_says_nothing_of_its_holde
         provider_settings, minted, mint=mint, owner=chain_keys.custody.pubkey(), status="synced"
     )
 
-    response = await chain_client.get(f"/v1/chain/metadata/{minted}")  # no token
+    response = await chain_client.get(f"/v1/chain/metadata/{mint}")  # no token
 
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "public, max-age=300"
@@ -179,16 +180,24 @@ async def test_a_minted_tickets_metadata_is_public_and_says_nothing_of_its_holde
     attributes = {a["trait_type"]: a["value"] for a in body["attributes"]}
     assert attributes["event_id"] == event["id"]
     assert attributes["ticket_type"] == "Balcony"
-    assert attributes["ticket_id"] == str(minted)
     assert attributes["venue"] == "Main Hall"
     for personal in (HOLDER["name"], HOLDER["user_id"]):
         assert personal not in response.text
+    # Issue 14 item 8: the ticket id is inside the ticket's code; public metadata must not
+    # hand it to anyone (in any spelling).
+    for ticket_id in (minted, unminted):
+        for spelling in (str(ticket_id), ticket_id.hex, ticket_id.hex.upper()):
+            assert spelling not in response.text
 
-    for missing in (unminted, uuid.uuid4()):  # no NFT recorded; no such ticket
+    # No NFT recorded for that mint; no such mint; no address at all.
+    for missing in (chain_keys.mint_keypair(unminted).pubkey(), Pubkey.new_unique()):
         assert_problem(await chain_client.get(f"/v1/chain/metadata/{missing}"), 404, "not_found")
+    bad = await chain_client.get(f"/v1/chain/metadata/{minted}")
+    assert_problem(bad, 400, "invalid_mint")
+    assert bad.json()["field"] == "mint"
 
 
 async def test_no_metadata_is_served_with_the_chain_off(
     client: AsyncTestClient[Litestar], tenant: TenantHandle
 ) -> None:
-    assert_problem(await client.get(f"/v1/chain/metadata/{uuid.uuid4()}"), 404, "not_found")
+    assert_problem(await client.get(f"/v1/chain/metadata/{Pubkey.new_unique()}"), 404, "not_found")

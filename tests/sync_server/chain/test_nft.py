@@ -6,8 +6,10 @@ every hand-encoded instruction here is checked by the program that will run it i
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 from solders.instruction import Instruction
@@ -40,6 +42,7 @@ from sync_server.chain.nft import (
     read_ticket_holding,
     read_ticket_mint,
     thaw_ticket_instruction,
+    ticket_metadata,
     ticket_mint_space,
     transfer_ticket_instructions,
 )
@@ -53,16 +56,16 @@ from sync_server.chain.token2022 import (
     parse_mint,
     parse_token_account,
 )
+from sync_server.settings import ChainSettings
 
 MAX_TRANSACTION_BYTES = 1232  # Solana's packet limit for a serialized transaction
 
 METADATA = TicketMetadata(
     name="Gatehouse ticket",
     symbol="GATE",
-    uri="https://tickets.example/t/0192f0c4-1f5e-7abc-8def-0123456789ab.json",
+    uri="https://tickets.example/v1/chain/metadata/7xKXtg2CW87d97TXJSDpbD5jBkheTqA83TZRuJosgAsU",
     event_id="0192f0c4-0000-7000-8000-00000000e001",
     ticket_type="General admission",
-    ticket_id="0192f0c4-1f5e-7abc-8def-0123456789ab",
 )
 
 
@@ -158,7 +161,6 @@ def test_minted_ticket_carries_its_metadata_supply_one_and_no_mint_authority(
     )
     assert ticket.event_id == METADATA.event_id
     assert ticket.ticket_type == METADATA.ticket_type
-    assert ticket.ticket_id == METADATA.ticket_id
     assert ticket.mint.supply == 1
     assert ticket.mint.decimals == 0
     assert ticket.mint.mint_authority is None
@@ -257,10 +259,9 @@ def test_long_but_realistic_metadata_still_fits_one_transaction(chain: Chain) ->
     metadata = TicketMetadata(
         name="Gatehouse · Summer Festival 2025 · Day 2",
         symbol="GATEHOUSE",
-        uri="https://tickets.example.com/v1/metadata/" + "0192f0c4-1f5e-7abc-8def-0123456789ab" * 2,
+        uri="https://tickets.example.com/v1/chain/metadata/" + str(Keypair().pubkey()) * 2,
         event_id=METADATA.event_id,
         ticket_type="Weekend camping, early entry",
-        ticket_id=METADATA.ticket_id,
     )
     mint = chain.mint_ticket(Keypair().pubkey(), metadata)
     assert chain.ticket(mint).name == metadata.name
@@ -357,3 +358,18 @@ def test_readers_reject_truncated_extensions_and_the_wrong_account_kind(chain: C
         parse_token_account(mint_data)
     with pytest.raises(AccountLayoutError):
         parse_token_account(account_data[:100])
+
+
+def test_public_metadata_names_no_ticket_id() -> None:
+    """Issue 14 item 8: every NFT's public metadata carried the ticket id — the secret a
+    scanner's cache was keyed and sealed by. Now nothing on the mint, nor its uri, names it."""
+    ticket = SimpleNamespace(id=uuid.uuid4(), event_id=uuid.uuid4())
+    mint = str(Keypair().pubkey())
+    metadata = ticket_metadata(ticket, mint, "Spring Concert", "Balcony", ChainSettings())
+    public = " ".join(
+        [metadata.name, metadata.symbol, metadata.uri]
+        + [f"{key}={value}" for key, value in metadata.additional_fields()]
+    )
+    for spelling in (str(ticket.id), ticket.id.hex):
+        assert spelling not in public.lower()
+    assert metadata.uri.endswith("/" + mint)
