@@ -1,5 +1,6 @@
 """The per-event ticket-code keys: made when an event is created, stored sealed under the
-master key, rotated on request, retired after a loss; and the tickets' name secrets, sealed under the same master key.
+master key, rotated on request, retired after a loss; and the tickets' name secrets, sealed
+under the same master key.
 
 Issuer rings are cached per process and keyed by the set of key rows, so a rotation made by
 another process is picked up on the next load. Codes are read with the tenant's scanner rings
@@ -136,10 +137,10 @@ class KeyStore:
                 .values(retired_at=now, active=False)
             )
             retired.append(now)
-        # This process reads the event's codes with the new ring from now on; other processes
-        # keep theirs until a code names a key they lack — the codes under the retired key are
+        # This process reads the tenant's codes with the new rings from now on; other processes
+        # keep theirs until a code no ring of theirs reads — the codes under the retired key are
         # refused there all the same, as superseded, once their tickets have new codes.
-        self._readers.pop((tenant_id, event_id), None)
+        self._tenants.pop(tenant_id, None)
         return min(retired)
 
     async def issuer_ring(
