@@ -5,6 +5,7 @@ an event, in bounded batches, and doing it again changes nothing."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,12 @@ EVENT_NIGHT = datetime(2030, 5, 1, 20, 0, tzinfo=UTC)
 @pytest.fixture
 def app(settings: Settings) -> Litestar:
     return create_app(settings, clock=ManualClock(EVENT_NIGHT))
+
+
+@pytest.fixture
+async def tenant(make_tenant: Callable[..., Awaitable[TenantHandle]]) -> TenantHandle:
+    """Its tokens minted on the event night, where the app's clock stands."""
+    return (await make_tenant("Main venue")).at(EVENT_NIGHT)
 
 
 async def _on_sale(client: Client, tenant: TenantHandle, count: int) -> tuple[str, list[Any]]:

@@ -8,7 +8,7 @@ import base64
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +55,12 @@ def clock() -> ManualClock:
 @pytest.fixture
 def app(settings: Settings, clock: ManualClock) -> Litestar:
     return create_app(settings, clock=clock)
+
+
+@pytest.fixture
+async def tenant(make_tenant: Callable[..., Awaitable[TenantHandle]]) -> TenantHandle:
+    """Its tokens minted on the event night, where the app's clock stands."""
+    return (await make_tenant("Main venue")).at(EVENT_NIGHT)
 
 
 async def _sold(client: Client, tenant: TenantHandle) -> tuple[str, list[dict[str, Any]]]:

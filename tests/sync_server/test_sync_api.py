@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,7 +46,7 @@ async def tenant(make_tenant: Callable[..., Awaitable[TenantHandle]]) -> TenantH
     """The tenant, its tokens minted on the event night: the server checks a token's expiry by
     its own clock, which stands there."""
     made = await make_tenant("Main venue")
-    return TenantHandle(made.id, functools.partial(made.token, now=EVENT_NIGHT))
+    return made.at(EVENT_NIGHT)
 
 
 async def _event_with_tickets(
