@@ -105,6 +105,15 @@ def _database(url: str, variable: str) -> Iterator[None]:
         ) from error
 
 
+def _tenant_named(settings: Settings, tenant_id: uuid.UUID) -> str:
+    """The tenant's name; a clear error when there is no such tenant."""
+    with _database(settings.database.admin_url, ADMIN_URL):
+        name = asyncio.run(tenant_name(settings.database.admin_url, tenant_id))
+    if name is None:
+        raise click.ClickException(f"There is no tenant with the id {tenant_id}.")
+    return name
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gatehouse")
 def main() -> None:
@@ -287,10 +296,7 @@ def token(
             f"{ttl_seconds}: a leaked token must not outlive the day (manager) or the month "
             "(service); make a new one when it expires."
         )
-    with _database(settings.database.admin_url, ADMIN_URL):
-        name = asyncio.run(tenant_name(settings.database.admin_url, tenant_id))
-    if name is None:
-        raise click.ClickException(f"There is no tenant with the id {tenant_id}.")
+    name = _tenant_named(settings, tenant_id)
     minted = mint_token(
         auth.jwt_secret,
         tenant_id=tenant_id,
@@ -343,10 +349,7 @@ def token_revoke(tenant_id: uuid.UUID, expires_at: datetime | None, jti: str) ->
         finally:
             await database.close()
 
-    with _database(settings.database.admin_url, ADMIN_URL):
-        name = asyncio.run(tenant_name(settings.database.admin_url, tenant_id))
-    if name is None:
-        raise click.ClickException(f"There is no tenant with the id {tenant_id}.")
+    _tenant_named(settings, tenant_id)
     with _database(settings.database.url, APP_URL):
         until = asyncio.run(run())
     click.echo(f"Revoked token {jti.strip()}; the revocation is kept until {until.isoformat()}.")
@@ -447,10 +450,7 @@ def keys_retire(tenant_id: uuid.UUID, event_id: uuid.UUID, key_id: int) -> None:
         finally:
             await database.close()
 
-    with _database(settings.database.admin_url, ADMIN_URL):
-        name = asyncio.run(tenant_name(settings.database.admin_url, tenant_id))
-    if name is None:
-        raise click.ClickException(f"There is no tenant with the id {tenant_id}.")
+    _tenant_named(settings, tenant_id)
     with _database(settings.database.url, APP_URL):
         done = asyncio.run(run())
     count = done.tickets_reissued
