@@ -109,6 +109,10 @@ async def _scan_log_gate(client: Client, tenant: TenantHandle, bad: str) -> Any:
     return await client.get("/v1/scans", params={"gate": bad}, headers=tenant.token())
 
 
+async def _revoked_jti(client: Client, tenant: TenantHandle, bad: str) -> Any:
+    return await client.post("/v1/tokens/revocations", json={"jti": bad}, headers=tenant.token())
+
+
 # (the request, where the error names the field)
 CASES: dict[str, tuple[Send, str]] = {
     "event name": (_event_name, "name"),
@@ -119,6 +123,7 @@ CASES: dict[str, tuple[Send, str]] = {
     "holder user id": (_holder_user_id, "holder.user_id"),
     "upload gate": (_upload_gate, "scans[0].gate"),
     "scan-log gate filter": (_scan_log_gate, "gate"),
+    "revoked token id": (_revoked_jti, "jti"),
 }
 
 

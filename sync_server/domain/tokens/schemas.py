@@ -5,8 +5,11 @@ from typing import Annotated
 
 import msgspec
 
-#: A token's id as its ``jti`` claim says (ours are 32 hex digits; a gateway's may differ).
-TokenId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+from shared.wire import ONE_LINE
+
+#: A token's id as its ``jti`` claim says (ours are 32 hex digits; a gateway's may differ); one
+#: line without control characters (a NUL reaching Postgres was a 500, found by the fuzz test).
+TokenId = Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
 
 
 class RevocationRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
