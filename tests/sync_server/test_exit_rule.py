@@ -32,10 +32,7 @@ from shared import wire
 from shared.clock import ManualClock
 from shared.domain import Direction, VerdictReason, VerdictResult
 from shared.ids import new_id
-from shared.keys import IssuerKeyRing
 from shared.ticket_code import issue_code
-from sync_server.db.engine import Database
-from sync_server.domain.keys.services import KeyStore
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import (
@@ -45,6 +42,7 @@ from tests.sync_server.helpers import (
     create_event,
     create_ticket_type,
     enrolled_device,
+    issuer_ring,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -55,17 +53,6 @@ def scanner_store(tmp_path: Path) -> Iterator[LocalStore]:
     store = LocalStore.open(tmp_path / "scanner")
     yield store
     store.close()
-
-
-async def _issuer_ring(settings: Settings, tenant: TenantHandle, event_id: str) -> IssuerKeyRing:
-    database = Database(settings.database)
-    try:
-        async with database.tenant(tenant.id) as session:
-            return await KeyStore(settings.master_key).issuer_ring(
-                session, uuid.UUID(event_id), tenant_id=tenant.id
-            )
-    finally:
-        await database.close()
 
 
 async def _synced_gate(
@@ -122,7 +109,7 @@ async def test_the_server_and_an_offline_gate_give_an_exit_the_same_verdict(
         headers={**tenant.token(), "Idempotency-Key": "refund"},
     )
     assert revoked.status_code == 200, revoked.text
-    ring = await _issuer_ring(settings, tenant, event["id"])
+    ring = await issuer_ring(settings, tenant.id, event["id"])
 
     def genuine(ticket_id: uuid.UUID, secret_version: int) -> str:
         return issue_code(
