@@ -1,14 +1,16 @@
 """The admission rules that need no scan history: what a genuine code says against what is
-known about its ticket and event. The server's check-in and the scanner's offline validator
-both decide with these, so a gate online and a gate offline agree."""
+known about its ticket and event, and which of its refusals still let someone leave. The
+server's check-in and the scanner's offline validator both decide with these, so a gate online
+and a gate offline agree."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
-from shared.domain import TicketStatus, VerdictReason
+from shared.domain import Direction, TicketStatus, VerdictReason
 from shared.ticket_code import TicketCode
 
 
@@ -61,3 +63,33 @@ def code_standing(
         if now > window.ends_at:
             return VerdictReason.NO_LONGER_VALID
     return None
+
+
+#: Refusals that speak of a ticket's right to be *inside* — not of which ticket it is: an exit
+#: gate lets its holder out, and the leave counts.
+NO_BAR_TO_LEAVING: Final = frozenset(
+    {
+        VerdictReason.REVOKED,
+        VerdictReason.EXPIRED,
+        VerdictReason.SUPERSEDED,
+        VerdictReason.NOT_YET_VALID,
+        VerdictReason.NO_LONGER_VALID,
+    }
+)
+
+
+def refusal(reason: VerdictReason | None, direction: Direction) -> VerdictReason | None:
+    """Why a scan going ``direction`` is refused, given why its code is: ``reason`` as reading
+    the code or ``code_standing`` found it (None when nothing stands in its way).
+
+    An entry is refused for any reason. An exit is refused only when the code does not name a
+    known ticket of this event — it does not read (``invalid_code``, ``unknown_key``, a secret
+    version newer than the issuer's record), is for another event (``wrong_event``), or its
+    ticket is not on the list (``not_found``) — or the scanner is switched off: nobody is known
+    to have left, so the exit does not count. No gate holds anyone in; a refused exit only
+    tells staff that this leave is not recorded. A ticket revoked, expired, superseded or
+    outside its hours still leaves, and its leave counts.
+    """
+    if direction is Direction.EXIT and reason in NO_BAR_TO_LEAVING:
+        return None
+    return reason

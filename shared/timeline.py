@@ -7,7 +7,8 @@ its own and its peers' scans to refuse a second entry.
 Rules: an entry while the ticket is inside is a double entry (a *conflict* of the admission
 that let it in); an entry after an exit is a re-entry, allowed only when the event allows it
 (otherwise a conflict of the first admission); an exit lets the ticket out. Conflicts change
-nothing: the first admission stands.
+nothing: the first admission stands. A new entry refused because of them names, as its
+``prior``, the admission it collides with (``prior_scan``).
 
 One exception, because an online admission was decided by the server, on its own clock, and
 shown to the gate as "admitted": an offline admission uploaded later and dated before it never
@@ -18,10 +19,11 @@ the conflict (of the online one) instead, and so is every entry that collided wi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from shared import wire
 from shared.domain import Direction
 
 
@@ -34,6 +36,9 @@ class AdmittedScan:
     direction: Direction
     #: Decided online by the server, at ``at`` on its own clock: no offline claim displaces it.
     online: bool = False
+    #: Where and by whom it was scanned: what a refusal names as ``prior``.
+    gate: str = ""
+    device_id: uuid.UUID | None = None
 
 
 @dataclass(slots=True)
@@ -81,6 +86,18 @@ def replay(scans: Iterable[AdmittedScan], *, allow_reentry: bool) -> Timeline:
         if scan.online:
             online.add(scan.scan_id)
     return timeline
+
+
+def prior_scan(scans: Sequence[AdmittedScan], *, allow_reentry: bool) -> wire.PriorScan | None:
+    """The admission a new entry after ``scans`` collides with — what a refusal as
+    ``already_checked_in`` names as ``prior`` — or None when it may enter."""
+    collides = replay(scans, allow_reentry=allow_reentry).entry_collides_with(allow_reentry)
+    prior = next((s for s in scans if s.scan_id == collides), None)
+    if prior is None:
+        return None
+    return wire.PriorScan(
+        scan_id=prior.scan_id, scanned_at=prior.at, gate=prior.gate, device_id=prior.device_id
+    )
 
 
 def _displace(timeline: Timeline, offline: uuid.UUID, *, by: uuid.UUID) -> None:

@@ -16,8 +16,9 @@
 5. only then is the verdict returned.
 
 A genuine code for a ticket the cache does not know yet (sold after the last sync) is admitted
-on its signature alone and marked so, unless the gate is strict. An exit lets out anyone with a
-genuine code for this event, like the server.
+on its signature alone and marked so, unless the gate is strict. An exit refuses only what
+``shared.rules.refusal`` says bars a leave (a code that names no known ticket of this event),
+like the server.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ from shared.clock import Clock, SystemClock
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 from shared.ids import new_id
 from shared.keys import ScannerKeyRing
-from shared.rules import EventWindow, TicketFacts, code_standing
+from shared.rules import EventWindow, TicketFacts, code_standing, refusal
 from shared.ticket_code import CodeRejection, RejectionKind, TicketCode, read_code
-from shared.timeline import AdmittedScan, replay
+from shared.timeline import AdmittedScan, prior_scan, replay
 
 Mode = Literal["offline", "online"]
 
@@ -376,8 +377,6 @@ class Gate:
             holder_name=cached.holder_name(code) if cached else None,
             old_format=code.name_secret is None,
         )
-        if direction is Direction.EXIT:
-            return decision
         if cached is None and not context.settings.strict:
             facts = TicketFacts(
                 code.ticket_id, code.event_id, TicketStatus.ACTIVE, code.secret_version
@@ -392,31 +391,30 @@ class Gate:
             opens_at=(cached.valid_from if cached else None) or gate_event.admission_opens_at,
             ends_at=(cached.valid_until if cached else None) or gate_event.ends_at,
         )
-        reason = code_standing(
-            code, gate_event_id=gate_event.event_id, ticket=facts, window=window, now=now
+        reason = refusal(
+            code_standing(
+                code, gate_event_id=gate_event.event_id, ticket=facts, window=window, now=now
+            ),
+            direction,
         )
         if reason is not None:
             return replace(decision, result=VerdictResult.REJECTED, reason=reason)
-        known = admissions_of(conn, lookup)
-        timeline = replay(
-            (AdmittedScan(a.scan_id, a.at, a.direction) for a in known),
-            allow_reentry=gate_event.allow_reentry,
-        )
-        collides = timeline.entry_collides_with(gate_event.allow_reentry)
-        if collides is not None:
-            first = next(a for a in known if a.scan_id == collides)
+        if direction is Direction.EXIT:
+            return decision
+        known = [
+            AdmittedScan(a.scan_id, a.at, a.direction, gate=a.gate, device_id=a.device_id)
+            for a in admissions_of(conn, lookup)
+        ]
+        prior = prior_scan(known, allow_reentry=gate_event.allow_reentry)
+        if prior is not None:
             return replace(
                 decision,
                 result=VerdictResult.REJECTED,
                 reason=VerdictReason.ALREADY_CHECKED_IN,
-                prior=wire.PriorScan(
-                    scan_id=first.scan_id,
-                    scanned_at=first.at,
-                    gate=first.gate,
-                    device_id=first.device_id,
-                ),
+                prior=prior,
             )
-        return replace(decision, reentry=timeline.first_entry is not None)
+        reentry = replay(known, allow_reentry=gate_event.allow_reentry).first_entry is not None
+        return replace(decision, reentry=reentry)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,10 @@ green       ADMIT    an entry admitted with nothing to look at
 green       EXIT     an exit recorded
 amber       CHECK    admitted, but look twice: re-entry after an exit, or admitted on the
                      code's signature alone (a ticket sold after the last sync)
-red         STOP     rejected, for any reason (the sentence says which); also a scan that
-                     could not be recorded (no verdict may be shown for it)
+red         STOP     an entry rejected, for any reason (the sentence says which); also a
+                     scan that could not be recorded (no verdict may be shown for it)
+red         UNKNOWN  an exit rejected: the code names no known ticket of this event, so the
+                     leave is not recorded — but nobody is held in (docs/sync-protocol.md)
 dark grey   READY    nothing to show: "Ready — scan a ticket"
 ==========  =======  =====================================================================
 
@@ -65,6 +67,10 @@ NOT_RECORDED = VerdictLook(Tone.REJECT, RED, "#ffffff", "STOP", "Not checked —
 
 def look_of(verdict: GateVerdict) -> VerdictLook:
     """The colour, word and outcome line for ``verdict`` (see the module docstring)."""
+    if not verdict.admitted and verdict.verdict.direction is Direction.EXIT:
+        return VerdictLook(
+            Tone.REJECT, RED, "#ffffff", "UNKNOWN", "Exit not recorded — the guest may leave"
+        )
     if not verdict.admitted:
         return VerdictLook(Tone.REJECT, RED, "#ffffff", "STOP", "Do not let in")
     if verdict.verdict.direction is Direction.EXIT:

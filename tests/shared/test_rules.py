@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.domain import TicketStatus, VerdictReason
-from shared.rules import EventWindow, TicketFacts, code_standing
+from shared.domain import Direction, TicketStatus, VerdictReason
+from shared.rules import EventWindow, TicketFacts, code_standing, refusal
 from shared.ticket_code import TicketCode
 
 EVENT = uuid.uuid4()
@@ -72,3 +72,57 @@ def test_code_standing(
     assert (
         code_standing(code, gate_event_id=EVENT, ticket=ticket, window=window, now=now) is expected
     )
+
+
+#: The refusals that say nothing of which ticket this is, only of its right to be inside.
+STILL_LEAVES = [
+    VerdictReason.REVOKED,
+    VerdictReason.EXPIRED,
+    VerdictReason.SUPERSEDED,
+    VerdictReason.NOT_YET_VALID,
+    VerdictReason.NO_LONGER_VALID,
+]
+
+
+@pytest.mark.parametrize("reason", [*VerdictReason, None])
+def test_an_entry_is_refused_for_every_reason(reason: VerdictReason | None) -> None:
+    assert refusal(reason, Direction.ENTRY) is reason
+
+
+@pytest.mark.parametrize("reason", STILL_LEAVES)
+def test_a_ticket_with_no_right_to_be_inside_still_leaves(reason: VerdictReason) -> None:
+    assert refusal(reason, Direction.EXIT) is None
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        # Nobody is known to have left: the code names no known ticket of this event (issue 15:
+        # the scanner let these out offline while the server refused them).
+        VerdictReason.NOT_FOUND,
+        VerdictReason.INVALID_CODE,
+        VerdictReason.UNKNOWN_KEY,
+        VerdictReason.WRONG_EVENT,
+        VerdictReason.DEVICE_REVOKED,
+    ],
+)
+def test_an_exit_of_a_code_that_names_no_known_ticket_is_refused(reason: VerdictReason) -> None:
+    assert refusal(reason, Direction.EXIT) is reason
+
+
+def test_an_exit_of_a_newer_code_than_the_issuers_record_is_refused() -> None:
+    """Through ``code_standing``, as both sides call it: the two cases the sides disagreed on."""
+    newer = code_standing(
+        _code(version=3), gate_event_id=EVENT, ticket=_ticket(version=2), window=WINDOW, now=NOW
+    )
+    unknown = code_standing(_code(), gate_event_id=EVENT, ticket=None, window=WINDOW, now=NOW)
+    assert refusal(newer, Direction.EXIT) is VerdictReason.INVALID_CODE
+    assert refusal(unknown, Direction.EXIT) is VerdictReason.NOT_FOUND
+    late = code_standing(
+        _code(version=1),
+        gate_event_id=EVENT,
+        ticket=_ticket(TicketStatus.REVOKED, 2),
+        window=WINDOW,
+        now=NOW + timedelta(hours=4),
+    )
+    assert refusal(late, Direction.EXIT) is None

@@ -6,14 +6,15 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared import wire
 from shared.domain import Direction
-from shared.timeline import AdmittedScan, replay
+from shared.timeline import AdmittedScan, prior_scan, replay
 
 T0 = datetime(2030, 5, 1, 19, 0, tzinfo=UTC)
 
 
-def _scan(minute: int, direction: Direction = Direction.ENTRY) -> AdmittedScan:
-    return AdmittedScan(uuid.uuid4(), T0 + timedelta(minutes=minute), direction)
+def _scan(minute: int, direction: Direction = Direction.ENTRY, gate: str = "") -> AdmittedScan:
+    return AdmittedScan(uuid.uuid4(), T0 + timedelta(minutes=minute), direction, gate=gate)
 
 
 def test_the_earliest_entry_wins_whatever_order_scans_arrive_in() -> None:
@@ -41,6 +42,25 @@ def test_a_new_entry_is_told_what_it_collides_with() -> None:
     gone = replay([entry, _scan(2, Direction.EXIT)], allow_reentry=False)
     assert gone.entry_collides_with(False) == entry.scan_id
     assert gone.entry_collides_with(True) is None
+
+
+def test_a_refused_entry_names_the_admission_it_collides_with_as_prior() -> None:
+    device = uuid.uuid4()
+    entry = AdmittedScan(uuid.uuid4(), T0, Direction.ENTRY, gate="North 1", device_id=device)
+    double = _scan(1, gate="South 2")  # a conflict of ``entry``: it never names itself
+    prior = prior_scan([double, entry], allow_reentry=False)
+    assert prior == wire.PriorScan(
+        scan_id=entry.scan_id, scanned_at=T0, gate="North 1", device_id=device
+    )
+    assert prior_scan([], allow_reentry=False) is None
+    out = _scan(2, Direction.EXIT)
+    # After an exit: the first admission still bars a re-entry, unless the event allows it.
+    assert prior_scan([entry, double, out], allow_reentry=False) == prior
+    assert prior_scan([entry, double, out], allow_reentry=True) is None
+    back = _scan(3, gate="East 3")
+    again = prior_scan([entry, out, back], allow_reentry=True)
+    assert again is not None
+    assert (again.scan_id, again.gate) == (back.scan_id, "East 3")
 
 
 @given(st.lists(st.tuples(st.integers(0, 600), st.booleans()), max_size=30), st.booleans())

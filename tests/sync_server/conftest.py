@@ -115,25 +115,30 @@ class TenantHandle:
         return TenantHandle(self.id, functools.partial(self.token, now=now))
 
 
+async def new_tenant(settings: Settings, name: str = "Venue") -> TenantHandle:
+    """A new tenant, with ``token(role)`` giving Authorization headers."""
+    tenant_id = await create_tenant(settings.database.admin_url, name)
+
+    def token(role: Role = Role.MANAGER, **claims: object) -> dict[str, str]:
+        minted = mint_token(
+            settings.auth.jwt_secret,
+            tenant_id=tenant_id,
+            role=role,
+            subject=str(claims.pop("subject", f"{role}-user")),
+            ttl_seconds=int(claims.pop("ttl_seconds", 600)),  # type: ignore[call-overload]
+            **claims,  # type: ignore[arg-type]
+        )
+        return {"Authorization": f"Bearer {minted}"}
+
+    return TenantHandle(tenant_id, token)
+
+
 @pytest.fixture
 async def make_tenant(settings: Settings) -> Callable[..., object]:
-    """Create tenants; each comes with ``token(role)`` giving Authorization headers."""
+    """Create tenants (``new_tenant``)."""
 
     async def make(name: str = "Venue") -> TenantHandle:
-        tenant_id = await create_tenant(settings.database.admin_url, name)
-
-        def token(role: Role = Role.MANAGER, **claims: object) -> dict[str, str]:
-            minted = mint_token(
-                settings.auth.jwt_secret,
-                tenant_id=tenant_id,
-                role=role,
-                subject=str(claims.pop("subject", f"{role}-user")),
-                ttl_seconds=int(claims.pop("ttl_seconds", 600)),  # type: ignore[call-overload]
-                **claims,  # type: ignore[arg-type]
-            )
-            return {"Authorization": f"Bearer {minted}"}
-
-        return TenantHandle(tenant_id, token)
+        return await new_tenant(settings, name)
 
     return make
 

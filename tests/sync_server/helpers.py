@@ -15,6 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
+from shared.keys import IssuerKeyRing
+from sync_server.db.engine import Database
+from sync_server.domain.keys.services import KeyStore
+from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
 
 Client = AsyncTestClient[Litestar] | httpx.AsyncClient
@@ -128,6 +132,19 @@ async def enrolled_device(
     return DeviceHandle(
         body["device_id"], gate, {"Authorization": f"Bearer {body['device_token']}"}
     )
+
+
+async def issuer_ring(settings: Settings, tenant_id: uuid.UUID, event_id: str) -> IssuerKeyRing:
+    """The event's issuer keys, as the server holds them: to make codes the API does not make
+    (a ticket not on the list, a secret version ahead of the ticket's)."""
+    database = Database(settings.database)
+    try:
+        async with database.tenant(tenant_id) as session:
+            return await KeyStore(settings.master_key).issuer_ring(
+                session, uuid.UUID(event_id), tenant_id=tenant_id
+            )
+    finally:
+        await database.close()
 
 
 def sample_value(body: bytes, name: str, **labels: str) -> float | None:

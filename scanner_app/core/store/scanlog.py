@@ -20,7 +20,7 @@ from scanner_app.core.store.lookups import inside_by_gate
 from scanner_app.core.store.times import from_micros, opt_datetime, to_micros
 from shared.domain import Direction, VerdictReason, VerdictResult
 from shared.holder_name import open_name
-from shared.timeline import AdmittedScan, replay
+from shared.timeline import AdmittedScan, prior_scan
 
 # --- logged scans ------------------------------------------------------------------------------
 
@@ -421,12 +421,11 @@ def prior_admission(conn: Connection, scan_id: uuid.UUID) -> LoggedScan | None:
         "AND scan_id != ?",
         (row.ticket_lookup, row.at, scan_id.bytes),
     ).all()
-    timeline = replay(
-        (
+    prior = prior_scan(
+        [
             AdmittedScan(uuid.UUID(bytes=r.scan_id), from_micros(r.at), Direction(r.direction))
             for r in earlier
-        ),
+        ],
         allow_reentry=bool(row.allow_reentry),
     )
-    collides = timeline.entry_collides_with(bool(row.allow_reentry))
-    return find_scan(conn, collides) if collides else None
+    return find_scan(conn, prior.scan_id) if prior else None

@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared import wire
 from shared.domain import Direction, TicketStatus, TimeAdjustment, VerdictReason, VerdictResult
 from shared.ids import new_id
+from shared.rules import refusal
 from shared.ticket_code import TicketCode
-from shared.timeline import AdmittedScan, replay
+from shared.timeline import AdmittedScan, prior_scan, replay
 from sync_server.db.engine import ticket_written
 from sync_server.db.models import (
     Device,
@@ -36,17 +37,6 @@ from sync_server.domain.tickets.chain_sync import SETTLED, ChainSync, check_move
 from sync_server.domain.tickets.services import change_rows, change_ticket
 from sync_server.http.problems import Conflict, Forbidden, NotFound, Unprocessable
 from sync_server.messaging.outbox import add_ticket_event, ticket_event_row
-
-#: Reasons that keep someone in, not out: an exit gate lets anyone with a genuine code leave.
-_NO_BAR_TO_LEAVING = frozenset(
-    {
-        VerdictReason.REVOKED,
-        VerdictReason.EXPIRED,
-        VerdictReason.SUPERSEDED,
-        VerdictReason.NOT_YET_VALID,
-        VerdictReason.NO_LONGER_VALID,
-    }
-)
 
 
 def http_status(verdict: wire.Verdict) -> int:
@@ -141,8 +131,7 @@ class CheckInService:
         reason: VerdictReason | None = standing(
             decoded, gate_event_id=event_id, ticket=state, now=self._now
         )
-        if request.direction is Direction.EXIT and reason in _NO_BAR_TO_LEAVING:
-            reason = None
+        reason = refusal(reason, request.direction)
         prior: wire.PriorScan | None = None
         chain_verified: bool | None = None
         if state is not None and reason is None and request.direction is Direction.ENTRY:
@@ -411,8 +400,7 @@ class CheckInService:
             server_reason = standing(decoded, gate_event_id=gate.event_id, ticket=ticket, now=at)
             if ticket is not None and server_reason is not VerdictReason.WRONG_EVENT:
                 ticket_id = ticket.id
-        if scan.direction is Direction.EXIT and server_reason in _NO_BAR_TO_LEAVING:
-            server_reason = None
+        server_reason = refusal(server_reason, scan.direction)
         admitted = scan.device_result is VerdictResult.ADMITTED
         return {
             "id": scan.scan_id,
@@ -826,13 +814,19 @@ def _outcome(row: Any, *, duplicate: bool = False) -> wire.ScanOutcome:
 def _prior_in(history: Sequence[Any], allow_reentry: bool) -> wire.PriorScan | None:
     """The admission a new entry would collide with, given the ticket's admitted scans (rows
     with id, scanned_at, direction, gate, device_id); None when it may enter."""
-    timeline = replay((_admitted_scan(s) for s in history), allow_reentry=allow_reentry)
-    collides = timeline.entry_collides_with(allow_reentry)
-    if collides is None:
-        return None
-    first = next(s for s in history if s.id == collides)
-    return wire.PriorScan(
-        scan_id=first.id, scanned_at=first.scanned_at, gate=first.gate, device_id=first.device_id
+    return prior_scan(
+        [
+            AdmittedScan(
+                s.id,
+                s.scanned_at,
+                Direction(s.direction),
+                online=s.online,
+                gate=s.gate,
+                device_id=s.device_id,
+            )
+            for s in history
+        ],
+        allow_reentry=allow_reentry,
     )
 
 

@@ -556,6 +556,27 @@ def test_an_exit_still_refuses_codes_that_are_not_genuine(venue: Venue) -> None:
     _rejected(gate.scan("not a code", direction=Direction.EXIT), VerdictReason.INVALID_CODE)
     other_event = venue.code(new_id(), event_id=new_id())
     _rejected(gate.scan(other_event, direction=Direction.EXIT), VerdictReason.WRONG_EVENT)
+    # Signed by the issuer, but newer than the issuer's own record of the ticket (issue 15:
+    # this gate let it out while the server refused it).
+    ticket_id = venue.ticket(secret_version=2)
+    newer = venue.code(ticket_id, secret_version=3)
+    _rejected(gate.scan(newer, direction=Direction.EXIT), VerdictReason.INVALID_CODE)
+    with venue.store.read() as conn:
+        # Nobody is known to have left: no exit counts for the ticket.
+        assert admissions_of(conn, venue.store.sealer.lookup(ticket_id)) == []
+
+
+def test_a_strict_gate_refuses_the_exit_of_a_ticket_it_does_not_know(venue: Venue) -> None:
+    """As the server refuses it (``not_found``); a gate that is not strict lets it out on its
+    signature, as it lets it in (the ticket may have been sold after the last sync)."""
+    unknown = venue.code(new_id())
+    gate = venue.gate()
+    out = gate.scan(unknown, direction=Direction.EXIT)
+    assert out.admitted
+    assert out.on_signature
+    venue.settings(strict=True)
+    _next_scan(venue)
+    _rejected(gate.scan(unknown, direction=Direction.EXIT), VerdictReason.NOT_FOUND)
 
 
 def test_a_gate_in_exit_mode_scans_exits(venue: Venue) -> None:

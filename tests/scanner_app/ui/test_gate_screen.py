@@ -22,7 +22,7 @@ from scanner_app.core.store.state import load_settings
 from scanner_app.ui.main_window import MainWindow
 from scanner_app.ui.verdict_panel import AMBER, GREEN, RED
 from shared import wire
-from shared.domain import Direction
+from shared.domain import Direction, VerdictReason
 from shared.ids import new_id
 from tests.scanner_app.ui.conftest import GateFixture, make_gate
 
@@ -76,6 +76,21 @@ def test_a_revoked_ticket_turns_the_panel_red_with_the_reason(
     assert panel.background.name() == RED
     assert panel.sentence_label.text() == "This ticket has been cancelled."
     assert panel.outcome_label.text() == "Do not let in"
+
+
+def test_a_refused_exit_says_it_was_not_recorded_not_to_stop_the_guest(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    """No gate holds anyone in: a code that names no ticket of the event is not recorded as
+    a leave, and the panel says so (issue 15)."""
+    window.gate_screen.set_direction(Direction.EXIT)
+    scanner_types(window.gate_screen.exit_button, "GH2:not-a-code")
+
+    qtbot.waitUntil(lambda: panel_shows(window, "UNKNOWN"), timeout=10_000)
+    panel = window.gate_screen.panel
+    assert panel.background.name() == RED
+    assert panel.outcome_label.text() == "Exit not recorded — the guest may leave"
+    assert panel.sentence_label.text() == VerdictReason.INVALID_CODE.sentence
 
 
 def test_a_used_ticket_says_when_and_where_it_was_checked_in(
