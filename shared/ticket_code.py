@@ -65,6 +65,12 @@ _MAX_INPUT_CHARS: Final = 4096
 # The version is the one digit after GH: the body may itself start with a digit (2-7).
 _VERSIONED: Final = re.compile(r"GH([0-9])")
 _BASE32: Final = re.compile(r"[A-Z2-7]+")
+# RFC 4648 base32 digit values written as Python's base-32 digits (0-9a-v, "base32hex"), so that
+# ``int(text, 32)`` reads a checked body in one C call: the standard library's b32decode is
+# pure Python (about 18 µs for a GH2 body against about 1.5 µs this way).
+_AS_BASE32HEX: Final = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789abcdefghijklmnopqrstuv"
+)
 _BODY_CHARS: Final = {1: BODY_CHARS_V1, 2: BODY_CHARS}
 
 assert CODE_BYTES % 5 == 0, "the code must be a whole number of base32 groups (no padding)"
@@ -217,7 +223,7 @@ def read_code(keys: ScannerKeyRing, text: object) -> TicketCode | CodeRejection:
         return CodeRejection(
             RejectionKind.MALFORMED, "It contains characters other than A-Z and 2-7."
         )
-    raw = base64.b32decode(body)  # cannot fail: alphabet and length were checked above
+    raw = _decode_base32(body, body_chars * 5 // 8)
     return _read_v1(keys, raw) if version == 1 else _read_v2(keys, raw)
 
 
@@ -335,4 +341,11 @@ def key_marker_of(text: object) -> bytes | None:
         return None
     size = _KEY_ID.size if version == 1 else HINT_BYTES
     # Both headers fit in the first 16 base32 characters (80 bits).
-    return candidate[:3].encode() + base64.b32decode(body[:16])[:size]
+    return candidate[:3].encode() + _decode_base32(body[:16], 10)[:size]
+
+
+def _decode_base32(body: str, size: int) -> bytes:
+    """The ``size`` bytes of an unpadded base32 text of ``size * 8 / 5`` characters, all of them
+    already checked to be in ``A-Z2-7`` (``_BASE32``); the same bytes as ``base64.b32decode``.
+    The check must come first: ``int`` alone would also take signs, underscores and spaces."""
+    return int(body.translate(_AS_BASE32HEX), 32).to_bytes(size, "big")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -25,6 +26,7 @@ from shared.keys import (
 )
 from shared.ticket_code import (
     BODY_CHARS,
+    BODY_CHARS_V1,
     CODE_BYTES,
     CODE_BYTES_V1,
     CODE_CHARS,
@@ -37,7 +39,9 @@ from shared.ticket_code import (
     CodeRejection,
     RejectionKind,
     TicketCode,
+    _decode_base32,
     issue_code,
+    key_marker_of,
     read_code,
 )
 from tests.shared.ticket_vectors import VECTORS_PATH, build
@@ -244,6 +248,65 @@ def test_random_base32_after_the_prefix_is_rejected(body: str) -> None:
     ring = IssuerKeyRing.generate().scanner_ring
     _rejected(read_code(ring, PREFIX + body))
     _rejected(read_code(ring, PREFIX_V1 + body))
+
+
+BASE32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+# What the reader accepted before its decoder became int(..., 32): only these, after strip/upper.
+_OLD_BODY = re.compile(r"[A-Z2-7]+")
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from([BODY_CHARS, BODY_CHARS_V1, 16]).flatmap(
+        lambda size: st.text(alphabet=BASE32_ALPHABET, min_size=size, max_size=size)
+    )
+)
+def test_the_fast_base32_decoder_agrees_with_the_standard_library(body: str) -> None:
+    assert _decode_base32(body, len(body) * 5 // 8) == base64.b32decode(body)
+
+
+# Mostly base32, with what int(..., 32) or str.upper() might take that base32 must not: lower
+# case, Python's extra base-32 digits, signs, underscores, spaces, padding, Unicode digits and
+# letters whose upper case is ASCII or longer.
+_NEAR_BASE32 = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(BASE32_ALPHABET),
+        st.sampled_from("abz0189=_+- \t\n٣１ßıſﬀ"),
+        st.characters(),
+    ),
+    min_size=0,
+    max_size=BODY_CHARS + 2,
+)
+
+
+@settings(max_examples=500)
+@given(
+    body=st.one_of(
+        _NEAR_BASE32,
+        st.tuples(
+            st.text(alphabet=BASE32_ALPHABET, min_size=BODY_CHARS, max_size=BODY_CHARS),
+            st.integers(min_value=0, max_value=BODY_CHARS - 1),
+            st.sampled_from("abz0189=_+- ٣１ßıſﬀ"),
+        ).map(lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + 1 :]),
+    ),
+    prefix=st.sampled_from([PREFIX, PREFIX_V1]),
+)
+def test_the_reader_refuses_exactly_the_bodies_it_refused_before(body: str, prefix: str) -> None:
+    # With no keys, a body of the right shape reads as unknown_key and any other as malformed:
+    # the same split the regular expression and base64.b32decode made.
+    candidate = (prefix + body).strip().upper()
+    size = BODY_CHARS if prefix == PREFIX else BODY_CHARS_V1
+    rest = candidate[len(prefix) :]
+    old_shape = (
+        candidate.startswith(prefix) and len(rest) == size and _OLD_BODY.fullmatch(rest) is not None
+    )
+    kind = _rejected(read_code(ScannerKeyRing(), prefix + body)).kind
+    if old_shape:
+        assert kind is RejectionKind.UNKNOWN_KEY
+        assert key_marker_of(prefix + body) is not None
+    else:
+        assert kind in {RejectionKind.MALFORMED, RejectionKind.UNSUPPORTED_VERSION}
+        assert key_marker_of(prefix + body) is None
 
 
 @settings(max_examples=300)
