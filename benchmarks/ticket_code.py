@@ -120,7 +120,7 @@ def run(quick: bool = False) -> str:
         [
             "## Ticket code (one core)",
             "",
-            header("./dev bench ticket_code", "cryptography"),
+            header("./dev bench ticket_code", "cryptography", "PyNaCl"),
             f"GH1 codes are {lengths[1]:.0f} characters, GH2 codes {lengths[2]:.0f}. The ring "
             f"holds two keys of each kind (as after a rotation). Best of 5 rounds over "
             f"{seconds:.0f} s per row.",

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Final
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.exceptions import InvalidTag
 
 from shared.domain import VerdictReason
 from shared.keys import KEY_HINT_BYTES, EncryptionKey, IssuerKeyRing, ScannerKeyRing
@@ -309,9 +309,7 @@ def _verify(
         return CodeRejection(
             RejectionKind.UNKNOWN_KEY, f"Signing key {signing_key_id} is not known here."
         )
-    try:
-        verify.public_key.verify(signature, message)
-    except InvalidSignature:
+    if not verify.verifies(signature, message):
         return CodeRejection(
             RejectionKind.BAD_SIGNATURE, "The code is not signed by the issuer: it is forged."
         )

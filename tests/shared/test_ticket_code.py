@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 import segno
+from cryptography.exceptions import InvalidSignature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -516,3 +517,26 @@ def test_two_codes_of_one_event_share_no_clear_bytes(ring: IssuerKeyRing) -> Non
     one, two = (base64.b32decode(code[3:])[:16] for code in (first, second))
     assert all(one[i : i + 4] != two[i : i + 4] for i in range(0, 16, 4))
     assert first[3:10] != second[3:10]
+
+
+@settings(max_examples=200)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    message=st.binary(max_size=200),
+    flip=st.integers(min_value=0, max_value=64 * 8 - 1),
+)
+def test_libsodium_and_openssl_agree_on_signatures(seed: bytes, message: bytes, flip: int) -> None:
+    # The reader checks signatures with PyNaCl (libsodium), faster than cryptography (OpenSSL);
+    # for the issuer's keys both must take the genuine signature and refuse any altered one.
+    signing = SigningKey.from_seed(7, seed)
+    verify = signing.verify_key()
+    signature = signing.private_key.sign(message)
+    assert verify.verifies(signature, message)
+    altered = bytearray(signature)
+    altered[flip // 8] ^= 1 << (flip % 8)
+    assert not verify.verifies(bytes(altered), message)
+    with pytest.raises(InvalidSignature):
+        verify.public_key.verify(bytes(altered), message)
+    assert not verify.verifies(signature, message + b"\x00")
+    restored = VerifyKey.from_bytes(7, verify.raw())
+    assert restored.verifies(signature, message)
