@@ -174,7 +174,9 @@ def _fresh_id(taken: Iterable[int]) -> int:
 class ScannerKeyRing:
     """The keys a scanner may hold: verify keys and encryption keys, never a signing key."""
 
-    __slots__ = ("_encryption", "_verify")
+    # Immutable once made (merging makes a new ring), so what a ring read once it reads alike
+    # again: shared.ticket_code remembers recent reads per ring, by a weak reference to it.
+    __slots__ = ("__weakref__", "_encryption", "_verify")
 
     def __init__(
         self,

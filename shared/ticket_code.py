@@ -18,7 +18,10 @@ import base64
 import os
 import re
 import struct
+import threading
 import uuid
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -72,6 +75,11 @@ _AS_BASE32HEX: Final = str.maketrans(
     "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "0123456789abcdefghijklmnopqrstuv"
 )
 _BODY_CHARS: Final = {1: BODY_CHARS_V1, 2: BODY_CHARS}
+
+#: How many recent valid codes each key ring remembers (about 1 KB each: text, fields and the
+#: slot): a re-scan at a gate, the server's 409 for a code already used and the upload of scans
+#: already checked online read the same text again and skip the decryption and the signature.
+READ_CACHE_SIZE: Final = 4096
 
 assert CODE_BYTES % 5 == 0, "the code must be a whole number of base32 groups (no padding)"
 assert CODE_BYTES_V1 % 5 == 0, "the code must be a whole number of base32 groups (no padding)"
@@ -223,8 +231,47 @@ def read_code(keys: ScannerKeyRing, text: object) -> TicketCode | CodeRejection:
         return CodeRejection(
             RejectionKind.MALFORMED, "It contains characters other than A-Z and 2-7."
         )
+    recent = _RECENT.get(keys)
+    if recent is not None and (known := recent.get(candidate)) is not None:
+        return known
     raw = _decode_base32(body, body_chars * 5 // 8)
-    return _read_v1(keys, raw) if version == 1 else _read_v2(keys, raw)
+    result = _read_v1(keys, raw) if version == 1 else _read_v2(keys, raw)
+    if isinstance(result, TicketCode):
+        _RECENT.setdefault(keys, _RecentReads()).put(candidate, result)
+    return result
+
+
+class _RecentReads:
+    """The last ``READ_CACHE_SIZE`` valid codes one key ring read, by their normalised text.
+
+    Safe because reading is a pure function of the ring and that text, and a ring never changes:
+    a rotation or retirement makes a new ring, which starts with nothing remembered (``_RECENT``
+    holds rings weakly, so a dropped ring's reads go with it). Only valid codes are kept, so
+    junk cannot push them out; scanner threads and the server share it, hence the lock."""
+
+    __slots__ = ("_codes", "_lock")
+
+    def __init__(self) -> None:
+        self._codes: OrderedDict[str, TicketCode] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> TicketCode | None:
+        with self._lock:
+            code = self._codes.get(text)
+            if code is not None:
+                self._codes.move_to_end(text)
+            return code
+
+    def put(self, text: str, code: TicketCode) -> None:
+        with self._lock:
+            self._codes[text] = code
+            if len(self._codes) > READ_CACHE_SIZE:
+                self._codes.popitem(last=False)
+
+
+_RECENT: Final[weakref.WeakKeyDictionary[ScannerKeyRing, _RecentReads]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _read_v2(keys: ScannerKeyRing, raw: bytes) -> TicketCode | CodeRejection:

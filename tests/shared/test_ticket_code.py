@@ -37,6 +37,7 @@ from shared.ticket_code import (
     NONCE_BYTES,
     PREFIX,
     PREFIX_V1,
+    READ_CACHE_SIZE,
     CodeRejection,
     RejectionKind,
     TicketCode,
@@ -540,3 +541,38 @@ def test_libsodium_and_openssl_agree_on_signatures(seed: bytes, message: bytes, 
     assert not verify.verifies(signature, message + b"\x00")
     restored = VerifyKey.from_bytes(7, verify.raw())
     assert restored.verifies(signature, message)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_reading_a_code_again_answers_as_the_first_read(version: int) -> None:
+    # Reads are remembered per ring: the second answer must be what a fresh reader says, for
+    # the same text, its noisy spellings, and after enough other codes to push it out.
+    issuer = IssuerKeyRing.generate()
+    text = _fresh_code(issuer, secret_version=2, version=version)
+    first = read_code(issuer.scanner_ring, text)
+    assert isinstance(first, TicketCode)
+    for again in (text, f" {text.lower()}\r\n", text):
+        assert read_code(issuer.scanner_ring, again) == first
+    others = [_fresh_code(issuer, version=version) for _ in range(READ_CACHE_SIZE)]
+    for other in others:
+        assert isinstance(read_code(issuer.scanner_ring, other), TicketCode)
+    assert read_code(issuer.scanner_ring, text) == first
+    fresh = ScannerKeyRing.from_wire(issuer.scanner_ring.to_wire())
+    assert read_code(fresh, text) == first
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_retired_key_is_refused_even_for_codes_read_before(version: int) -> None:
+    first = IssuerKeyRing.generate()
+    rotated = first.rotated()
+    text = _fresh_code(first, version=version)
+    assert isinstance(read_code(rotated.scanner_ring, text), TicketCode)
+    retired = rotated.retired(
+        signing_ids=[first.active_signing_key.key_id],
+        encryption_ids=[first.active_encryption_key.key_id],
+    )
+    assert _rejected(read_code(retired.scanner_ring, text)).kind is RejectionKind.UNKNOWN_KEY
+    # Only the signing key retired: the seal opens, the signature's key is unknown.
+    signing_only = rotated.retired(signing_ids=[first.active_signing_key.key_id])
+    assert _rejected(read_code(signing_only.scanner_ring, text)).kind is RejectionKind.UNKNOWN_KEY
+    assert isinstance(read_code(rotated.scanner_ring, text), TicketCode)
