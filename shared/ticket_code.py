@@ -76,10 +76,11 @@ _AS_BASE32HEX: Final = str.maketrans(
 )
 _BODY_CHARS: Final = {1: BODY_CHARS_V1, 2: BODY_CHARS}
 
-#: How many recent valid codes each key ring remembers (about 1 KB each: text, fields and the
-#: slot): a re-scan at a gate, the server's 409 for a code already used and the upload of scans
-#: already checked online read the same text again and skip the decryption and the signature.
-READ_CACHE_SIZE: Final = 4096
+#: How many recent valid codes each key ring remembers (under 1 KB each with its text, so about
+#: 1.7 MB a ring at most): a re-scan at a gate, the server's 409 for a code already used and
+#: the upload of scans already checked online read the same text again and skip the decryption
+#: and the signature.
+READ_CACHE_SIZE: Final = 2048
 
 assert CODE_BYTES % 5 == 0, "the code must be a whole number of base32 groups (no padding)"
 assert CODE_BYTES_V1 % 5 == 0, "the code must be a whole number of base32 groups (no padding)"
