@@ -202,7 +202,7 @@ def run(quick: bool = False) -> str:
     lines = [
         "## Offline verdict (scanner)",
         "",
-        header("./dev bench offline_verdict", "SQLAlchemy", "cryptography"),
+        header("./dev bench offline_verdict", "SQLAlchemy", "cryptography", "PyNaCl"),
         "",
         f"{tickets:,} tickets cached; {len(every):,} scans, one at a time, each timed whole "
         "(read and verify the code, cache lookup, rules, timeline, scan + queue row committed "

@@ -71,6 +71,10 @@ class ResponseObserver:
 
     def __init__(self, *, access_log_enabled: bool = True) -> None:
         self.access_log_enabled = access_log_enabled
+        # The histogram's child per (method, route template, status), found once: ``labels()``
+        # checks and joins its arguments on every call, as long again as the observation.
+        # Bounded as the histogram's own series are: templates, not paths.
+        self._durations: dict[tuple[object, str, int], Any] = {}
 
     async def __call__(self, message: Message, scope: Scope) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -93,9 +97,12 @@ class ResponseObserver:
         duration = time.perf_counter() - started if started is not None else None
         method = scope.get("method", "")
         if duration is not None:
-            metrics.REQUEST_DURATION.labels(method=method, route=route, status=status).observe(
-                duration
-            )
+            series = (method, route, status)
+            child = self._durations.get(series)
+            if child is None:
+                child = metrics.REQUEST_DURATION.labels(method=method, route=route, status=status)
+                self._durations[series] = child
+            child.observe(duration)
         if self.access_log_enabled and access_log.isEnabledFor(logging.INFO):
             # Never the query string or headers: tokens and enrollment codes travel there.
             fields: dict[str, Any] = {

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 from datetime import UTC, datetime
 
 import msgspec
 import pytest
 import segno
+from cryptography.exceptions import InvalidSignature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +27,7 @@ from shared.keys import (
 )
 from shared.ticket_code import (
     BODY_CHARS,
+    BODY_CHARS_V1,
     CODE_BYTES,
     CODE_BYTES_V1,
     CODE_CHARS,
@@ -34,10 +37,13 @@ from shared.ticket_code import (
     NONCE_BYTES,
     PREFIX,
     PREFIX_V1,
+    READ_CACHE_SIZE,
     CodeRejection,
     RejectionKind,
     TicketCode,
+    _decode_base32,
     issue_code,
+    key_marker_of,
     read_code,
 )
 from tests.shared.ticket_vectors import VECTORS_PATH, build
@@ -244,6 +250,65 @@ def test_random_base32_after_the_prefix_is_rejected(body: str) -> None:
     ring = IssuerKeyRing.generate().scanner_ring
     _rejected(read_code(ring, PREFIX + body))
     _rejected(read_code(ring, PREFIX_V1 + body))
+
+
+BASE32_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+# What the reader accepted before its decoder became int(..., 32): only these, after strip/upper.
+_OLD_BODY = re.compile(r"[A-Z2-7]+")
+
+
+@settings(max_examples=300)
+@given(
+    st.sampled_from([BODY_CHARS, BODY_CHARS_V1, 16]).flatmap(
+        lambda size: st.text(alphabet=BASE32_ALPHABET, min_size=size, max_size=size)
+    )
+)
+def test_the_fast_base32_decoder_agrees_with_the_standard_library(body: str) -> None:
+    assert _decode_base32(body, len(body) * 5 // 8) == base64.b32decode(body)
+
+
+# Mostly base32, with what int(..., 32) or str.upper() might take that base32 must not: lower
+# case, Python's extra base-32 digits, signs, underscores, spaces, padding, Unicode digits and
+# letters whose upper case is ASCII or longer.
+_NEAR_BASE32 = st.text(
+    alphabet=st.one_of(
+        st.sampled_from(BASE32_ALPHABET),
+        st.sampled_from("abz0189=_+- \t\n٣１ßıſﬀ"),
+        st.characters(),
+    ),
+    min_size=0,
+    max_size=BODY_CHARS + 2,
+)
+
+
+@settings(max_examples=500)
+@given(
+    body=st.one_of(
+        _NEAR_BASE32,
+        st.tuples(
+            st.text(alphabet=BASE32_ALPHABET, min_size=BODY_CHARS, max_size=BODY_CHARS),
+            st.integers(min_value=0, max_value=BODY_CHARS - 1),
+            st.sampled_from("abz0189=_+- ٣１ßıſﬀ"),
+        ).map(lambda t: t[0][: t[1]] + t[2] + t[0][t[1] + 1 :]),
+    ),
+    prefix=st.sampled_from([PREFIX, PREFIX_V1]),
+)
+def test_the_reader_refuses_exactly_the_bodies_it_refused_before(body: str, prefix: str) -> None:
+    # With no keys, a body of the right shape reads as unknown_key and any other as malformed:
+    # the same split the regular expression and base64.b32decode made.
+    candidate = (prefix + body).strip().upper()
+    size = BODY_CHARS if prefix == PREFIX else BODY_CHARS_V1
+    rest = candidate[len(prefix) :]
+    old_shape = (
+        candidate.startswith(prefix) and len(rest) == size and _OLD_BODY.fullmatch(rest) is not None
+    )
+    kind = _rejected(read_code(ScannerKeyRing(), prefix + body)).kind
+    if old_shape:
+        assert kind is RejectionKind.UNKNOWN_KEY
+        assert key_marker_of(prefix + body) is not None
+    else:
+        assert kind in {RejectionKind.MALFORMED, RejectionKind.UNSUPPORTED_VERSION}
+        assert key_marker_of(prefix + body) is None
 
 
 @settings(max_examples=300)
@@ -453,3 +518,61 @@ def test_two_codes_of_one_event_share_no_clear_bytes(ring: IssuerKeyRing) -> Non
     one, two = (base64.b32decode(code[3:])[:16] for code in (first, second))
     assert all(one[i : i + 4] != two[i : i + 4] for i in range(0, 16, 4))
     assert first[3:10] != second[3:10]
+
+
+@settings(max_examples=200)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    message=st.binary(max_size=200),
+    flip=st.integers(min_value=0, max_value=64 * 8 - 1),
+)
+def test_libsodium_and_openssl_agree_on_signatures(seed: bytes, message: bytes, flip: int) -> None:
+    # The reader checks signatures with PyNaCl (libsodium), faster than cryptography (OpenSSL);
+    # for the issuer's keys both must take the genuine signature and refuse any altered one.
+    signing = SigningKey.from_seed(7, seed)
+    verify = signing.verify_key()
+    signature = signing.private_key.sign(message)
+    assert verify.verifies(signature, message)
+    altered = bytearray(signature)
+    altered[flip // 8] ^= 1 << (flip % 8)
+    assert not verify.verifies(bytes(altered), message)
+    with pytest.raises(InvalidSignature):
+        verify.public_key.verify(bytes(altered), message)
+    assert not verify.verifies(signature, message + b"\x00")
+    restored = VerifyKey.from_bytes(7, verify.raw())
+    assert restored.verifies(signature, message)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_reading_a_code_again_answers_as_the_first_read(version: int) -> None:
+    # Reads are remembered per ring: the second answer must be what a fresh reader says, for
+    # the same text, its noisy spellings, and after enough other codes to push it out.
+    issuer = IssuerKeyRing.generate()
+    text = _fresh_code(issuer, secret_version=2, version=version)
+    first = read_code(issuer.scanner_ring, text)
+    assert isinstance(first, TicketCode)
+    for again in (text, f" {text.lower()}\r\n", text):
+        assert read_code(issuer.scanner_ring, again) == first
+    others = [_fresh_code(issuer, version=version) for _ in range(READ_CACHE_SIZE)]
+    for other in others:
+        assert isinstance(read_code(issuer.scanner_ring, other), TicketCode)
+    assert read_code(issuer.scanner_ring, text) == first
+    fresh = ScannerKeyRing.from_wire(issuer.scanner_ring.to_wire())
+    assert read_code(fresh, text) == first
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_retired_key_is_refused_even_for_codes_read_before(version: int) -> None:
+    first = IssuerKeyRing.generate()
+    rotated = first.rotated()
+    text = _fresh_code(first, version=version)
+    assert isinstance(read_code(rotated.scanner_ring, text), TicketCode)
+    retired = rotated.retired(
+        signing_ids=[first.active_signing_key.key_id],
+        encryption_ids=[first.active_encryption_key.key_id],
+    )
+    assert _rejected(read_code(retired.scanner_ring, text)).kind is RejectionKind.UNKNOWN_KEY
+    # Only the signing key retired: the seal opens, the signature's key is unknown.
+    signing_only = rotated.retired(signing_ids=[first.active_signing_key.key_id])
+    assert _rejected(read_code(signing_only.scanner_ring, text)).kind is RejectionKind.UNKNOWN_KEY
+    assert isinstance(read_code(rotated.scanner_ring, text), TicketCode)

@@ -116,3 +116,37 @@ async def test_a_burst_is_counted_exactly_and_a_busy_pool_is_not_redis_down(
             assert await redis_service.text(redis, limits.key(device, MINUTE)) == "120"
     finally:
         await link.close()
+
+
+async def test_requests_sharing_a_round_trip_each_get_their_own_count(settings: Settings) -> None:
+    # Concurrent requests share round trips to Redis (one script call per batch); each must
+    # still be counted once, in order, so exactly the limit gets through, across two processes'
+    # worth of limiters sharing the key.
+    links = [RedisLink(settings.redis), RedisLink(settings.redis)]
+    try:
+        limiters = [
+            RateLimits(link, RateLimitSettings(scanner=50), clock=lambda: NOW) for link in links
+        ]
+        device = Principal(
+            subject="device", tenant_id=uuid.uuid4(), role=Role.SCANNER, device_id=uuid.uuid4()
+        )
+        others = [
+            Principal(
+                subject="d", tenant_id=device.tenant_id, role=Role.SCANNER, device_id=uuid.uuid4()
+            )
+            for _ in range(3)
+        ]
+        decisions = await asyncio.gather(
+            *(limiters[i % 2].hit(device) for i in range(80)),
+            *(limiters[i % 2].hit(others[i % 3]) for i in range(30)),
+        )
+        assert sum(d.allowed for d in decisions[:80]) == 50
+        assert all(d.allowed for d in decisions[80:])
+        async with redis_service.client(settings.redis) as redis:
+            assert await redis_service.text(redis, limiters[0].key(device, MINUTE)) == "80"
+            for other in others:
+                assert await redis_service.text(redis, limiters[0].key(other, MINUTE)) == "10"
+                assert 0 < await redis.ttl(limiters[0].key(other, MINUTE)) <= 60
+    finally:
+        for link in links:
+            await link.close()
