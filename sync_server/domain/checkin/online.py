@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from shared import wire
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
@@ -11,16 +12,36 @@ from shared.ids import new_id
 from shared.ticket_code import TicketCode
 from sync_server.db.engine import ticket_written
 from sync_server.domain.checkin.admission import Admission, Gate, scan_id_taken
-from sync_server.domain.checkin.ownership import OwnershipCheck
+from sync_server.domain.checkin.ownership import NotChainChecked, OwnershipCheck, OwnershipResult
 from sync_server.domain.checkin.queries import LockedTicket, NewScan
 from sync_server.domain.tickets.chain_sync import SETTLED, ChainSync, check_move
 from sync_server.http.problems import NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Asked:
+    """The chain's answer, and what the ticket said when it was asked (``_asked_about``)."""
+
+    about: tuple[object, ...]
+    answer: OwnershipResult
+
+
+def _asked_about(ticket: LockedTicket) -> tuple[object, ...]:
+    """What an ownership answer is about: change any of these and the answer is stale."""
+    return (
+        ticket.holder_wallet,
+        ticket.nft_mint,
+        ticket.secret_version,
+        ticket.blockchain_sync_status,
+    )
 
 
 class OnlineCheckIn:
     def __init__(self, admission: Admission, ownership: OwnershipCheck) -> None:
         self._a = admission
         self._ownership = ownership
+        # Without a chain every answer is "not checked": nothing to ask, nothing to read first.
+        self._asks_chain = not isinstance(ownership, NotChainChecked)
 
     async def validate(self, gate: Gate, request: wire.ValidateRequest) -> wire.Verdict:
         """The authoritative verdict for one scan, recorded before it is returned. A retried
@@ -46,6 +67,9 @@ class OnlineCheckIn:
                 return await self._raced(scan_id, gate)
             return a.verdict(scan_id, gate, request.direction, reason=decoded)
 
+        asked: Asked | None = None
+        if request.direction is Direction.ENTRY and self._asks_chain:
+            asked = await self._ask_chain(decoded, event_id)
         ticket = (await a.queries.lock_tickets([decoded.ticket_id])).get(decoded.ticket_id)
         reason = a.standing(
             decoded, request.direction, gate_event_id=event_id, ticket=ticket, at=a.now
@@ -53,7 +77,7 @@ class OnlineCheckIn:
         prior: wire.PriorScan | None = None
         chain_verified: bool | None = None
         if ticket is not None and reason is None and request.direction is Direction.ENTRY:
-            reason, prior, chain_verified = await self._may_enter(ticket)
+            reason, prior, chain_verified = await self._may_enter(ticket, asked)
 
         ticket_id = ticket.id if ticket and reason is not VerdictReason.WRONG_EVENT else None
         if not await self._record(
@@ -78,11 +102,34 @@ class OnlineCheckIn:
             chain_verified=chain_verified,
         )
 
+    async def _ask_chain(self, code: TicketCode, event_id: uuid.UUID) -> Asked | None:
+        """The chain's word on the ticket's owner, asked before the ticket is locked: the call
+        may take up to its timeout (0.5 s), and a row lock held meanwhile would queue every
+        other gate presenting the ticket behind it. Asked only when the ticket, as read now
+        without a lock, is one whose entry would ask (genuine, valid, settled on chain, not a
+        ticket inside with no re-entry); ``_may_enter`` uses the answer only if the locked
+        row still says what was asked about."""
+        a = self._a
+        facts = await a.queries.ticket_facts(code.ticket_id)
+        if facts is None or facts.blockchain_sync_status not in SETTLED:
+            return None
+        if a.standing(code, Direction.ENTRY, gate_event_id=event_id, ticket=facts, at=a.now):
+            return None
+        if facts.status == TicketStatus.CHECKED_IN and not facts.allow_reentry:
+            return None  # refused as already checked in: nothing to ask
+        answer = await self._ownership.check(
+            ticket_id=facts.id, nft_mint=facts.nft_mint, holder_wallet=facts.holder_wallet
+        )
+        return Asked(_asked_about(facts), answer)
+
     async def _may_enter(
-        self, ticket: LockedTicket
+        self, ticket: LockedTicket, asked: Asked | None
     ) -> tuple[VerdictReason | None, wire.PriorScan | None, bool | None]:
         """For a genuine, valid ticket at an entry: is it inside already (or was, with no
-        re-entry), and does the chain agree on its owner? Reason, prior scan, chain verdict."""
+        re-entry), and does the chain agree on its owner? Reason, prior scan, chain verdict.
+        The chain was asked before the lock (``_ask_chain``); an answer about a ticket that
+        changed since (holder, mint, code version or chain state) is not used: the verdict
+        is then "not chain-verified", as when the chain is slow or down."""
         # An active ticket has no standing admission (the first one makes it checked_in,
         # undoing the last one makes it active again): no need to read its scans.
         if ticket.status != TicketStatus.ACTIVE:
@@ -94,9 +141,9 @@ class OnlineCheckIn:
             # the previous holder (or nobody) — asking would refuse a rightful guest.
             # 'not_minted' / 'failed': there is nothing on the chain to ask about.
             return None, None, None
-        ownership = await self._ownership.check(
-            ticket_id=ticket.id, nft_mint=ticket.nft_mint, holder_wallet=ticket.holder_wallet
-        )
+        if asked is None or asked.about != _asked_about(ticket):
+            return None, None, None
+        ownership = asked.answer
         if ownership.mismatch:
             await self._flag_out_of_sync(ticket)
             return VerdictReason.OWNERSHIP_MISMATCH, None, ownership.verified

@@ -130,7 +130,7 @@ class ChangeRows:
 
 # --- statements -------------------------------------------------------------------------------
 
-LOCK_TICKETS = """
+_TICKET_FACTS = """
 SELECT t.id, t.tenant_id, t.event_id, t.ticket_type_id, t.purchase_id, t.user_id, t.status,
        t.secret_version, t.holder_name, t.holder_wallet, t.nft_mint, t.blockchain_sync_status,
        tt.name AS ticket_type,
@@ -140,8 +140,10 @@ JOIN events e ON e.id = t.event_id
 JOIN ticket_types tt ON tt.id = t.ticket_type_id
 WHERE t.id = ANY($1::uuid[])
 ORDER BY t.id
-FOR UPDATE OF t
 """
+# The facts, read without a lock: only to ask the chain before locking (online.py).
+TICKET_FACTS = _TICKET_FACTS
+LOCK_TICKETS = _TICKET_FACTS + "FOR UPDATE OF t\n"
 
 ADMITTED_SCANS = """
 SELECT id, ticket_id, scanned_at, direction, gate, device_id, conflict_of,
@@ -290,6 +292,11 @@ class CheckinQueries:
             return {}
         rows = await self._db.fetch(LOCK_TICKETS, ids)
         return {row["id"]: LockedTicket(*row.values()) for row in rows}
+
+    async def ticket_facts(self, ticket_id: uuid.UUID) -> LockedTicket | None:
+        """A ticket's facts as ``lock_tickets`` reads them, without locking it."""
+        row = await self._db.fetchrow(TICKET_FACTS, [ticket_id])
+        return None if row is None else LockedTicket(*row.values())
 
     async def admitted_scans(self, ticket_ids: Iterable[uuid.UUID]) -> list[HistoryScan]:
         rows = await self._db.fetch(ADMITTED_SCANS, list(ticket_ids))
