@@ -29,6 +29,7 @@ from sync_server.domain.checkin.queries import (
     CheckinQueries,
     HistoryScan,
     LockedTicket,
+    NewScan,
     ScanOutcomeRow,
 )
 from sync_server.domain.checkin.standing import decode_for_gate, standing
@@ -228,13 +229,18 @@ class Admission:
 
     # --- write ----------------------------------------------------------------------------
 
-    async def admitted_online(
-        self, ticket: LockedTicket, scan_id: uuid.UUID, gate: Gate, direction: Direction
-    ) -> None:
-        """Status, history and event for an online admission (entry or exit), one statement."""
-        details = {"scan_id": str(scan_id), "gate": gate.name, "direction": direction.value}
+    async def record_online(
+        self, scan: NewScan, ticket: LockedTicket | None, gate: Gate, direction: Direction
+    ) -> bool:
+        """Write an online verdict: the scan, and for an admission (entry or exit) its event
+        and, for a first entry, the ticket's status and history — one statement either way.
+        False when the scan's id is taken (then nothing was written)."""
+        if ticket is None or scan.result != VerdictResult.ADMITTED.value:
+            return await self.queries.insert_scan(scan)
+        details = {"scan_id": str(scan.id), "gate": gate.name, "direction": direction.value}
+        first: ChangeRows | None = None
         if direction is Direction.ENTRY and ticket.status == TicketStatus.ACTIVE:
-            change = self._change(
+            first = self._change(
                 replace(ticket, status=TicketStatus.CHECKED_IN.value),
                 "checked_in",
                 "ticket.checked_in",
@@ -242,28 +248,28 @@ class Admission:
                 from_status=TicketStatus.ACTIVE.value,
                 details=details,
             )
+            event = first.event
+        else:
+            # A re-entry or an exit: no change of status, but other services still hear of it.
+            event = ticket_event_row(
+                routing_key="ticket.checked_in"
+                if direction is Direction.ENTRY
+                else "ticket.checked_out",
+                tenant_id=self.tenant_id,
+                ticket_id=ticket.id,
+                time=self.now,
+                data={
+                    "ticket_id": str(ticket.id),
+                    "event_id": str(ticket.event_id),
+                    "actor": gate.actor,
+                    **details,
+                },
+            )
+        if not await self.queries.admit(scan, event, first, details):
+            return False
+        if first is not None:
             ticket_written(self.session, ticket.id)
-            await self.queries.first_admission(ticket.id, self.now, change, details)
-            return
-        # A re-entry or an exit: no change of status, but other services still hear of it.
-        await self.queries.events(
-            [
-                ticket_event_row(
-                    routing_key="ticket.checked_in"
-                    if direction is Direction.ENTRY
-                    else "ticket.checked_out",
-                    tenant_id=self.tenant_id,
-                    ticket_id=ticket.id,
-                    time=self.now,
-                    data={
-                        "ticket_id": str(ticket.id),
-                        "event_id": str(ticket.event_id),
-                        "actor": gate.actor,
-                        **details,
-                    },
-                )
-            ]
-        )
+        return True
 
     async def checked_in(self, tickets: Iterable[LockedTicket], gate: Gate) -> None:
         """Tickets (locked, each with an admitted entry just recorded offline) that were

@@ -11,9 +11,9 @@ from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 from shared.ids import new_id
 from shared.ticket_code import TicketCode
 from sync_server.db.engine import ticket_written
-from sync_server.domain.checkin.admission import Admission, Gate, scan_id_taken
+from sync_server.domain.checkin.admission import Admission, Gate, prior_admission, scan_id_taken
 from sync_server.domain.checkin.ownership import NotChainChecked, OwnershipCheck, OwnershipResult
-from sync_server.domain.checkin.queries import LockedTicket, NewScan
+from sync_server.domain.checkin.queries import HistoryScan, LockedTicket, NewScan
 from sync_server.domain.tickets.chain_sync import SETTLED, ChainSync, check_move
 from sync_server.http.problems import NotFound
 
@@ -61,26 +61,27 @@ class OnlineCheckIn:
             refused = decoded if isinstance(decoded, VerdictReason) else VerdictReason.UNKNOWN_KEY
             return a.verdict(scan_id, gate, request.direction, reason=refused)
         if isinstance(decoded, VerdictReason):
-            if not await self._record(
+            rejected = self._scan(
                 scan_id, gate, event_id, request.direction, ticket_id=None, reason=decoded
-            ):
+            )
+            if not await a.record_online(rejected, None, gate, request.direction):
                 return await self._raced(scan_id, gate)
             return a.verdict(scan_id, gate, request.direction, reason=decoded)
 
         asked: Asked | None = None
         if request.direction is Direction.ENTRY and self._asks_chain:
             asked = await self._ask_chain(decoded, event_id)
-        ticket = (await a.queries.lock_tickets([decoded.ticket_id])).get(decoded.ticket_id)
+        ticket, history = await a.queries.checkin_ticket(decoded.ticket_id)
         reason = a.standing(
             decoded, request.direction, gate_event_id=event_id, ticket=ticket, at=a.now
         )
         prior: wire.PriorScan | None = None
         chain_verified: bool | None = None
         if ticket is not None and reason is None and request.direction is Direction.ENTRY:
-            reason, prior, chain_verified = await self._may_enter(ticket, asked)
+            reason, prior, chain_verified = await self._may_enter(ticket, history, asked)
 
         ticket_id = ticket.id if ticket and reason is not VerdictReason.WRONG_EVENT else None
-        if not await self._record(
+        scan = self._scan(
             scan_id,
             gate,
             event_id,
@@ -88,10 +89,9 @@ class OnlineCheckIn:
             ticket_id=ticket_id,
             reason=reason,
             code_secret_version=decoded.secret_version,
-        ):
+        )
+        if not await a.record_online(scan, ticket, gate, request.direction):
             return await self._raced(scan_id, gate)
-        if reason is None and ticket is not None:
-            await a.admitted_online(ticket, scan_id, gate, request.direction)
         return a.verdict(
             scan_id,
             gate,
@@ -123,7 +123,7 @@ class OnlineCheckIn:
         return Asked(_asked_about(facts), answer)
 
     async def _may_enter(
-        self, ticket: LockedTicket, asked: Asked | None
+        self, ticket: LockedTicket, history: list[HistoryScan] | None, asked: Asked | None
     ) -> tuple[VerdictReason | None, wire.PriorScan | None, bool | None]:
         """For a genuine, valid ticket at an entry: is it inside already (or was, with no
         re-entry), and does the chain agree on its owner? Reason, prior scan, chain verdict.
@@ -133,7 +133,7 @@ class OnlineCheckIn:
         # An active ticket has no standing admission (the first one makes it checked_in,
         # undoing the last one makes it active again): no need to read its scans.
         if ticket.status != TicketStatus.ACTIVE:
-            prior = await self._a.prior(ticket)
+            prior = prior_admission(history or [], ticket.allow_reentry)
             if prior is not None:
                 return VerdictReason.ALREADY_CHECKED_IN, prior, None
         if ticket.blockchain_sync_status not in SETTLED:
@@ -157,30 +157,6 @@ class OnlineCheckIn:
             return
         await self._a.queries.flag_out_of_sync(ticket.id, self._a.now, ChainSync.OUT_OF_SYNC.value)
         ticket_written(self._a.session, ticket.id)
-
-    async def _record(
-        self,
-        scan_id: uuid.UUID,
-        gate: Gate,
-        event_id: uuid.UUID,
-        direction: Direction,
-        *,
-        ticket_id: uuid.UUID | None,
-        reason: VerdictReason | None,
-        code_secret_version: int | None = None,
-    ) -> bool:
-        """Insert the online scan; False when its id is taken."""
-        return await self._a.queries.insert_scan(
-            self._scan(
-                scan_id,
-                gate,
-                event_id,
-                direction,
-                ticket_id=ticket_id,
-                reason=reason,
-                code_secret_version=code_secret_version,
-            )
-        )
 
     def _scan(
         self,

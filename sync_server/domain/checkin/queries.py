@@ -145,6 +145,11 @@ ORDER BY t.id
 TICKET_FACTS = _TICKET_FACTS
 LOCK_TICKETS = _TICKET_FACTS + "FOR UPDATE OF t\n"
 
+# Migration 0011: the ticket locked, its facts, and (unless active) its admitted scans, read by
+# a second statement inside the function so that they include every admission committed
+# before the lock was granted. One round trip for what LOCK_TICKETS + ADMITTED_SCANS do in two.
+CHECKIN_TICKET = "SELECT * FROM gatehouse_checkin_ticket($1)"
+
 ADMITTED_SCANS = """
 SELECT id, ticket_id, scanned_at, direction, gate, device_id, conflict_of,
        device_scanned_at IS NULL AS online
@@ -191,21 +196,32 @@ ON CONFLICT DO NOTHING
 RETURNING id
 """
 
-# A first admission: status, history row and event in one round trip.
-FIRST_ADMISSION = """
-WITH ticket AS (
-    UPDATE tickets SET status = 'checked_in', updated_at = $2
-    WHERE id = $1
+# An online admission in one round trip: the scan, and — only if the scan was inserted (its
+# id free) — the outbox event and, for a first entry ($15), the ticket's new status and
+# history row. Returns the scan's id, or no row when the id was taken.
+ADMIT = """
+WITH scan AS (
+    INSERT INTO ticket_scans (id, tenant_id, ticket_id, event_id, device_id, scanned_by, gate,
+                              direction, result, reason, scanned_at, received_at,
+                              code_secret_version)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), ticket AS (
+    UPDATE tickets SET status = 'checked_in', updated_at = $11
+    WHERE id = $3 AND $15 AND EXISTS (SELECT FROM scan)
     RETURNING id, tenant_id, secret_version
 ), history AS (
     INSERT INTO ticket_state_transitions (id, tenant_id, ticket_id, kind, from_status, to_status,
                                           secret_version, actor, details, occurred_at)
-    SELECT $3, tenant_id, id, 'checked_in', 'active', 'checked_in', secret_version, $4,
-           $5::text::jsonb, $2
+    SELECT $16, tenant_id, id, 'checked_in', 'active', 'checked_in', secret_version, $6,
+           $17::text::jsonb, $11
     FROM ticket
+), event AS (
+    INSERT INTO outbox (id, tenant_id, routing_key, ticket_id, payload, created_at)
+    SELECT $13, $2, $14, $3, $18::text::jsonb, $11 FROM scan
 )
-INSERT INTO outbox (id, tenant_id, routing_key, ticket_id, payload, created_at)
-SELECT $6, tenant_id, 'ticket.checked_in', id, $7::text::jsonb, $2 FROM ticket
+SELECT id FROM scan
 """
 
 EVENT = """
@@ -293,6 +309,24 @@ class CheckinQueries:
         rows = await self._db.fetch(LOCK_TICKETS, ids)
         return {row["id"]: LockedTicket(*row.values()) for row in rows}
 
+    async def checkin_ticket(
+        self, ticket_id: uuid.UUID
+    ) -> tuple[LockedTicket | None, list[HistoryScan] | None]:
+        """Lock one ticket for an online verdict (``CHECKIN_TICKET``): its facts, and its
+        admitted scans unless it is active (None then: an active ticket has none standing)."""
+        row = await self._db.fetchrow(CHECKIN_TICKET, ticket_id)
+        if row is None:
+            return None, None
+        *facts, history = row.values()
+        ticket = LockedTicket(*facts)
+        if history is None:
+            return ticket, None
+        # The session's connections decode jsonb already (SQLAlchemy's codec); a bare asyncpg
+        # connection hands over the text.
+        if isinstance(history, str | bytes):
+            return ticket, msgspec.json.decode(history, type=list[HistoryScan])
+        return ticket, msgspec.convert(history, type=list[HistoryScan])
+
     async def ticket_facts(self, ticket_id: uuid.UUID) -> LockedTicket | None:
         """A ticket's facts as ``lock_tickets`` reads them, without locking it."""
         row = await self._db.fetchrow(TICKET_FACTS, [ticket_id])
@@ -339,6 +373,39 @@ class CheckinQueries:
         )
         return inserted is not None
 
+    async def admit(
+        self,
+        scan: NewScan,
+        event: dict[str, Any],
+        first: ChangeRows | None,
+        details: dict[str, Any] | None,
+    ) -> bool:
+        """An online admission (``ADMIT``): the scan, its outbox ``event``, and for a first
+        entry (``first``) the status change and history row. False when the scan's id is
+        taken (by any tenant): then nothing was written."""
+        inserted = await self._db.fetchval(
+            ADMIT,
+            scan.id,
+            scan.tenant_id,
+            scan.ticket_id,
+            scan.event_id,
+            scan.device_id,
+            scan.scanned_by,
+            scan.gate,
+            scan.direction,
+            scan.result,
+            scan.reason,
+            scan.scanned_at,
+            scan.code_secret_version,
+            event["id"],
+            event["routing_key"],
+            first is not None,
+            first.history["id"] if first else None,
+            _json(details) if first else None,
+            _json(event["payload"]),
+        )
+        return inserted is not None
+
     async def insert_scans(self, scans: Sequence[NewScan]) -> set[uuid.UUID]:
         """A batch of scans in one statement; the ids inserted (a taken id is skipped)."""
         if not scans:
@@ -366,20 +433,6 @@ class CheckinQueries:
             await self._db.execute("ROLLBACK TO SAVEPOINT scan_id_probe")
             await self._db.execute("RELEASE SAVEPOINT scan_id_probe")
         return free is not None
-
-    async def first_admission(
-        self, ticket_id: uuid.UUID, now: datetime, change: ChangeRows, details: dict[str, Any]
-    ) -> None:
-        await self._db.execute(
-            FIRST_ADMISSION,
-            ticket_id,
-            now,
-            change.history["id"],
-            change.history["actor"],
-            _json(details),
-            change.event["id"],
-            _json(change.event["payload"]),
-        )
 
     async def events(self, events: Sequence[dict[str, Any]]) -> None:
         """Outbox rows (``outbox.ticket_event_row``)."""
