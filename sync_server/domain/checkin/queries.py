@@ -224,15 +224,23 @@ WITH scan AS (
 SELECT id FROM scan
 """
 
-EVENT = """
+# Outbox rows and history rows of a batch, one statement each (one array per column).
+EVENTS = """
 INSERT INTO outbox (id, tenant_id, routing_key, ticket_id, payload, created_at)
-VALUES ($1, $2, $3, $4, $5::text::jsonb, $6)
+SELECT id, tenant_id, routing_key, ticket_id, payload::jsonb, created_at
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::timestamptz[])
+     AS e(id, tenant_id, routing_key, ticket_id, payload, created_at)
 """
 
 HISTORY = """
 INSERT INTO ticket_state_transitions (id, tenant_id, ticket_id, kind, from_status, to_status,
                                       secret_version, actor, details, occurred_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10)
+SELECT id, tenant_id, ticket_id, kind, from_status, to_status, secret_version, actor,
+       details::jsonb, occurred_at
+FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+            $7::integer[], $8::text[], $9::text[], $10::timestamptz[])
+     AS h(id, tenant_id, ticket_id, kind, from_status, to_status, secret_version, actor,
+          details, occurred_at)
 """
 
 FLAG_OUT_OF_SYNC = """
@@ -435,45 +443,36 @@ class CheckinQueries:
         return free is not None
 
     async def events(self, events: Sequence[dict[str, Any]]) -> None:
-        """Outbox rows (``outbox.ticket_event_row``)."""
+        """Outbox rows (``outbox.ticket_event_row``), one statement."""
         if not events:
             return
-        await self._db.executemany(
-            EVENT,
-            [
-                (
-                    e["id"],
-                    e["tenant_id"],
-                    e["routing_key"],
-                    e["ticket_id"],
-                    _json(e["payload"]),
-                    e["created_at"],
-                )
-                for e in events
-            ],
+        await self._db.execute(
+            EVENTS,
+            [e["id"] for e in events],
+            [e["tenant_id"] for e in events],
+            [e["routing_key"] for e in events],
+            [e["ticket_id"] for e in events],
+            [_json(e["payload"]) for e in events],
+            [e["created_at"] for e in events],
         )
 
     async def changes(self, changes: Sequence[ChangeRows]) -> None:
-        """History rows and outbox events of ticket changes."""
+        """History rows and outbox events of ticket changes, one statement each."""
         if not changes:
             return
-        await self._db.executemany(
+        rows = [c.history for c in changes]
+        await self._db.execute(
             HISTORY,
-            [
-                (
-                    h["id"],
-                    h["tenant_id"],
-                    h["ticket_id"],
-                    h["kind"],
-                    h["from_status"],
-                    h["to_status"],
-                    h["secret_version"],
-                    h["actor"],
-                    _json(h["details"]),
-                    h["occurred_at"],
-                )
-                for h in (c.history for c in changes)
-            ],
+            [h["id"] for h in rows],
+            [h["tenant_id"] for h in rows],
+            [h["ticket_id"] for h in rows],
+            [h["kind"] for h in rows],
+            [h["from_status"] for h in rows],
+            [h["to_status"] for h in rows],
+            [h["secret_version"] for h in rows],
+            [h["actor"] for h in rows],
+            [_json(h["details"]) for h in rows],
+            [h["occurred_at"] for h in rows],
         )
         await self.events([c.event for c in changes])
 
