@@ -11,6 +11,10 @@ with the scans as a subquery would read them from the snapshot taken before it w
 lock, and miss the admission of the gate it waited for. ``SECURITY INVOKER``: row-level
 security applies as to any statement of the application role.
 
+It also drops ``ix_ticket_scans_ticket_id``: every query by ticket is served by
+``ix_ticket_scans_ticket_id_scanned_at``, whose leading column it is (the foreign key to
+``tickets`` included), and each scan row paid for both (docs/benchmarks.md, Notes).
+
 Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-04
@@ -72,7 +76,9 @@ def upgrade() -> None:
         """
     )
     op.execute(f"GRANT EXECUTE ON FUNCTION gatehouse_checkin_ticket(uuid) TO {role}")
+    op.drop_index("ix_ticket_scans_ticket_id", "ticket_scans")
 
 
 def downgrade() -> None:
+    op.create_index("ix_ticket_scans_ticket_id", "ticket_scans", ["ticket_id"])
     op.execute("DROP FUNCTION gatehouse_checkin_ticket(uuid)")
