@@ -198,7 +198,8 @@ class TicketScan(Base):
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = _tenant()
-    ticket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    # Indexed by ix_ticket_scans_ticket_id_scanned_at (its leading column): no index of its own.
+    ticket_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tickets.id"))
     event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"))
     device_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("devices.id"))
     scanned_by: Mapped[str] = mapped_column(Text)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from types import SimpleNamespace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import wire
 from shared.domain import VerdictReason, VerdictResult
-from sync_server.db.models import Event, Ticket, TicketType
+from sync_server.db.raw import driver
+from sync_server.domain.checkin.queries import CheckinQueries
 from sync_server.domain.checkin.schemas import CodeCheckOut
 from sync_server.domain.checkin.standing import decode_for_gate, standing
 from sync_server.domain.keys.services import KeyStore
@@ -38,26 +38,14 @@ async def check_code(
     if isinstance(code, VerdictReason):
         return _rejected(code)
 
-    ticket = await session.get(Ticket, code.ticket_id)
-    event = await session.get(Event, code.event_id)
-    row = None
-    if ticket is not None and event is not None:
-        row = SimpleNamespace(
-            id=ticket.id,
-            event_id=ticket.event_id,
-            status=ticket.status,
-            secret_version=ticket.secret_version,
-            admission_opens_at=event.admission_opens_at,
-            ends_at=event.ends_at,
-        )
-    reason = standing(code, gate_event_id=gate_event_id or code.event_id, ticket=row, now=now)
-    ticket_type = await session.get(TicketType, ticket.ticket_type_id) if ticket else None
+    ticket = await CheckinQueries(await driver(session)).ticket_facts(code.ticket_id)
+    reason = standing(code, gate_event_id=gate_event_id or code.event_id, ticket=ticket, now=now)
     verdict = wire.Verdict(
         result=VerdictResult.ADMITTED if reason is None else VerdictResult.REJECTED,
         reason=reason,
         ticket_id=code.ticket_id,
         event_id=code.event_id,
-        ticket_type=ticket_type.name if ticket_type else None,
+        ticket_type=ticket.ticket_type if ticket else None,
         holder_name=ticket.holder_name if ticket else None,
     )
     return CodeCheckOut(

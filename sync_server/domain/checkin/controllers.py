@@ -10,10 +10,11 @@ from litestar.params import FromPath, JSONBody, SkipValidation
 from litestar.types import ControllerRouterHandler
 
 from shared import wire
+from sync_server.domain.checkin.admission import Gate, http_status
 from sync_server.domain.checkin.code_check import check_code
 from sync_server.domain.checkin.ownership import OwnershipCheck
 from sync_server.domain.checkin.schemas import CodeCheckOut, CodeCheckRequest
-from sync_server.domain.checkin.services import CheckInService, Gate, http_status
+from sync_server.domain.checkin.services import CheckInService
 from sync_server.domain.keys.services import KeysDep
 from sync_server.http.auth import Principal, Role, allow
 from sync_server.http.dependencies import ClockDep, PrincipalDep, SessionDep, SettingsDep

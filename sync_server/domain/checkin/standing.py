@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import TicketStatus, VerdictReason
 from shared.rules import EventWindow, TicketFacts, code_standing
 from shared.ticket_code import CodeRejection, TicketCode
+from sync_server.domain.checkin.queries import LockedTicket
 from sync_server.domain.keys.services import KeyReloads, KeyStore
 
 
 def standing(
-    code: TicketCode, *, gate_event_id: uuid.UUID, ticket: Any | None, now: datetime
+    code: TicketCode, *, gate_event_id: uuid.UUID, ticket: LockedTicket | None, now: datetime
 ) -> VerdictReason | None:
-    """Why ``code`` must be refused at a gate of ``gate_event_id``, or None. ``ticket`` is a row
-    with the ticket's ``id``, ``event_id``, ``status``, ``secret_version`` and its event's
-    ``admission_opens_at`` and ``ends_at``; None when the ticket is unknown."""
+    """Why ``code`` must be refused at a gate of ``gate_event_id``, or None. ``ticket``: the
+    ticket's facts (``queries``); None when the ticket is unknown."""
     if ticket is None:
         return code_standing(code, gate_event_id=gate_event_id, ticket=None, window=None, now=now)
     return code_standing(

@@ -1,0 +1,182 @@
+"""Offline uploads (POST /v1/sync/scans): a batch of scans a device decided at its gate,
+recorded at most once each and placed in their tickets' timelines by corrected time."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from shared import wire
+from shared.domain import Direction, VerdictReason, VerdictResult
+from shared.ticket_code import TicketCode
+from sync_server.domain.checkin.admission import (
+    JUNK,
+    Admission,
+    Gate,
+    gate_reason,
+    outcome,
+    scan_id_taken,
+)
+from sync_server.domain.checkin.claims import placed_at
+from sync_server.domain.checkin.queries import LockedTicket, NewScan
+
+
+class Upload:
+    def __init__(self, admission: Admission, *, junk_per_minute: int) -> None:
+        """``junk_per_minute``: uploaded scans whose code does not read stored per device and
+        minute (the rest are counted, not stored)."""
+        self._a = admission
+        self._junk_per_minute = max(junk_per_minute, 0)
+
+    async def ingest(self, gate: Gate, scans: Sequence[wire.ScanUpload]) -> wire.ScanBatchOutcome:
+        """Record a batch of offline scans, at most once each, and place every admission in its
+        ticket's timeline by corrected scan time (bounded: ``claims``): the earliest entry is
+        the admission, later ones without an exit between are conflicts — except that no
+        offline claim displaces an online admission. Scans count for the gate the device was
+        enrolled for. Raises ``Conflict`` (``scan_id_taken``), refusing the whole batch, when
+        one of its scan ids is another device's (of any tenant)."""
+        a = self._a
+        assert gate.event_id is not None
+        assert gate.device_id is not None
+        device_id = gate.device_id
+        device = await a.queries.device(device_id)
+        gate = replace(gate, name=device.gate)
+        ids = [s.scan_id for s in scans]
+        known = await a.queries.scan_devices(ids)
+        for scan_id, seen in known.items():
+            if seen != device_id:
+                raise scan_id_taken(scan_id)
+        fresh: dict[uuid.UUID, wire.ScanUpload] = {}
+        for scan in scans:
+            if scan.scan_id not in known:
+                fresh.setdefault(scan.scan_id, scan)
+
+        decoded = {
+            scan_id: await a.decode(scan.code, gate.event_id) for scan_id, scan in fresh.items()
+        }
+        # Each ticket's facts are read once, locked (in id order: two uploads never deadlock).
+        tickets = await a.queries.lock_tickets(
+            d.ticket_id for d in decoded.values() if isinstance(d, TicketCode)
+        )
+        # Scans whose code does not read: stored up to the device's allowance this minute, the
+        # rest only counted (and answered, so the device stops sending them).
+        junk = [scan_id for scan_id, found in decoded.items() if found in JUNK]
+        not_stored: dict[uuid.UUID, wire.ScanOutcome] = {}
+        if junk:
+            minute = a.now.replace(second=0, microsecond=0)
+            kept = await a.queries.junk_allowance(
+                a.tenant_id, device_id, minute, len(junk), self._junk_per_minute
+            )
+            for scan_id in junk[kept:]:
+                row = self._row(gate, fresh[scan_id], decoded[scan_id], {}, device.created_at)
+                not_stored[scan_id] = _unstored_outcome(row)
+                del fresh[scan_id]
+        rows = [
+            self._row(gate, scan, decoded[scan_id], tickets, device.created_at)
+            for scan_id, scan in fresh.items()
+        ]
+        admitted = {
+            r.ticket_id
+            for r in rows
+            if r.ticket_id is not None and r.result == VerdictResult.ADMITTED.value
+        }
+        inserted = await a.queries.insert_scans(rows)
+        changed = await a.reconcile(tickets[t] for t in sorted(admitted))
+        entered = {
+            r.ticket_id
+            for r in rows
+            if r.ticket_id is not None
+            and r.result == VerdictResult.ADMITTED.value
+            and r.direction == Direction.ENTRY.value
+        }
+        await a.checked_in((tickets[t] for t in sorted(entered)), gate)
+
+        stored = await a.queries.outcomes(ids)
+        # A fresh id the insert skipped was taken meanwhile: by this device's own upload racing
+        # this one (a duplicate), by another device, or by another tenant (whose row we
+        # cannot see). The exception rolls the batch back.
+        for scan_id in fresh.keys() - inserted:
+            holder = stored.get(scan_id)
+            if holder is None or holder.device_id != device_id:
+                raise scan_id_taken(scan_id)
+        repeated = known.keys() | (fresh.keys() - inserted)
+        batch = set(ids)
+        return wire.ScanBatchOutcome(
+            outcomes=[
+                not_stored.get(s.scan_id)
+                or outcome(stored[s.scan_id], duplicate=s.scan_id in repeated)
+                for s in scans
+            ],
+            reclassified=[outcome(row) for row in changed if row.id not in batch],
+            server_time=a.now,
+        )
+
+    def _row(
+        self,
+        gate: Gate,
+        scan: wire.ScanUpload,
+        decoded: TicketCode | VerdictReason,
+        tickets: dict[uuid.UUID, LockedTicket],
+        enrolled_at: datetime,
+    ) -> NewScan:
+        """The row of one uploaded scan: what the device did, at the gate it was enrolled for,
+        placed in time within what is possible (``claims.placed_at``)."""
+        a = self._a
+        assert gate.event_id is not None
+        at = placed_at(
+            scan.scanned_at, scan.clock_offset_ms, enrolled_at=enrolled_at, received_at=a.now
+        )
+        ticket_id: uuid.UUID | None = None
+        server_reason: VerdictReason | None
+        version: int | None = None
+        if isinstance(decoded, VerdictReason):
+            server_reason = gate_reason(scan.direction, decoded)
+        else:
+            version = decoded.secret_version
+            ticket = tickets.get(decoded.ticket_id)
+            server_reason = a.standing(
+                decoded, scan.direction, gate_event_id=gate.event_id, ticket=ticket, at=at
+            )
+            if ticket is not None and server_reason is not VerdictReason.WRONG_EVENT:
+                ticket_id = ticket.id
+        admitted = scan.device_result is VerdictResult.ADMITTED
+        return NewScan(
+            id=scan.scan_id,
+            tenant_id=a.tenant_id,
+            ticket_id=ticket_id,
+            event_id=gate.event_id,
+            device_id=gate.device_id,
+            scanned_by=gate.actor,
+            gate=gate.name,  # never the uploaded name: the device's enrolled gate
+            direction=scan.direction.value,
+            # What happened at the gate is what the device decided; the server's opinion of
+            # an admission it would have refused is kept beside it.
+            result=scan.device_result.value,
+            reason=None
+            if admitted
+            else (scan.device_reason or server_reason or VerdictReason.INVALID_CODE).value,
+            scanned_at=at,
+            device_scanned_at=scan.scanned_at,
+            clock_offset_ms=scan.clock_offset_ms,
+            # Whatever the upload says: a scan the server did not decide was decided offline.
+            offline=True,
+            device_result=scan.device_result.value,
+            device_reason=scan.device_reason.value if scan.device_reason else None,
+            server_reason=server_reason.value if admitted and server_reason else None,
+            code_secret_version=version,
+            received_at=a.now,
+        )
+
+
+def _unstored_outcome(row: NewScan) -> wire.ScanOutcome:
+    """The answer for an uploaded scan counted but not stored (its code did not read and the
+    device's allowance of such scans this minute was used up)."""
+    return wire.ScanOutcome(
+        scan_id=row.id,
+        result=VerdictResult(row.result),
+        reason=VerdictReason(row.reason) if row.reason else None,
+        server_reason=VerdictReason(row.server_reason) if row.server_reason else None,
+        stored=False,
+    )
