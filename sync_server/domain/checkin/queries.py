@@ -119,6 +119,23 @@ class NewScan:
     code_secret_version: int | None
     received_at: datetime
 
+    def online_columns(self) -> tuple[object, ...]:
+        """The columns an online scan's insert takes (``INSERT_SCAN``, ``ADMIT``: $1-$12)."""
+        return (
+            self.id,
+            self.tenant_id,
+            self.ticket_id,
+            self.event_id,
+            self.device_id,
+            self.scanned_by,
+            self.gate,
+            self.direction,
+            self.result,
+            self.reason,
+            self.scanned_at,
+            self.code_secret_version,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ChangeRows:
@@ -366,18 +383,7 @@ class CheckinQueries:
         """One online scan; False when its id is taken (by any tenant)."""
         inserted = await self._db.fetchval(
             INSERT_SCAN,
-            scan.id,
-            scan.tenant_id,
-            scan.ticket_id,
-            scan.event_id,
-            scan.device_id,
-            scan.scanned_by,
-            scan.gate,
-            scan.direction,
-            scan.result,
-            scan.reason,
-            scan.scanned_at,
-            scan.code_secret_version,
+            *scan.online_columns(),
         )
         return inserted is not None
 
@@ -393,18 +399,7 @@ class CheckinQueries:
         taken (by any tenant): then nothing was written."""
         inserted = await self._db.fetchval(
             ADMIT,
-            scan.id,
-            scan.tenant_id,
-            scan.ticket_id,
-            scan.event_id,
-            scan.device_id,
-            scan.scanned_by,
-            scan.gate,
-            scan.direction,
-            scan.result,
-            scan.reason,
-            scan.scanned_at,
-            scan.code_secret_version,
+            *scan.online_columns(),
             event["id"],
             event["routing_key"],
             first is not None,
