@@ -300,22 +300,7 @@ def _read_v2(keys: ScannerKeyRing, raw: bytes) -> TicketCode | CodeRejection:
         return CodeRejection(
             RejectionKind.TAMPERED, "The code was altered or damaged (its seal does not match)."
         )
-    claims, signature = plaintext[: _CLAIMS.size], plaintext[_CLAIMS.size :]
-    signing_key_id, ticket_id, event_id, secret_version, issued_seconds, name_secret = (
-        _CLAIMS.unpack(claims)
-    )
-    rejection = _verify(keys, signing_key_id, signature, SIGNING_CONTEXT + claims)
-    if rejection is not None:
-        return rejection
-    return TicketCode(
-        ticket_id=uuid.UUID(bytes=ticket_id),
-        event_id=uuid.UUID(bytes=event_id),
-        secret_version=secret_version,
-        issued_at=datetime.fromtimestamp(issued_seconds, tz=UTC),
-        signing_key_id=signing_key_id,
-        encryption_key_id=encryption.key_id,
-        name_secret=name_secret,
-    )
+    return _claimed(keys, plaintext, encryption.key_id, _CLAIMS, SIGNING_CONTEXT)
 
 
 def _read_v1(keys: ScannerKeyRing, raw: bytes) -> TicketCode | CodeRejection:
@@ -333,10 +318,22 @@ def _read_v1(keys: ScannerKeyRing, raw: bytes) -> TicketCode | CodeRejection:
         return CodeRejection(
             RejectionKind.TAMPERED, "The code was altered or damaged (its seal does not match)."
         )
+    return _claimed(keys, plaintext, encryption_key_id, _CLAIMS_V1, SIGNING_CONTEXT_V1)
 
-    claims, signature = plaintext[: _CLAIMS_V1.size], plaintext[_CLAIMS_V1.size :]
-    signing_key_id, ticket_id, event_id, secret_version, issued_seconds = _CLAIMS_V1.unpack(claims)
-    rejection = _verify(keys, signing_key_id, signature, SIGNING_CONTEXT_V1 + claims)
+
+def _claimed(
+    keys: ScannerKeyRing,
+    plaintext: bytes,
+    encryption_key_id: int,
+    layout: struct.Struct,
+    context: bytes,
+) -> TicketCode | CodeRejection:
+    """The opened claims of either format (``layout``: GH2's ends with the name secret), once
+    their signature under ``context`` checks out."""
+    claims, signature = plaintext[: layout.size], plaintext[layout.size :]
+    fields = layout.unpack(claims)
+    signing_key_id, ticket_id, event_id, secret_version, issued_seconds = fields[:5]
+    rejection = _verify(keys, signing_key_id, signature, context + claims)
     if rejection is not None:
         return rejection
     return TicketCode(
@@ -346,6 +343,7 @@ def _read_v1(keys: ScannerKeyRing, raw: bytes) -> TicketCode | CodeRejection:
         issued_at=datetime.fromtimestamp(issued_seconds, tz=UTC),
         signing_key_id=signing_key_id,
         encryption_key_id=encryption_key_id,
+        name_secret=fields[5] if len(fields) > 5 else None,
     )
 
 
