@@ -104,10 +104,6 @@ class TicketCode:
     #: GH1 code, which carries none.
     name_secret: bytes | None = field(default=None, repr=False)
 
-    @property
-    def format_version(self) -> int:
-        return 1 if self.name_secret is None else 2
-
 
 class RejectionKind(StrEnum):
     MALFORMED = "malformed"  # not the shape of a ticket code at all
