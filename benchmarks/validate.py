@@ -6,9 +6,10 @@ A fresh database, a real ``gatehouse-server serve`` with 2 workers, one enrolled
 tickets are inserted in bulk and their codes minted while the server is idle (before the first
 row, and between rows when the rate so far says more are needed); wrk (see ``validate.lua``)
 sends a different code with every request, so a fresh ticket is really fresh (admitted, 200).
-Then the codes used so far are sent again (already checked in, 409: a verdict too). The floor is
-a Litestar app that only decodes the body and answers a small JSON (``trivial_app.py``), served
-the same way under the same load.
+Then the codes used so far are sent again (already checked in, 409: a verdict too). The floors,
+in the same run: a Litestar app that only decodes the body and answers a small JSON
+(``trivial_app.py``), served the same way under the same load; and Postgres alone and asyncpg
+alone doing one admission per statement (``validate_floors.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from benchmarks.server_harness import (
     BenchDatabase,
     CpuMeter,
     CpuUse,
+    EventHandle,
     Secrets,
     Seeder,
     Server,
@@ -38,11 +40,21 @@ from benchmarks.server_harness import (
     uvicorn_command,
     wait_for_quiet,
 )
+from benchmarks.validate_floors import (
+    FloorResult,
+    asyncpg_floor,
+    handed_out,
+    install,
+    pgbench_floor,
+)
 from benchmarks.wrk_load import WrkResult, run_wrk, wrk_version
 
 TARGET_RATE = 1500.0  # verdicts/s at 64 clients (docs/benchmarks.md "Targets")
 TARGET_P99_MS = 50.0
 TARGET_CLIENTS = 64
+# The database floors' connections: on 2 cores more backends only queue for the CPU (the
+# server's own pool is up to 25 a worker, and most of them wait too).
+FLOOR_CONNECTIONS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +63,11 @@ class Plan:
     warm_up_s: float
     levels: tuple[int, ...]
     pool: int  # fresh tickets minted before the first row (more are minted when needed)
+    floor_pool: int  # fresh tickets for the Postgres and asyncpg floors (no codes needed)
 
 
-FULL = Plan(duration_s=10, warm_up_s=3, levels=(1, 16, 64), pool=40_000)
-QUICK = Plan(duration_s=3, warm_up_s=1, levels=(1, 16, 64), pool=10_000)
+FULL = Plan(duration_s=10, warm_up_s=3, levels=(1, 16, 64), pool=40_000, floor_pool=90_000)
+QUICK = Plan(duration_s=3, warm_up_s=1, levels=(1, 16, 64), pool=10_000, floor_pool=30_000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +94,61 @@ def _log(message: str) -> None:
     print(f"    {message}", file=sys.stderr, flush=True)
 
 
-def _measure_gatehouse(plan: Plan, workdir: Path) -> tuple[list[Row], dict[str, int]]:
+@dataclass(frozen=True, slots=True)
+class FloorRow:
+    series: str
+    result: FloorResult
+
+
+def _measure_db_floors(
+    plan: Plan, db: BenchDatabase, seeder: Seeder, event: EventHandle
+) -> list[FloorRow]:
+    """Postgres alone and asyncpg alone, on tickets of their own, the server stopped
+    (``validate_floors``)."""
+    tickets = seeder.insert_tickets(event, plan.floor_pool)
+    # pgbench (C) is the faster client: two thirds for it, the rest for asyncpg.
+    split = 2 * len(tickets) // 3
+    install(db, tickets[:split])
+    rows = []
+    _log(f"floor: Postgres alone (pgbench), {FLOOR_CONNECTIONS} clients, fresh tickets")
+    fresh = pgbench_floor(
+        db, event, fresh=True, used=0, connections=FLOOR_CONNECTIONS, duration_s=plan.duration_s
+    )
+    rows.append(FloorRow("Postgres alone (pgbench): fresh tickets", fresh))
+    used = handed_out(db)
+    _log(f"floor: Postgres alone (pgbench), {FLOOR_CONNECTIONS} clients, {used:,} used tickets")
+    rows.append(
+        FloorRow(
+            "Postgres alone (pgbench): already used",
+            pgbench_floor(
+                db,
+                event,
+                fresh=False,
+                used=used,
+                connections=FLOOR_CONNECTIONS,
+                duration_s=plan.duration_s,
+            ),
+        )
+    )
+    _log(f"floor: asyncpg alone, {FLOOR_CONNECTIONS} connections, fresh tickets")
+    rows.append(
+        FloorRow(
+            "asyncpg alone (one Python process): fresh tickets",
+            asyncpg_floor(
+                db,
+                event,
+                tickets[split:],
+                connections=FLOOR_CONNECTIONS,
+                duration_s=plan.duration_s,
+            ),
+        )
+    )
+    return rows
+
+
+def _measure_gatehouse(
+    plan: Plan, workdir: Path
+) -> tuple[list[Row], list[FloorRow], dict[str, int]]:
     keys = Secrets()
     rows: list[Row] = []
     with fresh_database("validate") as db:
@@ -148,8 +215,10 @@ def _measure_gatehouse(plan: Plan, workdir: Path) -> tuple[list[Row], dict[str, 
                         token=token,
                     )
                 )
+        # The server stopped (its pool closed): Postgres to the floors alone.
+        floors = _measure_db_floors(plan, db, seeder, event)
     stats = {"pool": len(codes), "fresh_used": len(used_lines), "busy_pct": round(busy * 100)}
-    return rows, stats
+    return rows, floors, stats
 
 
 def _measure_floor(plan: Plan, workdir: Path) -> list[Row]:
@@ -211,15 +280,43 @@ def _table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def _target_lines(rows: list[Row]) -> list[str]:
+def _floor_table(floors: list[FloorRow]) -> list[str]:
+    lines = [
+        "| floor: one statement per admission | clients | calls/s | p50 ms | p90 ms | p99 ms "
+        "| Postgres CPU ms/call | client CPU ms/call | machine busy |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for floor in floors:
+        r = floor.result
+        lines.append(
+            f"| {floor.series} | {r.connections} | {r.per_s:,.0f} | {r.p50_ms:.1f} | "
+            f"{r.p90_ms:.1f} | {r.p99_ms:.1f} | "
+            f"{per_verdict_ms(r.cpu.seconds.get('postgres'), r.calls)} | "
+            f"{per_verdict_ms(r.cpu.seconds.get('client'), r.calls)} | "
+            f"{r.cpu.machine_busy:.0%} |"
+        )
+    return lines
+
+
+def _target_lines(rows: list[Row], floors: list[FloorRow]) -> list[str]:
     lines = []
+    floor_rate = {
+        "fresh": next((f.result.per_s for f in floors if "fresh" in f.series), 0.0),
+        "used": next((f.result.per_s for f in floors if "already used" in f.series), 0.0),
+    }
     for row in rows:
         r = row.result
         if r.connections != TARGET_CLIENTS or row.series.startswith("floor"):
             continue
         rate = target_verdict(r.verdicts_per_s, TARGET_RATE, "verdicts/s", higher_is_better=True)
         p99 = target_verdict(r.p99_ms, TARGET_P99_MS, "ms", higher_is_better=False)
-        lines.append(f"* {row.series}: rate {rate}; p99 {p99}.")
+        floor = floor_rate["fresh" if row.series.startswith("fresh") else "used"]
+        share = (
+            f"; {r.verdicts_per_s / floor:.0%} of Postgres alone in the same run ({floor:,.0f}/s)"
+            if floor
+            else ""
+        )
+        lines.append(f"* {row.series}: rate {rate}; p99 {p99}{share}.")
     return lines
 
 
@@ -227,7 +324,7 @@ def run(quick: bool = False) -> str:
     plan = QUICK if quick else FULL
     with tempfile.TemporaryDirectory(prefix="gatehouse-bench-validate-") as tmp:
         workdir = Path(tmp)
-        rows, stats = _measure_gatehouse(plan, workdir)
+        rows, floors, stats = _measure_gatehouse(plan, workdir)
         rows += _measure_floor(plan, workdir)
     threads = ", ".join(f"{c} client{'s' if c > 1 else ''}: -t{min(2, c)}" for c in plan.levels)
     return "\n".join(
@@ -258,10 +355,24 @@ def run(quick: bool = False) -> str:
             "",
             *_table(rows),
             "",
+            "The floors below ran in the same database after the rows above, the server stopped, "
+            "on tickets of their own: one call of a PL/pgSQL function per admission that does "
+            "in Postgres what the server's check-in does there (locks the ticket and reads it "
+            "with the server's `gatehouse_checkin_ticket`, then writes the scan, and for an "
+            "admission the status, history row and outbox event), as the application role with "
+            "row-level security, each call its own transaction; by pgbench (C, prepared, 2 "
+            "threads) and by asyncpg connections of one Python process on uvloop. They leave "
+            "out all that is not Postgres (HTTP, token, rate limit, reading the code, the "
+            "decision, logs, metrics): what the machine can do at best with one statement per "
+            "admission (`benchmarks/validate_floors.py`). They use 16 connections: on 2 cores "
+            "more backends only queue for the CPU.",
+            "",
+            *_floor_table(floors),
+            "",
             f"Target (≥ {TARGET_RATE:,.0f} verdicts/s at {TARGET_CLIENTS} concurrent "
             f"clients with p99 ≤ {TARGET_P99_MS:.0f} ms):",
             "",
-            *_target_lines(rows),
+            *_target_lines(rows, floors),
         ]
     )
 
