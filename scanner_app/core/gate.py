@@ -7,7 +7,9 @@
    repeat, and nothing is recorded twice;
 2. online, when the server is reachable and online validation is on: the server decides
    (``POST /v1/validate``, short timeout); any failure falls back to step 3 with the same scan
-   id, so a verdict the server did record is recognised when the scan is uploaded;
+   id, so a verdict the server did record is recognised when the scan is uploaded. A ticket
+   this device admitted (or undid) offline and has not uploaded yet is decided offline: the
+   server has not heard of it;
 3. offline: read and verify the code with the device's keys, look the ticket up in the cache,
    apply the shared rules (``shared.rules``: event, status, secret version, time window) and the
    ticket's known admissions here and at other gates (``shared.timeline``: inside already?
@@ -43,6 +45,7 @@ from scanner_app.core.store.scans import (
     begin_online,
     drop_from_queue,
     end_online,
+    has_unsent_admission,
     queued_annulments,
     record_online_verdict,
     record_scan,
@@ -258,6 +261,12 @@ class Gate:
         # Written down before asking: if the program dies before the answer is recorded, the
         # next sync asks the server whether this question arrived (see the sync engine).
         with self._store.write() as conn:
+            if isinstance(code, TicketCode) and has_unsent_admission(
+                conn, self._store.sealer.lookup(code.ticket_id)
+            ):
+                # This device admitted the ticket (or undid that) offline and has not uploaded
+                # it yet: the server would answer from older facts and could admit it twice.
+                return None
             begin_online(conn, PendingOnline(scan_id, text, direction, device_now))
         answer = self._online(request)
         if answer is None:

@@ -259,6 +259,19 @@ def queued_annulments(conn: Connection, limit: int) -> list[QueuedAnnulment]:
     return [QueuedAnnulment(seq=r.seq, scan_id=uuid.UUID(bytes=r.scan_id)) for r in rows]
 
 
+def has_unsent_admission(conn: Connection, lookup: bytes) -> bool:
+    """Whether this device has an admission of the ticket (or its undoing) that the server has
+    not heard of yet: then the server's word on the ticket is out of date, and this device's
+    own log decides."""
+    row = conn.exec_driver_sql(
+        "SELECT 1 FROM scans s JOIN upload_queue q ON q.scan_id = s.scan_id "
+        # The literal 'admitted' lets SQLite use the partial index (a parameter would not).
+        "WHERE s.ticket_lookup = ? AND s.result = 'admitted' LIMIT 1",
+        (lookup,),
+    ).first()
+    return row is not None
+
+
 def queue_length(conn: Connection) -> int:
     return int(conn.scalar(select(func.count()).select_from(schema.upload_queue)) or 0)
 

@@ -19,7 +19,7 @@ from scanner_app.core.standalone import load_tickets, set_up_standalone
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import admissions_of, apply_changes
 from scanner_app.core.store.scanlog import find_scan, local_scans
-from scanner_app.core.store.scans import annul, queued_scans, record_outcomes
+from scanner_app.core.store.scans import annul, drop_from_queue, queued_scans, record_outcomes
 from scanner_app.core.store.state import (
     Enrollment,
     GateSettings,
@@ -919,6 +919,42 @@ def test_an_unreachable_server_falls_back_to_offline_with_the_same_scan_id(venue
     # If the server did record the attempt, the upload is recognised as the same scan.
     assert request.scan_id == _scan_id(verdict)
     assert _queued_ids(venue) == [_scan_id(verdict)]
+
+
+def test_a_ticket_admitted_offline_and_not_yet_uploaded_is_not_asked_online(
+    venue: Venue,
+) -> None:
+    """The server has not heard of this device's offline admission: asking it would admit the
+    ticket a second time (found by the crash-safety test: a scanner killed before its upload
+    and restarted online)."""
+    ticket_id = venue.ticket()
+    code = venue.code(ticket_id)
+    first = venue.gate(online=None).scan(code)
+    assert first.mode == "offline"
+    assert first.admitted
+    assert _queued_ids(venue) == [_scan_id(first)]
+
+    def admit(request: wire.ValidateRequest) -> wire.Verdict:
+        return wire.Verdict(result=VerdictResult.ADMITTED, scan_id=request.scan_id)
+
+    server = FakeServer(admit)
+    online_gate = venue.gate(online=server)
+    _next_scan(venue)
+    again = online_gate.scan(code)
+    assert server.requests == []
+    assert again.mode == "offline"
+    _rejected(again, VerdictReason.ALREADY_CHECKED_IN)
+    # Another ticket is still asked.
+    other = online_gate.scan(venue.code(venue.ticket()))
+    assert other.mode == "online"
+    assert len(server.requests) == 1
+
+    # Once the server has the admission (the queue entry gone), it is asked again.
+    with venue.store.write() as conn:
+        for queued in queued_scans(conn, limit=10):
+            drop_from_queue(conn, queued.seq)
+    _next_scan(venue)
+    assert online_gate.scan(code).mode == "online"
 
 
 def test_the_server_is_not_asked_when_online_validation_is_off(venue: Venue) -> None:
