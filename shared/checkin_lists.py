@@ -62,6 +62,9 @@ class CheckinList:
     zone: str | None = None
     #: Whether someone who left may enter again on it; None: as the event says.
     allow_reentry: bool | None = None
+    #: pretix's "allow multiple entries": no double-entry check at all, its rule alone decides
+    #: how often (an entry while inside stays in the same zone).
+    allow_multiple_entries: bool = False
     #: When it admits; empty: whenever the event does.
     windows: tuple[TimeWindow, ...] = ()
     #: A JSON Logic rule (``shared.checkin_rules``) entries must pass; None: no rule.
@@ -265,6 +268,8 @@ def _judge(
     allow_reentry = (
         checkin_list.allow_reentry if checkin_list.allow_reentry is not None else plan.allow_reentry
     )
+    if checkin_list.allow_multiple_entries:
+        return ListDecision(list=checkin_list)
     prior = prior_scan(_zone_view(past, checkin_list.zone_key), allow_reentry=allow_reentry)
     if prior is not None:
         return refuse(
@@ -443,3 +448,34 @@ def explain(leaf: Mapping[str, object] | None, facts: RuleFacts, ticket: TicketK
         "event_day_index": "Not valid today.",
     }
     return sentences.get(variable, generic) if isinstance(variable, str) else generic
+
+
+# --- from the wire ----------------------------------------------------------------------------
+
+
+def checkin_list_from_wire(item: wire.CheckinListOut) -> CheckinList:
+    """The list the API answered or the feed carried, as ``decide`` takes it."""
+    return CheckinList(
+        id=str(item.id),
+        event_id=str(item.event_id),
+        name=item.name,
+        ticket_type_ids=frozenset(item.ticket_type_ids),
+        gates=frozenset(item.gates),
+        zone=item.zone,
+        allow_reentry=item.allow_reentry,
+        allow_multiple_entries=item.allow_multiple_entries,
+        windows=tuple(TimeWindow(w.opens_at, w.closes_at) for w in item.windows),
+        rules=item.rules,
+        explanation=item.explanation,
+        archived=item.archived,
+    )
+
+
+def event_day_from_wire(day: wire.EventDayIn) -> EventDay:
+    return EventDay(
+        date=day.date,
+        name=day.name,
+        starts_at=day.starts_at,
+        ends_at=day.ends_at,
+        admission_at=day.admission_at,
+    )
