@@ -206,7 +206,9 @@ def decide(
     current = where_inside(past)
     candidates = [item for item in at_gate if item.admits_type(ticket.id)]
     if direction is Direction.EXIT:
-        return ListDecision(list=candidates[0] if candidates else None, leaves_zone=current)
+        # It counts on the list of the zone it leaves, where that list is scanned here.
+        leaving = [item for item in candidates if item.zone_key == current] or candidates
+        return ListDecision(list=leaving[0] if leaving else None, leaves_zone=current)
     if not candidates:
         return ListDecision(
             list=None,
