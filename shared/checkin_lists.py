@@ -19,7 +19,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -196,13 +196,14 @@ def decide(
     each checks the ticket's days, its own time windows, its rule, then double entry in its
     zone. When none admits, the first one's refusal stands. An exit is never refused here.
     """
+    now = now.astimezone(UTC)  # one zone for all comparisons (see shared.checkin_rules)
     at_gate = sorted(
         (item for item in plan.lists if not item.archived and item.scans_at(gate)),
         key=lambda item: item.id,
     )
     if not at_gate:
         return None
-    past = sorted((s for s in history if s.at <= now), key=lambda s: (s.at, s.scan_id))
+    past = sorted((s for s in history if s.at <= now), key=_in_time)
     current = where_inside(past)
     candidates = [item for item in at_gate if item.admits_type(ticket.id)]
     if direction is Direction.EXIT:
@@ -332,6 +333,10 @@ def _zone_view(past: Sequence[AdmittedScan], zone: str) -> list[AdmittedScan]:
     return view
 
 
+def _in_time(scan: AdmittedScan) -> tuple[datetime, object]:
+    return scan.at.astimezone(UTC), scan.scan_id
+
+
 # --- presence ---------------------------------------------------------------------------------
 
 
@@ -339,7 +344,7 @@ def where_inside(scans: Iterable[AdmittedScan]) -> str | None:
     """The zone a person is in after ``scans`` (``GENERAL_AREA`` for the event's general area),
     or None when outside. An entry puts them in its zone (out of any other), an exit out."""
     here: str | None = None
-    for scan in sorted(scans, key=lambda s: (s.at, s.scan_id)):
+    for scan in sorted(scans, key=_in_time):
         here = (scan.zone or GENERAL_AREA) if scan.direction is Direction.ENTRY else None
     return here
 
@@ -480,4 +485,20 @@ def event_day_from_wire(day: wire.EventDayIn) -> EventDay:
         starts_at=day.starts_at,
         ends_at=day.ends_at,
         admission_at=day.admission_at,
+    )
+
+
+def checkin_list_from_request(list_id: str, request: wire.CheckinListCreate) -> CheckinList:
+    """A create request (or a pretix import) as the list ``list_id`` it makes."""
+    return CheckinList(
+        id=list_id,
+        name=request.name,
+        ticket_type_ids=frozenset(request.ticket_type_ids),
+        gates=frozenset(request.gates),
+        zone=request.zone,
+        allow_reentry=request.allow_reentry,
+        allow_multiple_entries=request.allow_multiple_entries,
+        windows=tuple(TimeWindow(w.opens_at, w.closes_at) for w in request.windows),
+        rules=request.rules,
+        explanation=request.explanation,
     )

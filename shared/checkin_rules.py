@@ -24,7 +24,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Final, TypeAlias
 from zoneinfo import ZoneInfo
 
@@ -34,7 +34,9 @@ MAX_RULE_DEPTH: Final = 32
 MAX_RULE_NODES: Final = 2000
 #: Text in a rule (a variable name, an id, a time) is at most this long.
 MAX_RULE_TEXT: Final = 200
-#: Operators evaluated at most per rule evaluation: no rule can make a gate wait.
+#: Operators evaluated at most per rule evaluation. A rule within ``MAX_RULE_NODES`` evaluates
+#: each node at most twice (once, and once more to explain a refusal), so this is a second
+#: guard, not the first.
 MAX_RULE_STEPS: Final = 10_000
 
 #: What a rule may compute with: JSON values, and instants (``now``, ``buildTime``).
@@ -176,17 +178,20 @@ _BOOLEAN_OPS: Final = frozenset({"and", "or"})
 class _Run:
     """One evaluation: counts steps, caches what it derived from the history."""
 
-    __slots__ = ("_facts", "_steps", "_tz_dates")
+    __slots__ = ("_entry_times", "_facts", "_now", "_steps")
 
     def __init__(self, facts: RuleFacts) -> None:
         self._facts = facts
         self._steps = 0
-        self._tz_dates: list[date] | None = None
+        # Every instant in UTC: Python subtracts and compares two times of the *same* zone by
+        # their wall clocks, which is wrong across a DST change.
+        self._now = facts.now.astimezone(UTC)
+        self._entry_times = [r.at.astimezone(UTC) for r in facts.history if r.entry]
 
     # .. variables ..
 
     def _entries(self) -> list[datetime]:
-        return [record.at for record in self._facts.history if record.entry]
+        return self._entry_times
 
     def _local_date(self, when: datetime) -> date:
         return when.astimezone(self._facts.tz).date()
@@ -203,25 +208,25 @@ class _Run:
             case "gate":
                 return facts.gate
             case "now":
-                return facts.now
+                return self._now
             case "now_isoweekday":
-                return facts.now.astimezone(facts.tz).isoweekday()
+                return self._now.astimezone(facts.tz).isoweekday()
             case "entry_status":
                 last = facts.history[-1] if facts.history else None
                 return "present" if last is not None and last.entry else "absent"
             case "entries_number":
                 return len(self._entries())
             case "entries_today":
-                today = self._local_date(facts.now)
+                today = self._local_date(self._now)
                 return sum(1 for at in self._entries() if self._local_date(at) == today)
             case "entries_days":
                 return len({self._local_date(at) for at in self._entries()})
             case "minutes_since_last_entry":
                 entries = self._entries()
-                return _whole_minutes(facts.now - max(entries)) if entries else -1
+                return _whole_minutes(self._now - max(entries)) if entries else -1
             case "minutes_since_first_entry":
                 entries = self._entries()
-                return _whole_minutes(facts.now - min(entries)) if entries else -1
+                return _whole_minutes(self._now - min(entries)) if entries else -1
             case "zone":
                 return facts.zone
             case "event_day":
@@ -253,7 +258,7 @@ class _Run:
         if kind == "custom":
             if not isinstance(value, str):
                 raise RuleError("buildTime custom needs a date and time.")
-            return _parse_instant(value, facts.tz)
+            return _parse_instant(value, facts.tz).astimezone(UTC)
         if kind == "customtime":
             if not isinstance(value, str):
                 raise RuleError("buildTime customtime needs a time of day.")
@@ -261,10 +266,11 @@ class _Run:
                 clock = time.fromisoformat(value)
             except ValueError:
                 raise RuleError(f"buildTime customtime: {value[:40]!r} is not a time.") from None
-            today = facts.now.astimezone(facts.tz).date()
+            today = self._now.astimezone(facts.tz).date()
             # fold=0: a time the clocks skip (DST) reads with the offset before the change,
-            # as pretix's server does.
-            return datetime.combine(today, clock.replace(tzinfo=None), tzinfo=facts.tz)
+            # as pretix's server does; a time they pass twice is the first of the two.
+            local = datetime.combine(today, clock.replace(tzinfo=None), tzinfo=facts.tz)
+            return local.astimezone(UTC)
         moments = {
             "date_from": facts.date_from,
             "date_to": facts.date_to or facts.date_from,
@@ -275,7 +281,7 @@ class _Run:
         moment = moments[kind]
         if moment is None:
             raise RuleError(f"buildTime {kind}: the event has no such time.")
-        return moment
+        return moment.astimezone(UTC)
 
     # .. the walk ..
 
@@ -402,7 +408,7 @@ def _comparable(a: Value, b: Value) -> tuple[object, object]:
     """``a`` and ``b`` as things ``<`` orders: two instants, or two numbers."""
     if isinstance(a, datetime) or isinstance(b, datetime):
         if isinstance(a, datetime) and isinstance(b, datetime):
-            return a, b
+            return a.astimezone(UTC), b.astimezone(UTC)
         raise RuleError(f"Cannot compare {_show(a)} with {_show(b)}.")
     return _number(a), _number(b)
 
@@ -469,7 +475,7 @@ def _lookup(args: list[Value]) -> Value:
 
 def _moment(value: Value) -> datetime:
     if isinstance(value, datetime):
-        return value
+        return value.astimezone(UTC)
     raise RuleError(f"{_show(value)} is not a time (use buildTime).")
 
 
