@@ -123,8 +123,9 @@ def check_rule(rule: object) -> None:
 def evaluate_rule(rule: object, facts: RuleFacts) -> RuleOutcome:
     """Whether ``rule`` lets this entry in. Never raises: any failure refuses with ``error``."""
     try:
-        # No ``check_rule`` here: lists are checked when they are made (the wire forms), and
-        # the walk guards itself (depth, steps, values that are not JSON).
+        # The same bounds as when the list was made (the wire forms): a rule that could not be
+        # stored cannot decide either, however it got here.
+        check_rule(rule)
         run = _Run(facts)
         result = run.eval(rule, 0)
         if truthy(result):

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
+from shared import wire
 from testkit.checkin_corpus import decide_case, load_cases, read_case
 
 CASES = load_cases()
@@ -37,3 +39,14 @@ def test_case(raw: dict[str, Any]) -> None:
     got = decide_case(case)
     wanted = case.expect
     assert {key: got.get(key) for key in wanted} == wanted, raw["about"]
+
+
+def test_every_list_in_the_corpus_can_be_made_through_the_api() -> None:
+    """The server's run creates each case's lists with POST …/checkin-lists: every one must be a
+    valid create request (``id`` and ``archived`` are the server's to give and to set)."""
+    fields = set(wire.CheckinListCreate.__struct_fields__)
+    for case in CASES:
+        for raw in case["lists"]:
+            request = {key: value for key, value in raw.items() if key in fields}
+            assert set(raw) - fields <= {"id", "archived"}, case["id"]
+            msgspec.convert(request, wire.CheckinListCreate, strict=False)
