@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
 from shared import wire
-from shared.checkin_rules import EntryRecord, RuleFacts, evaluate_rule
+from shared.checkin_rules import EntryRecord, RuleFacts, RuleOutcome, evaluate_rule
 from shared.domain import Direction, VerdictReason
 from shared.timeline import AdmittedScan, prior_scan
 
@@ -266,7 +266,7 @@ def _judge(
             sentence = f"The rule of “{checkin_list.name}” could not be checked: entry refused."
             return refuse(VerdictReason.RULE_FAILED, sentence, rule_error=outcome.error)
         if not outcome.allowed:
-            sentence = checkin_list.explanation or explain(outcome.failed_leaf, facts, ticket)
+            sentence = checkin_list.explanation or explain(outcome, facts, ticket)
             return refuse(VerdictReason.RULE_FAILED, sentence)
     allow_reentry = (
         checkin_list.allow_reentry if checkin_list.allow_reentry is not None else plan.allow_reentry
@@ -427,10 +427,11 @@ def _window_refusal(
     return VerdictReason.NO_LONGER_VALID, f"This entrance closed{when}."
 
 
-def explain(leaf: Mapping[str, object] | None, facts: RuleFacts, ticket: TicketKind) -> str:
-    """A sentence for the part of a rule that said no (pretix's ``_logic_explain`` picks one
-    reason the same way: the comparison that failed on the rule's first path)."""
+def explain(outcome: RuleOutcome, facts: RuleFacts, ticket: TicketKind) -> str:
+    """A sentence for the part of a rule that said no (pretix's ``_logic_explain`` also names
+    one failed comparison; ours is the first on the rule's first path)."""
     generic = VerdictReason.RULE_FAILED.sentence
+    leaf = outcome.failed_leaf
     if leaf is None:
         return generic
     ((op, args),) = leaf.items()
@@ -438,7 +439,10 @@ def explain(leaf: Mapping[str, object] | None, facts: RuleFacts, ticket: TicketK
         return generic
     variable = args[0].get("var")
     if op in {"isAfter", "isBefore"} and variable == "now":
-        return "Not yet: entry opens later." if op == "isAfter" else "Too late: entry has closed."
+        if outcome.threshold is None:
+            return generic
+        when = _clock(outcome.threshold, facts.now, facts.tz)
+        return f"Entry from {when}." if op == "isAfter" else f"Entry only until {when}."
     sentences = {
         "entries_today": "Already entered today.",
         "entries_number": "This ticket has no entries left here.",

@@ -88,6 +88,9 @@ class RuleOutcome:
     error: str | None = None
     #: For a refusal, the leaf that said no (for the staff sentence), when there is one.
     failed_leaf: Mapping[str, object] | None = field(default=None, compare=False)
+    #: When that leaf is ``isAfter`` / ``isBefore``: the moment it admits from / until
+    #: (tolerance applied).
+    threshold: datetime | None = None
 
 
 def check_rule(rule: object) -> None:
@@ -130,7 +133,8 @@ def evaluate_rule(rule: object, facts: RuleFacts) -> RuleOutcome:
         result = run.eval(rule, 0)
         if truthy(result):
             return RuleOutcome(allowed=True)
-        return RuleOutcome(allowed=False, failed_leaf=run.failed_leaf(rule))
+        leaf = run.failed_leaf(rule)
+        return RuleOutcome(allowed=False, failed_leaf=leaf, threshold=run.threshold(leaf))
     except RuleError as error:
         return RuleOutcome(allowed=False, error=str(error))
     except (ArithmeticError, ValueError, TypeError, OverflowError, RecursionError) as error:
@@ -344,21 +348,70 @@ class _Run:
 
     def failed_leaf(self, rule: object) -> Mapping[str, object] | None:
         """The first comparison that is false on a path the rule needed: walks ``and`` (first
-        false member) and ``or`` (its first member), stopping at anything else."""
-        node = rule
-        for _ in range(MAX_RULE_DEPTH):
-            if not isinstance(node, dict) or len(node) != 1:
-                return None
-            ((op, args),) = node.items()
-            if op not in _BOOLEAN_OPS:
-                return node
-            if not isinstance(args, list) or not args:
-                return None
-            if op == "or":
-                node = args[0]
-                continue
-            node = next((a for a in args if not truthy(self.eval(a, 0))), None)
-        return None
+        false member) and ``or`` (its first member), stopping at anything else. Never raises
+        (it only re-evaluates what the rule's own evaluation already did)."""
+        try:
+            return self._failed_leaf(rule)
+        except (RuleError, ArithmeticError, ValueError, TypeError, RecursionError):
+            return None
+
+    def threshold(self, leaf: Mapping[str, object] | None) -> datetime | None:
+        """For an ``isAfter`` / ``isBefore`` leaf: the moment it admits from / until."""
+        if leaf is None or len(leaf) != 1:
+            return None
+        ((op, raw),) = leaf.items()
+        if op not in {"isAfter", "isBefore"} or not isinstance(raw, list) or len(raw) < 2:
+            return None
+        try:
+            args = [self.eval(item, 1) for item in raw]
+            moment, tolerance = _moment(args[1]), _tolerance(args)
+        except (RuleError, ArithmeticError, ValueError, TypeError, RecursionError):
+            return None
+        return moment - tolerance if op == "isAfter" else moment + tolerance
+
+    def _failed_leaf(self, rule: object) -> Mapping[str, object] | None:
+        found = self._weighed_leaf(rule, 0)
+        return found[1] if found is not None else None
+
+    def _weighed_leaf(self, node: object, depth: int) -> tuple[int, Mapping[str, object]] | None:
+        """Like pretix's ``_logic_explain``: of an ``or`` the way in that is easiest for the
+        holder to meet (least rigid), of an ``and`` the hardest obstacle (most rigid)."""
+        if depth > MAX_RULE_DEPTH or not isinstance(node, dict) or len(node) != 1:
+            return None
+        ((op, args),) = node.items()
+        if op not in _BOOLEAN_OPS:
+            return _rigidity(node), node
+        if not isinstance(args, list):
+            return None
+        members = args if op == "or" else [a for a in args if not truthy(self.eval(a, 0))]
+        found = [leaf for a in members if (leaf := self._weighed_leaf(a, depth + 1)) is not None]
+        if not found:
+            return None
+        pick = min if op == "or" else max
+        return pick(found, key=lambda item: item[0])
+
+
+#: How hard a failed comparison is for the holder to change (pretix's explanation weights): a
+#: count of entries less so than the time, the time less so than the ticket's type.
+_RIGIDITY: Final = {
+    "minutes_since_first_entry": 80,
+    "minutes_since_last_entry": 90,
+    "entries_days": 100,
+    "entries_number": 120,
+    "entries_today": 140,
+    "now": 200,
+    "now_isoweekday": 210,
+    "product": 1000,
+    "variation": 1000,
+    "ticket_type": 1000,
+}
+
+
+def _rigidity(leaf: Mapping[str, object]) -> int:
+    ((_, args),) = leaf.items()
+    first = args[0] if isinstance(args, list) and args else None
+    name = first.get("var") if isinstance(first, dict) else None
+    return _RIGIDITY.get(name, 500) if isinstance(name, str) else 500
 
 
 def _first(args: list[Value], op: str) -> Value:

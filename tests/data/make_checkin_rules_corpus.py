@@ -1548,6 +1548,85 @@ for n, (rule, ok, note, more) in enumerate(
     ruled(f"pretix-{n:02d}", rule, ok, f"pretix example: {note}", ["pretix_example"], **extra)
 
 
+# --- J. what staff read when a rule refuses ---------------------------------------------------
+
+case(
+    "explain-01",
+    "The list's own explanation is what staff read.",
+    lists=[lst("l-back", rules=False, explanation="Backstage opens after the show.")],
+    result="rejected",
+    reason="rule_failed",
+    list_id="l-back",
+    sentence="Backstage opens after the show.",
+    covers=["explanation"],
+)
+for n, (rule, now, hist, ticket, sentence) in enumerate(
+    [
+        (ONCE_A_DAY, t("06 20:00"), [h(t("06 10:00"))], "tt-ga", "Already entered today."),
+        (AFTER_18, t("06 17:40"), [], "tt-ga", "Entry from 17:50."),
+        (
+            {"isBefore": [var("now"), bt("customtime", "22:00"), 15]},
+            t("06 22:30"),
+            [],
+            "tt-ga",
+            "Entry only until 22:15.",
+        ),
+        (WEEKDAYS, t("06 20:00"), [], "tt-ga", "Not valid on Saturday."),
+        (PRODUCTS, t("06 20:00"), [], "tt-vip", "VIP tickets may not enter here."),
+        (
+            {
+                "and": [
+                    {"<": [var("entries_number"), 5]},
+                    {"isAfter": [var("now"), bt("customtime", "21:00")]},
+                ]
+            },
+            t("06 20:00"),
+            [],
+            "tt-ga",
+            "Entry from 21:00.",
+        ),
+        (
+            # Of an "or", the way in easiest for the holder (pretix's weights): not entering
+            # again today is easier to meet than the clock.
+            {"or": [{"isAfter": [var("now"), bt("customtime", "21:00")]}, ONCE_A_DAY]},
+            t("06 20:00"),
+            [h(t("06 19:00"))],
+            "tt-ga",
+            "Already entered today.",
+        ),
+        (
+            {"isAfter": [var("now"), bt("custom", "2026-06-07T12:00:00+02:00")]},
+            t("06 20:00"),
+            [],
+            "tt-ga",
+            "Entry from Sunday 07 Jun 12:00.",
+        ),
+        # "entries_number == 0" or "minutes since last > 120": the minutes are the easier way.
+        (REENTRY_2H, t("06 20:00"), [h(t("06 19:00"))], "tt-ga", "Too soon after the last entry."),
+        # Of an "and", the hardest obstacle: the ticket type, not the count.
+        (
+            {"and": [PRODUCTS, ONCE_A_DAY]},
+            t("06 20:00"),
+            [h(t("06 19:00"))],
+            "tt-vip",
+            "VIP tickets may not enter here.",
+        ),
+    ],
+    start=2,
+):
+    ruled(
+        f"explain-{n:02d}",
+        rule,
+        False,
+        f"the sentence for a refusal: {sentence}",
+        ["explanation"],
+        now=now,
+        history=hist,
+        ticket=ticket,
+        sentence=sentence,
+    )
+
+
 def main() -> None:
     ids = [c["id"] for c in CASES]
     assert len(ids) == len(set(ids)), "case ids must be unique"
