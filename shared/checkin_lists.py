@@ -203,7 +203,12 @@ def decide(
     )
     if not at_gate:
         return None
-    past = sorted((s for s in history if s.at <= now), key=_in_time)
+    # In UTC, so that the timeline's own ordering cannot be fooled by a DST fold (two times of
+    # one zone compare by their wall clocks) whatever zone a side keeps its scans in.
+    past = sorted(
+        (dataclasses.replace(s, at=s.at.astimezone(UTC)) for s in history if s.at <= now),
+        key=_in_time,
+    )
     current = where_inside(past)
     candidates = [item for item in at_gate if item.admits_type(ticket.id)]
     if direction is Direction.EXIT:

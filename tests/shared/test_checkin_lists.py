@@ -3,6 +3,7 @@ decision; the order scans arrive in does not matter), and the wire forms' valida
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -319,3 +320,32 @@ def test_an_event_day_session_needs_both_ends() -> None:
         )
     day = msgspec.json.decode(b'{"date": "2026-06-06", "name": "Sat"}', type=wire.EventDayIn)
     assert event_day_from_wire(day).label == "Sat"
+
+
+def test_the_zone_scans_are_kept_in_does_not_change_the_decision_even_in_a_dst_fold() -> None:
+    # Berlin, 25 October 2026: 00:30 UTC is 02:30 CEST, 01:10 UTC is 02:10 CET — the wall clock
+    # runs backwards, so times of that zone compared as they are would put the exit first.
+    arena = CheckinList(id="l-arena", name="Arena", zone="arena", allow_reentry=True)
+    history_utc = [
+        AdmittedScan(uuid.UUID(int=1), datetime(2026, 10, 25, 0, 30, tzinfo=UTC), Direction.ENTRY,
+                     list_id="l-arena", zone="arena"),
+        AdmittedScan(uuid.UUID(int=2), datetime(2026, 10, 25, 1, 10, tzinfo=UTC), Direction.EXIT,
+                     list_id="l-arena", zone="arena"),
+    ]  # fmt: skip
+    history_berlin = [dataclasses.replace(s, at=s.at.astimezone(BERLIN)) for s in history_utc]
+    now = datetime(2026, 10, 25, 1, 20, tzinfo=UTC)
+    decisions = [
+        decide(
+            plan(arena),
+            gate="Main",
+            direction=Direction.ENTRY,
+            ticket=STAFF,
+            history=history,
+            now=when,
+        )
+        for history, when in ((history_utc, now), (history_berlin, now.astimezone(BERLIN)))
+    ]
+    assert decisions[0] == decisions[1]
+    assert decisions[0] is not None
+    assert decisions[0].admitted  # entered, left, re-entry allowed
+    assert where_inside(history_berlin) is None
