@@ -117,8 +117,6 @@ class TicketKind:
     name: str
     #: The event days it admits (dates of ``EventPlan.days``); empty: every day.
     days: frozenset[date] = frozenset()
-    #: A pretix variation this type stands for, when imported with one.
-    variation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +304,7 @@ def rule_facts(
         now=now,
         tz=plan.tz,
         ticket_type=ticket.id,
-        variation=ticket.variation,
+        variation=ticket.id,  # our ticket types stand in for pretix's variations too
         gate=gate,
         history=tuple(
             EntryRecord(at=s.at, entry=s.direction is Direction.ENTRY)

@@ -66,7 +66,8 @@ class RuleFacts:
     ticket_type: str
     gate: str
     history: tuple[EntryRecord, ...] = ()
-    #: The pretix variation (our ticket types stand in for variations too), or None.
+    #: pretix's variation: the ticket type again (our ticket types stand in for products and
+    #: variations alike; the import maps both to them).
     variation: str | None = None
     zone: str | None = None
     #: Today's event day as an ISO date, and its 1-based position (0: not an event day).

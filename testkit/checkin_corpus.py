@@ -100,7 +100,6 @@ def read_case(raw: dict[str, Any]) -> Case:
         id=kind["id"],
         name=kind["name"],
         days=frozenset(date.fromisoformat(d) for d in kind["days"]),
-        variation=kind["id"],
     )
     history = tuple(
         AdmittedScan(
