@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -355,6 +355,13 @@ Explanation = Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LIN
 MAX_LIST_TICKET_TYPES = 500
 MAX_LIST_GATES = 100
 MAX_LIST_WINDOWS = 50
+#: A JSON Logic rule (docs/checkin-lists.md): any JSON value, bounded by ``check_rule``.
+RuleJson = Annotated[
+    Any,
+    msgspec.Meta(
+        description="A JSON Logic rule with pretix's check-in variables (docs/checkin-lists.md)."
+    ),
+]
 
 
 class CheckinWindow(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -399,7 +406,7 @@ class CheckinListCreate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknow
     windows: Annotated[list[CheckinWindow], msgspec.Meta(max_length=MAX_LIST_WINDOWS)] = (
         msgspec.field(default_factory=list)
     )
-    rules: object = None
+    rules: RuleJson = None
     #: What staff read when the rule refuses an entry.
     explanation: Explanation | None = None
 
@@ -419,7 +426,7 @@ class CheckinListOut(msgspec.Struct, kw_only=True, frozen=True):
     allow_reentry: bool | None = None
     allow_multiple_entries: bool = False
     windows: list[CheckinWindow] = msgspec.field(default_factory=list)
-    rules: object = None
+    rules: RuleJson = None
     explanation: str | None = None
     archived: bool = False
 

@@ -349,3 +349,11 @@ def test_the_zone_scans_are_kept_in_does_not_change_the_decision_even_in_a_dst_f
     assert decisions[0] is not None
     assert decisions[0].admitted  # entered, left, re-entry allowed
     assert where_inside(history_berlin) is None
+
+
+@pytest.mark.parametrize(
+    "shape", [wire.CheckinListCreate, wire.CheckinListOut, wire.CheckinWindow, wire.EventDayIn]
+)
+def test_the_wire_forms_have_a_json_schema_for_the_api_docs(shape: type) -> None:
+    schema = msgspec.json.schema(shape)
+    assert shape.__name__ in schema["$defs"]
