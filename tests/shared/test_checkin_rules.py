@@ -4,6 +4,7 @@ variable and operator case by case."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.checkin_lists import CheckinList, EventPlan, TicketKind, decide
 from shared.checkin_rules import (
     MAX_RULE_DEPTH,
     MAX_RULE_NODES,
@@ -24,6 +26,8 @@ from shared.checkin_rules import (
     evaluate_rule,
     truthy,
 )
+from shared.domain import Direction, VerdictReason
+from shared.timeline import AdmittedScan
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -244,3 +248,41 @@ def test_any_json_as_a_rule_gives_an_outcome(rule: object, minutes: list[int]) -
     assert outcome.error is None or not outcome.allowed
     # Deterministic: the same facts give the same outcome (what makes online and offline agree).
     assert evaluate_rule(rule, f) == outcome
+
+
+@given(rule=_json, minutes=st.lists(st.integers(min_value=0, max_value=60 * 24 * 5), max_size=5))
+def test_any_json_as_a_lists_rule_gives_a_verdict_through_decide(
+    rule: object, minutes: list[int]
+) -> None:
+    now = datetime(2026, 6, 8, 12, tzinfo=UTC)
+    history = [
+        AdmittedScan(
+            scan_id=uuid.UUID(int=i + 1),
+            at=now - timedelta(minutes=m),
+            direction=Direction.ENTRY if i % 2 == 0 else Direction.EXIT,
+            list_id="l-main",
+        )
+        for i, m in enumerate(sorted(minutes, reverse=True))
+    ]
+    plan = EventPlan(
+        tz=BERLIN,
+        lists=(CheckinList(id="l-main", name="Main", rules=rule, allow_multiple_entries=True),),
+        starts_at=now - timedelta(days=1),
+        ends_at=now + timedelta(days=1),
+    )
+    for direction in Direction:
+        decision = decide(
+            plan,
+            gate="Main",
+            direction=direction,
+            ticket=TicketKind(id="tt-ga", name="General admission"),
+            history=history,
+            now=now,
+        )
+        assert decision is not None
+        if direction is Direction.EXIT or decision.refusal is None:
+            assert decision.admitted
+        else:
+            assert decision.refusal.reason is VerdictReason.RULE_FAILED
+            assert decision.refusal.list_id == "l-main"
+            assert decision.refusal.sentence
