@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Final
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shared import wire
 from shared.checkin_rules import EntryRecord, RuleFacts, RuleOutcome, evaluate_rule
@@ -509,3 +509,15 @@ def checkin_list_from_request(list_id: str, request: wire.CheckinListCreate) -> 
         rules=request.rules,
         explanation=request.explanation,
     )
+
+
+def event_zone(name: str) -> ZoneInfo:
+    """The event's time zone from its IANA name; ``ValueError`` with a clear sentence for a name
+    that is none (``ZoneInfo`` itself raises several kinds, some not ``ValueError``)."""
+    problem = f"{name[:64]!r} is not a time zone: use an IANA name such as Europe/Berlin."
+    if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+        raise ValueError(problem)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError, UnicodeError):
+        raise ValueError(problem) from None

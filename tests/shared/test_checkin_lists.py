@@ -23,6 +23,7 @@ from shared.checkin_lists import (
     checkin_list_from_wire,
     decide,
     event_day_from_wire,
+    event_zone,
     holders,
     inside_by_zone,
     where_inside,
@@ -357,3 +358,16 @@ def test_the_zone_scans_are_kept_in_does_not_change_the_decision_even_in_a_dst_f
 def test_the_wire_forms_have_a_json_schema_for_the_api_docs(shape: type) -> None:
     schema = msgspec.json.schema(shape)
     assert shape.__name__ in schema["$defs"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "Mars/Olympus", "../../etc/passwd", "/etc/localtime", "Europe/Berlin\x00", "x" * 300],
+)
+def test_a_time_zone_that_is_none_is_a_clear_error(name: str) -> None:
+    with pytest.raises(ValueError, match="IANA"):
+        event_zone(name)
+
+
+def test_a_time_zone_by_its_iana_name() -> None:
+    assert event_zone("Europe/Berlin") == BERLIN
