@@ -27,6 +27,7 @@ BENCHMARKS = (
     "ingest",
     "feed",
     "cold_start",
+    "checkin_rules",
 )
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

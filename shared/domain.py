@@ -53,6 +53,11 @@ class VerdictReason(StrEnum):
     NO_LONGER_VALID = "no_longer_valid"
     OWNERSHIP_MISMATCH = "ownership_mismatch"
     DEVICE_REVOKED = "device_revoked"
+    #: No check-in list scanned at this gate admits the ticket's type (issue 16).
+    NOT_ON_LIST = "not_on_list"
+    #: The list's rule, day or time window refuses this entry, or its rule could not be
+    #: evaluated (issue 16). Never given to an exit.
+    RULE_FAILED = "rule_failed"
 
     @property
     def sentence(self) -> str:
@@ -82,4 +87,6 @@ _SENTENCES: dict[VerdictReason, str] = {
     VerdictReason.DEVICE_REVOKED: (
         "This scanner has been switched off by a manager. Ask a manager to enroll it again."
     ),
+    VerdictReason.NOT_ON_LIST: "This ticket does not enter at this gate.",
+    VerdictReason.RULE_FAILED: "This ticket may not enter here now.",
 }

@@ -66,7 +66,8 @@ def code_standing(
 
 
 #: Refusals that speak of a ticket's right to be *inside* — not of which ticket it is: an exit
-#: gate lets its holder out, and the leave counts.
+#: gate lets its holder out, and the leave counts. Check-in lists' refusals (issue 16) are of
+#: that kind too: no list, rule or day holds anyone in.
 NO_BAR_TO_LEAVING: Final = frozenset(
     {
         VerdictReason.REVOKED,
@@ -74,6 +75,8 @@ NO_BAR_TO_LEAVING: Final = frozenset(
         VerdictReason.SUPERSEDED,
         VerdictReason.NOT_YET_VALID,
         VerdictReason.NO_LONGER_VALID,
+        VerdictReason.NOT_ON_LIST,
+        VerdictReason.RULE_FAILED,
     }
 )
 

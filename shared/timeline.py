@@ -39,6 +39,10 @@ class AdmittedScan:
     #: Where and by whom it was scanned: what a refusal names as ``prior``.
     gate: str = ""
     device_id: uuid.UUID | None = None
+    #: The check-in list it was admitted on (issue 16), None before lists or without them.
+    list_id: str | None = None
+    #: The zone that list leads into; None is the event's general area.
+    zone: str | None = None
 
 
 @dataclass(slots=True)

@@ -9,11 +9,12 @@ binary key material is base64 in JSON and raw in msgpack.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
 import msgspec
 
+from shared.checkin_rules import RuleError, check_rule
 from shared.domain import Direction, TicketStatus, TimeAdjustment, VerdictReason, VerdictResult
 
 MAX_SCAN_BATCH = 1000
@@ -341,3 +342,112 @@ class ChangesPage(msgspec.Struct, kw_only=True, frozen=True):
     next_cursor: str
     has_more: bool
     server_time: datetime
+
+
+# --- check-in lists (issue 16; POST /v1/events/{event_id}/checkin-lists, the changes feed) ----
+
+CHECKIN_LIST_NAME_MAX = 100
+ListName = Annotated[str, msgspec.Meta(min_length=1, max_length=CHECKIN_LIST_NAME_MAX), ONE_LINE]
+#: A ticket type's id as the event names it (the ``ticket_type`` of a ticket).
+TicketTypeId = Annotated[str, msgspec.Meta(min_length=1, max_length=64), ONE_LINE]
+ZoneName = Annotated[str, msgspec.Meta(min_length=1, max_length=64), ONE_LINE]
+Explanation = Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
+MAX_LIST_TICKET_TYPES = 500
+MAX_LIST_GATES = 100
+MAX_LIST_WINDOWS = 50
+#: A JSON Logic rule (docs/checkin-lists.md): any JSON value, bounded by ``check_rule``.
+RuleJson = Annotated[
+    Any,
+    msgspec.Meta(
+        description="A JSON Logic rule with pretix's check-in variables (docs/checkin-lists.md)."
+    ),
+]
+
+
+class CheckinWindow(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """When a list admits: from ``opens_at`` until ``closes_at`` (either may be open)."""
+
+    opens_at: Instant | None = None
+    closes_at: Instant | None = None
+
+    def __post_init__(self) -> None:
+        check_times(opens_at=self.opens_at, closes_at=self.closes_at)
+        if (
+            self.opens_at is not None
+            and self.closes_at is not None
+            and self.closes_at <= self.opens_at
+        ):
+            raise msgspec.ValidationError("closes_at must be after opens_at - at `$.closes_at`")
+
+
+def _check_rules(rules: object) -> None:
+    try:
+        check_rule(rules)
+    except RuleError as error:
+        raise msgspec.ValidationError(f"{error} - at `$.rules`") from None
+
+
+class CheckinListCreate(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A new check-in list. Empty ``ticket_type_ids`` admits every ticket type, empty ``gates``
+    is scanned at every gate; ``allow_reentry`` None follows the event; ``rules`` is a JSON Logic
+    rule (docs/checkin-lists.md), bounded in size and depth."""
+
+    name: ListName
+    ticket_type_ids: Annotated[
+        list[TicketTypeId], msgspec.Meta(max_length=MAX_LIST_TICKET_TYPES)
+    ] = msgspec.field(default_factory=list)
+    gates: Annotated[list[GateName], msgspec.Meta(max_length=MAX_LIST_GATES)] = msgspec.field(
+        default_factory=list
+    )
+    zone: ZoneName | None = None
+    allow_reentry: bool | None = None
+    #: pretix's "allow multiple entries": no double-entry check, the rule alone decides.
+    allow_multiple_entries: bool = False
+    windows: Annotated[list[CheckinWindow], msgspec.Meta(max_length=MAX_LIST_WINDOWS)] = (
+        msgspec.field(default_factory=list)
+    )
+    rules: RuleJson = None
+    #: What staff read when the rule refuses an entry.
+    explanation: Explanation | None = None
+
+    def __post_init__(self) -> None:
+        _check_rules(self.rules)
+
+
+class CheckinListOut(msgspec.Struct, kw_only=True, frozen=True):
+    """A check-in list as the API answers it and the changes feed carries it."""
+
+    id: uuid.UUID
+    event_id: uuid.UUID
+    name: str
+    ticket_type_ids: list[str]
+    gates: list[str]
+    zone: str | None = None
+    allow_reentry: bool | None = None
+    allow_multiple_entries: bool = False
+    windows: list[CheckinWindow] = msgspec.field(default_factory=list)
+    rules: RuleJson = None
+    explanation: str | None = None
+    archived: bool = False
+
+
+class EventDayIn(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """One day (or session) of a multi-day event: a date in the event's time zone, with the
+    session's times when it has them (a session may run past midnight)."""
+
+    date: date
+    name: Annotated[str, msgspec.Meta(max_length=64), ONE_LINE] = ""
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
+    admission_at: Instant | None = None
+
+    def __post_init__(self) -> None:
+        check_times(starts_at=self.starts_at, ends_at=self.ends_at, admission_at=self.admission_at)
+        if (self.starts_at is None) != (self.ends_at is None):
+            raise msgspec.ValidationError("a session has both starts_at and ends_at - at `$`")
+        if (
+            self.starts_at is not None
+            and self.ends_at is not None
+            and self.ends_at <= self.starts_at
+        ):
+            raise msgspec.ValidationError("ends_at must be after starts_at - at `$.ends_at`")

@@ -17,6 +17,9 @@ SPEC_REASONS = {
     "no_longer_valid",
     "ownership_mismatch",
     "device_revoked",
+    # Issue 16: check-in lists.
+    "not_on_list",
+    "rule_failed",
 }
 
 

@@ -81,6 +81,9 @@ STILL_LEAVES = [
     VerdictReason.SUPERSEDED,
     VerdictReason.NOT_YET_VALID,
     VerdictReason.NO_LONGER_VALID,
+    # Issue 16: no check-in list, rule or day holds anyone in.
+    VerdictReason.NOT_ON_LIST,
+    VerdictReason.RULE_FAILED,
 ]
 
 
