@@ -306,6 +306,8 @@ class TicketChange(msgspec.Struct, kw_only=True, frozen=True, tag="ticket"):
     valid_from: datetime | None = None
     valid_until: datetime | None = None
     sealed_holder: bytes | None = None
+    #: The ticket type's id (``CheckinSetup.ticket_types``), which check-in lists name.
+    ticket_type_id: str | None = None
 
 
 class AdmissionChange(msgspec.Struct, kw_only=True, frozen=True, tag="admission"):
@@ -323,6 +325,10 @@ class AdmissionChange(msgspec.Struct, kw_only=True, frozen=True, tag="admission"
     conflict_of: uuid.UUID | None = None
     #: True when staff undid this admission.
     annulled: bool = False
+    #: The check-in list it counted on and that list's zone (None: the general area, or a scan
+    #: from before lists), so that gates know who is inside which zone.
+    checkin_list_id: uuid.UUID | None = None
+    zone: str | None = None
 
 
 class KeysChange(msgspec.Struct, kw_only=True, frozen=True, tag="keys"):
@@ -342,6 +348,12 @@ class ChangesPage(msgspec.Struct, kw_only=True, frozen=True):
     next_cursor: str
     has_more: bool
     server_time: datetime
+    #: The event's access setup (issue 16), present when its version differs from the
+    #: ``setup_version`` the device sent (always, to a device that sent none). A field and not
+    #: a change, so scanners that predate it ignore it.
+    checkin_setup: CheckinSetup | None = None
+    #: The setup's current version, on every page.
+    checkin_setup_version: int = 0
 
 
 # --- check-in lists (issue 16; POST /v1/events/{event_id}/checkin-lists, the changes feed) ----
@@ -451,3 +463,27 @@ class EventDayIn(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_field
             and self.ends_at <= self.starts_at
         ):
             raise msgspec.ValidationError("ends_at must be after starts_at - at `$.ends_at`")
+
+
+class TicketTypeDays(msgspec.Struct, kw_only=True, frozen=True):
+    """A ticket type as check-in lists see it: its id, its name, and the event days (dates in
+    the event's time zone) it admits — empty for every day."""
+
+    id: TicketTypeId
+    name: str
+    days: list[date] = msgspec.field(default_factory=list)
+
+
+class CheckinSetup(msgspec.Struct, kw_only=True, frozen=True):
+    """An event's whole access setup, as the changes feed carries it to scanners: its time zone,
+    days, ticket types' days and check-in lists (archived ones included, so that the scan log
+    can still name them). ``version`` grows with every change to any of it; a scanner replaces
+    what it had with a newer setup as a whole. An event without lists has ``lists`` empty and
+    is decided as before lists."""
+
+    event_id: uuid.UUID
+    version: int
+    time_zone: str
+    days: list[EventDayIn] = msgspec.field(default_factory=list)
+    ticket_types: list[TicketTypeDays] = msgspec.field(default_factory=list)
+    lists: list[CheckinListOut] = msgspec.field(default_factory=list)
