@@ -80,6 +80,15 @@ class Row:
     postgres_cpu_s: float
     machine_busy: float
 
+    @property
+    def per_s(self) -> float:
+        return self.verdicts / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """Postgres CPU per verdict, ms."""
+        return 1000 * self.postgres_cpu_s / self.verdicts if self.verdicts else 0.0
+
 
 def _scan(ids: Ids, ticket: uuid.UUID, admit: bool, now: datetime) -> tuple[Any, ...]:
     """An online scan's columns in ``NewScan.online_columns`` order."""
@@ -214,7 +223,8 @@ async def _load(
     )
 
 
-def _measure(plan: Plan, quick: bool) -> tuple[list[Row], float]:
+def measure(plan: Plan, quick: bool) -> tuple[list[Row], float]:
+    """The plan's rows (admissions first, then refusals) and how busy the machine was."""
     keys = Secrets()
     with fresh_database("admission_floor") as db:
         seeder = Seeder(db, keys)
@@ -263,10 +273,8 @@ def _table(rows: list[Row]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        rate = r.verdicts / r.wall_s if r.wall_s else 0.0
-        cpu = 1000 * r.postgres_cpu_s / r.verdicts if r.verdicts else 0.0
         lines.append(
-            f"| {r.kind} | {r.group} | {r.connections} | {rate:,.0f} | {cpu:.3f} "
+            f"| {r.kind} | {r.group} | {r.connections} | {r.per_s:,.0f} | {r.cpu_ms:.3f} "
             f"| {r.machine_busy:.0%} |"
         )
     return lines
@@ -274,7 +282,7 @@ def _table(rows: list[Row]) -> list[str]:
 
 def run(quick: bool = False) -> str:
     plan = QUICK if quick else FULL
-    rows, busy = _measure(plan, quick)
+    rows, busy = measure(plan, quick)
     return "\n".join(
         [
             "## Postgres alone under check-in (the validate floor)",

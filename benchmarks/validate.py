@@ -8,7 +8,8 @@ row, and between rows when the rate so far says more are needed); wrk (see ``val
 sends a different code with every request, so a fresh ticket is really fresh (admitted, 200).
 Then the codes used so far are sent again (already checked in, 409: a verdict too). The floor is
 a Litestar app that only decodes the body and answers a small JSON (``trivial_app.py``), served
-the same way under the same load.
+the same way under the same load; and Postgres alone (``admission_floor``: a verdict's statements
+from asyncpg at 64 connections, one transaction per verdict), with the fraction of it reached.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import admission_floor
 from benchmarks.environment import header
 from benchmarks.server_harness import (
     SERVER_WORKERS,
@@ -223,12 +225,48 @@ def _target_lines(rows: list[Row]) -> list[str]:
     return lines
 
 
+def _database_floor_lines(rows: list[Row], floor: list[admission_floor.Row]) -> list[str]:
+    """Postgres alone in the same run (``admission_floor``: the statements of a verdict from
+    asyncpg, one transaction per verdict, no HTTP) and the fraction of it validate reached."""
+    lines = [
+        f"Floor, Postgres alone in the same run (`admission_floor`: {TARGET_CLIENTS} asyncpg "
+        "connections as the application role, one transaction per verdict with the statements "
+        "validate sends after `gatehouse_enter`, no HTTP):",
+        "",
+    ]
+    for series, db_row in zip(
+        ("fresh tickets (200 admitted)", "already used (409 already checked in)"),
+        floor,
+        strict=False,
+    ):
+        ours = [r for r in rows if r.series == series and r.result.connections == TARGET_CLIENTS]
+        reached = (
+            f"; validate reached {ours[0].result.verdicts_per_s / db_row.per_s:.0%} of it"
+            if ours and db_row.per_s
+            else ""
+        )
+        lines.append(
+            f"* {db_row.kind}: {db_row.per_s:,.0f} verdicts/s, "
+            f"{db_row.cpu_ms:.2f} ms of Postgres CPU per verdict{reached}."
+        )
+    return lines
+
+
 def run(quick: bool = False) -> str:
     plan = QUICK if quick else FULL
     with tempfile.TemporaryDirectory(prefix="gatehouse-bench-validate-") as tmp:
         workdir = Path(tmp)
         rows, stats = _measure_gatehouse(plan, workdir)
         rows += _measure_floor(plan, workdir)
+    database_floor, _ = admission_floor.measure(
+        admission_floor.Plan(
+            duration_s=plan.duration_s,
+            connections=(TARGET_CLIENTS,),
+            groups=(1,),
+            tickets=plan.pool,
+        ),
+        quick,
+    )
     threads = ", ".join(f"{c} client{'s' if c > 1 else ''}: -t{min(2, c)}" for c in plan.levels)
     return "\n".join(
         [
@@ -262,6 +300,8 @@ def run(quick: bool = False) -> str:
             f"clients with p99 ≤ {TARGET_P99_MS:.0f} ms):",
             "",
             *_target_lines(rows),
+            "",
+            *_database_floor_lines(rows, database_floor),
         ]
     )
 
