@@ -23,6 +23,7 @@ BENCHMARKS = (
     "pipeline",
     "offline_verdict",
     "validate",
+    "admission_floor",
     "validate_chain",
     "ingest",
     "feed",
