@@ -9,7 +9,8 @@ and the application do not already guarantee:
   gatehouse_current_tenant()``) admits only the transaction's own tenant, which
   ``gatehouse_enter`` set after finding it.
 * ``event_id``: always the event of the scanning device's row (``devices.event_id``, itself a
-  foreign key) or of the ticket read for the verdict (``tickets.event_id``, likewise).
+  foreign key) or, for a manager's check-in, of the key that read the code (``keys.event_id``,
+  likewise).
 * ``ticket_id``: only ever a ticket the same transaction read and locked (``FOR UPDATE``).
 * ``device_id``: only ever the device whose row ``gatehouse_enter`` checked for the request
   (upload and online scans name the token's own device).
