@@ -378,3 +378,52 @@ async def test_a_scan_time_pushed_past_the_calendar_is_a_400_not_a_500(
             headers=device.headers,
         )
         assert_problem(response, 400, "validation_failed")
+
+
+async def test_an_uploads_answer_is_what_its_repeat_reads_back(
+    client: Client, tenant: TenantHandle, settings: Settings
+) -> None:
+    """The upload answers the scans it stores from what it wrote (it does not read them back);
+    a repeat reads them from the table. Both must say the same of every scan: conflicts, time
+    adjustments either way and none, a scan id twice in one batch, and a batch mixing new and
+    already stored scans."""
+    event_id, tickets = await _event_with_tickets(client, tenant, count=3)
+    device = await enrolled_device(client, tenant, event_id)
+    first = _scan(tickets[0]["code"], T)
+    stored_before = await _upload(client, device, [first])
+    # Placed between the device's enrollment (today) and the upload's arrival (EVENT_NIGHT).
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
+    batch = [
+        first,  # already stored
+        _scan(tickets[0]["code"], T + timedelta(seconds=5)),  # its conflict
+        _scan(tickets[1]["code"], T, offset_ms=40 * 60_000),  # claims after arrival: ahead
+        twice := _scan(tickets[2]["code"], long_ago),  # claims before enrollment: behind
+        twice,  # the same scan id again in the same batch
+    ]
+    answer = await _upload(client, device, batch)
+    again = await _upload(client, device, batch)
+
+    def said(outcome: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in outcome.items() if k != "duplicate_upload"}
+
+    assert [said(o) for o in answer["outcomes"]] == [said(o) for o in again["outcomes"]]
+    assert said(answer["outcomes"][0]) == said(stored_before["outcomes"][0])
+    assert [o["duplicate_upload"] for o in answer["outcomes"]] == [
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
+    assert all(o["duplicate_upload"] for o in again["outcomes"])
+    by_scan = [(o["conflict_of"], o["time_adjusted"]) for o in answer["outcomes"]]
+    assert by_scan == [
+        (None, None),
+        (first["scan_id"], None),
+        (None, "clock_ahead"),
+        (None, "clock_behind"),
+        (None, "clock_behind"),
+    ]
+    ids = list({s["scan_id"] for s in batch})
+    count_sql = "SELECT count(*) FROM ticket_scans WHERE id::text = ANY(:ids)"
+    assert (await _rows(settings, count_sql, ids=ids))[0][0] == len(ids)

@@ -41,6 +41,20 @@ def placed_at(
     return earliest + min(max(claimed, timedelta(0)), received_at - earliest)
 
 
+def time_adjustment(
+    device_scanned_at: datetime, clock_offset_ms: int, scanned_at: datetime
+) -> TimeAdjustment | None:
+    """How a placement moved the device's claim (``placed_at``), beyond ``CLOCK_TOLERANCE``:
+    what ``TIME_ADJUSTED`` (and the check-in's ``OUTCOMES``) derive from the stored columns,
+    for the answer to the upload that stores them (which has not read them back)."""
+    moved = device_scanned_at - scanned_at + timedelta(milliseconds=clock_offset_ms)
+    if moved > CLOCK_TOLERANCE:
+        return TimeAdjustment.CLOCK_AHEAD
+    if moved < -CLOCK_TOLERANCE:
+        return TimeAdjustment.CLOCK_BEHIND
+    return None
+
+
 def _moved() -> Any:
     """How much later the device claimed than the scan was placed (SQL; NULL online)."""
     offset = TicketScan.clock_offset_ms * literal_column("INTERVAL '1 millisecond'", Interval)

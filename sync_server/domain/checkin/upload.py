@@ -19,8 +19,8 @@ from sync_server.domain.checkin.admission import (
     outcome,
     scan_id_taken,
 )
-from sync_server.domain.checkin.claims import placed_at
-from sync_server.domain.checkin.queries import LockedTicket, NewScan
+from sync_server.domain.checkin.claims import placed_at, time_adjustment
+from sync_server.domain.checkin.queries import LockedTicket, NewScan, ScanOutcomeRow
 
 
 class Upload:
@@ -93,7 +93,10 @@ class Upload:
         }
         await a.checked_in((tickets[t] for t in sorted(entered)), gate)
 
-        stored = await a.queries.outcomes(ids)
+        # What the batch stored is known without reading it back: its rows, with the conflicts
+        # the replay just set. Only scans recorded before (a repeat) are read.
+        repeated = known.keys() | (fresh.keys() - inserted)
+        stored = await a.queries.outcomes(list(repeated)) if repeated else {}
         # A fresh id the insert skipped was taken meanwhile: by this device's own upload racing
         # this one (a duplicate), by another device, or by another tenant (whose row we
         # cannot see). The exception rolls the batch back.
@@ -101,7 +104,10 @@ class Upload:
             holder = stored.get(scan_id)
             if holder is None or holder.device_id != device_id:
                 raise scan_id_taken(scan_id)
-        repeated = known.keys() | (fresh.keys() - inserted)
+        moved = {row.id: row for row in changed}
+        for row in rows:
+            if row.id in inserted:
+                stored[row.id] = moved.get(row.id) or _stored_outcome(row)
         batch = set(ids)
         return wire.ScanBatchOutcome(
             outcomes=[
@@ -168,6 +174,23 @@ class Upload:
             code_secret_version=version,
             received_at=a.now,
         )
+
+
+def _stored_outcome(row: NewScan) -> ScanOutcomeRow:
+    """What ``OUTCOMES`` reads of an uploaded scan just inserted (a conflict it became is the
+    replay's, ``Admission.reconcile``)."""
+    assert row.device_scanned_at is not None
+    assert row.clock_offset_ms is not None
+    adjusted = time_adjustment(row.device_scanned_at, row.clock_offset_ms, row.scanned_at)
+    return ScanOutcomeRow(
+        id=row.id,
+        device_id=row.device_id,
+        result=row.result,
+        reason=row.reason,
+        conflict_of=None,
+        server_reason=row.server_reason,
+        time_adjusted=None if adjusted is None else adjusted.value,
+    )
 
 
 def _unstored_outcome(row: NewScan) -> wire.ScanOutcome:

@@ -397,14 +397,17 @@ def _read_with(
     preferred = tenant.rings.get(prefer) if prefer is not None else None
     ordered = [] if preferred is None or prefer is None else [(prefer, preferred)]
     ordered += [(event_id, ring) for event_id, ring in tenant.rings.items() if event_id != prefer]
-    # With no ring at all, an empty one still says what is wrong with the text.
-    result = read_code(ScannerKeyRing(), text)
+    result: TicketCode | CodeRejection | None = None
     for event_id, ring in ordered:
         result = read_code(ring, text)
         if isinstance(result, TicketCode):
             return event_id, result
         if result.kind is not RejectionKind.UNKNOWN_KEY:
             return result
+    if result is None:
+        # With no ring at all, an empty one still says what is wrong with the text (read only
+        # then: every code of an upload would otherwise be read twice).
+        result = read_code(ScannerKeyRing(), text)
     assert isinstance(result, CodeRejection)
     return result
 
