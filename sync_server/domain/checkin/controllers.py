@@ -4,20 +4,20 @@ import uuid
 from typing import TypeAlias
 
 from litestar import Response, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, JSONBody, SkipValidation
+from litestar.params import FromPath, JSONBody
 from litestar.types import ControllerRouterHandler
 
 from shared import wire
 from sync_server.domain.checkin.admission import Gate, http_status
 from sync_server.domain.checkin.code_check import check_code
-from sync_server.domain.checkin.ownership import OwnershipCheck
 from sync_server.domain.checkin.schemas import CodeCheckOut, CodeCheckRequest
 from sync_server.domain.checkin.services import CheckInService
 from sync_server.domain.keys.services import KeysDep
 from sync_server.http.auth import Principal, Role, allow
-from sync_server.http.dependencies import ClockDep, PrincipalDep, SessionDep, SettingsDep
+from sync_server.http.dependencies import ClockDep, PrincipalDep, SessionDep, app_services
 from sync_server.http.problems import (
     AUTHENTICATED,
     BadRequest,
@@ -27,24 +27,20 @@ from sync_server.http.problems import (
 )
 from sync_server.observability.metrics import observe_verdict
 
-OwnershipDep: TypeAlias = NamedDependency[SkipValidation[OwnershipCheck]]
-
 
 async def provide_checkin_service(
-    session: SessionDep,
-    keys: KeysDep,
-    ownership: OwnershipDep,
-    clock: ClockDep,
-    principal: PrincipalDep,
-    settings: SettingsDep,
+    session: SessionDep, principal: PrincipalDep, state: State
 ) -> CheckInService:
+    # The app's objects from its state, not by name: on every verdict's path, where each
+    # named dependency would cost an anyio task (``app_services`` says why).
+    built = app_services(state)
     return CheckInService(
         session,
-        keys,
-        ownership,
+        built.keys,
+        built.ownership,
         tenant_id=principal.tenant_id,
-        now=clock.now(),
-        junk_per_minute=settings.rate_limits.junk_per_minute,
+        now=built.clock.now(),
+        junk_per_minute=built.settings.rate_limits.junk_per_minute,
     )
 
 
