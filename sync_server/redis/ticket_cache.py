@@ -159,6 +159,11 @@ class TicketCache(Generic[_T]):
 
     async def _tombstone(self, ticket_ids: Collection[uuid.UUID]) -> bool:
         async def write(client: Redis) -> None:
+            if len(ticket_ids) == 1:  # a verdict's one ticket: one command, no pipeline
+                (ticket_id,) = ticket_ids
+                tombstone = TOMBSTONE_PREFIX + secrets.token_hex(8)
+                await client.set(self.key(ticket_id), tombstone, ex=self._tombstone_seconds)
+                return
             async with client.pipeline(transaction=False) as pipe:
                 for ticket_id in ticket_ids:
                     tombstone = TOMBSTONE_PREFIX + secrets.token_hex(8)
