@@ -89,14 +89,19 @@ class Services:
 
 def services(app: Litestar) -> Services:
     """The app's long-lived objects, while its lifespan runs (for tests and tools)."""
-    return app_services(app.state)
+    return _services(app.state)
+
+
+def _services(state: State) -> Services:
+    found: Services = app_services(state)
+    return found
 
 
 def _provided(part: Callable[[Services], object]) -> Provide:
     """A provider of one of the app's long-lived objects."""
 
     async def provide(state: State) -> Any:
-        return part(app_services(state))
+        return part(_services(state))
 
     return Provide(provide)
 
@@ -250,4 +255,4 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
 
 def _rate_limits(scope: Scope) -> RateLimits:
-    return app_services(Litestar.from_scope(scope).state).rate_limits
+    return _services(Litestar.from_scope(scope).state).rate_limits

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from litestar import Request
 from litestar.datastructures import State
@@ -30,9 +30,6 @@ from sync_server.http.auth import Principal
 from sync_server.http.problems import Unauthorized
 from sync_server.redis.rate_limits import RateLimits
 from sync_server.settings import Settings
-
-if TYPE_CHECKING:
-    from sync_server.app import Services
 
 # What handlers and providers declare to receive them. The app's own objects skip validation:
 # they are built by the app, and some are protocols (``Clock``) an isinstance check cannot take.
@@ -52,8 +49,10 @@ RateLimitsDep: TypeAlias = NamedDependency[SkipValidation[RateLimits]]
 SERVICES_STATE_KEY: Final = "services"
 
 
-def app_services(state: State) -> Services:
-    """The app's long-lived objects (``sync_server.app.Services``), from its state.
+def app_services(state: State) -> Any:
+    """The app's long-lived objects (``sync_server.app.Services``), from its state: ``Any``
+    here, as the HTTP edge and the domain do not import the composition root; a caller names
+    the type of what it reads (``database: Database = app_services(state).database``).
 
     The providers of every request's own objects (``session``, ``open_session``,
     ``active_device``) and the check-in service's read what they need here, through the
@@ -64,8 +63,12 @@ def app_services(state: State) -> Services:
     the rest of the dependency graph (docs/benchmarks.md, Notes). With them read from the
     state, each level has one dependency (principal, then session, then the service), which
     Litestar awaits in place."""
-    found: Services = state[SERVICES_STATE_KEY]
-    return found
+    return state[SERVICES_STATE_KEY]
+
+
+def _database(state: State) -> Database:
+    database: Database = app_services(state).database
+    return database
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
@@ -78,20 +81,20 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
 async def provide_session(principal: PrincipalDep, state: State) -> AsyncIterator[AsyncSession]:
     """The request's transaction, scoped to the caller's tenant; commits when the handler
     returns, before the response is sent, and rolls back when it raises."""
-    async with caller_session(app_services(state).database, principal) as session:
+    async with caller_session(_database(state), principal) as session:
         yield session
 
 
 async def provide_open_session(principal: PrincipalDep, state: State) -> OpenSession:
     """For handlers that need the database only sometimes: ``session``'s transaction, opened
     (and the device's revocation checked) only when the handler opens it."""
-    return partial(caller_session, app_services(state).database, principal)
+    return partial(caller_session, _database(state), principal)
 
 
 async def require_active_device(principal: PrincipalDep, state: State) -> None:
     """Refuse (401 ``device_revoked`` or ``token_revoked``) a revoked device or token, for
     handlers that may read nothing of the tenant's: a revoked token stops working everywhere."""
-    async with caller_session(app_services(state).database, principal):
+    async with caller_session(_database(state), principal):
         pass
 
 

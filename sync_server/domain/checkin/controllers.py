@@ -11,11 +11,13 @@ from litestar.params import FromPath, JSONBody
 from litestar.types import ControllerRouterHandler
 
 from shared import wire
+from shared.clock import Clock
 from sync_server.domain.checkin.admission import Gate, http_status
 from sync_server.domain.checkin.code_check import check_code
+from sync_server.domain.checkin.ownership import OwnershipCheck
 from sync_server.domain.checkin.schemas import CodeCheckOut, CodeCheckRequest
 from sync_server.domain.checkin.services import CheckInService
-from sync_server.domain.keys.services import KeysDep
+from sync_server.domain.keys.services import KeysDep, KeyStore
 from sync_server.http.auth import Principal, Role, allow
 from sync_server.http.dependencies import ClockDep, PrincipalDep, SessionDep, app_services
 from sync_server.http.problems import (
@@ -26,6 +28,7 @@ from sync_server.http.problems import (
     problem_responses,
 )
 from sync_server.observability.metrics import observe_verdict
+from sync_server.settings import Settings
 
 
 async def provide_checkin_service(
@@ -34,13 +37,17 @@ async def provide_checkin_service(
     # The app's objects from its state, not by name: on every verdict's path, where each
     # named dependency would cost an anyio task (``app_services`` says why).
     built = app_services(state)
+    keys: KeyStore = built.keys
+    ownership: OwnershipCheck = built.ownership
+    clock: Clock = built.clock
+    settings: Settings = built.settings
     return CheckInService(
         session,
-        built.keys,
-        built.ownership,
+        keys,
+        ownership,
         tenant_id=principal.tenant_id,
-        now=built.clock.now(),
-        junk_per_minute=built.settings.rate_limits.junk_per_minute,
+        now=clock.now(),
+        junk_per_minute=settings.rate_limits.junk_per_minute,
     )
 
 
