@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from litestar import Litestar
 from litestar.config.compression import CompressionConfig
@@ -37,6 +37,8 @@ from sync_server.domain.tickets.schemas import TicketOut
 from sync_server.domain.tokens.controllers import TOKEN_ROUTES
 from sync_server.http.auth import BearerAuthMiddleware, TokenVerifier
 from sync_server.http.dependencies import (
+    SERVICES_STATE_KEY,
+    app_services,
     provide_open_session,
     provide_principal,
     provide_session,
@@ -55,16 +57,15 @@ from sync_server.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Where the app keeps its ``Services`` while its lifespan runs.
-_SERVICES: Final = "services"
-
 
 @dataclass(frozen=True, slots=True)
 class Services:
     """What the app builds once per lifespan (the pools bind to its event loop) and shares
     between requests. Handlers never see this: the app provides each object by name (see
     ``create_app``'s ``dependencies``), and each domain controller builds its services from
-    the objects it names."""
+    the objects it names — except the providers on every request's path (the session's and
+    the check-in service's), which read theirs from the app's state
+    (``sync_server.http.dependencies.app_services`` says why)."""
 
     settings: Settings
     database: Database
@@ -92,7 +93,7 @@ def services(app: Litestar) -> Services:
 
 
 def _services(state: State) -> Services:
-    found: Services = state[_SERVICES]
+    found: Services = app_services(state)
     return found
 
 
@@ -116,7 +117,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # A lifespan nested in another of the same app (tests run one per event loop) hands
         # the outer one's objects back when it ends: its pools belong to the other loop.
-        outer: Services | None = app.state.get(_SERVICES)
+        outer: Services | None = app.state.get(SERVICES_STATE_KEY)
         database = Database(settings.database)
         redis = RedisLink(settings.redis)  # connects on first use; works degraded without it
         ticket_cache = TicketCache(redis, settings.redis.ticket_cache_ttl_seconds, TicketOut)
@@ -143,7 +144,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             ],
             timeout=timeout,
         )
-        app.state[_SERVICES] = Services(
+        app.state[SERVICES_STATE_KEY] = Services(
             settings=settings,
             database=database,
             clock=app_clock,
@@ -182,7 +183,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             await database.close()
             await redis.close()
             if outer is not None:
-                app.state[_SERVICES] = outer
+                app.state[SERVICES_STATE_KEY] = outer
 
     return Litestar(
         route_handlers=[

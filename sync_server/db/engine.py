@@ -7,11 +7,13 @@ tenant from one request into the next. Row-level security does the rest.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any, Final
 
-from sqlalchemy import text
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,6 +27,11 @@ _SET_TENANT = text("SELECT set_config('gatehouse.tenant_id', :tenant, true)")
 _ENTER_SQL = "SELECT gatehouse_enter($1, $2, $3)"
 _SET_ENROLLMENT = text("SELECT set_config('gatehouse.enrollment_code_hash', :hash, true)")
 _WRITTEN_TICKETS = "gatehouse.written_tickets"
+
+#: A pooled connection idle longer than this is pinged before it is handed out (see
+#: ``Database._check_alive``); one back sooner is only checked for a closed socket.
+PING_AFTER_IDLE_SECONDS: Final = 1.0
+_IDLE_SINCE = "gatehouse.idle_since"
 
 #: Told, after a transaction commits, which tickets it changed (the ticket cache listens).
 TicketsWritten = Callable[[frozenset[uuid.UUID]], Awaitable[None]]
@@ -46,11 +53,37 @@ class Database:
             settings.url,
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
-            pool_pre_ping=True,
         )
+        pool_events = self.engine.sync_engine.pool
+        event.listen(pool_events, "checkin", _returned)
+        event.listen(pool_events, "checkout", self._check_alive)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         #: Hears which tickets each committed transaction changed (see ``ticket_written``).
         self.on_tickets_written: TicketsWritten | None = None
+
+    def _check_alive(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        """SQLAlchemy's ``pool_pre_ping``, paid only when it can find something: a connection
+        whose socket the server closed (a restart, ``pg_terminate_backend``, an idle timeout)
+        is refused at once, with no round trip (asyncpg saw the close), and one that sat in
+        the pool longer than ``PING_AFTER_IDLE_SECONDS`` is pinged first, as ``pool_pre_ping``
+        would (it pings every checkout: three round trips, BEGIN, ``;`` and ROLLBACK, on
+        every request). Either way a dead connection is replaced before a request sees it:
+        ``InvalidatePoolError``, as the pre-ping raises, makes the pool drop every connection
+        opened before it and hand out a new one."""
+        idle_since = record.info.pop(_IDLE_SINCE, None)
+        if idle_since is None:  # just connected: nothing to check, as with the pre-ping
+            return
+        if record.driver_connection.is_closed():
+            raise exc.InvalidatePoolError("the server closed the connection")
+        if time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+            return
+        dialect = self.engine.dialect
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, dbapi_connection, None):
+                raise exc.InvalidatePoolError("the connection did not answer a ping") from error
+            raise
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
@@ -103,3 +136,8 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _returned(_dbapi_connection: Any, record: Any) -> None:
+    """When a connection went back to the pool (``Database._check_alive`` reads it)."""
+    record.info[_IDLE_SINCE] = time.monotonic()

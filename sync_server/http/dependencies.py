@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from litestar import Request
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import SkipValidation
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,6 +45,31 @@ ClockDep: TypeAlias = NamedDependency[SkipValidation[Clock]]
 SettingsDep: TypeAlias = NamedDependency[SkipValidation[Settings]]
 RateLimitsDep: TypeAlias = NamedDependency[SkipValidation[RateLimits]]
 
+#: Where the app keeps its ``Services`` while its lifespan runs.
+SERVICES_STATE_KEY: Final = "services"
+
+
+def app_services(state: State) -> Any:
+    """The app's long-lived objects (``sync_server.app.Services``), from its state: ``Any``
+    here, as the HTTP edge and the domain do not import the composition root; a caller names
+    the type of what it reads (``database: Database = app_services(state).database``).
+
+    The providers of every request's own objects (``session``, ``open_session``,
+    ``active_device``) and the check-in service's read what they need here, through the
+    ``state`` Litestar hands any provider, rather than naming each object as a dependency:
+    Litestar resolves the named dependencies of one level of the graph concurrently, one
+    anyio task per dependency when there are several, and on ``POST /v1/validate`` the
+    six trivial ones (principal, database, keys, ownership, clock, settings) cost more than
+    the rest of the dependency graph (docs/benchmarks.md, Notes). With them read from the
+    state, each level has one dependency (principal, then session, then the service), which
+    Litestar awaits in place."""
+    return state[SERVICES_STATE_KEY]
+
+
+def _database(state: State) -> Database:
+    database: Database = app_services(state).database
+    return database
+
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     principal = request.user
@@ -52,25 +78,23 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
     return principal
 
 
-async def provide_session(
-    principal: PrincipalDep, database: DatabaseDep
-) -> AsyncIterator[AsyncSession]:
+async def provide_session(principal: PrincipalDep, state: State) -> AsyncIterator[AsyncSession]:
     """The request's transaction, scoped to the caller's tenant; commits when the handler
     returns, before the response is sent, and rolls back when it raises."""
-    async with caller_session(database, principal) as session:
+    async with caller_session(_database(state), principal) as session:
         yield session
 
 
-async def provide_open_session(principal: PrincipalDep, database: DatabaseDep) -> OpenSession:
+async def provide_open_session(principal: PrincipalDep, state: State) -> OpenSession:
     """For handlers that need the database only sometimes: ``session``'s transaction, opened
     (and the device's revocation checked) only when the handler opens it."""
-    return partial(caller_session, database, principal)
+    return partial(caller_session, _database(state), principal)
 
 
-async def require_active_device(principal: PrincipalDep, database: DatabaseDep) -> None:
+async def require_active_device(principal: PrincipalDep, state: State) -> None:
     """Refuse (401 ``device_revoked`` or ``token_revoked``) a revoked device or token, for
     handlers that may read nothing of the tenant's: a revoked token stops working everywhere."""
-    async with caller_session(database, principal):
+    async with caller_session(_database(state), principal):
         pass
 
 

@@ -175,6 +175,9 @@ class TicketCache(Generic[_T]):
         keys = [self.key(ticket_id) for ticket_id in ticket_ids]
 
         async def write(client: Redis) -> None:
+            if len(keys) == 1:  # a verdict's one ticket: a plain SET
+                await client.set(keys[0], tombstone, ex=self._tombstone_seconds)
+                return
             await self._tombstones(keys=keys, args=[tombstone, self._tombstone_seconds])
 
         return await self._link.run(write) is not UNAVAILABLE

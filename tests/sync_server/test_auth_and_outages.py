@@ -15,6 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import OKPAlgorithm
 from litestar.testing import AsyncTestClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from sync_server.app import create_app
 from sync_server.http.auth import Role, mint_token
@@ -128,3 +130,28 @@ async def test_options_needs_a_token_like_every_other_method(
     for role in (Role.MANAGER, Role.SERVICE):
         allowed = await client.options("/v1/events", headers=tenant.token(role))
         assert allowed.status_code == 204, allowed.text
+
+
+async def test_pooled_connections_the_database_closed_are_replaced_unseen(
+    client: AsyncTestClient[Any], settings: Settings, tenant: TenantHandle
+) -> None:
+    """A Postgres restart (here: every connection of the app's role ended by an administrator)
+    leaves the pool holding dead connections; the next requests get new ones, not an error."""
+    for _ in range(3):
+        assert (await client.get("/v1/events", headers=tenant.token())).status_code == 200
+    admin = create_async_engine(settings.database.admin_url)
+    try:
+        async with admin.connect() as connection:
+            ended = await connection.scalar(
+                text(
+                    "WITH app AS MATERIALIZED (SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND usename = :role) "
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM app"
+                ),
+                {"role": settings.database.app_role},
+            )
+    finally:
+        await admin.dispose()
+    assert ended
+    for _ in range(3):
+        assert (await client.get("/v1/events", headers=tenant.token())).status_code == 200

@@ -4,20 +4,22 @@ import uuid
 from typing import TypeAlias
 
 from litestar import Response, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
-from litestar.params import FromPath, JSONBody, SkipValidation
+from litestar.params import FromPath, JSONBody
 from litestar.types import ControllerRouterHandler
 
 from shared import wire
+from shared.clock import Clock
 from sync_server.domain.checkin.admission import Gate, http_status
 from sync_server.domain.checkin.code_check import check_code
 from sync_server.domain.checkin.ownership import OwnershipCheck
 from sync_server.domain.checkin.schemas import CodeCheckOut, CodeCheckRequest
 from sync_server.domain.checkin.services import CheckInService
-from sync_server.domain.keys.services import KeysDep
+from sync_server.domain.keys.services import KeysDep, KeyStore
 from sync_server.http.auth import Principal, Role, allow
-from sync_server.http.dependencies import ClockDep, PrincipalDep, SessionDep, SettingsDep
+from sync_server.http.dependencies import ClockDep, PrincipalDep, SessionDep, app_services
 from sync_server.http.problems import (
     AUTHENTICATED,
     BadRequest,
@@ -26,18 +28,19 @@ from sync_server.http.problems import (
     problem_responses,
 )
 from sync_server.observability.metrics import observe_verdict
-
-OwnershipDep: TypeAlias = NamedDependency[SkipValidation[OwnershipCheck]]
+from sync_server.settings import Settings
 
 
 async def provide_checkin_service(
-    session: SessionDep,
-    keys: KeysDep,
-    ownership: OwnershipDep,
-    clock: ClockDep,
-    principal: PrincipalDep,
-    settings: SettingsDep,
+    session: SessionDep, principal: PrincipalDep, state: State
 ) -> CheckInService:
+    # The app's objects from its state, not by name: on every verdict's path, where each
+    # named dependency would cost an anyio task (``app_services`` says why).
+    built = app_services(state)
+    keys: KeyStore = built.keys
+    ownership: OwnershipCheck = built.ownership
+    clock: Clock = built.clock
+    settings: Settings = built.settings
     return CheckInService(
         session,
         keys,
