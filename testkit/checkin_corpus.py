@@ -120,7 +120,7 @@ def read_case(raw: dict[str, Any]) -> Case:
         now=datetime.fromisoformat(raw["now"]),
         gate=raw["gate"],
         direction=Direction(raw["direction"]),
-        expect=raw["expect"],
+        expect=raw.get("expect", {}),
     )
 
 
