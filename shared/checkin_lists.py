@@ -469,20 +469,7 @@ def explain(outcome: RuleOutcome, facts: RuleFacts, ticket: TicketKind) -> str:
 
 def checkin_list_from_wire(item: wire.CheckinListOut) -> CheckinList:
     """The list the API answered or the feed carried, as ``decide`` takes it."""
-    return CheckinList(
-        id=str(item.id),
-        event_id=str(item.event_id),
-        name=item.name,
-        ticket_type_ids=frozenset(item.ticket_type_ids),
-        gates=frozenset(item.gates),
-        zone=item.zone,
-        allow_reentry=item.allow_reentry,
-        allow_multiple_entries=item.allow_multiple_entries,
-        windows=tuple(TimeWindow(w.opens_at, w.closes_at) for w in item.windows),
-        rules=item.rules,
-        explanation=item.explanation,
-        archived=item.archived,
-    )
+    return _checkin_list(str(item.id), item, event_id=str(item.event_id), archived=item.archived)
 
 
 def event_day_from_wire(day: wire.EventDayIn) -> EventDay:
@@ -497,17 +484,29 @@ def event_day_from_wire(day: wire.EventDayIn) -> EventDay:
 
 def checkin_list_from_request(list_id: str, request: wire.CheckinListCreate) -> CheckinList:
     """A create request (or a pretix import) as the list ``list_id`` it makes."""
+    return _checkin_list(list_id, request)
+
+
+def _checkin_list(
+    list_id: str,
+    item: wire.CheckinListOut | wire.CheckinListCreate,
+    *,
+    event_id: str = "",
+    archived: bool = False,
+) -> CheckinList:
     return CheckinList(
         id=list_id,
-        name=request.name,
-        ticket_type_ids=frozenset(request.ticket_type_ids),
-        gates=frozenset(request.gates),
-        zone=request.zone,
-        allow_reentry=request.allow_reentry,
-        allow_multiple_entries=request.allow_multiple_entries,
-        windows=tuple(TimeWindow(w.opens_at, w.closes_at) for w in request.windows),
-        rules=request.rules,
-        explanation=request.explanation,
+        event_id=event_id,
+        name=item.name,
+        ticket_type_ids=frozenset(item.ticket_type_ids),
+        gates=frozenset(item.gates),
+        zone=item.zone,
+        allow_reentry=item.allow_reentry,
+        allow_multiple_entries=item.allow_multiple_entries,
+        windows=tuple(TimeWindow(w.opens_at, w.closes_at) for w in item.windows),
+        rules=item.rules,
+        explanation=item.explanation,
+        archived=archived,
     )
 
 
