@@ -57,6 +57,9 @@ class ScanRecord:
     server_result: VerdictResult | None = None
     server_reason: VerdictReason | None = None
     conflict_of: uuid.UUID | None = None
+    #: The check-in list it counted on (a ``CheckinList.id``: a UUID) and that list's zone.
+    checkin_list_id: str | None = None
+    zone: str | None = None
 
 
 def record_scan(
@@ -70,8 +73,8 @@ def record_scan(
         "INSERT INTO scans (scan_id, origin, ticket_lookup, ticket_id, device_id, gate, "
         "direction, at, device_time, clock_offset_ms, result, reason, mode, on_signature, code, "
         "name_secret, ticket_type, conflict_of, annulled, server_result, server_reason, "
-        "recorded_at) "
-        "VALUES (?, 'local', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
+        "recorded_at, checkin_list_id, zone) "
+        "VALUES (?, 'local', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
         + conflict,
         (
             scan.scan_id.bytes,
@@ -94,6 +97,8 @@ def record_scan(
             scan.server_result.value if scan.server_result else None,
             scan.server_reason.value if scan.server_reason else None,
             to_micros(now),
+            uuid.UUID(scan.checkin_list_id).bytes if scan.checkin_list_id else None,
+            scan.zone,
         ),
     )
     if upload:

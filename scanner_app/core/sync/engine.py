@@ -13,9 +13,10 @@ One sync (``sync_once``) does, in this order:
 2. uploads queued scans in batches of up to 1,000, then queued annulments. The server's answer
    is stored (its verdict, conflicts it found, earlier scans it reclassified) and the entries
    leave the queue in the same transaction;
-3. downloads the changes feed from the saved cursor; each page is applied and its cursor saved in
-   one transaction, so an interrupted download resumes where it stopped and applies nothing
-   twice.
+3. downloads the changes feed from the saved cursor, saying which check-in setup version it has
+   (``setup_version``); each page is applied and its cursor saved in one transaction, with the
+   event's check-in setup when the page carries one (it replaces the stored one as a whole), so
+   an interrupted download resumes where it stopped and applies nothing twice.
 
 At most one sync runs at a time — in this process (a lock) and on this data folder (a lock
 file, so ``gatehouse-scanner sync`` beside a running app waits its turn or says it is busy).
@@ -46,6 +47,7 @@ from pathlib import Path
 import filelock
 import msgspec
 
+from scanner_app.core.checkin import setup_problem
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import apply_changes
 from scanner_app.core.store.device_token import DeviceCredentials
@@ -63,6 +65,7 @@ from scanner_app.core.store.scans import (
     refuse_queued,
     unresolved_online,
 )
+from scanner_app.core.store.setup import load_setup, save_setup
 from scanner_app.core.store.state import (
     Enrollment,
     SyncState,
@@ -137,6 +140,8 @@ class SyncReport:
     admissions: int = 0
     new_keys: int = 0
     pages: int = 0
+    #: The version of a check-in setup this sync stored (None: none came).
+    new_setup: int | None = None
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -468,7 +473,7 @@ class SyncEngine:
                 revoked=False,
             )
         )
-        if report.new_keys or report.tickets or report.admissions:
+        if report.new_keys or report.tickets or report.admissions or report.new_setup is not None:
             self._data_changed()
         return report
 
@@ -590,9 +595,13 @@ class SyncEngine:
             report.annulments += 1
 
     def _download(self, client: ServerClient, report: SyncReport) -> None:
+        assert self._enrollment is not None
+        with self._store.read() as conn:
+            stored = load_setup(conn)
+        have = stored.version if stored is not None else None
         while True:
             try:
-                page = client.changes(self._state.cursor, FEED_PAGE)
+                page = client.changes(self._state.cursor, FEED_PAGE, have)
             except RequestRefused as error:
                 if error.code != "invalid_cursor" or self._state.cursor is None:
                     raise
@@ -605,12 +614,29 @@ class SyncEngine:
                 self._state = state
                 continue
             now = self._clock.now()
+            setup = page.checkin_setup
+            problem = (
+                setup_problem(setup, self._enrollment.event_id) if setup is not None else None
+            )
+            if setup is not None and problem is not None:
+                # Kept out, and the old setup stays: the status says the lists may be out of
+                # date (its version is not the server's).
+                log.warning("check-in setup %s not stored: %s", setup.version, problem)
+                setup = None
             with self._store.write() as conn:
                 applied = apply_changes(conn, self._store.sealer, page.changes, now)
+                if setup is not None:
+                    save_setup(conn, setup, now)
                 state = msgspec.structs.replace(
-                    load_sync_state(conn), cursor=page.next_cursor, last_contact_at=now
+                    load_sync_state(conn),
+                    cursor=page.next_cursor,
+                    last_contact_at=now,
+                    server_setup_version=page.checkin_setup_version,
                 )
                 save_sync_state(conn, state)
+            if setup is not None:
+                have = setup.version
+                report.new_setup = setup.version
             self._state = state
             report.pages += 1
             report.tickets += applied.tickets
