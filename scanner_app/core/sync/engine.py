@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -46,10 +47,11 @@ from pathlib import Path
 
 import filelock
 import msgspec
+from sqlalchemy import Connection
 
 from scanner_app.core.checkin import setup_problem
 from scanner_app.core.store import LocalStore
-from scanner_app.core.store.cache import apply_changes
+from scanner_app.core.store.cache import AppliedChanges, apply_changes
 from scanner_app.core.store.device_token import DeviceCredentials
 from scanner_app.core.store.scans import (
     QueuedScan,
@@ -65,6 +67,7 @@ from scanner_app.core.store.scans import (
     refuse_queued,
     unresolved_online,
 )
+from scanner_app.core.store.sealing import Sealer
 from scanner_app.core.store.setup import load_setup, save_setup
 from scanner_app.core.store.state import (
     Enrollment,
@@ -147,6 +150,26 @@ class SyncReport:
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+def apply_page(
+    conn: Connection, sealer: Sealer, page: wire.ChangesPage, *, event_id: uuid.UUID, now: datetime
+) -> tuple[AppliedChanges, wire.CheckinSetup | None]:
+    """Apply one page of the feed in the caller's transaction: its changes and, when it carries
+    one, the event's check-in setup, which replaces the stored one as a whole. Returns what was
+    applied and the setup stored (None: none came, or it could not be this device's — for
+    another event, or with no usable time zone: the old one stays, and the status says the
+    lists may be out of date since its version is not the server's)."""
+    applied = apply_changes(conn, sealer, page.changes, now)
+    setup = page.checkin_setup
+    if setup is None:
+        return applied, None
+    problem = setup_problem(setup, event_id)
+    if problem is not None:
+        log.warning("check-in setup %s not stored: %s", setup.version, problem)
+        return applied, None
+    save_setup(conn, setup, now)
+    return applied, setup
 
 
 class SyncBusy(SyncError):
@@ -614,19 +637,10 @@ class SyncEngine:
                 self._state = state
                 continue
             now = self._clock.now()
-            setup = page.checkin_setup
-            problem = (
-                setup_problem(setup, self._enrollment.event_id) if setup is not None else None
-            )
-            if setup is not None and problem is not None:
-                # Kept out, and the old setup stays: the status says the lists may be out of
-                # date (its version is not the server's).
-                log.warning("check-in setup %s not stored: %s", setup.version, problem)
-                setup = None
             with self._store.write() as conn:
-                applied = apply_changes(conn, self._store.sealer, page.changes, now)
-                if setup is not None:
-                    save_setup(conn, setup, now)
+                applied, setup = apply_page(
+                    conn, self._store.sealer, page, event_id=self._enrollment.event_id, now=now
+                )
                 state = msgspec.structs.replace(
                     load_sync_state(conn),
                     cursor=page.next_cursor,
@@ -764,5 +778,6 @@ __all__ = [
     "SyncEngine",
     "SyncReport",
     "SyncStatus",
+    "apply_page",
     "enroll",
 ]
