@@ -136,3 +136,34 @@ def setup_is_stale(
         return True
     allowed = max(timedelta(seconds=interval_seconds * STALE_AFTER_INTERVALS), STALE_AFTER_MIN)
     return now - last_sync_at > allowed
+
+
+def setup_note(
+    *,
+    stored: StoredSetup | None,
+    server_version: int | None,
+    has_server: bool,
+    last_sync_at: datetime | None,
+    now: datetime,
+    interval_seconds: float,
+) -> tuple[str, bool]:
+    """What the status says of the check-in setup, and whether it is a warning.
+
+    The lists may be out of date when the server named another version than the one stored (a
+    setup this device could not take, or one that has not come yet), or when the last
+    successful sync is older than ``setup_is_stale`` allows. An event that never had lists says
+    nothing; a device without a server has nobody to be out of date with.
+    """
+    if stored is None:
+        if has_server and server_version:
+            return "Check-in lists not received yet: lists may be out of date", True
+        return "", False
+    when = stored.received_at.astimezone().strftime("%H:%M")
+    text = f"Lists v{stored.version} ({when})"
+    if not has_server:
+        return text, False
+    if server_version is not None and server_version != stored.version:
+        return f"{text}, server has v{server_version}: lists may be out of date", True
+    if setup_is_stale(last_sync_at=last_sync_at, now=now, interval_seconds=interval_seconds):
+        return f"{text}: no recent sync, lists may be out of date", True
+    return text, False

@@ -1133,7 +1133,7 @@ def test_a_gate_whose_lists_do_not_admit_the_type_refuses_with_where_it_enters(
     assert admitted.sentence == "Welcome!"
     again = gate.scan(venue.code(vip), direction=Direction.EXIT)
     assert again.admitted  # an exit is never refused by a list
-    # A refusal that does not count is not recorded as counting on a list.
+    # not_on_list names no list; the admissions their list.
     with venue.store.read() as conn:
         rows = conn.exec_driver_sql(
             "SELECT result, checkin_list_id FROM scans ORDER BY recorded_at, rowid"
