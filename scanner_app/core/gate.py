@@ -363,8 +363,10 @@ class Gate:
                 ticket_type=decision.ticket_type,
                 name_secret=code.name_secret if isinstance(code, TicketCode) else None,
                 on_signature=decision.on_signature,
-                checkin_list_id=decision.list_id if decision.admitted else None,
-                zone=decision.zone if decision.admitted else None,
+                # Refusals keep the list that refused them too, for the scan log; only admitted
+                # scans count (``admissions_of``).
+                checkin_list_id=decision.list_id,
+                zone=decision.zone,
             )
             # A device without a server (the demo) has nowhere to send its scans.
             record_scan(conn, record, upload=bool(context.enrollment.server_url), now=device_now)
@@ -619,7 +621,7 @@ def _sentence(
 ) -> str:
     """The verdict as gate staff read it. ``specific`` is a refusal's own sentence (a check-in
     list's: "VIP tickets enter at the VIP gate."), said instead of its reason's; an entry that
-    moves someone between zones says so."""
+    moves someone from one zone into another says so."""
     if (
         specific
         and verdict.reason is not None
@@ -631,10 +633,10 @@ def _sentence(
         verdict.result is VerdictResult.ADMITTED
         and verdict.direction is Direction.ENTRY
         and enters_zone is not None
-        and (enters_zone or leaves_zone)
+        and leaves_zone is not None
     ):
-        text += f" Into {_zone_phrase(enters_zone)}"
-        text += f", out of {_zone_phrase(leaves_zone)}." if leaves_zone is not None else "."
+        # A move between zones (the gate screen names the zone a gate leads into).
+        text += f" Into {_zone_phrase(enters_zone)}, out of {_zone_phrase(leaves_zone)}."
     if old_format and verdict.result is VerdictResult.ADMITTED:
         # GH1 codes carry no name secret: the name cannot be opened offline.
         text += " Old-format code: no name is shown offline."
