@@ -39,6 +39,8 @@ from scanner_app.ui.demo import (
     gray_pixels,
     prepare_demo,
 )
+from scanner_app.ui.main_window import MainWindow
+from scanner_app.ui.scanlog import ScanLogWidget
 from scanner_app.ui.selftest import run_self_test
 from shared.clock import ManualClock
 from shared.domain import VerdictReason, VerdictResult
@@ -254,3 +256,66 @@ def test_the_self_test_passes(qtbot: QtBot) -> None:
     assert lines[-1].startswith("all checks passed")
     assert not [line for line in lines if line.startswith("FAIL")]
     assert sum(line.startswith("ok   verdict: ") for line in lines) >= 10
+
+
+def test_the_scan_log_filters_the_demo_by_list_and_zone(qtbot: QtBot, setup: DemoSetup) -> None:
+    store = LocalStore.open(setup.data_dir)
+    try:
+        gate = Gate(store, clock=ManualClock(datetime.now(UTC)))
+        crew = next(code for code in setup.codes if code.gate == STAGE_DOOR)
+        assert scan_demo_code(store, gate, crew).admitted
+        widget = ScanLogWidget(store)
+        qtbot.addWidget(widget)
+        qtbot.waitUntil(lambda: not widget.model.counting)
+        lists = [widget.list_filter.itemText(i) for i in range(widget.list_filter.count())]
+        zones = [widget.zone_filter.itemText(i) for i in range(widget.zone_filter.count())]
+        assert lists == ["Any list", "Arena", "Backstage", "VIP"]
+        assert zones == ["Any zone", "Arena", "Backstage", "Lounge"]
+        assert "Backstage 1" in widget.zones_label.text()
+
+        widget.zone_filter.setCurrentIndex(zones.index("Backstage"))
+        qtbot.waitUntil(lambda: not widget.model.counting)
+        assert widget.model.rowCount() == 1
+        only = widget.model.entry(0)
+        assert (only.scan.gate, only.scan.zone) == (STAGE_DOOR, "Backstage")
+        widget.table.selectRow(0)
+        qtbot.waitUntil(lambda: "Check-in list: Backstage" in widget.details.toPlainText())
+        assert "Zone: Backstage" in widget.details.toPlainText()
+
+        widget.zone_filter.setCurrentIndex(0)
+        widget.list_filter.setCurrentIndex(lists.index("Arena"))
+        qtbot.waitUntil(lambda: not widget.model.counting)
+        assert widget.model.total == setup.peer_admissions  # the other gates' arena entries
+        widget.model.wait_for_tally()
+    finally:
+        store.close()
+
+
+def test_the_gate_screen_names_the_list_and_zone_and_counts_inside_per_zone(
+    qtbot: QtBot, setup: DemoSetup
+) -> None:
+    store = LocalStore.open(setup.data_dir)
+    window = MainWindow(store, sounds=None, camera=False)
+    qtbot.addWidget(window)
+    try:
+        window.show()
+        with qtbot.waitSignal(window.bridge.ready, timeout=20_000):
+            window.start()
+        screen = window.gate_screen
+        qtbot.waitUntil(screen.lists_label.isVisible, timeout=10_000)
+        assert screen.lists_label.text() == "This gate scans: Arena list · Arena"
+        qtbot.waitUntil(lambda: "(Arena " in screen.inside_label.text(), timeout=10_000)
+        assert window.status_bar.lists_label.text().startswith("Lists v1 (")
+
+        crew = next(code for code in setup.codes if code.gate == STAGE_DOOR)
+        window.bridge.move_to_gate(crew.gate)
+        window.bridge.scan_text(crew.code)
+        qtbot.waitUntil(
+            lambda: screen.lists_label.text() == "This gate scans: Backstage list · Backstage",
+            timeout=10_000,
+        )
+        qtbot.waitUntil(lambda: "Backstage 1" in screen.inside_label.text(), timeout=10_000)
+        assert screen.panel.sentence_label.text() == crew.sentence
+    finally:
+        window.close()
+        store.close()
