@@ -306,6 +306,8 @@ class Gate:
         if answer is None:
             return None  # the offline verdict's transaction clears the pending row
         with self._store.write() as conn:
+            context = self._fresh_setup(conn, context)
+            listed = self._lists_agree(conn, context, answer, direction, device_now)
             record_online_verdict(
                 conn,
                 self._store.sealer,
@@ -316,9 +318,63 @@ class Gate:
                 direction=direction,
                 device_time=device_now,
                 name_secret=name_secret if answer.ticket_id is not None else None,
+                checkin_list_id=listed.list_id if listed else None,
+                zone=listed.zone if listed else None,
             )
         verdict = msgspec.structs.replace(answer, scan_id=scan_id, direction=direction)
-        return GateVerdict(verdict=verdict, mode="online", sentence=_sentence(verdict, False))
+        if listed is None:
+            return GateVerdict(verdict=verdict, mode="online", sentence=_sentence(verdict, False))
+        return GateVerdict(
+            verdict=verdict,
+            mode="online",
+            reentry=listed.reentry,
+            sentence=_sentence(
+                verdict,
+                False,
+                reentry=listed.reentry,
+                specific=listed.sentence,
+                enters_zone=listed.enters_zone,
+                leaves_zone=listed.leaves_zone,
+            ),
+            lists_apply=True,
+            checkin_list_id=listed.list_id,
+            list_name=listed.list_name,
+            enters_zone=listed.enters_zone,
+            leaves_zone=listed.leaves_zone,
+        )
+
+    def _lists_agree(
+        self,
+        conn: Connection,
+        context: _Context,
+        answer: wire.Verdict,
+        direction: Direction,
+        device_now: datetime,
+    ) -> _Decision | None:
+        """For a verdict the server gave, what this device's lists say with the same facts
+        (``shared.checkin_lists.decide`` on the server too): when both agree, the list and zone
+        the scan counted on (recorded with it, so that the next offline verdict knows which
+        zone the person is in before the feed's echo says so) and the list's own sentence.
+        None when no list is scanned here, or the two disagree (the device's facts are older:
+        the server's verdict stands, with its reason's sentence)."""
+        access = context.access
+        if (
+            access is None
+            or not access.lists_at(context.enrollment.gate)
+            or answer.ticket_id is None
+            or answer.event_id not in {None, context.gate_event.event_id}
+        ):
+            return None
+        lookup = self._store.sealer.lookup(answer.ticket_id)
+        cached = find_ticket(conn, lookup)
+        base = _Decision(VerdictResult.ADMITTED, None, ticket_id=answer.ticket_id, lookup=lookup)
+        now = answer.scanned_at or device_now
+        local = self._decide_by_lists(
+            conn, context, access, base, cached, direction=direction, now=now
+        )
+        if (local.result, local.reason) != (answer.result, answer.reason):
+            return None
+        return local
 
     # --- offline ---------------------------------------------------------------------------
 

@@ -171,10 +171,13 @@ def record_online_verdict(
     direction: Direction,
     device_time: datetime,
     name_secret: bytes | None = None,
+    checkin_list_id: str | None = None,
+    zone: str | None = None,
 ) -> None:
     """Log a verdict the server gave (already on the server: not queued) and clear its
-    pending row, in the caller's transaction. The gate calls it for an online verdict; the sync
-    engine for one whose answer a crash kept from being recorded (``unresolved_online``)."""
+    pending row, in the caller's transaction. The gate calls it for an online verdict (with
+    the check-in list and zone its own lists agree on); the sync engine for one whose answer a
+    crash kept from being recorded (``unresolved_online``)."""
     at = answer.scanned_at or device_time
     record = ScanRecord(
         scan_id=scan_id,
@@ -194,6 +197,8 @@ def record_online_verdict(
         name_secret=name_secret,
         server_result=answer.result,
         server_reason=answer.reason,
+        checkin_list_id=checkin_list_id,
+        zone=zone,
     )
     record_scan(conn, record, upload=False, now=device_time, if_new=True)
     end_online(conn, scan_id)

@@ -1196,3 +1196,55 @@ def test_an_event_whose_lists_are_scanned_at_other_gates_decides_as_before(venue
     assert not first.lists_apply
     venue.clock.advance(10)
     _rejected(gate.scan(venue.code(ticket)), VerdictReason.ALREADY_CHECKED_IN)
+
+
+def test_an_online_verdict_the_lists_agree_with_records_its_zone_and_says_the_lists_sentence(
+    venue: Venue,
+) -> None:
+    """The server decides with the same lists: where this device's lists agree, the scan keeps
+    the list and zone (so the next offline verdict knows the person is backstage before the
+    feed's echo says so) and staff read the list's own sentence."""
+    _lists(
+        venue,
+        1,
+        [
+            _list(venue, ARENA, "Arena", gates=("Arena gate",), zone="Arena"),
+            _list(venue, BACKSTAGE, "Backstage", types=("tt-crew",), zone="Backstage"),
+        ],
+    )
+    crew = venue.ticket(ticket_type="Crew", ticket_type_id="tt-crew")
+    guest = venue.ticket(ticket_type_id="tt-ga")
+
+    def server_says(request: wire.ValidateRequest) -> wire.Verdict:
+        read = read_code(venue.issuer.scanner_ring, request.code)
+        assert not isinstance(read, CodeRejection)
+        refused = read.ticket_id == guest
+        return wire.Verdict(
+            result=VerdictResult.REJECTED if refused else VerdictResult.ADMITTED,
+            reason=VerdictReason.NOT_ON_LIST if refused else None,
+            scan_id=request.scan_id,
+            direction=request.direction,
+            gate=GATE,
+            scanned_at=venue.clock.now(),
+            ticket_id=read.ticket_id,
+            event_id=venue.gate_event.event_id,
+        )
+
+    gate = venue.gate(online=FakeServer(server_says))
+    admitted = gate.scan(venue.code(crew))
+    assert (admitted.mode, admitted.list_name, admitted.enters_zone) == (
+        "online",
+        "Backstage",
+        "Backstage",
+    )
+    with venue.store.read() as conn:
+        (known,) = admissions_of(conn, venue.store.sealer.lookup(crew))
+    assert (known.list_id, known.zone) == (str(BACKSTAGE), "Backstage")
+    refused = gate.scan(venue.code(guest))
+    assert refused.mode == "online"
+    assert refused.sentence == "General admission tickets enter at Arena gate."
+
+    # Offline now: backstage already, so a second entry there is a double entry.
+    _next_scan(venue)
+    offline = venue.gate(is_online=lambda: False).scan(venue.code(crew))
+    _rejected(offline, VerdictReason.ALREADY_CHECKED_IN)
