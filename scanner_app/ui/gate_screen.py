@@ -114,6 +114,9 @@ class CameraView(QWidget):
 def _hidden_label(name: str) -> QLabel:
     label = QLabel()
     label.setObjectName(name)
+    font = label.font()
+    font.setBold(True)  # what the gate scans: read at a glance
+    label.setFont(font)
     label.hide()
     return label
 
