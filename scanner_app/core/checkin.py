@@ -44,10 +44,13 @@ class AccessPlan:
     received_at: datetime
     kinds: dict[str, TicketKind] = field(default_factory=dict)
 
-    def kind(self, ticket_type_id: str | None) -> TicketKind:
+    def kind(self, ticket_type_id: str | None, name: str = "Ticket") -> TicketKind:
+        """The type ``decide`` takes for a cached ticket: from the setup, else (a type the setup
+        does not list) by ``name``, the ticket's own type name, with no day limits; a ticket
+        whose type id the feed has not given is of ``UNKNOWN_KIND``."""
         if ticket_type_id is None:
             return UNKNOWN_KIND
-        return self.kinds.get(ticket_type_id) or TicketKind(id=ticket_type_id, name="Ticket")
+        return self.kinds.get(ticket_type_id) or TicketKind(id=ticket_type_id, name=name)
 
     def lists_at(self, gate: str) -> list[CheckinList]:
         """The live lists scanned at ``gate``, in the order ``decide`` tries them."""

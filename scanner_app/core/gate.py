@@ -68,7 +68,7 @@ from scanner_app.core.store.state import (
     load_sync_state,
 )
 from shared import wire
-from shared.checkin_lists import GENERAL_AREA, decide
+from shared.checkin_lists import GENERAL_AREA, decide, where_inside
 from shared.clock import Clock, SystemClock
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 from shared.ids import new_id
@@ -575,7 +575,11 @@ class Gate:
             )
             for a in admissions_of(conn, decision.lookup)
         ]
-        kind = access.kind(cached.ticket_type_id if cached is not None else None)
+        kind = (
+            access.kind(cached.ticket_type_id, cached.ticket_type)
+            if cached is not None
+            else UNKNOWN_KIND
+        )
         listed = decide(
             access.plan,
             gate=context.enrollment.gate,
@@ -612,11 +616,12 @@ class Gate:
             )
         if direction is Direction.EXIT:
             return decision
-        # A re-entry: this zone's earlier entry was left (an exit, or another zone's entry).
-        reentry = any(
+        # A re-entry: this zone was entered before and left since (an exit, or another zone's
+        # entry) — not a further entry while inside, which a list with multiple entries allows.
+        earlier = [a for a in known if a.at <= now]
+        reentry = where_inside(earlier) != listed.enters_zone and any(
             a.direction is Direction.ENTRY and (a.zone or GENERAL_AREA) == listed.enters_zone
-            for a in known
-            if a.at <= now
+            for a in earlier
         )
         return replace(decision, reentry=reentry)
 
@@ -624,7 +629,7 @@ class Gate:
 #: Why a ticket the cache does not know (or whose type it does not know) is refused where every
 #: list names its ticket types: the scanner cannot tell whether its type is one of them.
 _UNKNOWN_TYPE_SENTENCE = (
-    "This scanner does not know this ticket's type yet (sold after the last sync): "
+    "This scanner does not know this ticket's type yet (it needs a sync): "
     "this gate admits only some ticket types."
 )
 

@@ -1248,3 +1248,38 @@ def test_an_online_verdict_the_lists_agree_with_records_its_zone_and_says_the_li
     _next_scan(venue)
     offline = venue.gate(is_online=lambda: False).scan(venue.code(crew))
     _rejected(offline, VerdictReason.ALREADY_CHECKED_IN)
+
+
+def test_back_into_a_zone_is_a_re_entry_and_a_further_entry_while_inside_is_not(
+    reentry_venue: Venue,
+) -> None:
+    venue = reentry_venue
+    arena = wire.CheckinListOut(
+        id=ARENA,
+        event_id=venue.gate_event.event_id,
+        name="Arena",
+        ticket_type_ids=[],
+        gates=[GATE],
+        zone="Arena",
+        allow_multiple_entries=True,
+    )
+    _lists(venue, 1, [arena, _list(venue, BACKSTAGE, "Backstage", gates=("Stage door",))])
+    ticket = venue.ticket(ticket_type_id="tt-ga")
+    venue.peer_admission(ticket, gate=GATE, at=venue.clock.now() - timedelta(minutes=20))
+    venue.peer_admission(ticket, gate="Stage door", at=venue.clock.now() - timedelta(minutes=10))
+    with venue.store.write() as conn:
+        for list_id, zone, gate in ((ARENA, "Arena", GATE), (BACKSTAGE, None, "Stage door")):
+            conn.exec_driver_sql(
+                "UPDATE scans SET checkin_list_id = ?, zone = ? WHERE gate = ?",
+                (list_id.bytes, zone, gate),
+            )
+    gate = venue.gate()
+    back = gate.scan(venue.code(ticket))
+    assert back.admitted
+    assert back.reentry
+    assert back.sentence == "Welcome back (re-entry). Into Arena, out of the general area."
+    _next_scan(venue)
+    again = gate.scan(venue.code(ticket))  # the arena's list allows multiple entries
+    assert again.admitted
+    assert not again.reentry
+    assert again.sentence == "Welcome!"
