@@ -1268,10 +1268,10 @@ def test_back_into_a_zone_is_a_re_entry_and_a_further_entry_while_inside_is_not(
     venue.peer_admission(ticket, gate=GATE, at=venue.clock.now() - timedelta(minutes=20))
     venue.peer_admission(ticket, gate="Stage door", at=venue.clock.now() - timedelta(minutes=10))
     with venue.store.write() as conn:
-        for list_id, zone, gate in ((ARENA, "Arena", GATE), (BACKSTAGE, None, "Stage door")):
+        for list_id, zone, where in ((ARENA, "Arena", GATE), (BACKSTAGE, None, "Stage door")):
             conn.exec_driver_sql(
                 "UPDATE scans SET checkin_list_id = ?, zone = ? WHERE gate = ?",
-                (list_id.bytes, zone, gate),
+                (list_id.bytes, zone, where),
             )
     gate = venue.gate()
     back = gate.scan(venue.code(ticket))
