@@ -381,7 +381,10 @@ def holders(type_name: str) -> str:
 
 def _gate_phrase(gates: Sequence[str]) -> str:
     named = gates[0] if len(gates) == 1 else f"{', '.join(gates[:-1])} or {gates[-1]}"
-    if any(g.lower().endswith(("gate", "entrance")) for g in gates):
+    # "East Gate", "Gate A": named as gates already ("the Gate A gate" would stutter).
+    if any(
+        g.lower().endswith(("gate", "entrance")) or g.lower().startswith("gate ") for g in gates
+    ):
         return named
     return f"the {named} gate"
 

@@ -3,9 +3,11 @@
 Two of them share the ways a code can be bad (forged, tampered, foreign keys):
 
 * ``prepare_demo_store``: the app's demo (``gatehouse-scanner --demo``) — an event happening
-  now, about fifty tickets in a fresh embedded store, admissions other gates made earlier, and one
-  labelled code for each verdict a person can try at the gate screen, with the verdict it must
-  give (the self-test and the tests hold the gate to it);
+  now, about fifty tickets in a fresh embedded store, admissions other gates made earlier, the
+  event's check-in lists (issue 16: the arena through gates A to C, a VIP gate into the lounge,
+  a stage door into backstage, and a day pass for tomorrow), and one labelled code for each
+  verdict a person can try at the gate screen, with the gate to try it at and the verdict it
+  must give (the self-test and the tests hold the gate to it);
 * ``run_demo``: the command-line demo — issue codes, film them with a simulated gate camera,
   read them back and check them (the code check only).
 """
@@ -16,18 +18,20 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import cv2
+import msgspec
 import numpy as np
 
 from scanner_app.core.decoding import QrDecoder
-from scanner_app.core.gate import GateVerdict
-from scanner_app.core.standalone import load_tickets, set_up_standalone
+from scanner_app.core.gate import Gate, GateVerdict
+from scanner_app.core.standalone import NO_SERVER, load_tickets, set_up_standalone
 from scanner_app.core.store import LocalStore, StoreError
-from scanner_app.core.store.cache import apply_changes
 from scanner_app.core.store.database import DATABASE_FILE
+from scanner_app.core.store.state import load_enrollment, save_enrollment
+from scanner_app.core.sync.engine import apply_page
 from scanner_app.core.synthetic_frames import render_qr, synthetic_frame
 from shared import wire
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
@@ -171,6 +175,24 @@ DEMO_MARKER = "gatehouse-demo.txt"
 DEMO_TICKET_COUNT = 50
 
 _GENERAL, _VIP, _LATE = "General admission", "VIP", "Late show"
+_DAY_PASS, _CREW = "Day pass", "Crew"
+#: The ticket types' ids, which the check-in lists name.
+_TYPE_IDS = {
+    _GENERAL: "general",
+    _VIP: "vip",
+    _LATE: "late-show",
+    _DAY_PASS: "day-pass",
+    _CREW: "crew",
+}
+#: The other gates a person can stand at in the demo (the device's gate changes with the code).
+VIP_GATE, STAGE_DOOR = "VIP gate", "Stage door"
+ARENA, LOUNGE, BACKSTAGE = "Arena", "Lounge", "Backstage"
+#: The demo's check-in lists, by name: fixed ids, so that the demo's scans name them.
+_LIST_IDS = {
+    ARENA: uuid.UUID("00000000-0000-4000-8000-0000000000a1"),
+    "VIP": uuid.UUID("00000000-0000-4000-8000-0000000000a2"),
+    BACKSTAGE: uuid.UUID("00000000-0000-4000-8000-0000000000a3"),
+}
 
 # Holders of the tickets nobody is shown a code for: the rest of the audience.
 _AUDIENCE = (
@@ -202,6 +224,10 @@ class DemoCode:
     on_signature: bool = False
     #: What to try with it, in a sentence.
     hint: str = ""
+    #: The gate to scan it at (the demo device stands there for it: ``scan_demo_code``).
+    gate: str = DEMO_GATE
+    #: Where given, the exact sentence staff must read.
+    sentence: str | None = None
 
     @property
     def expected(self) -> str:
@@ -213,6 +239,8 @@ class DemoCode:
     def matches(self, verdict: GateVerdict) -> bool:
         """Whether the gate said what this code is for (a first scan of it)."""
         said = (verdict.verdict.result, verdict.verdict.reason, verdict.on_signature)
+        if self.sentence is not None and verdict.sentence != self.sentence:
+            return False
         return said == (self.result, self.reason, self.on_signature)
 
 
@@ -227,6 +255,8 @@ class DemoSetup:
     tickets: int
     #: Admissions other gates made before the demo began (as the feed would bring them).
     peer_admissions: int
+    #: The event's check-in setup (lists, days, ticket types' days), as the feed brings it.
+    checkin_setup: wire.CheckinSetup | None = None
 
 
 def prepare_demo_store(data_dir: Path, *, now: datetime | None = None) -> DemoSetup:
@@ -262,8 +292,17 @@ def prepare_demo_store(data_dir: Path, *, now: datetime | None = None) -> DemoSe
             device_name="demo scanner",
         )
         loaded = load_tickets(store, cases.tickets, now)
+        setup = cases.checkin_setup()
+        page = wire.ChangesPage(
+            changes=list(cases.admissions),
+            next_cursor="demo",
+            has_more=False,
+            server_time=now,
+            checkin_setup=setup,
+            checkin_setup_version=setup.version,
+        )
         with store.write() as conn:
-            apply_changes(conn, store.sealer, list(cases.admissions), now)
+            apply_page(conn, store.sealer, page, event_id=gate_event.event_id, now=now)
         store.checkpoint()
     finally:
         store.close()
@@ -274,7 +313,29 @@ def prepare_demo_store(data_dir: Path, *, now: datetime | None = None) -> DemoSe
         codes=tuple(cases.codes),
         tickets=loaded.tickets,
         peer_admissions=len(cases.admissions),
+        checkin_setup=setup,
     )
+
+
+def stand_at(store: LocalStore, gate: str) -> bool:
+    """Move the demo device to ``gate`` (its lists decide from then on); True when it moved.
+    Only a device without a server moves: a real scanner's gate is the one it was enrolled
+    for. Raises ``StoreError`` for an enrolled device or one without an identity."""
+    with store.write() as conn:
+        enrollment = load_enrollment(conn)
+        if enrollment is None or enrollment.server_url != NO_SERVER:
+            raise StoreError("Only the demo scanner can move to another gate.")
+        if enrollment.gate == gate:
+            return False
+        save_enrollment(conn, msgspec.structs.replace(enrollment, gate=gate))
+    return True
+
+
+def scan_demo_code(store: LocalStore, gate: Gate, code: DemoCode) -> GateVerdict:
+    """Scan ``code`` at its gate: the device moves there first (and stays)."""
+    if stand_at(store, code.gate):
+        gate.reload()
+    return gate.scan(code.code)
 
 
 def _fresh_demo_folder(data_dir: Path) -> None:
@@ -304,6 +365,9 @@ class _DemoCases:
         self.issuer = issuer
         self.event_id = gate_event.event_id
         self.now = now
+        #: The event's days, in its time zone (UTC: the demo has no venue's zone).
+        self.today = now.astimezone(UTC).date()
+        self.tomorrow = self.today + timedelta(days=1)
         self.tickets: list[wire.TicketChange] = []
         self.admissions: list[wire.AdmissionChange] = []
         self.codes: list[DemoCode] = []
@@ -403,6 +467,37 @@ class _DemoCases:
             )
         )
 
+        # Check-in lists (issue 16). The VIP gate admits VIP tickets only.
+        self._code(
+            f"At the {VIP_GATE} — Alan Kay, {_GENERAL}",
+            self._ticket("Alan Kay", _GENERAL),
+            rejected,
+            VerdictReason.NOT_ON_LIST,
+            gate=VIP_GATE,
+            sentence="General admission tickets enter at Gate A, Gate B or Gate C.",
+            hint=f"The device stands at the {VIP_GATE} for this one: its list takes VIPs only.",
+        )
+        # In the arena since a quarter of an hour; the stage door leads backstage.
+        crew = self._ticket("Hal Abelson", _CREW)
+        self._admitted_elsewhere(crew, "Gate C", minutes_ago=15)
+        self._code(
+            f"Arena to backstage — Hal Abelson, {_CREW}, in the arena since 15 minutes",
+            crew,
+            admitted,
+            gate=STAGE_DOOR,
+            sentence=f"Welcome! Into {BACKSTAGE}, out of {ARENA}.",
+            hint=f"At the {STAGE_DOOR}: inside now moves from the arena to backstage.",
+        )
+        # Last, at Gate A again: a day pass for tomorrow.
+        self._code(
+            f"Wrong day — Ellen Ochoa's {_DAY_PASS} is for tomorrow",
+            self._ticket("Ellen Ochoa", _DAY_PASS),
+            rejected,
+            VerdictReason.RULE_FAILED,
+            sentence=f"{_DAY_PASS} for {_weekday(self.tomorrow)} — today is "
+            f"{_weekday(self.today)}.",
+        )
+
         # The rest of the audience; some came in through the other gates in the last hour.
         for index, name in enumerate(_AUDIENCE[: DEMO_TICKET_COUNT - len(self.tickets)]):
             ticket = self._ticket(name, _VIP if index % 5 == 0 else _GENERAL)
@@ -428,6 +523,7 @@ class _DemoCases:
             status=status,
             secret_version=secret_version,
             ticket_type=ticket_type,
+            ticket_type_id=_TYPE_IDS[ticket_type],
             valid_from=valid_from,
             # Sealed as the server's feed seals it: only the ticket's code opens it.
             sealed_holder=seal_name(
@@ -448,7 +544,45 @@ class _DemoCases:
                 direction=Direction.ENTRY,
                 scanned_at=self.now - timedelta(minutes=minutes_ago),
                 device_id=uuid.uuid5(uuid.NAMESPACE_URL, f"gatehouse-demo:{gate}"),
+                # Gates A to C scan the arena's list.
+                checkin_list_id=_LIST_IDS[ARENA],
+                zone=ARENA,
             )
+        )
+
+    def checkin_setup(self) -> wire.CheckinSetup:
+        """The arena through gates A to C (every ticket type), the VIP gate into the lounge
+        (VIP tickets), the stage door into backstage (crew); two days, today and tomorrow, and
+        a day pass for tomorrow only."""
+
+        def listed(name: str, types: list[str], gates: list[str], zone: str) -> wire.CheckinListOut:
+            return wire.CheckinListOut(
+                id=_LIST_IDS[name],
+                event_id=self.event_id,
+                name=name,
+                ticket_type_ids=[_TYPE_IDS[kind] for kind in types],
+                gates=gates,
+                zone=zone,
+            )
+
+        return wire.CheckinSetup(
+            event_id=self.event_id,
+            version=1,
+            time_zone="UTC",
+            days=[wire.EventDayIn(date=self.today), wire.EventDayIn(date=self.tomorrow)],
+            ticket_types=[
+                wire.TicketTypeDays(
+                    id=kind_id,
+                    name=name,
+                    days=[self.tomorrow] if name == _DAY_PASS else [],
+                )
+                for name, kind_id in _TYPE_IDS.items()
+            ],
+            lists=[
+                listed(ARENA, [], [DEMO_GATE, "Gate B", "Gate C"], ARENA),
+                listed("VIP", [_VIP], [VIP_GATE], LOUNGE),
+                listed(BACKSTAGE, [_CREW], [STAGE_DOOR], BACKSTAGE),
+            ],
         )
 
     def _code(
@@ -460,6 +594,8 @@ class _DemoCases:
         *,
         secret_version: int | None = None,
         hint: str = "",
+        gate: str = DEMO_GATE,
+        sentence: str | None = None,
     ) -> None:
         version = ticket.secret_version if secret_version is None else secret_version
         code = _issue(
@@ -473,7 +609,16 @@ class _DemoCases:
             if version == ticket.secret_version
             else None,
         )
-        self.codes.append(DemoCode(label, code, result, reason, hint=hint))
+        self.codes.append(
+            DemoCode(label, code, result, reason, hint=hint, gate=gate, sentence=sentence)
+        )
+
+
+def _weekday(day: date) -> str:
+    # As shared.checkin_lists names days (English, whatever the locale).
+    return ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")[
+        day.weekday()
+    ]
 
 
 def _clock(moment: datetime) -> str:

@@ -11,16 +11,22 @@
    this device admitted (or undid) offline and has not uploaded yet is decided offline: the
    server has not heard of it;
 3. offline: read and verify the code with the device's keys, look the ticket up in the cache,
-   apply the shared rules (``shared.rules``: event, status, secret version, time window) and the
-   ticket's known admissions here and at other gates (``shared.timeline``: inside already?
+   apply the shared rules (``shared.rules``: event, status, secret version, time window), then
+   the event's check-in lists (``shared.checkin_lists.decide``, the server's own decision: which
+   list, which day, which time window, the list's rule, double entry in its zone) over the
+   ticket's known admissions here and at other gates. An event without lists at this gate is
+   decided as before lists: the known admissions alone (``shared.timeline``: inside already?
    re-entry allowed?);
 4. the scan and its upload-queue entry are written in one durable transaction;
 5. only then is the verdict returned.
 
 A genuine code for a ticket the cache does not know yet (sold after the last sync) is admitted
-on its signature alone and marked so, unless the gate is strict. An exit refuses only what
-``shared.rules.refusal`` says bars a leave (a code that names no known ticket of this event),
-like the server.
+on its signature alone and marked so, unless the gate is strict. Where lists apply, such a
+ticket has no known type (``checkin.UNKNOWN_KIND``): only a list that admits every ticket type
+can let it in; at a gate whose lists all name their ticket types it is refused ``not_on_list``
+with a sentence saying why (docs/checkin-lists.md, "The scanner's side"). An exit refuses only
+what ``shared.rules.refusal`` says bars a leave (a code that names no known ticket of this
+event), like the server; lists never refuse an exit.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ from typing import Literal, Protocol
 import msgspec
 from sqlalchemy import Connection
 
+from scanner_app.core.checkin import UNKNOWN_KIND, AccessPlan, access_plan
 from scanner_app.core.store import LocalStore, StoreError
-from scanner_app.core.store.cache import admissions_of, find_ticket
+from scanner_app.core.store.cache import CachedTicket, admissions_of, find_ticket
 from scanner_app.core.store.scans import (
     MAX_CODE_CHARS,
     PendingOnline,
@@ -50,6 +57,7 @@ from scanner_app.core.store.scans import (
     record_online_verdict,
     record_scan,
 )
+from scanner_app.core.store.setup import load_setup, stored_setup_version
 from scanner_app.core.store.state import (
     Enrollment,
     GateSettings,
@@ -60,6 +68,7 @@ from scanner_app.core.store.state import (
     load_sync_state,
 )
 from shared import wire
+from shared.checkin_lists import GENERAL_AREA, decide, where_inside
 from shared.clock import Clock, SystemClock
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 from shared.ids import new_id
@@ -85,6 +94,15 @@ class GateVerdict(msgspec.Struct, kw_only=True, frozen=True):
     reentry: bool = False
     #: What gate staff read on the panel.
     sentence: str = ""
+    #: Decided by the event's check-in lists (False: no list is scanned at this gate).
+    lists_apply: bool = False
+    #: The check-in list the scan counted on, or that refused it (id and name).
+    checkin_list_id: str | None = None
+    list_name: str | None = None
+    #: For an admitted entry, the zone it enters (``GENERAL_AREA``, "", for the event's general
+    #: area); the zone the person leaves by this scan (another zone's entry, or an exit).
+    enters_zone: str | None = None
+    leaves_zone: str | None = None
 
     @property
     def admitted(self) -> bool:
@@ -108,6 +126,10 @@ class _Context:
     gate_event: wire.GateEvent
     settings: GateSettings
     keys: ScannerKeyRing
+    #: The event's check-in lists (None: no setup, decide as before lists).
+    access: AccessPlan | None = None
+    #: The stored setup's version these were loaded from.
+    setup_version: int | None = None
 
 
 class Gate:
@@ -142,7 +164,14 @@ class Gate:
                 raise NotEnrolled(
                     "This scanner does not know its event yet. Sync it with the server."
                 )
-            return _Context(enrollment, gate_event, load_settings(conn), load_keys(conn))
+            return _Context(
+                enrollment,
+                gate_event,
+                load_settings(conn),
+                load_keys(conn),
+                access=access_plan(gate_event, load_setup(conn)),
+                setup_version=stored_setup_version(conn),
+            )
 
     def reload(self) -> None:
         """Pick up new settings, keys or event details (after a sync or a settings change)."""
@@ -161,6 +190,11 @@ class Gate:
     @property
     def gate_event(self) -> wire.GateEvent:
         return self._context.gate_event
+
+    @property
+    def access(self) -> AccessPlan | None:
+        """The event's check-in lists as this gate last loaded them."""
+        return self._context.access
 
     def scan(self, text: str, *, direction: Direction | None = None) -> GateVerdict:
         """Decide, record and return the verdict for one scanned ``text``.
@@ -272,6 +306,8 @@ class Gate:
         if answer is None:
             return None  # the offline verdict's transaction clears the pending row
         with self._store.write() as conn:
+            context = self._fresh_setup(conn, context)
+            listed = self._lists_agree(conn, context, answer, direction, device_now)
             record_online_verdict(
                 conn,
                 self._store.sealer,
@@ -282,9 +318,63 @@ class Gate:
                 direction=direction,
                 device_time=device_now,
                 name_secret=name_secret if answer.ticket_id is not None else None,
+                checkin_list_id=listed.list_id if listed else None,
+                zone=listed.zone if listed else None,
             )
         verdict = msgspec.structs.replace(answer, scan_id=scan_id, direction=direction)
-        return GateVerdict(verdict=verdict, mode="online", sentence=_sentence(verdict, False))
+        if listed is None:
+            return GateVerdict(verdict=verdict, mode="online", sentence=_sentence(verdict, False))
+        return GateVerdict(
+            verdict=verdict,
+            mode="online",
+            reentry=listed.reentry,
+            sentence=_sentence(
+                verdict,
+                False,
+                reentry=listed.reentry,
+                specific=listed.sentence,
+                enters_zone=listed.enters_zone,
+                leaves_zone=listed.leaves_zone,
+            ),
+            lists_apply=True,
+            checkin_list_id=listed.list_id,
+            list_name=listed.list_name,
+            enters_zone=listed.enters_zone,
+            leaves_zone=listed.leaves_zone,
+        )
+
+    def _lists_agree(
+        self,
+        conn: Connection,
+        context: _Context,
+        answer: wire.Verdict,
+        direction: Direction,
+        device_now: datetime,
+    ) -> _Decision | None:
+        """For a verdict the server gave, what this device's lists say with the same facts
+        (``shared.checkin_lists.decide`` on the server too): when both agree, the list and zone
+        the scan counted on (recorded with it, so that the next offline verdict knows which
+        zone the person is in before the feed's echo says so) and the list's own sentence.
+        None when no list is scanned here, or the two disagree (the device's facts are older:
+        the server's verdict stands, with its reason's sentence)."""
+        access = context.access
+        if (
+            access is None
+            or not access.lists_at(context.enrollment.gate)
+            or answer.ticket_id is None
+            or answer.event_id not in {None, context.gate_event.event_id}
+        ):
+            return None
+        lookup = self._store.sealer.lookup(answer.ticket_id)
+        cached = find_ticket(conn, lookup)
+        base = _Decision(VerdictResult.ADMITTED, None, ticket_id=answer.ticket_id, lookup=lookup)
+        now = answer.scanned_at or device_now
+        local = self._decide_by_lists(
+            conn, context, access, base, cached, direction=direction, now=now
+        )
+        if (local.result, local.reason) != (answer.result, answer.reason):
+            return None
+        return local
 
     # --- offline ---------------------------------------------------------------------------
 
@@ -303,6 +393,7 @@ class Gate:
             context = self._context
             code = read_code(context.keys, text)
         with self._store.write() as conn:
+            context = self._fresh_setup(conn, context)
             sync = load_sync_state(conn)
             offset_ms = sync.clock_offset_ms
             now = device_now + timedelta(milliseconds=offset_ms)
@@ -328,6 +419,10 @@ class Gate:
                 ticket_type=decision.ticket_type,
                 name_secret=code.name_secret if isinstance(code, TicketCode) else None,
                 on_signature=decision.on_signature,
+                # Refusals keep the list that refused them too, for the scan log; only admitted
+                # scans count (``admissions_of``).
+                checkin_list_id=decision.list_id,
+                zone=decision.zone,
             )
             # A device without a server (the demo) has nowhere to send its scans.
             record_scan(conn, record, upload=bool(context.enrollment.server_url), now=device_now)
@@ -355,8 +450,32 @@ class Gate:
                 decision.on_signature,
                 reentry=decision.reentry,
                 old_format=decision.old_format,
+                specific=decision.sentence,
+                enters_zone=decision.enters_zone,
+                leaves_zone=decision.leaves_zone,
             ),
+            lists_apply=decision.lists_apply,
+            checkin_list_id=decision.list_id,
+            list_name=decision.list_name,
+            enters_zone=decision.enters_zone,
+            leaves_zone=decision.leaves_zone,
         )
+
+    def _fresh_setup(self, conn: Connection, context: _Context) -> _Context:
+        """``context`` with the setup stored now: a sync (here or in another program) may have
+        brought a new one since it was loaded. One indexed read of one row per scan."""
+        version = stored_setup_version(conn)
+        if version == context.setup_version:
+            return context
+        fresh = replace(
+            context,
+            access=access_plan(context.gate_event, load_setup(conn)),
+            setup_version=version,
+        )
+        with self._lock:
+            if self._context.gate_event == context.gate_event:
+                self._context = replace(self._context, access=fresh.access, setup_version=version)
+        return fresh
 
     def _decide(
         self,
@@ -408,6 +527,11 @@ class Gate:
         )
         if reason is not None:
             return replace(decision, result=VerdictResult.REJECTED, reason=reason)
+        access = context.access
+        if access is not None and access.lists_at(context.enrollment.gate):
+            return self._decide_by_lists(
+                conn, context, access, decision, cached, direction=direction, now=now
+            )
         if direction is Direction.EXIT:
             return decision
         known = [
@@ -425,6 +549,90 @@ class Gate:
         reentry = replay(known, allow_reentry=gate_event.allow_reentry).first_entry is not None
         return replace(decision, reentry=reentry)
 
+    def _decide_by_lists(
+        self,
+        conn: Connection,
+        context: _Context,
+        access: AccessPlan,
+        decision: _Decision,
+        cached: CachedTicket | None,
+        *,
+        direction: Direction,
+        now: datetime,
+    ) -> _Decision:
+        """The event's lists decide (``shared.checkin_lists.decide``, as the server does), over
+        the ticket's known admissions with the list and zone each counted on."""
+        assert decision.lookup is not None
+        known = [
+            AdmittedScan(
+                a.scan_id,
+                a.at,
+                a.direction,
+                gate=a.gate,
+                device_id=a.device_id,
+                list_id=a.list_id,
+                zone=a.zone,
+            )
+            for a in admissions_of(conn, decision.lookup)
+        ]
+        kind = (
+            access.kind(cached.ticket_type_id, cached.ticket_type)
+            if cached is not None
+            else UNKNOWN_KIND
+        )
+        listed = decide(
+            access.plan,
+            gate=context.enrollment.gate,
+            direction=direction,
+            ticket=kind,
+            history=known,
+            now=now,
+        )
+        assert listed is not None  # a list is scanned here (the caller checked)
+        refusal = listed.refusal
+        chosen = listed.list
+        decision = replace(
+            decision,
+            lists_apply=True,
+            list_id=refusal.list_id if refusal is not None else (chosen.id if chosen else None),
+            list_name=(
+                refusal.list_name if refusal is not None else (chosen.name if chosen else None)
+            ),
+            zone=chosen.zone if chosen is not None else None,
+            enters_zone=listed.enters_zone,
+            leaves_zone=listed.leaves_zone,
+        )
+        if refusal is not None:
+            sentence = refusal.sentence
+            if kind is UNKNOWN_KIND and refusal.reason is VerdictReason.NOT_ON_LIST:
+                sentence = _UNKNOWN_TYPE_SENTENCE
+            return replace(
+                decision,
+                result=VerdictResult.REJECTED,
+                reason=refusal.reason,
+                prior=listed.prior,
+                sentence=sentence,
+                on_signature=False,
+            )
+        if direction is Direction.EXIT:
+            return decision
+        # A re-entry: this zone was entered before and left since (an exit, or another zone's
+        # entry) — not a further entry while inside, which a list with multiple entries allows.
+        earlier = [a for a in known if a.at <= now]
+        reentry = where_inside(earlier) != listed.enters_zone and any(
+            a.direction is Direction.ENTRY and (a.zone or GENERAL_AREA) == listed.enters_zone
+            for a in earlier
+        )
+        return replace(decision, reentry=reentry)
+
+
+#: Why a ticket the cache does not know (or whose type it does not know) is refused where every
+#: list names its ticket types: the scanner cannot tell whether its type is one of them.
+_UNKNOWN_TYPE_SENTENCE = (
+    "This scanner does not know this ticket's type yet (it needs a sync): "
+    "this gate admits only some ticket types."
+)
+
 
 @dataclass(frozen=True, slots=True)
 class _Decision:
@@ -440,6 +648,20 @@ class _Decision:
     reentry: bool = False
     #: A GH1 code: genuine, but it carries no name secret, so no name can be shown offline.
     old_format: bool = False
+    #: Decided by the event's check-in lists; the list it counts on (or that refused it), that
+    #: list's zone, and the zones entered and left (``ListDecision``).
+    lists_apply: bool = False
+    list_id: str | None = None
+    list_name: str | None = None
+    zone: str | None = None
+    enters_zone: str | None = None
+    leaves_zone: str | None = None
+    #: A refusal's own sentence (a list's or its rule's), more specific than its reason's.
+    sentence: str | None = None
+
+    @property
+    def admitted(self) -> bool:
+        return self.result is VerdictResult.ADMITTED
 
 
 def _same_scan_key(text: str) -> str:
@@ -449,14 +671,41 @@ def _same_scan_key(text: str) -> str:
 
 
 def _sentence(
-    verdict: wire.Verdict, on_signature: bool, *, reentry: bool = False, old_format: bool = False
+    verdict: wire.Verdict,
+    on_signature: bool,
+    *,
+    reentry: bool = False,
+    old_format: bool = False,
+    specific: str | None = None,
+    enters_zone: str | None = None,
+    leaves_zone: str | None = None,
 ) -> str:
-    """The verdict as gate staff read it."""
+    """The verdict as gate staff read it. ``specific`` is a refusal's own sentence (a check-in
+    list's: "VIP tickets enter at the VIP gate."), said instead of its reason's; an entry that
+    moves someone from one zone into another says so."""
+    if (
+        specific
+        and verdict.reason is not None
+        and not (verdict.reason is VerdictReason.ALREADY_CHECKED_IN and verdict.prior)
+    ):
+        return specific
     text = _verdict_sentence(verdict, on_signature, reentry=reentry)
+    if (
+        verdict.result is VerdictResult.ADMITTED
+        and verdict.direction is Direction.ENTRY
+        and enters_zone is not None
+        and leaves_zone is not None
+    ):
+        # A move between zones (the gate screen names the zone a gate leads into).
+        text += f" Into {_zone_phrase(enters_zone)}, out of {_zone_phrase(leaves_zone)}."
     if old_format and verdict.result is VerdictResult.ADMITTED:
         # GH1 codes carry no name secret: the name cannot be opened offline.
         text += " Old-format code: no name is shown offline."
     return text
+
+
+def _zone_phrase(zone: str) -> str:
+    return zone if zone != GENERAL_AREA else "the general area"
 
 
 def _verdict_sentence(verdict: wire.Verdict, on_signature: bool, *, reentry: bool) -> str:

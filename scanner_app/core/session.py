@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import msgspec
 
 from scanner_app.core.capture import open_source
+from scanner_app.core.checkin import access_plan, gate_label, setup_note, zone_label
 from scanner_app.core.decoding import QrDecoder
 from scanner_app.core.gate import Gate, GateVerdict
 from scanner_app.core.pipeline import (
@@ -25,9 +26,15 @@ from scanner_app.core.pipeline import (
 )
 from scanner_app.core.sighting import CodeSighting
 from scanner_app.core.store import LocalStore
-from scanner_app.core.store.cache import ticket_count
+from scanner_app.core.store.cache import inside_now, ticket_count
 from scanner_app.core.store.scans import conflict_count, queue_length, scan_count
-from scanner_app.core.store.state import load_enrollment, load_event, load_sync_state
+from scanner_app.core.store.setup import load_setup
+from scanner_app.core.store.state import (
+    load_enrollment,
+    load_event,
+    load_settings,
+    load_sync_state,
+)
 from scanner_app.core.sync.engine import SyncEngine
 from shared.clock import Clock, SystemClock
 from shared.domain import Direction
@@ -199,6 +206,14 @@ class DeviceStatus(msgspec.Struct, kw_only=True):
     clock_offset_ms: int = 0
     revoked: bool = False
     data_file: str = ""
+    #: The check-in setup (issue 16): its version, what the status says of it (and whether
+    #: that is a warning: the lists may be out of date), what this gate scans, and who is
+    #: inside each zone as this device knows it (``GENERAL_AREA``, "", the general area).
+    setup_version: int | None = None
+    lists_note: str = ""
+    lists_stale: bool = False
+    gate_lists: str | None = None
+    inside_by_zone: dict[str, int] = msgspec.field(default_factory=dict)
 
     def lines(self) -> list[tuple[str, str]]:
         if not self.enrolled:
@@ -220,6 +235,9 @@ class DeviceStatus(msgspec.Struct, kw_only=True):
             ("scans recorded", f"{self.scans_recorded:,}"),
             ("queued", f"{self.queued:,}"),
             ("conflicts", f"{self.conflicts:,}"),
+            ("check-in lists", self.lists_note or "none"),
+            ("this gate scans", self.gate_lists or "no list (decides as before lists)"),
+            ("inside by zone", _zones_text(self.inside_by_zone) or "nobody"),
             ("data", self.data_file),
         ]
 
@@ -228,14 +246,36 @@ def _when(at: datetime | None) -> str:
     return "never" if at is None else at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def device_status(store: LocalStore) -> DeviceStatus:
+def _zones_text(inside: dict[str, int]) -> str:
+    return " · ".join(f"{zone_label(zone)} {count:,}" for zone, count in sorted(inside.items()))
+
+
+def device_status(store: LocalStore, now: datetime | None = None) -> DeviceStatus:
+    now = now or datetime.now(UTC)
     with store.read() as conn:
         enrollment = load_enrollment(conn)
         if enrollment is None:
             return DeviceStatus(enrolled=False, data_file=str(store.path))
         gate_event = load_event(conn, enrollment.event_id)
         sync = load_sync_state(conn)
+        stored = load_setup(conn)
+        note, stale = setup_note(
+            stored=stored,
+            server_version=sync.server_setup_version,
+            has_server=bool(enrollment.server_url),
+            last_sync_at=sync.last_sync_at,
+            now=now,
+            interval_seconds=load_settings(conn).sync_interval_seconds,
+        )
+        access = access_plan(gate_event, stored) if gate_event is not None else None
         return DeviceStatus(
+            setup_version=stored.version if stored is not None else None,
+            lists_note=note,
+            lists_stale=stale,
+            gate_lists=gate_label(access, enrollment.gate),
+            # Replayed per ticket in Python: only for events with lists (the gate screen's
+            # plain "inside now" is counted in SQL).
+            inside_by_zone=inside_now(conn) if access is not None and access.plan.lists else {},
             enrolled=True,
             device_id=enrollment.device_id,
             device_name=enrollment.name,

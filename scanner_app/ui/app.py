@@ -140,6 +140,9 @@ def _open_window(store: LocalStore, demo_codes: QWidget | None, *, camera: bool)
 
     window = MainWindow(store, camera=camera, sounds=VerdictSounds(), demo_codes=demo_codes)
     if demo_codes is not None:
+        gate_requested = getattr(demo_codes, "gate_requested", None)
+        if gate_requested is not None:  # connected first: the move is queued before the scan
+            gate_requested.connect(window.bridge.move_to_gate)
         scan_requested = getattr(demo_codes, "scan_requested", None)
         if scan_requested is not None:
             scan_requested.connect(window.bridge.scan_text)

@@ -99,6 +99,9 @@ class DemoCodesWindow(QWidget):
 
     #: A code text to scan, as if the camera had read it. The main window connects this.
     scan_requested = Signal(str)
+    #: The gate the device must stand at for the code about to be scanned (check-in lists:
+    #: the VIP gate, the stage door); emitted just before ``scan_requested``.
+    gate_requested = Signal(str)
 
     def __init__(self, setup: DemoSetup, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -185,7 +188,7 @@ class DemoCodesWindow(QWidget):
         if code is None:
             return
         self.title.setText(code.label)
-        self.expected.setText(f"The gate should say: {code.expected}")
+        self.expected.setText(f"At {code.gate}, the gate should say: {code.expected}")
         self.hint.setText(code.hint)
         self.hint.setVisible(bool(code.hint))
         self._draw_qr()
@@ -210,7 +213,8 @@ class DemoCodesWindow(QWidget):
         """Hand the shown code to the app (``scan_requested``)."""
         code = self.current
         if code is not None:
-            self.status.setText(f"Scanned: {code.label}")
+            self.status.setText(f"Scanned at {code.gate}: {code.label}")
+            self.gate_requested.emit(code.gate)
             self.scan_requested.emit(code.code)
 
     def _choose_image(self) -> None:

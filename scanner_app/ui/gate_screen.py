@@ -31,12 +31,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from scanner_app.core.checkin import zone_label
 from scanner_app.core.gate import GateVerdict
 from scanner_app.core.store.lookups import NameMatch
 from scanner_app.core.store.state import GateSettings
 from scanner_app.ui.scanning import GateStatus, ScanBridge, UndoOutcome
 from scanner_app.ui.sounds import VerdictSounds
 from scanner_app.ui.verdict_panel import Tone, VerdictPanel, look_of
+from shared.checkin_lists import GENERAL_AREA
 from shared.domain import Direction, VerdictResult
 from shared.ticket_code import PREFIX, PREFIX_V1
 
@@ -109,6 +111,16 @@ class CameraView(QWidget):
                 painter.drawPolygon(points)
 
 
+def _hidden_label(name: str) -> QLabel:
+    label = QLabel()
+    label.setObjectName(name)
+    font = label.font()
+    font.setBold(True)  # what the gate scans: read at a glance
+    label.setFont(font)
+    label.hide()
+    return label
+
+
 class GateScreen(QWidget):
     """The "Gate" tab. Talks to the core only through ``bridge``."""
 
@@ -143,6 +155,8 @@ class GateScreen(QWidget):
 
         self.admitted_label = QLabel()
         self.inside_label = QLabel()
+        #: What this gate scans (issue 16), e.g. "VIP list · Lounge"; hidden without lists.
+        self.lists_label = _hidden_label("gateLists")
         self.lookup_field = QLineEdit()
         self.lookup_field.setPlaceholderText("Type or paste a ticket code, or a name (Ctrl+F)")
         self.lookup_field.setClearButtonEnabled(True)
@@ -213,6 +227,7 @@ class GateScreen(QWidget):
         lookup.addWidget(self.undo_button)
 
         controls = QVBoxLayout()
+        controls.addWidget(self.lists_label)
         controls.addLayout(modes)
         controls.addLayout(counters)
         controls.addLayout(lookup)
@@ -243,13 +258,29 @@ class GateScreen(QWidget):
         if self.sounds is not None:
             self.sounds.play(Tone.REJECT)
 
+    #: Who is inside each zone, from the last status (empty without zones).
+    inside_by_zone: dict[str, int] | None = None
+
     def show_status(self, status: GateStatus) -> None:
         self.inside_now = status.inside_now
+        self.inside_by_zone = dict(status.device.inside_by_zone)
+        lists = status.device.gate_lists
+        self.lists_label.setText(f"This gate scans: {lists}" if lists else "")
+        self.lists_label.setVisible(bool(lists))
         self._show_counters()
 
     def _show_counters(self) -> None:
         self.admitted_label.setText(f"Admitted this session: {self.admitted_this_session:,}")
         inside = "…" if self.inside_now is None else f"{self.inside_now:,}"
+        zones = self.inside_by_zone or {}
+        if zones and set(zones) != {GENERAL_AREA}:
+            inside += (
+                " ("
+                + " · ".join(
+                    f"{zone_label(zone)} {count:,}" for zone, count in sorted(zones.items())
+                )
+                + ")"
+            )
         self.inside_label.setText(f"Inside now: {inside}")
         self.counters_changed.emit()
 

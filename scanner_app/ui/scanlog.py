@@ -11,6 +11,7 @@ signal; the table stays usable meanwhile (a job on the widget's "export" queue, 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -42,6 +43,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from scanner_app.core.checkin import zone_label
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.scanlog import (
     LogEntry,
@@ -64,10 +66,16 @@ from shared.domain import VerdictReason, VerdictResult
 TEXT_FILTER_DELAY_MS = 250
 
 
-def details_text(entry: LogEntry, prior: LoggedScan | None, collided: LoggedScan | None) -> str:
+def details_text(
+    entry: LogEntry,
+    prior: LoggedScan | None,
+    collided: LoggedScan | None,
+    list_names: Mapping[uuid.UUID, str] | None = None,
+) -> str:
     """Everything known about one scan, one "label: value" line each, for the details pane.
     ``prior`` is the admission an ``already_checked_in`` scan collided with; ``collided`` the
-    admission the server said a double entry collided with (each None when unknown here)."""
+    admission the server said a double entry collided with (each None when unknown here);
+    ``list_names`` names the event's check-in lists."""
     scan = entry.scan
     lines = [
         ("Time", local_time(scan.at)),
@@ -83,6 +91,10 @@ def details_text(entry: LogEntry, prior: LoggedScan | None, collided: LoggedScan
         ("Upload", cell_text(entry, ScanLogModel.UPLOAD)),
         ("Scan id", str(scan.scan_id)),
     ]
+    if scan.checkin_list_id is not None:
+        name = (list_names or {}).get(scan.checkin_list_id, f"list {scan.checkin_list_id}")
+        lines.insert(5, ("Check-in list", name))
+        lines.insert(6, ("Zone", zone_label(scan.zone)))
     if entry.device_time is not None and entry.clock_offset_ms:
         lines.append(
             (
@@ -128,6 +140,13 @@ def _reason_words(value: str) -> str:
 def _admission_words(scan: LoggedScan) -> str:
     where = "this device" if scan.origin == "local" else "another device"
     return f"{local_time(scan.at)} at {scan.gate}, {where}"
+
+
+def _combo(parent: QWidget, name: str, anything: str) -> QComboBox:
+    combo = QComboBox(parent)
+    combo.setAccessibleName(name)
+    combo.addItem(anything, None)
+    return combo
 
 
 class ScanLogWidget(QWidget):
@@ -200,6 +219,10 @@ class ScanLogWidget(QWidget):
         counts_layout.setContentsMargins(0, 0, 0, 0)
         counts_layout.addWidget(QLabel("Live counts per gate", counts_box))
         counts_layout.addWidget(self.counts)
+        self.zones_label = QLabel(counts_box)
+        self.zones_label.setObjectName("insideByZone")
+        self.zones_label.setWordWrap(True)
+        counts_layout.addWidget(self.zones_label)
         details_box = QWidget(side)
         details_layout = QVBoxLayout(details_box)
         details_layout.setContentsMargins(0, 0, 0, 0)
@@ -228,6 +251,10 @@ class ScanLogWidget(QWidget):
         self.gate_filter.setAccessibleName("Gate")
         self.gate_filter.addItem("Any gate", None)
 
+        # Check-in lists and zones (issue 16): filled from the stored setup with the counts.
+        self.list_filter = _combo(self, "Check-in list", "Any list")
+        self.zone_filter = _combo(self, "Zone", "Any zone")
+
         now = QDateTime.currentDateTime()
         self.since_enabled = QCheckBox("From", self)
         self.since_edit = QDateTimeEdit(now.addDays(-1), self)
@@ -255,7 +282,13 @@ class ScanLogWidget(QWidget):
         self._text_delay.timeout.connect(self.apply_filters)
         self.text_filter.textChanged.connect(self._text_delay.start)
         self.text_filter.returnPressed.connect(self.apply_filters)
-        for combo in (self.result_filter, self.reason_filter, self.gate_filter):
+        for combo in (
+            self.result_filter,
+            self.reason_filter,
+            self.gate_filter,
+            self.list_filter,
+            self.zone_filter,
+        ):
             combo.currentIndexChanged.connect(self.apply_filters)
         for box in (self.since_enabled, self.until_enabled, self.conflicts_only):
             box.toggled.connect(self.apply_filters)
@@ -268,6 +301,8 @@ class ScanLogWidget(QWidget):
             self.result_filter,
             self.reason_filter,
             self.gate_filter,
+            self.list_filter,
+            self.zone_filter,
             self.since_enabled,
             self.since_edit,
             self.until_enabled,
@@ -284,6 +319,8 @@ class ScanLogWidget(QWidget):
         result = self.result_filter.currentData()
         reason = self.reason_filter.currentData()
         gate = self.gate_filter.currentData()
+        checkin_list = self.list_filter.currentData()
+        zone = self.zone_filter.currentData()
         return ScanFilter(
             # A combo box hands its enum data back as plain strings.
             results=frozenset({VerdictResult(result)}) if result is not None else frozenset(),
@@ -293,6 +330,9 @@ class ScanLogWidget(QWidget):
             until=_aware(self.until_edit.dateTime()) if self.until_enabled.isChecked() else None,
             text=self.text_filter.text().strip(),
             conflicts_only=self.conflicts_only.isChecked(),
+            # Combo boxes hand data back as plain strings: list ids as text.
+            lists=frozenset({uuid.UUID(str(checkin_list))}) if checkin_list else frozenset(),
+            zones=frozenset({str(zone)}) if zone is not None else frozenset(),
         )
 
     @Slot()
@@ -314,6 +354,22 @@ class ScanLogWidget(QWidget):
         for count in self.model.gate_counts:
             if count.gate not in known:
                 self.gate_filter.addItem(count.gate, count.gate)
+        # The list and zone filters offer the event's lists and zones (from its setup).
+        known = {self.list_filter.itemData(i) for i in range(1, self.list_filter.count())}
+        for list_id, name in sorted(self.model.checkin_lists.items(), key=lambda item: item[1]):
+            if str(list_id) not in known:
+                self.list_filter.addItem(name, str(list_id))
+        known = {self.zone_filter.itemData(i) for i in range(1, self.zone_filter.count())}
+        for zone in self.model.zones:
+            if zone not in known:
+                self.zone_filter.addItem(zone_label(zone), zone)
+        inside = self.model.inside_by_zone
+        self.zones_label.setText(
+            "Inside now by zone: "
+            + " · ".join(f"{zone_label(z)} {n:,}" for z, n in sorted(inside.items()))
+            if inside
+            else ""
+        )
 
     # --- table and details -------------------------------------------------------------------
 
@@ -346,7 +402,7 @@ class ScanLogWidget(QWidget):
                 prior = prior_admission(conn, entry.scan.scan_id)
             if entry.scan.conflict_of is not None:
                 collided = find_scan(conn, entry.scan.conflict_of)
-        self.details.setPlainText(details_text(entry, prior, collided))
+        self.details.setPlainText(details_text(entry, prior, collided, self.model.checkin_lists))
 
     # --- refresh and export ------------------------------------------------------------------
 

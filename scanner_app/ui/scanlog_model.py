@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor, QFont
 
 from scanner_app.core.store import LocalStore
+from scanner_app.core.store.cache import inside_now
 from scanner_app.core.store.scanlog import (
     GateCount,
     HolderNames,
@@ -51,7 +53,9 @@ from scanner_app.core.store.scanlog import (
     log_entries,
     log_page,
 )
+from scanner_app.core.store.setup import load_setup
 from scanner_app.ui.jobs import JobQueue
+from shared.checkin_lists import GENERAL_AREA
 from shared.domain import Direction, VerdictResult
 
 ModelIndex = QModelIndex | QPersistentModelIndex
@@ -112,6 +116,11 @@ class _TallyResult:
     total: int = 0
     counts: list[GateCount] = field(default_factory=list)
     states: list[LogEntry] = field(default_factory=list)
+    #: The event's check-in lists (id → name) and zones, from the stored setup, and who is
+    #: inside each zone (issue 16).
+    lists: dict[uuid.UUID, str] = field(default_factory=dict)
+    zones: list[str] = field(default_factory=list)
+    inside_by_zone: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -121,11 +130,16 @@ def _tally(store: LocalStore, flt: ScanFilter, generation: int, seqs: list[int])
     holders = HolderNames()
     try:
         with store.read() as conn:
+            stored = load_setup(conn)
+            lists = stored.setup.lists if stored is not None else []
             return _TallyResult(
                 generation=generation,
                 total=log_count(conn, flt, holders),
                 counts=gate_counts(conn),
                 states=log_entries(conn, holders, seqs),
+                lists={item.id: item.name for item in lists},
+                zones=sorted({item.zone or GENERAL_AREA for item in lists}),
+                inside_by_zone=inside_now(conn) if lists else {},
             )
     except Exception as error:
         return _TallyResult(generation=generation, error=str(error))
@@ -197,6 +211,9 @@ class ScanLogModel(_Table):
         self._seen_seq = 0
         self._total = 0
         self._counts: list[GateCount] = []
+        self._lists: dict[uuid.UUID, str] = {}
+        self._zones: list[str] = []
+        self._inside_by_zone: dict[str, int] = {}
         self._generation = 0
         self._tallies = JobQueue("scanlog-tally", self)
         self._tally_running = False
@@ -221,6 +238,21 @@ class ScanLogModel(_Table):
     @property
     def gate_counts(self) -> list[GateCount]:
         return list(self._counts)
+
+    @property
+    def checkin_lists(self) -> dict[uuid.UUID, str]:
+        """The event's check-in lists, id → name (empty for an event without lists)."""
+        return dict(self._lists)
+
+    @property
+    def zones(self) -> list[str]:
+        """The zones the lists lead into (``GENERAL_AREA``, "", for lists without one)."""
+        return list(self._zones)
+
+    @property
+    def inside_by_zone(self) -> dict[str, int]:
+        """Who is inside each zone now, as this device knows it."""
+        return dict(self._inside_by_zone)
 
     def entry(self, row: int) -> LogEntry:
         return self._rows[row]
@@ -359,6 +391,9 @@ class ScanLogModel(_Table):
         if result.generation == self._generation and result.error is None:
             self._update_rows(result.states)
             self._counts = result.counts
+            self._lists = result.lists
+            self._zones = result.zones
+            self._inside_by_zone = result.inside_by_zone
             if result.total != self._total:
                 self._total = result.total
                 self.total_changed.emit(self._total)

@@ -199,6 +199,13 @@ class ScanBridge(QObject):
         """Annul the last entry admitted in this session; the answer comes as ``undone``."""
         self._submit_scan_job(self._undo, self._undo_answered)
 
+    def move_to_gate(self, gate: str) -> None:
+        """The demo only (``scanner_app.core.demo.stand_at``): stand at ``gate`` from the next
+        scan on — queued with the scans, so a scan asked for after it is decided there."""
+        self._submit_scan_job(
+            lambda: self._move_to_gate(gate), lambda _moved: self.refresh_status()
+        )
+
     def search_names(self, query: str) -> None:
         """Search the holders of tickets this device scanned; the answer is ``names_found``."""
         if not self._closed:
@@ -289,6 +296,14 @@ class ScanBridge(QObject):
             self.store, online=self._online, background_sync=self._background_sync
         )
         return self._session.gate.settings
+
+    def _move_to_gate(self, gate: str) -> bool:
+        from scanner_app.core.demo import stand_at  # noqa: PLC0415 - the demo's, on demand
+
+        moved = stand_at(self.store, gate)
+        if moved and self._session is not None:
+            self._session.gate.reload()
+        return moved
 
     def _close_session(self) -> None:
         if self._session is not None:

@@ -29,7 +29,14 @@ import numpy as np
 import scanner_app
 import shared
 from scanner_app.core.decoding import create_decoder
-from scanner_app.core.demo import DEMO_GATE, DemoCode, DemoSetup, prepare_demo_store
+from scanner_app.core.demo import (
+    DEMO_GATE,
+    DemoCode,
+    DemoSetup,
+    prepare_demo_store,
+    scan_demo_code,
+    stand_at,
+)
 from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.synthetic_frames import render_qr, synthetic_frame
@@ -135,10 +142,12 @@ def _gate_verdicts(checks: _Checks, setup: DemoSetup) -> None:
         clock = ManualClock(datetime.now(UTC))
         gate = Gate(store, clock=clock)
         for code in setup.codes:
-            checks.run(f"verdict: {code.label}", partial(_scan_one, gate, code))
+            checks.run(f"verdict: {code.label}", partial(_scan_one, store, gate, code))
 
         def again() -> tuple[None, str]:
             clock.advance(gate.settings.debounce_seconds + 1)
+            if stand_at(store, DEMO_GATE):
+                gate.reload()
             verdict = gate.scan(setup.codes[0].code)
             prior = verdict.verdict.prior
             if verdict.verdict.reason is not VerdictReason.ALREADY_CHECKED_IN or (
@@ -152,8 +161,8 @@ def _gate_verdicts(checks: _Checks, setup: DemoSetup) -> None:
         store.close()
 
 
-def _scan_one(gate: Gate, code: DemoCode) -> tuple[None, str]:
-    verdict = gate.scan(code.code)
+def _scan_one(store: LocalStore, gate: Gate, code: DemoCode) -> tuple[None, str]:
+    verdict = scan_demo_code(store, gate, code)
     said = f"{verdict.verdict.result} — {verdict.sentence}"
     if not code.matches(verdict):
         raise AssertionError(f"expected {code.expected}, got {said}")

@@ -2,7 +2,8 @@
 
 From left to right: the link (online / offline and why / standalone / revoked), scans waiting
 to be sent, the last successful sync, how old the ticket data is, a clock warning when the
-device clock is off, and conflicts the server found. A part that needs action is coloured. In
+device clock is off, conflicts the server found, and the check-in lists' version (a warning when
+they may be out of date). A part that needs action is coloured. In
 lab mode (``core.sync.lab_mode``: plain-http servers allowed) a red warning says so for the
 whole session.
 """
@@ -57,6 +58,7 @@ class GateStatusBar(QStatusBar):
         self.cache_label = QLabel()
         self.clock_label = QLabel()
         self.conflict_label = QLabel()
+        self.lists_label = QLabel()
         for label in (
             self.link_label,
             self.queue_label,
@@ -64,6 +66,7 @@ class GateStatusBar(QStatusBar):
             self.cache_label,
             self.clock_label,
             self.conflict_label,
+            self.lists_label,
         ):
             self.addWidget(label)
         self.lab_label = QLabel(lab_mode.WARNING)
@@ -101,6 +104,10 @@ class GateStatusBar(QStatusBar):
             f"{device.conflicts:,} conflicts (see the scan log)" if device.conflicts else ""
         )
         self.conflict_label.setStyleSheet(_WARN if device.conflicts else "")
+        # The check-in setup's version and when it came; a warning when the lists may be out
+        # of date (scanner_app.core.checkin.setup_note says when).
+        self.lists_label.setText(device.lists_note)
+        self.lists_label.setStyleSheet(_WARN if device.lists_stale else "")
 
     def _show_link(self, status: GateStatus) -> None:
         device = status.device

@@ -371,3 +371,36 @@ def test_a_time_zone_that_is_none_is_a_clear_error(name: str) -> None:
 
 def test_a_time_zone_by_its_iana_name() -> None:
     assert event_zone("Europe/Berlin") == BERLIN
+
+
+@pytest.mark.parametrize(
+    ("gates", "phrase"),
+    [
+        (["VIP"], "the VIP gate"),
+        (["East Gate"], "East Gate"),
+        (["Gate A", "Gate B", "Gate C"], "Gate A, Gate B or Gate C"),
+        (["Main", "North"], "the Main or North gate"),
+    ],
+)
+def test_not_on_list_names_the_gates_as_staff_say_them(gates: list[str], phrase: str) -> None:
+    ga = TicketKind(id="tt-ga", name="General admission")
+    event = EventPlan(
+        tz=BERLIN,
+        lists=(
+            CheckinList(
+                id="l-vip",
+                name="VIP",
+                ticket_type_ids=frozenset({"tt-vip"}),
+                gates=frozenset({"VIP gate"}),
+            ),
+            CheckinList(
+                id="l-ga", name="GA", ticket_type_ids=frozenset({"tt-ga"}), gates=frozenset(gates)
+            ),
+        ),
+    )
+    decision = decide(
+        event, gate="VIP gate", direction=Direction.ENTRY, ticket=ga, history=[], now=T0
+    )
+    assert decision is not None
+    assert decision.refusal is not None
+    assert decision.refusal.sentence == f"General admission tickets enter at {phrase}."

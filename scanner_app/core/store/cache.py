@@ -18,32 +18,38 @@ from scanner_app.core.store.sealing import Sealer
 from scanner_app.core.store.state import merge_keys
 from scanner_app.core.store.times import from_micros, opt_datetime, opt_micros, to_micros
 from shared import wire
+from shared.checkin_lists import inside_by_zone
 from shared.domain import Direction, TicketStatus
 from shared.holder_name import open_name
 from shared.ticket_code import TicketCode
+from shared.timeline import AdmittedScan
 
 _UPSERT_TICKET = """
 INSERT INTO tickets (lookup, status, secret_version, ticket_type, valid_from, valid_until,
-                     sealed_holder)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+                     sealed_holder, ticket_type_id)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (lookup) DO UPDATE SET
     status = excluded.status,
     secret_version = excluded.secret_version,
     ticket_type = excluded.ticket_type,
     valid_from = excluded.valid_from,
     valid_until = excluded.valid_until,
-    sealed_holder = excluded.sealed_holder
+    sealed_holder = excluded.sealed_holder,
+    ticket_type_id = excluded.ticket_type_id
 """
 
 # Another gate's admission is inserted; for one of our own scans (already in the log) only the
-# server's view changes: a conflict, an annulment.
+# server's view changes: a conflict, an annulment, and the list and zone it counted on when the
+# server names one (an online verdict's list is known here only from this echo).
 _UPSERT_ADMISSION = """
 INSERT INTO scans (scan_id, origin, ticket_lookup, device_id, gate, direction, at,
                    clock_offset_ms, result, mode, on_signature, conflict_of, annulled,
-                   recorded_at)
-VALUES (?, 'peer', ?, ?, ?, ?, ?, 0, 'admitted', 'peer', 0, ?, ?, ?)
+                   recorded_at, checkin_list_id, zone)
+VALUES (?, 'peer', ?, ?, ?, ?, ?, 0, 'admitted', 'peer', 0, ?, ?, ?, ?, ?)
 ON CONFLICT (scan_id) DO UPDATE SET
     conflict_of = excluded.conflict_of,
+    checkin_list_id = coalesce(excluded.checkin_list_id, scans.checkin_list_id),
+    zone = CASE WHEN excluded.checkin_list_id IS NULL THEN scans.zone ELSE excluded.zone END,
     -- An annulment made here and not uploaded yet must not be undone by an older echo.
     annulled = max(scans.annulled, excluded.annulled)
 """
@@ -65,6 +71,8 @@ class CachedTicket:
     valid_until: datetime | None
     #: The holder's name as the feed brought it, sealed under the ticket's name secret.
     sealed_holder: bytes | None
+    #: The ticket type's id, which check-in lists name; None until the feed says.
+    ticket_type_id: str | None = None
 
     def holder_name(self, code: TicketCode) -> str | None:
         """The holder's name, opened with the name secret of ``code`` (a code of this ticket);
@@ -99,6 +107,7 @@ def apply_changes(
                     opt_micros(change.valid_until),
                     # As the server sealed it: only the ticket's own code opens it.
                     change.sealed_holder,
+                    change.ticket_type_id,
                 )
             )
         elif isinstance(change, wire.AdmissionChange):
@@ -113,6 +122,8 @@ def apply_changes(
                     change.conflict_of.bytes if change.conflict_of else None,
                     change.annulled,
                     recorded,
+                    change.checkin_list_id.bytes if change.checkin_list_id else None,
+                    change.zone,
                 )
             )
         else:
@@ -129,8 +140,8 @@ def apply_changes(
 
 def find_ticket(conn: Connection, lookup: bytes) -> CachedTicket | None:
     row = conn.exec_driver_sql(
-        "SELECT status, secret_version, ticket_type, valid_from, valid_until, sealed_holder "
-        "FROM tickets WHERE lookup = ?",
+        "SELECT status, secret_version, ticket_type, valid_from, valid_until, sealed_holder, "
+        "ticket_type_id FROM tickets WHERE lookup = ?",
         (lookup,),
     ).first()
     if row is None:
@@ -142,6 +153,7 @@ def find_ticket(conn: Connection, lookup: bytes) -> CachedTicket | None:
         valid_from=opt_datetime(row[3]),
         valid_until=opt_datetime(row[4]),
         sealed_holder=row[5],
+        ticket_type_id=row[6],
     )
 
 
@@ -158,12 +170,15 @@ class KnownAdmission:
     direction: Direction
     gate: str
     device_id: uuid.UUID | None
+    #: The check-in list it counted on (as ``CheckinList.id``) and that list's zone.
+    list_id: str | None = None
+    zone: str | None = None
 
 
 def admissions_of(conn: Connection, lookup: bytes) -> list[KnownAdmission]:
     """This ticket's admitted entries and exits, here and at gates this device heard of."""
     rows = conn.exec_driver_sql(
-        "SELECT scan_id, at, direction, gate, device_id FROM scans "
+        "SELECT scan_id, at, direction, gate, device_id, checkin_list_id, zone FROM scans "
         # The literal 'admitted' lets SQLite use the partial index (a parameter would not).
         "WHERE ticket_lookup = ? AND result = 'admitted' AND NOT annulled "
         "AND conflict_of IS NULL",
@@ -176,6 +191,30 @@ def admissions_of(conn: Connection, lookup: bytes) -> list[KnownAdmission]:
             direction=Direction(r[2]),
             gate=r[3],
             device_id=uuid.UUID(bytes=r[4]) if r[4] else None,
+            list_id=str(uuid.UUID(bytes=r[5])) if r[5] else None,
+            zone=r[6],
         )
         for r in rows
     ]
+
+
+def inside_now(conn: Connection) -> dict[str, int]:
+    """How many people are inside each zone (``GENERAL_AREA``: the event's general area), from
+    every admission this device knows — its own and those the feed brought — replayed per ticket
+    by ``shared.checkin_lists.inside_by_zone``, as the server counts them. Exact when the device
+    is in sync; offline, it misses what other gates did since."""
+    rows = conn.exec_driver_sql(
+        "SELECT ticket_lookup, scan_id, at, direction, zone FROM scans "
+        "WHERE result = 'admitted' AND NOT annulled AND conflict_of IS NULL "
+        "AND ticket_lookup IS NOT NULL ORDER BY ticket_lookup"
+    )
+    histories: list[list[AdmittedScan]] = []
+    current: bytes | None = None
+    for lookup, scan_id, at, direction, zone in rows:
+        if lookup != current or not histories:
+            histories.append([])
+            current = lookup
+        histories[-1].append(
+            AdmittedScan(uuid.UUID(bytes=scan_id), from_micros(at), Direction(direction), zone=zone)
+        )
+    return inside_by_zone(histories)

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Row
 
 from scanner_app.core.store.lookups import inside_by_gate
 from scanner_app.core.store.times import from_micros, opt_datetime, to_micros
+from shared.checkin_lists import GENERAL_AREA
 from shared.domain import Direction, VerdictReason, VerdictResult
 from shared.holder_name import open_name
 from shared.timeline import AdmittedScan, prior_scan
@@ -46,13 +47,16 @@ class LoggedScan:
     server_result: str | None
     server_reason: str | None
     uploaded: bool
+    #: The check-in list it counted on (or that refused it) and that list's zone (issue 16).
+    checkin_list_id: uuid.UUID | None = None
+    zone: str | None = None
 
 
 _LOG_COLUMNS = (
     "s.scan_id, s.origin, s.gate, s.direction, s.at, s.result, s.reason, s.mode, "
     "s.on_signature, s.ticket_id, s.ticket_type, s.conflict_of, s.annulled, s.server_result, "
-    "s.server_reason, NOT EXISTS (SELECT 1 FROM upload_queue q WHERE q.scan_id = s.scan_id "
-    "AND q.kind = 'scan') AS uploaded"
+    "s.server_reason, s.checkin_list_id, s.zone, NOT EXISTS (SELECT 1 FROM upload_queue q "
+    "WHERE q.scan_id = s.scan_id AND q.kind = 'scan') AS uploaded"
 )
 
 
@@ -74,6 +78,8 @@ def _logged(r: Row[Any]) -> LoggedScan:
         server_result=r.server_result,
         server_reason=r.server_reason,
         uploaded=bool(r.uploaded),
+        checkin_list_id=uuid.UUID(bytes=r.checkin_list_id) if r.checkin_list_id else None,
+        zone=r.zone,
     )
 
 
@@ -126,6 +132,11 @@ class ScanFilter:
     until: datetime | None = None
     text: str = ""
     conflicts_only: bool = False
+    #: Check-in lists (issue 16): scans that counted on (or were refused by) one of these.
+    lists: frozenset[uuid.UUID] = frozenset()
+    #: Zones: scans on a list leading into one of these (``GENERAL_AREA``, "", for lists
+    #: without a zone).
+    zones: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +266,16 @@ def _conditions(
         params.append(to_micros(flt.until))
     if flt.conflicts_only:
         where.append("s.conflict_of IS NOT NULL")
+    if flt.lists:
+        where.append(f"s.checkin_list_id IN ({', '.join('?' * len(flt.lists))})")
+        params.extend(sorted(item.bytes for item in flt.lists))
+    if flt.zones:
+        named = sorted(zone for zone in flt.zones if zone != GENERAL_AREA)
+        either = [f"s.zone IN ({', '.join('?' * len(named))})"] if named else []
+        params.extend(named)
+        if GENERAL_AREA in flt.zones:
+            either.append("(s.zone IS NULL AND s.checkin_list_id IS NOT NULL)")
+        where.append("(" + " OR ".join(either) + ")")
     text = flt.text.strip()
     if text:
         like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"

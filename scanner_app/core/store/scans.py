@@ -57,6 +57,9 @@ class ScanRecord:
     server_result: VerdictResult | None = None
     server_reason: VerdictReason | None = None
     conflict_of: uuid.UUID | None = None
+    #: The check-in list it counted on (a ``CheckinList.id``: a UUID) and that list's zone.
+    checkin_list_id: str | None = None
+    zone: str | None = None
 
 
 def record_scan(
@@ -70,8 +73,8 @@ def record_scan(
         "INSERT INTO scans (scan_id, origin, ticket_lookup, ticket_id, device_id, gate, "
         "direction, at, device_time, clock_offset_ms, result, reason, mode, on_signature, code, "
         "name_secret, ticket_type, conflict_of, annulled, server_result, server_reason, "
-        "recorded_at) "
-        "VALUES (?, 'local', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)"
+        "recorded_at, checkin_list_id, zone) "
+        "VALUES (?, 'local', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)"
         + conflict,
         (
             scan.scan_id.bytes,
@@ -94,6 +97,8 @@ def record_scan(
             scan.server_result.value if scan.server_result else None,
             scan.server_reason.value if scan.server_reason else None,
             to_micros(now),
+            uuid.UUID(scan.checkin_list_id).bytes if scan.checkin_list_id else None,
+            scan.zone,
         ),
     )
     if upload:
@@ -166,10 +171,13 @@ def record_online_verdict(
     direction: Direction,
     device_time: datetime,
     name_secret: bytes | None = None,
+    checkin_list_id: str | None = None,
+    zone: str | None = None,
 ) -> None:
     """Log a verdict the server gave (already on the server: not queued) and clear its
-    pending row, in the caller's transaction. The gate calls it for an online verdict; the sync
-    engine for one whose answer a crash kept from being recorded (``unresolved_online``)."""
+    pending row, in the caller's transaction. The gate calls it for an online verdict (with
+    the check-in list and zone its own lists agree on); the sync engine for one whose answer a
+    crash kept from being recorded (``unresolved_online``)."""
     at = answer.scanned_at or device_time
     record = ScanRecord(
         scan_id=scan_id,
@@ -189,6 +197,8 @@ def record_online_verdict(
         name_secret=name_secret,
         server_result=answer.result,
         server_reason=answer.reason,
+        checkin_list_id=checkin_list_id,
+        zone=zone,
     )
     record_scan(conn, record, upload=False, now=device_time, if_new=True)
     end_online(conn, scan_id)

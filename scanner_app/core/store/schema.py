@@ -78,6 +78,8 @@ tickets = Table(
     #: The holder's display name as the feed brought it: sealed by the server under the
     #: ticket's name secret, which only the ticket's (GH2) code carries.
     Column("sealed_holder", LargeBinary),
+    #: The ticket type's id, which check-in lists name (version 4; None until the feed says).
+    Column("ticket_type_id", Text),
     sqlite_with_rowid=False,
 )
 
@@ -118,6 +120,23 @@ scans = Table(
     #: The name secret of the scanned code (local scans of GH2 codes): opens the holder's name
     #: for the scan log. It says no more than ``code`` does to whoever has the event's keys.
     Column("name_secret", LargeBinary),
+    #: The check-in list the scan counted on and that list's zone (version 4): None before
+    #: lists, for an event without them, and for the general area's zone.
+    Column("checkin_list_id", LargeBinary),
+    Column("zone", Text),
+)
+
+#: The event's access setup (issue 16) as the changes feed last brought it: check-in lists,
+#: days, ticket types' days and time zone (``wire.CheckinSetup``, JSON as received). One row.
+checkin_setup = Table(
+    "checkin_setup",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_id", LargeBinary, nullable=False),
+    Column("version", Integer, nullable=False),
+    #: When this device stored it (device clock).
+    Column("received_at", Integer, nullable=False),
+    Column("setup", Text, nullable=False),
 )
 
 #: Scans and annulments waiting to reach the server, in the order they happened.
@@ -267,6 +286,26 @@ def _v3(conn: Connection) -> None:
     )
 
 
+def _v4(conn: Connection) -> None:
+    # Check-in lists, days and zones (issue 16): the event's setup, each ticket's type id, and
+    # each scan's list and zone. Nothing is dropped; a v3 file's tickets have no type id until
+    # the feed brings them again, so the feed cursor is reset (the next sync is a full one).
+    for statement in (
+        "ALTER TABLE tickets ADD COLUMN ticket_type_id TEXT",
+        "ALTER TABLE scans ADD COLUMN checkin_list_id BLOB",
+        "ALTER TABLE scans ADD COLUMN zone TEXT",
+        """CREATE TABLE checkin_setup (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            event_id BLOB NOT NULL,
+            version INTEGER NOT NULL,
+            received_at INTEGER NOT NULL,
+            setup TEXT NOT NULL
+        )""",
+        "UPDATE state SET value = json_set(value, '$.cursor', NULL) WHERE name = 'sync'",
+    ):
+        conn.exec_driver_sql(statement)
+
+
 #: The step whose start moves the device token out of the file (``LocalStore._migrate``).
 TOKEN_LEAVES_STEP = 1
 #: The step that drops names sealed on the device.
@@ -274,5 +313,5 @@ NAMES_LEAVE_STEP = 2
 #: Steps after which the file is rewritten, so that no page keeps what they removed.
 REWRITE_AFTER = frozenset({TOKEN_LEAVES_STEP, NAMES_LEAVE_STEP})
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)

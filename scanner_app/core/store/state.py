@@ -72,6 +72,9 @@ class SyncState(msgspec.Struct, kw_only=True):
     failures: int = 0
     #: The server said this device was revoked.
     revoked: bool = False
+    #: The check-in setup's version the server last named (``ChangesPage``), to tell whether
+    #: this device's setup is the server's.
+    server_setup_version: int | None = None
 
 
 _S = TypeVar("_S", bound=msgspec.Struct)

@@ -208,10 +208,16 @@ class ServerClient:
     def me(self) -> wire.DeviceSelf:
         return _decode(self._send("GET", "/v1/devices/me"), wire.DeviceSelf)
 
-    def changes(self, cursor: str | None, limit: int) -> wire.ChangesPage:
+    def changes(
+        self, cursor: str | None, limit: int, setup_version: int | None = None
+    ) -> wire.ChangesPage:
+        """One page of the feed. ``setup_version`` is the check-in setup's version this device
+        has (None: none): the page carries the event's setup when the server's differs."""
         params: dict[str, str | int] = {"limit": limit}
         if cursor:
             params["cursor"] = cursor
+        if setup_version is not None:
+            params["setup_version"] = setup_version
         response = self._send("GET", "/v1/sync/changes", params=params, headers={"Accept": MSGPACK})
         return _decode(response, wire.ChangesPage)
 

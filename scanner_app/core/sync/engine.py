@@ -13,9 +13,10 @@ One sync (``sync_once``) does, in this order:
 2. uploads queued scans in batches of up to 1,000, then queued annulments. The server's answer
    is stored (its verdict, conflicts it found, earlier scans it reclassified) and the entries
    leave the queue in the same transaction;
-3. downloads the changes feed from the saved cursor; each page is applied and its cursor saved in
-   one transaction, so an interrupted download resumes where it stopped and applies nothing
-   twice.
+3. downloads the changes feed from the saved cursor, saying which check-in setup version it has
+   (``setup_version``); each page is applied and its cursor saved in one transaction, with the
+   event's check-in setup when the page carries one (it replaces the stored one as a whole), so
+   an interrupted download resumes where it stopped and applies nothing twice.
 
 At most one sync runs at a time — in this process (a lock) and on this data folder (a lock
 file, so ``gatehouse-scanner sync`` beside a running app waits its turn or says it is busy).
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,9 +47,11 @@ from pathlib import Path
 
 import filelock
 import msgspec
+from sqlalchemy import Connection
 
+from scanner_app.core.checkin import setup_problem
 from scanner_app.core.store import LocalStore
-from scanner_app.core.store.cache import apply_changes
+from scanner_app.core.store.cache import AppliedChanges, apply_changes
 from scanner_app.core.store.device_token import DeviceCredentials
 from scanner_app.core.store.scans import (
     QueuedScan,
@@ -63,6 +67,8 @@ from scanner_app.core.store.scans import (
     refuse_queued,
     unresolved_online,
 )
+from scanner_app.core.store.sealing import Sealer
+from scanner_app.core.store.setup import load_setup, save_setup
 from scanner_app.core.store.state import (
     Enrollment,
     SyncState,
@@ -137,11 +143,33 @@ class SyncReport:
     admissions: int = 0
     new_keys: int = 0
     pages: int = 0
+    #: The version of a check-in setup this sync stored (None: none came).
+    new_setup: int | None = None
     errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+def apply_page(
+    conn: Connection, sealer: Sealer, page: wire.ChangesPage, *, event_id: uuid.UUID, now: datetime
+) -> tuple[AppliedChanges, wire.CheckinSetup | None]:
+    """Apply one page of the feed in the caller's transaction: its changes and, when it carries
+    one, the event's check-in setup, which replaces the stored one as a whole. Returns what was
+    applied and the setup stored (None: none came, or it could not be this device's — for
+    another event, or with no usable time zone: the old one stays, and the status says the
+    lists may be out of date since its version is not the server's)."""
+    applied = apply_changes(conn, sealer, page.changes, now)
+    setup = page.checkin_setup
+    if setup is None:
+        return applied, None
+    problem = setup_problem(setup, event_id)
+    if problem is not None:
+        log.warning("check-in setup %s not stored: %s", setup.version, problem)
+        return applied, None
+    save_setup(conn, setup, now)
+    return applied, setup
 
 
 class SyncBusy(SyncError):
@@ -468,7 +496,7 @@ class SyncEngine:
                 revoked=False,
             )
         )
-        if report.new_keys or report.tickets or report.admissions:
+        if report.new_keys or report.tickets or report.admissions or report.new_setup is not None:
             self._data_changed()
         return report
 
@@ -590,9 +618,13 @@ class SyncEngine:
             report.annulments += 1
 
     def _download(self, client: ServerClient, report: SyncReport) -> None:
+        assert self._enrollment is not None
+        with self._store.read() as conn:
+            stored = load_setup(conn)
+        have = stored.version if stored is not None else None
         while True:
             try:
-                page = client.changes(self._state.cursor, FEED_PAGE)
+                page = client.changes(self._state.cursor, FEED_PAGE, have)
             except RequestRefused as error:
                 if error.code != "invalid_cursor" or self._state.cursor is None:
                     raise
@@ -606,11 +638,19 @@ class SyncEngine:
                 continue
             now = self._clock.now()
             with self._store.write() as conn:
-                applied = apply_changes(conn, self._store.sealer, page.changes, now)
+                applied, setup = apply_page(
+                    conn, self._store.sealer, page, event_id=self._enrollment.event_id, now=now
+                )
                 state = msgspec.structs.replace(
-                    load_sync_state(conn), cursor=page.next_cursor, last_contact_at=now
+                    load_sync_state(conn),
+                    cursor=page.next_cursor,
+                    last_contact_at=now,
+                    server_setup_version=page.checkin_setup_version,
                 )
                 save_sync_state(conn, state)
+            if setup is not None:
+                have = setup.version
+                report.new_setup = setup.version
             self._state = state
             report.pages += 1
             report.tickets += applied.tickets
@@ -738,5 +778,6 @@ __all__ = [
     "SyncEngine",
     "SyncReport",
     "SyncStatus",
+    "apply_page",
     "enroll",
 ]

@@ -17,7 +17,7 @@ import pytest
 from scanner_app.core.gate import Gate, GateVerdict, NotEnrolled, OnlineCheck
 from scanner_app.core.standalone import load_tickets, set_up_standalone
 from scanner_app.core.store import LocalStore
-from scanner_app.core.store.cache import admissions_of, apply_changes
+from scanner_app.core.store.cache import admissions_of, apply_changes, inside_now
 from scanner_app.core.store.scanlog import find_scan, local_scans
 from scanner_app.core.store.scans import annul, drop_from_queue, queued_scans, record_outcomes
 from scanner_app.core.store.state import (
@@ -30,6 +30,7 @@ from scanner_app.core.store.state import (
     save_settings,
     save_sync_state,
 )
+from scanner_app.core.sync.engine import apply_page
 from shared import wire
 from shared.clock import ManualClock
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
@@ -63,6 +64,7 @@ class Venue:
         ticket_type: str = "General admission",
         valid_from: datetime | None = None,
         valid_until: datetime | None = None,
+        ticket_type_id: str | None = None,
     ) -> uuid.UUID:
         """A ticket the scanner has in its cache (as the changes feed delivers it)."""
         ticket_id = new_id()
@@ -78,6 +80,7 @@ class Venue:
                     sealed_holder=sealed_holder(ticket_id, holder_name, secret_version),
                     valid_from=valid_from,
                     valid_until=valid_until,
+                    ticket_type_id=ticket_type_id,
                 )
             ],
             self.clock.now(),
@@ -1046,3 +1049,237 @@ def test_verdicts_survive_as_wire_json(venue: Venue) -> None:
     verdict = venue.gate().scan(venue.code(venue.ticket()))
     decoded = msgspec.json.decode(msgspec.json.encode(verdict), type=GateVerdict)
     assert decoded == verdict
+
+
+# --- check-in lists (issue 16) --------------------------------------------------------------------
+
+VIP = uuid.UUID(int=0x1)
+GENERAL = uuid.UUID(int=0x2)
+BACKSTAGE = uuid.UUID(int=0x3)
+ARENA = uuid.UUID(int=0x4)
+
+
+def _lists(venue: Venue, version: int, lists: list[wire.CheckinListOut]) -> None:
+    """A setup as the feed brings it (``apply_page``, the engine's own path)."""
+    setup = wire.CheckinSetup(
+        event_id=venue.gate_event.event_id,
+        version=version,
+        time_zone="Europe/Berlin",
+        ticket_types=[
+            wire.TicketTypeDays(id="tt-ga", name="General admission"),
+            wire.TicketTypeDays(id="tt-vip", name="VIP"),
+        ],
+        lists=lists,
+    )
+    page = wire.ChangesPage(
+        changes=[],
+        next_cursor="c1",
+        has_more=False,
+        server_time=venue.clock.now(),
+        checkin_setup=setup,
+        checkin_setup_version=version,
+    )
+    with venue.store.write() as conn:
+        _, stored = apply_page(
+            conn,
+            venue.store.sealer,
+            page,
+            event_id=venue.gate_event.event_id,
+            now=venue.clock.now(),
+        )
+    assert stored == setup
+
+
+def _list(
+    venue: Venue,
+    list_id: uuid.UUID,
+    name: str,
+    *,
+    types: tuple[str, ...] = (),
+    gates: tuple[str, ...] = (GATE,),
+    zone: str | None = None,
+) -> wire.CheckinListOut:
+    return wire.CheckinListOut(
+        id=list_id,
+        event_id=venue.gate_event.event_id,
+        name=name,
+        ticket_type_ids=list(types),
+        gates=list(gates),
+        zone=zone,
+    )
+
+
+def test_a_gate_whose_lists_do_not_admit_the_type_refuses_with_where_it_enters(
+    venue: Venue,
+) -> None:
+    gate = venue.gate()  # made before the setup came: it picks it up at the next scan
+    _lists(
+        venue,
+        1,
+        [
+            _list(venue, VIP, "VIP", types=("tt-vip",)),
+            _list(venue, GENERAL, "General", types=("tt-ga",), gates=("Main",)),
+        ],
+    )
+    ga = venue.ticket(ticket_type_id="tt-ga")
+    refused = gate.scan(venue.code(ga))
+    _rejected(refused, VerdictReason.NOT_ON_LIST)
+    assert refused.sentence == "General admission tickets enter at the Main gate."
+    assert refused.lists_apply
+    vip = venue.ticket(ticket_type="VIP", ticket_type_id="tt-vip")
+    admitted = gate.scan(venue.code(vip))
+    assert admitted.admitted
+    assert (admitted.list_name, admitted.enters_zone) == ("VIP", "")
+    assert admitted.sentence == "Welcome!"
+    again = gate.scan(venue.code(vip), direction=Direction.EXIT)
+    assert again.admitted  # an exit is never refused by a list
+    # not_on_list names no list; the admissions their list.
+    with venue.store.read() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT result, checkin_list_id FROM scans ORDER BY recorded_at, rowid"
+        ).all()
+    assert [(r[0], r[1]) for r in rows] == [
+        ("rejected", None),
+        ("admitted", VIP.bytes),
+        ("admitted", VIP.bytes),
+    ]
+
+
+def test_an_entry_into_another_zone_moves_the_person_out_of_the_one_they_were_in(
+    venue: Venue,
+) -> None:
+    _lists(
+        venue,
+        1,
+        [
+            _list(venue, ARENA, "Arena", gates=("Arena gate",), zone="Arena"),
+            _list(venue, BACKSTAGE, "Backstage", zone="Backstage"),
+        ],
+    )
+    crew = venue.ticket(ticket_type_id="tt-ga")
+    venue.peer_admission(crew, gate="Arena gate", at=venue.clock.now() - timedelta(minutes=10))
+    with venue.store.write() as conn:
+        conn.exec_driver_sql("UPDATE scans SET checkin_list_id = ?, zone = 'Arena'", (ARENA.bytes,))
+    moved = venue.gate().scan(venue.code(crew))
+    assert moved.admitted
+    assert (moved.enters_zone, moved.leaves_zone) == ("Backstage", "Arena")
+    assert moved.sentence == "Welcome! Into Backstage, out of Arena."
+    with venue.store.read() as conn:
+        assert inside_now(conn) == {"Backstage": 1}
+
+
+def test_a_ticket_the_cache_does_not_know_enters_only_where_a_list_admits_every_type(
+    venue: Venue,
+) -> None:
+    """Admitted on its signature, a ticket has no known type: a gate whose lists all name their
+    types cannot tell whether it is one of them, and refuses saying so."""
+    _lists(venue, 1, [_list(venue, VIP, "VIP", types=("tt-vip",))])
+    unknown = new_id()
+    refused = venue.gate().scan(venue.code(unknown))
+    _rejected(refused, VerdictReason.NOT_ON_LIST)
+    assert "does not know this ticket's type" in refused.sentence
+    assert not refused.on_signature
+
+    _lists(venue, 2, [_list(venue, GENERAL, "Everyone")])
+    admitted = venue.gate().scan(venue.code(new_id()))
+    assert admitted.admitted
+    assert admitted.on_signature
+    assert admitted.list_name == "Everyone"
+
+
+def test_an_event_whose_lists_are_scanned_at_other_gates_decides_as_before(venue: Venue) -> None:
+    _lists(venue, 1, [_list(venue, VIP, "VIP", types=("tt-vip",), gates=("VIP gate",))])
+    gate = venue.gate()
+    ticket = venue.ticket(ticket_type_id="tt-ga")
+    first = gate.scan(venue.code(ticket))
+    assert first.admitted
+    assert not first.lists_apply
+    venue.clock.advance(10)
+    _rejected(gate.scan(venue.code(ticket)), VerdictReason.ALREADY_CHECKED_IN)
+
+
+def test_an_online_verdict_the_lists_agree_with_records_its_zone_and_says_the_lists_sentence(
+    venue: Venue,
+) -> None:
+    """The server decides with the same lists: where this device's lists agree, the scan keeps
+    the list and zone (so the next offline verdict knows the person is backstage before the
+    feed's echo says so) and staff read the list's own sentence."""
+    _lists(
+        venue,
+        1,
+        [
+            _list(venue, ARENA, "Arena", gates=("Arena gate",), zone="Arena"),
+            _list(venue, BACKSTAGE, "Backstage", types=("tt-crew",), zone="Backstage"),
+        ],
+    )
+    crew = venue.ticket(ticket_type="Crew", ticket_type_id="tt-crew")
+    guest = venue.ticket(ticket_type_id="tt-ga")
+
+    def server_says(request: wire.ValidateRequest) -> wire.Verdict:
+        read = read_code(venue.issuer.scanner_ring, request.code)
+        assert not isinstance(read, CodeRejection)
+        refused = read.ticket_id == guest
+        return wire.Verdict(
+            result=VerdictResult.REJECTED if refused else VerdictResult.ADMITTED,
+            reason=VerdictReason.NOT_ON_LIST if refused else None,
+            scan_id=request.scan_id,
+            direction=request.direction,
+            gate=GATE,
+            scanned_at=venue.clock.now(),
+            ticket_id=read.ticket_id,
+            event_id=venue.gate_event.event_id,
+        )
+
+    gate = venue.gate(online=FakeServer(server_says))
+    admitted = gate.scan(venue.code(crew))
+    assert (admitted.mode, admitted.list_name, admitted.enters_zone) == (
+        "online",
+        "Backstage",
+        "Backstage",
+    )
+    with venue.store.read() as conn:
+        (known,) = admissions_of(conn, venue.store.sealer.lookup(crew))
+    assert (known.list_id, known.zone) == (str(BACKSTAGE), "Backstage")
+    refused = gate.scan(venue.code(guest))
+    assert refused.mode == "online"
+    assert refused.sentence == "General admission tickets enter at Arena gate."
+
+    # Offline now: backstage already, so a second entry there is a double entry.
+    _next_scan(venue)
+    offline = venue.gate(is_online=lambda: False).scan(venue.code(crew))
+    _rejected(offline, VerdictReason.ALREADY_CHECKED_IN)
+
+
+def test_back_into_a_zone_is_a_re_entry_and_a_further_entry_while_inside_is_not(
+    reentry_venue: Venue,
+) -> None:
+    venue = reentry_venue
+    arena = wire.CheckinListOut(
+        id=ARENA,
+        event_id=venue.gate_event.event_id,
+        name="Arena",
+        ticket_type_ids=[],
+        gates=[GATE],
+        zone="Arena",
+        allow_multiple_entries=True,
+    )
+    _lists(venue, 1, [arena, _list(venue, BACKSTAGE, "Backstage", gates=("Stage door",))])
+    ticket = venue.ticket(ticket_type_id="tt-ga")
+    venue.peer_admission(ticket, gate=GATE, at=venue.clock.now() - timedelta(minutes=20))
+    venue.peer_admission(ticket, gate="Stage door", at=venue.clock.now() - timedelta(minutes=10))
+    with venue.store.write() as conn:
+        for list_id, zone, where in ((ARENA, "Arena", GATE), (BACKSTAGE, None, "Stage door")):
+            conn.exec_driver_sql(
+                "UPDATE scans SET checkin_list_id = ?, zone = ? WHERE gate = ?",
+                (list_id.bytes, zone, where),
+            )
+    gate = venue.gate()
+    back = gate.scan(venue.code(ticket))
+    assert back.admitted
+    assert back.reentry
+    assert back.sentence == "Welcome back (re-entry). Into Arena, out of the general area."
+    _next_scan(venue)
+    again = gate.scan(venue.code(ticket))  # the arena's list allows multiple entries
+    assert again.admitted
+    assert not again.reentry
+    assert again.sentence == "Welcome!"

@@ -36,6 +36,7 @@ from scanner_app.core.store.scans import (
     refuse_queued,
 )
 from scanner_app.core.store.sealing import Sealer
+from scanner_app.core.store.setup import load_setup
 from scanner_app.core.store.state import (
     SyncState,
     load_keys,
@@ -1007,7 +1008,7 @@ def test_a_version_2_store_drops_its_own_sealed_names_and_fetches_the_feed_again
     assert old_blob in _file_bytes(data)
     upgraded = LocalStore.open(data)
     try:
-        assert upgraded.schema_version() == 3
+        assert upgraded.schema_version() == schema.SCHEMA_VERSION
         with upgraded.read() as conn:
             cached = find_ticket(conn, b"L" * 16)
             assert cached is not None
@@ -1017,5 +1018,89 @@ def test_a_version_2_store_drops_its_own_sealed_names_and_fetches_the_feed_again
             assert (sync.cursor, sync.failures) == (None, 2)
         upgraded.checkpoint()
         assert old_blob not in _file_bytes(data)
+    finally:
+        upgraded.close()
+
+
+def test_a_version_3_store_keeps_everything_and_gains_lists_zones_and_the_setup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Store schema 4 (issue 16): tickets, scans, the queue, keys and settings stay as they were;
+    tickets gain a type id, scans a list and a zone (unknown for what came before), and the feed
+    starts over so that every ticket comes again with its type id."""
+    data = tmp_path / "data"
+    clock = ManualClock(datetime(2026, 6, 5, 18, 0, tzinfo=UTC))
+    issuer = IssuerKeyRing.generate()
+    gate_event = wire.GateEvent(
+        event_id=new_id(),
+        name="Summer Festival",
+        venue="Riverside",
+        starts_at=clock.now(),
+        ends_at=clock.now() + timedelta(hours=6),
+    )
+    ticket_id = new_id()
+    with monkeypatch.context() as old:
+        old.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
+        old.setattr(schema, "SCHEMA_VERSION", 3)
+        store = LocalStore.open(data)
+        set_up_standalone(
+            store, gate_event=gate_event, keys=issuer.scanner_ring, gate="Main", now=clock.now()
+        )
+        lookup = store.sealer.lookup(ticket_id)
+        scan_id = new_id()
+        at = clock.now().timestamp() * 1_000_000
+        with store.write() as conn:
+            # Version 3's rows, written as version 3 wrote them.
+            conn.exec_driver_sql(
+                "INSERT INTO tickets VALUES (?, 'active', 1, 'Day pass', NULL, NULL, ?)",
+                (lookup, sealed_holder(ticket_id, "Grace Hopper", 1)),
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO scans (scan_id, origin, ticket_lookup, ticket_id, gate, direction, "
+                "at, clock_offset_ms, result, mode, on_signature, code, annulled, recorded_at, "
+                "name_secret) VALUES (?, 'local', ?, ?, 'Main', 'entry', ?, 0, 'admitted', "
+                "'offline', 0, 'GH2...', 0, ?, ?)",
+                (scan_id.bytes, lookup, ticket_id.bytes, int(at), int(at), b"s" * 16),
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO upload_queue (scan_id, kind, enqueued_at, attempts) "
+                "VALUES (?, 'scan', ?, 0)",
+                (scan_id.bytes, int(at)),
+            )
+            save_sync_state(conn, SyncState(cursor="c99", clock_offset_ms=12))
+            before = {
+                table: conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+                for table in ("tickets", "scans", "upload_queue", "keys", "device", "event")
+            }
+        store.close()
+    upgraded = LocalStore.open(data)
+    try:
+        assert upgraded.schema_version() == 4
+        with upgraded.read() as conn:
+            after = {
+                table: conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
+                for table in before
+            }
+            assert after == before
+            assert before["scans"] == before["upload_queue"] == 1
+            cached = find_ticket(conn, upgraded.sealer.lookup(ticket_id))
+            assert cached is not None
+            assert (cached.ticket_type, cached.ticket_type_id) == ("Day pass", None)
+            (known,) = admissions_of(conn, upgraded.sealer.lookup(ticket_id))
+            assert (known.scan_id, known.list_id, known.zone) == (scan_id, None, None)
+            sync = load_sync_state(conn)
+            assert (sync.cursor, sync.clock_offset_ms) == (None, 12)
+            assert load_setup(conn) is None
+        # The gate still decides as before lists: the same ticket again is a double entry.
+        code = issue_code(
+            issuer,
+            ticket_id=ticket_id,
+            event_id=gate_event.event_id,
+            secret_version=1,
+            issued_at=clock.now() - timedelta(days=3),
+            name_secret=name_secret_of(ticket_id),
+        )
+        again = Gate(upgraded, clock=clock).scan(code)
+        assert again.verdict.reason is VerdictReason.ALREADY_CHECKED_IN
     finally:
         upgraded.close()

@@ -28,7 +28,7 @@ import pytest
 
 from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
-from scanner_app.core.store.cache import find_ticket, ticket_count
+from scanner_app.core.store.cache import admissions_of, find_ticket, inside_now, ticket_count
 from scanner_app.core.store.device_token import DeviceCredentials
 from scanner_app.core.store.scanlog import find_scan, local_scans
 from scanner_app.core.store.scans import (
@@ -39,6 +39,7 @@ from scanner_app.core.store.scans import (
     record_scan,
     unresolved_online,
 )
+from scanner_app.core.store.setup import load_setup
 from scanner_app.core.store.state import (
     SyncState,
     load_enrollment,
@@ -129,6 +130,8 @@ class ServerScan:
     annulled: bool = False
     #: For an online ``already_checked_in``: the admission it ran into.
     prior: uuid.UUID | None = None
+    checkin_list_id: uuid.UUID | None = None
+    zone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class Seen:
     cursor: str | None = None
     accept: str = ""
     scan_ids: tuple[uuid.UUID, ...] = ()
+    setup_version: str | None = None
 
 
 def _problem(status: int, code: str, detail: str, path: str) -> httpx.Response:
@@ -208,6 +212,9 @@ class FakeServer:
         self._seq = 0
         self._lock = threading.RLock()
         self._touch("keys", self.gate_event.event_id)
+        #: The event's check-in setup (issue 16), sent on a feed page whenever the device's
+        #: ``setup_version`` differs from its version.
+        self.checkin_setup: wire.CheckinSetup | None = None
 
     def client_factory(self, url: str, token: str | None) -> ServerClient:
         return ServerClient(url, token, transport=self.transport)
@@ -226,7 +233,13 @@ class FakeServer:
             self._holds[route] = (entered, release)
         return entered, release
 
-    def sell(self, count: int) -> list[uuid.UUID]:
+    def sell(
+        self,
+        count: int,
+        *,
+        ticket_type: str = "General admission",
+        ticket_type_id: str | None = None,
+    ) -> list[uuid.UUID]:
         with self._lock:
             ids = [new_id() for _ in range(count)]
             for number, ticket_id in enumerate(ids):
@@ -235,8 +248,9 @@ class FakeServer:
                     event_id=self.gate_event.event_id,
                     status=TicketStatus.ACTIVE,
                     secret_version=1,
-                    ticket_type="General admission",
+                    ticket_type=ticket_type,
                     sealed_holder=sealed_holder(ticket_id, f"Guest {number}", 1),
+                    ticket_type_id=ticket_type_id,
                 )
                 self._touch("ticket", ticket_id)
             return ids
@@ -264,7 +278,14 @@ class FakeServer:
             name_secret=name_secret_of(ticket_id),
         )
 
-    def admit_elsewhere(self, ticket_id: uuid.UUID, at: datetime) -> uuid.UUID:
+    def admit_elsewhere(
+        self,
+        ticket_id: uuid.UUID,
+        at: datetime,
+        *,
+        checkin_list_id: uuid.UUID | None = None,
+        zone: str | None = None,
+    ) -> uuid.UUID:
         """Gate South admitted ``ticket_id`` at ``at`` and its upload has arrived."""
         with self._lock:
             scan = ServerScan(
@@ -276,6 +297,8 @@ class FakeServer:
                 at,
                 VerdictResult.ADMITTED,
                 None,
+                checkin_list_id=checkin_list_id,
+                zone=zone,
             )
             self.scans[scan.scan_id] = scan
             self._touch("scan", scan.scan_id)
@@ -338,6 +361,7 @@ class FakeServer:
             cursor=request.url.params.get("cursor"),
             accept=request.headers.get("accept", ""),
             scan_ids=scan_ids,
+            setup_version=request.url.params.get("setup_version"),
         )
 
     @staticmethod
@@ -516,6 +540,8 @@ class FakeServer:
             device_id=scan.device_id,
             conflict_of=scan.conflict_of,
             annulled=scan.annulled,
+            checkin_list_id=scan.checkin_list_id,
+            zone=scan.zone,
         )
 
     def _changes(self, request: httpx.Request) -> httpx.Response:
@@ -529,11 +555,15 @@ class FakeServer:
             if (change := self._change(kind, key)) is not None
         ]
         page = changes[:limit]
+        setup = self.checkin_setup
+        has = request.url.params.get("setup_version")
         answer = wire.ChangesPage(
             changes=[change for _, change in page],
             next_cursor=f"c{page[-1][0] if page else after}",
             has_more=len(changes) > limit,
             server_time=self.now(),
+            checkin_setup=setup if setup is not None and has != str(setup.version) else None,
+            checkin_setup_version=setup.version if setup is not None else 0,
         )
         self.pages_sent.append(answer)
         headers = {"content-type": "application/json"}
@@ -1653,3 +1683,125 @@ def test_a_401_without_device_revoked_leaves_the_gate_admitting_and_the_queue_in
     assert engine.status().queued == 0
     assert engine.status().online
     assert scan_offline(gate, server, [third])
+
+
+# --- check-in lists (issue 16) --------------------------------------------------------------------
+
+VIP_LIST = uuid.UUID(int=0xB1)
+MAIN_LIST = uuid.UUID(int=0xB2)
+BACKSTAGE_LIST = uuid.UUID(int=0xB3)
+
+
+def _setup(server: FakeServer, version: int, *, vip_gate: str = GATE) -> wire.CheckinSetup:
+    """VIP tickets at gate ``vip_gate``; general admission at Main; crew into Backstage."""
+
+    def listed(
+        list_id: uuid.UUID, name: str, types: list[str], gates: list[str], zone: str | None
+    ) -> wire.CheckinListOut:
+        return wire.CheckinListOut(
+            id=list_id,
+            event_id=server.gate_event.event_id,
+            name=name,
+            ticket_type_ids=types,
+            gates=gates,
+            zone=zone,
+        )
+
+    return wire.CheckinSetup(
+        event_id=server.gate_event.event_id,
+        version=version,
+        time_zone="Europe/Berlin",
+        ticket_types=[
+            wire.TicketTypeDays(id="tt-ga", name="General admission"),
+            wire.TicketTypeDays(id="tt-vip", name="VIP"),
+        ],
+        lists=[
+            listed(VIP_LIST, "VIP", ["tt-vip"], [vip_gate], None),
+            listed(MAIN_LIST, "Main", ["tt-ga"], ["Main"], None),
+            listed(BACKSTAGE_LIST, "Backstage", [], ["Stage door"], "Backstage"),
+        ],
+    )
+
+
+def test_the_checkin_setup_reaches_the_gate_within_one_sync_and_is_asked_for_by_version(
+    store: LocalStore, server: FakeServer, engine: SyncEngine, gate: Gate
+) -> None:
+    """The first feed request names no setup version, so the page carries the setup; it is
+    stored with the page, and the gate (made before the sync) decides by it at once: a general
+    admission ticket at the VIP gate is refused with the sentence naming where it enters."""
+    server.checkin_setup = _setup(server, 1)
+    (ga,) = server.sell(1, ticket_type_id="tt-ga")
+    (vip,) = server.sell(1, ticket_type="VIP", ticket_type_id="tt-vip")
+
+    report = engine.sync_once()
+
+    assert report.ok
+    assert report.new_setup == 1
+    assert [seen.setup_version for seen in server.requests_to(FEED)] == [None]
+    with store.read() as conn:
+        stored = load_setup(conn)
+        assert stored is not None
+        assert stored.setup == server.checkin_setup
+        assert find_ticket(conn, store.sealer.lookup(ga)) is not None
+    refused = gate.scan(server.code(ga))
+    assert refused.verdict.reason is VerdictReason.NOT_ON_LIST
+    # The shared sentence: every gate whose lists admit the type (Backstage admits every type).
+    assert refused.sentence == "General admission tickets enter at the Main or Stage door gate."
+    admitted = gate.scan(server.code(vip))
+    assert admitted.admitted
+    assert (admitted.list_name, admitted.checkin_list_id) == ("VIP", str(VIP_LIST))
+    with store.read() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT checkin_list_id, zone FROM scans WHERE scan_id = ?",
+            (admitted.verdict.scan_id.bytes if admitted.verdict.scan_id else b"",),
+        ).one()
+    assert (row[0], row[1]) == (VIP_LIST.bytes, None)
+
+    # The next sync says which version it has: no setup comes again until it changes.
+    assert engine.sync_once().new_setup is None
+    assert server.requests_to(FEED)[-1].setup_version == "1"
+    assert server.pages_sent[-1].checkin_setup is None
+
+    # The manager moves the VIP list to another gate: this gate no longer scans any list, and
+    # decides as before lists.
+    server.checkin_setup = _setup(server, 2, vip_gate="VIP")
+    assert engine.sync_once().new_setup == 2
+    assert gate.scan(server.code(ga)).admitted
+
+
+def test_peer_admissions_bring_their_list_and_zone_and_count_inside_per_zone(
+    store: LocalStore, clock: ManualClock, server: FakeServer, engine: SyncEngine
+) -> None:
+    server.checkin_setup = _setup(server, 1)
+    crew, guest = server.sell(2, ticket_type_id="tt-ga")
+    server.admit_elsewhere(
+        crew, clock.now() - timedelta(minutes=5), checkin_list_id=BACKSTAGE_LIST, zone="Backstage"
+    )
+    server.admit_elsewhere(guest, clock.now() - timedelta(minutes=4), checkin_list_id=MAIN_LIST)
+
+    assert engine.sync_once().ok
+
+    with store.read() as conn:
+        known = admissions_of(conn, store.sealer.lookup(crew))
+        assert [(a.list_id, a.zone) for a in known] == [(str(BACKSTAGE_LIST), "Backstage")]
+        assert inside_now(conn) == {"Backstage": 1, "": 1}
+
+
+def test_a_setup_for_another_event_or_an_unknown_time_zone_is_not_stored(
+    store: LocalStore, server: FakeServer, engine: SyncEngine
+) -> None:
+    """The old setup stays, and the sync state keeps the server's version, so the status can
+    say the lists are not the server's."""
+    server.checkin_setup = _setup(server, 1)
+    assert engine.sync_once().new_setup == 1
+    server.checkin_setup = msgspec.structs.replace(_setup(server, 2), time_zone="Mars/Olympus_Mons")
+    report = engine.sync_once()
+    assert report.ok
+    assert report.new_setup is None
+    server.checkin_setup = msgspec.structs.replace(_setup(server, 3), event_id=new_id())
+    assert engine.sync_once().new_setup is None
+    with store.read() as conn:
+        stored = load_setup(conn)
+        assert stored is not None
+        assert stored.version == 1
+        assert load_sync_state(conn).server_setup_version == 3
