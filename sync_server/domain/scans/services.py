@@ -294,7 +294,7 @@ class ScanLog:
             .where(latest.c.direction == _ENTRY)
             .group_by(latest.c.zone)
         )
-        return {str(zone): int(count) for zone, count in rows.tuples()}
+        return {str(zone): int(count) for zone, count in rows}
 
 
 async def export_csv(
