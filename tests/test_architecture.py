@@ -17,8 +17,8 @@ PRODUCT = ("shared", "scanner_app", "sync_server")
 #: by name), and the scanner's self-test (``python -m``, used by ./dev demo without a display).
 ENTRY_POINTS = ("scanner_app.cli", "sync_server.cli", "sync_server.app", "scanner_app.ui.selftest")
 #: Shared modules built ahead of the programs that will use them, so far unreached (none now:
-#: check-in lists core, which the server's check-in and the scanner's offline gate wire in next.
-#: A module leaves this set the moment a program reaches it (the test below says so).
+#: the server's check-in reaches issue 16's check-in lists core and pretix import). A module
+#: leaves this set the moment a program reaches it (the test below says so).
 AWAITING_WIRING: frozenset[str] = frozenset()
 
 
