@@ -213,10 +213,13 @@ async def test_lists_decide_online_and_exits_are_never_refused(
     vip_gate = await enrolled_device(client, tenant, venue["event_id"], gate="VIP")
     main_gate = await enrolled_device(client, tenant, venue["event_id"], gate="Main")
 
-    refused = await client.post("/v1/validate", json={"code": ga["code"]}, headers=vip_gate.headers)
+    asked = {"code": ga["code"], "scan_id": str(new_id())}
+    refused = await client.post("/v1/validate", json=asked, headers=vip_gate.headers)
     assert refused.status_code == 422
     assert refused.json()["reason"] == "not_on_list"
     assert refused.json()["message"] == "General admission tickets enter at the Main gate."
+    retried = await client.post("/v1/validate", json=asked, headers=vip_gate.headers)
+    assert retried.json() == refused.json()  # the recorded verdict, its sentence included
 
     entered = await client.post(
         "/v1/validate", json={"code": vip["code"]}, headers=main_gate.headers

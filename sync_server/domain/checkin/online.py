@@ -25,6 +25,9 @@ from sync_server.domain.checkin.queries import HistoryScan, LockedTicket, NewSca
 from sync_server.domain.tickets.chain_sync import SETTLED, ChainSync, check_move
 from sync_server.http.problems import NotFound
 
+#: Reasons only a check-in list gives (others it gives name the list on the scan).
+LIST_REASONS = frozenset({VerdictReason.NOT_ON_LIST, VerdictReason.RULE_FAILED})
+
 
 @dataclass(frozen=True, slots=True)
 class Asked:
@@ -258,9 +261,27 @@ class OnlineCheckIn:
         reason = VerdictReason(scan.reason) if scan.reason else None
         prior = None
         ticket = None
+        message: str | None = None
         if scan.ticket_id is not None:
             ticket = (await a.queries.lock_tickets([scan.ticket_id])).get(scan.ticket_id)
-            if reason is VerdictReason.ALREADY_CHECKED_IN and ticket is not None:
+            by_list = scan.checkin_list_id is not None or reason in LIST_REASONS
+            if reason is not None and ticket is not None and by_list:
+                # A list refused it: its refusal again, from the scans before it.
+                history = [
+                    s
+                    for s in await a.queries.admitted_scans([ticket.id])
+                    if s.scanned_at <= scan.scanned_at
+                ]
+                decision = await a.lists(
+                    ticket,
+                    scan.gate,
+                    Direction(scan.direction),
+                    list_history(history),
+                    scan.scanned_at,
+                )
+                if decision is not None and decision.refusal is not None:
+                    prior, message = decision.prior, decision.refusal.sentence
+            elif reason is VerdictReason.ALREADY_CHECKED_IN and ticket is not None:
                 prior = await a.prior(ticket, before=scan.scanned_at)
         return a.verdict(
             scan.id,
@@ -270,6 +291,7 @@ class OnlineCheckIn:
             ticket=ticket,
             prior=prior,
             scanned_at=scan.scanned_at,
+            message=message,
         )
 
     async def _raced(self, scan_id: uuid.UUID, gate: Gate) -> wire.Verdict:

@@ -79,6 +79,8 @@ class StoredScan:
     reason: str | None
     scanned_at: datetime
     annulled_at: datetime | None
+    #: The check-in list that counted it or refused it (issue 16).
+    checkin_list_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +189,7 @@ WHERE ticket_id = ANY($1::uuid[]) AND result = 'admitted' AND annulled_at IS NUL
 
 STORED_SCAN = """
 SELECT id, ticket_id, event_id, device_id, scanned_by, gate, direction, result, reason,
-       scanned_at, annulled_at
+       scanned_at, annulled_at, checkin_list_id
 FROM ticket_scans WHERE id = $1
 """
 
