@@ -212,6 +212,10 @@ class Verdict(msgspec.Struct, kw_only=True, frozen=True):
     prior: PriorScan | None = None
     #: True when the on-chain owner was checked and matched; None when it was not checked.
     chain_verified: bool | None = None
+    #: The sentence staff read when a check-in list refused the scan, where it says more than
+    #: the reason's own sentence (e.g. "VIP tickets enter at the VIP gate."); None otherwise.
+    #: Issue 16; older clients ignore it.
+    message: str | None = None
 
     def __post_init__(self) -> None:
         if (self.result is VerdictResult.REJECTED) != (self.reason is not None):

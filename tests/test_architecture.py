@@ -16,10 +16,6 @@ PRODUCT = ("shared", "scanner_app", "sync_server")
 #: Where a program starts: the two console scripts, the server's ASGI factory (uvicorn loads it
 #: by name), and the scanner's self-test (``python -m``, used by ./dev demo without a display).
 ENTRY_POINTS = ("scanner_app.cli", "sync_server.cli", "sync_server.app", "scanner_app.ui.selftest")
-#: Shared modules built ahead of the programs that will use them, so far unreached: issue 16's
-#: pretix import, which the server wires in next (the scanner's gate reaches check-in lists).
-#: A module leaves this set the moment a program reaches it (the test below says so).
-AWAITING_WIRING = frozenset({"shared.pretix_import"})
 
 
 def test_import_contracts_hold() -> None:
@@ -51,8 +47,7 @@ def test_every_product_module_is_reachable_from_an_entry_point() -> None:
         parts = module.split(".")
         reached |= {".".join(parts[:n]) for n in range(1, len(parts))}
     unreached = sorted(m for m in graph.modules if m not in reached)
-    assert [m for m in unreached if m not in AWAITING_WIRING] == []
-    assert sorted(AWAITING_WIRING - set(unreached)) == [], "wired in now: drop from the set"
+    assert unreached == []
 
 
 @pytest.mark.slow

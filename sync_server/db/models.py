@@ -70,6 +70,13 @@ class Event(Base):
     admission_opens_at: Mapped[datetime | None]
     allow_reentry: Mapped[bool] = mapped_column(Boolean, server_default="false")
     created_at: Mapped[datetime] = _created()
+    #: The IANA time zone its days and rules count in (issue 16).
+    time_zone: Mapped[str] = mapped_column(Text, server_default="UTC")
+    #: Its days or sessions: ``wire.EventDayIn`` as JSON.
+    days: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    #: Grows with every change to its access setup (lists, days, zone, ticket types' days), by
+    #: triggers in the changing transaction (migration 0013).
+    setup_version: Mapped[int] = mapped_column(BigInteger, server_default="1")
 
 
 class TicketType(Base):
@@ -82,6 +89,30 @@ class TicketType(Base):
     capacity: Mapped[int] = mapped_column(Integer)
     sold: Mapped[int] = mapped_column(Integer, server_default="0")
     created_at: Mapped[datetime] = _created()
+    #: The event days (ISO dates) it admits; empty: every day.
+    days: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+
+
+class CheckinList(Base):
+    """A check-in list of an event (docs/checkin-lists.md). Deleted when it has no scans,
+    archived (``archived_at``) when it has."""
+
+    __tablename__ = "checkin_lists"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"), index=True)
+    name: Mapped[str] = mapped_column(Text)
+    ticket_type_ids: Mapped[list[Any]] = mapped_column(JSONB)
+    gates: Mapped[list[Any]] = mapped_column(JSONB)
+    zone: Mapped[str | None] = mapped_column(Text)
+    allow_reentry: Mapped[bool | None] = mapped_column(Boolean)
+    allow_multiple_entries: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    windows: Mapped[list[Any]] = mapped_column(JSONB)
+    rules: Mapped[Any] = mapped_column(JSONB, nullable=True)
+    explanation: Mapped[str | None] = mapped_column(Text)
+    archived_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _created()
 
 
 class Ticket(Base):
@@ -224,6 +255,10 @@ class TicketScan(Base):
     annulled_at: Mapped[datetime | None]
     annulled_by: Mapped[str | None] = mapped_column(Text)
     change_seq: Mapped[int | None] = mapped_column(BigInteger)
+    #: The check-in list it counted on and that list's zone (issue 16). No foreign key
+    #: (migration 0013 says what guarantees it).
+    checkin_list_id: Mapped[uuid.UUID | None]
+    zone: Mapped[str | None] = mapped_column(Text)
 
 
 class TicketKey(Base):

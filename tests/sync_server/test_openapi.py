@@ -32,6 +32,9 @@ IDEMPOTENT = {
     ("post", "/v1/purchases"),
     ("post", "/v1/tickets/{ticket_id}/transfer"),
     ("post", "/v1/tickets/{ticket_id}/revoke"),
+    # Optional there: a retry with the same key answers the list made the first time.
+    ("post", "/v1/events/{event_id}/checkin-lists"),
+    ("post", "/v1/events/{event_id}/checkin-lists/import-pretix"),
 }
 
 

@@ -276,6 +276,8 @@ async def test_a_scan_reads_with_its_ticket_and_all_its_details(
         "device_id": None,
         "scanned_by": "manager:door-staff",
         "time_adjusted": None,
+        "checkin_list_id": None,  # an event without check-in lists (issue 16)
+        "zone": None,
     }
     unreadable = items[str(scenario.rows[5]["id"])]
     assert unreadable["ticket_id"] is None

@@ -20,6 +20,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import wire
+from shared.checkin_lists import GENERAL_AREA, ListDecision, decide
 from shared.domain import Direction, TicketStatus, TimeAdjustment, VerdictReason, VerdictResult
 from shared.rules import refusal
 from shared.ticket_code import TicketCode
@@ -33,6 +34,7 @@ from sync_server.domain.checkin.queries import (
     NewScan,
     ScanOutcomeRow,
 )
+from sync_server.domain.checkin.setup import Plan, event_plan
 from sync_server.domain.checkin.standing import decode_for_gate, standing
 from sync_server.domain.keys.services import KeyReloads, KeyStore
 from sync_server.domain.tickets.services import change_rows
@@ -90,7 +92,28 @@ def _admitted_scan(row: HistoryScan) -> AdmittedScan:
         online=row.online,
         gate=row.gate,
         device_id=row.device_id,
+        list_id=str(row.checkin_list_id) if row.checkin_list_id is not None else None,
+        zone=row.zone,
     )
+
+
+def list_history(history: Iterable[HistoryScan]) -> list[AdmittedScan]:
+    """A ticket's admitted scans as check-in lists count them: not the double entries the
+    timeline marks as conflicts."""
+    return [_admitted_scan(s) for s in history if s.conflict_of is None]
+
+
+def list_ids(decision: ListDecision | None) -> tuple[uuid.UUID | None, str | None]:
+    """What a scan records of a list decision: the list it counted on (or that refused it) and,
+    when admitted, that list's zone."""
+    if decision is None:
+        return None, None
+    if decision.refusal is not None:
+        refused_by = decision.refusal.list_id
+        return (uuid.UUID(refused_by) if refused_by else None), None
+    if decision.list is None:
+        return None, None
+    return uuid.UUID(decision.list.id), decision.list.zone
 
 
 def outcome(row: ScanOutcomeRow, *, duplicate: bool = False) -> wire.ScanOutcome:
@@ -103,6 +126,41 @@ def outcome(row: ScanOutcomeRow, *, duplicate: bool = False) -> wire.ScanOutcome
         server_reason=VerdictReason(row.server_reason) if row.server_reason else None,
         time_adjusted=TimeAdjustment(row.time_adjusted) if row.time_adjusted else None,
     )
+
+
+def zone_conflicts(
+    scans: Sequence[AdmittedScan], plan: Plan | None, ticket: LockedTicket
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The double entries among a ticket's admitted scans when check-in lists put them in
+    zones: each zone's timeline is replayed on its own (``shared.timeline.replay``), as a list
+    judges double entry (``shared.checkin_lists``): an entry into another zone, like an exit,
+    takes the person out of this one. Entries on a list that allows multiple entries are
+    never double entries; a zone re-admits as its first list says (else as the event does)."""
+    lists = {item.id: item for item in plan.plan.lists} if plan is not None else {}
+    zones = {s.zone or GENERAL_AREA for s in scans if s.direction is Direction.ENTRY}
+    conflicts: dict[uuid.UUID, uuid.UUID] = {}
+    for zone in zones:
+        own = [
+            item
+            for item in sorted(lists.values(), key=lambda x: x.id)
+            if item.zone_key == zone and not item.archived
+        ]
+        allow = next(
+            (item.allow_reentry for item in own if item.allow_reentry is not None),
+            ticket.allow_reentry,
+        )
+        view = [
+            s
+            if s.direction is Direction.EXIT or (s.zone or GENERAL_AREA) == zone
+            else replace(s, direction=Direction.EXIT)
+            for s in scans
+        ]
+        for scan_id, winner in replay(view, allow_reentry=allow).conflicts.items():
+            scan = next(s for s in scans if s.scan_id == scan_id)
+            on = lists.get(scan.list_id or "")
+            if (scan.zone or GENERAL_AREA) == zone and not (on and on.allow_multiple_entries):
+                conflicts[scan_id] = winner
+    return conflicts
 
 
 class Admission:
@@ -124,6 +182,8 @@ class Admission:
         self._keys = keys
         # One request: a batch of codes reloads the key rings at most once.
         self._reloads = KeyReloads()
+        # One request: each event's plan is looked up once.
+        self._plans: dict[uuid.UUID, Plan | None] = {}
 
     # --- decode ---------------------------------------------------------------------------
 
@@ -153,6 +213,44 @@ class Admission:
         """Why the gate must refuse ``code`` in ``direction`` at ``at`` (earlier scans aside)."""
         return gate_reason(
             direction, standing(code, gate_event_id=gate_event_id, ticket=ticket, now=at)
+        )
+
+    # --- lists ----------------------------------------------------------------------------
+
+    async def plan(self, ticket: LockedTicket) -> Plan | None:
+        """The plan of ``ticket``'s event (its lists, days and ticket types), at least as new as
+        the locked ticket's reading of its setup version; None when the event has no lists."""
+        if ticket.event_id not in self._plans:
+            found = await event_plan(
+                self.queries.connection,
+                tenant_id=self.tenant_id,
+                event_id=ticket.event_id,
+                version=ticket.setup_version,
+            )
+            self._plans[ticket.event_id] = found if found is not None and found.has_lists else None
+        return self._plans[ticket.event_id]
+
+    async def lists(
+        self,
+        ticket: LockedTicket,
+        gate: str,
+        direction: Direction,
+        history: Iterable[AdmittedScan],
+        at: datetime,
+    ) -> ListDecision | None:
+        """What the event's check-in lists say about this scan (``shared.checkin_lists.decide``,
+        the one rule): None when the event has no lists or none is scanned at ``gate`` —
+        decide as without lists. ``history``: the ticket's admitted scans (``list_history``)."""
+        plan = await self.plan(ticket)
+        if plan is None:
+            return None
+        return decide(
+            plan.plan,
+            gate=gate,
+            direction=direction,
+            ticket=plan.kind(ticket.ticket_type_id, ticket.ticket_type),
+            history=history,
+            now=at,
         )
 
     # --- timeline -------------------------------------------------------------------------
@@ -185,11 +283,17 @@ class Admission:
         updates: list[tuple[uuid.UUID, uuid.UUID | None]] = []
         events = []
         for ticket_id, scans in per_ticket.items():
-            timeline = replay(
-                (_admitted_scan(s) for s in scans), allow_reentry=by_ticket[ticket_id].allow_reentry
-            )
+            ticket = by_ticket[ticket_id]
+            if any(s.checkin_list_id is not None for s in scans):
+                conflicts = zone_conflicts(
+                    [_admitted_scan(s) for s in scans], await self.plan(ticket), ticket
+                )
+            else:
+                conflicts = replay(
+                    (_admitted_scan(s) for s in scans), allow_reentry=ticket.allow_reentry
+                ).conflicts
             for scan in scans:
-                wanted = timeline.conflicts.get(scan.id)
+                wanted = conflicts.get(scan.id)
                 if wanted == scan.conflict_of:
                     continue
                 updates.append((scan.id, wanted))
@@ -345,6 +449,7 @@ class Admission:
         prior: wire.PriorScan | None = None,
         chain_verified: bool | None = None,
         scanned_at: datetime | None = None,
+        message: str | None = None,
     ) -> wire.Verdict:
         known = ticket is not None and reason not in (
             VerdictReason.WRONG_EVENT,
@@ -364,4 +469,5 @@ class Admission:
             holder_name=shown.holder_name if shown else None,
             prior=prior,
             chain_verified=chain_verified,
+            message=message,
         )

@@ -17,6 +17,7 @@ from sync_server.domain.checkin.code_check import check_code
 from sync_server.domain.checkin.ownership import OwnershipCheck
 from sync_server.domain.checkin.schemas import CodeCheckOut, CodeCheckRequest
 from sync_server.domain.checkin.services import CheckInService
+from sync_server.domain.checkin_lists.controllers import CheckinListController
 from sync_server.domain.keys.services import KeysDep, KeyStore
 from sync_server.http.auth import Principal, Role, allow
 from sync_server.http.dependencies import ClockDep, PrincipalDep, SessionDep, app_services
@@ -147,4 +148,5 @@ async def check(
     )
 
 
-CHECKIN_ROUTES: list[ControllerRouterHandler] = [validate, annul, check]
+#: With the event's check-in list API (issue 16), so that the app registers both as one.
+CHECKIN_ROUTES: list[ControllerRouterHandler] = [validate, annul, check, CheckinListController]

@@ -7,15 +7,26 @@ import uuid
 from dataclasses import dataclass
 
 from shared import wire
+from shared.checkin_lists import ListDecision
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 from shared.ids import new_id
 from shared.ticket_code import TicketCode
 from sync_server.db.engine import ticket_written
-from sync_server.domain.checkin.admission import Admission, Gate, prior_admission, scan_id_taken
+from sync_server.domain.checkin.admission import (
+    Admission,
+    Gate,
+    list_history,
+    list_ids,
+    prior_admission,
+    scan_id_taken,
+)
 from sync_server.domain.checkin.ownership import NotChainChecked, OwnershipCheck, OwnershipResult
 from sync_server.domain.checkin.queries import HistoryScan, LockedTicket, NewScan
 from sync_server.domain.tickets.chain_sync import SETTLED, ChainSync, check_move
 from sync_server.http.problems import NotFound
+
+#: Reasons only a check-in list gives (others it gives name the list on the scan).
+LIST_REASONS = frozenset({VerdictReason.NOT_ON_LIST, VerdictReason.RULE_FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +88,21 @@ class OnlineCheckIn:
         )
         prior: wire.PriorScan | None = None
         chain_verified: bool | None = None
+        message: str | None = None
+        decision: ListDecision | None = None
+        if ticket is not None and reason is None:
+            # The event's check-in lists (issue 16), after the history-free rules; None: none
+            # applies at this gate, decide as without lists.
+            decision = await a.lists(
+                ticket, gate.name, request.direction, list_history(history or []), a.now
+            )
+            if decision is not None and decision.refusal is not None:
+                reason, prior = decision.refusal.reason, decision.prior
+                message = decision.refusal.sentence
         if ticket is not None and reason is None and request.direction is Direction.ENTRY:
-            reason, prior, chain_verified = await self._may_enter(ticket, history, asked)
+            reason, prior, chain_verified = await self._may_enter(
+                ticket, history, asked, lists_decided=decision is not None
+            )
 
         ticket_id = ticket.id if ticket and reason is not VerdictReason.WRONG_EVENT else None
         scan = self._scan(
@@ -89,6 +113,7 @@ class OnlineCheckIn:
             ticket_id=ticket_id,
             reason=reason,
             code_secret_version=decoded.secret_version,
+            decision=decision,
         )
         if not await a.record_online(scan, ticket, gate, request.direction):
             return await self._raced(scan_id, gate)
@@ -100,6 +125,7 @@ class OnlineCheckIn:
             ticket=ticket,
             prior=prior,
             chain_verified=chain_verified,
+            message=message,
         )
 
     async def _ask_chain(self, code: TicketCode, event_id: uuid.UUID) -> Asked | None:
@@ -115,7 +141,11 @@ class OnlineCheckIn:
             return None
         if a.standing(code, Direction.ENTRY, gate_event_id=event_id, ticket=facts, at=a.now):
             return None
-        if facts.status == TicketStatus.CHECKED_IN and not facts.allow_reentry:
+        if (
+            facts.status == TicketStatus.CHECKED_IN
+            and not facts.allow_reentry
+            and await a.plan(facts) is None  # lists: another zone may still admit it
+        ):
             return None  # refused as already checked in: nothing to ask
         answer = await self._ownership.check(
             ticket_id=facts.id, nft_mint=facts.nft_mint, holder_wallet=facts.holder_wallet
@@ -123,16 +153,22 @@ class OnlineCheckIn:
         return Asked(_asked_about(facts), answer)
 
     async def _may_enter(
-        self, ticket: LockedTicket, history: list[HistoryScan] | None, asked: Asked | None
+        self,
+        ticket: LockedTicket,
+        history: list[HistoryScan] | None,
+        asked: Asked | None,
+        *,
+        lists_decided: bool = False,
     ) -> tuple[VerdictReason | None, wire.PriorScan | None, bool | None]:
         """For a genuine, valid ticket at an entry: is it inside already (or was, with no
         re-entry), and does the chain agree on its owner? Reason, prior scan, chain verdict.
         The chain was asked before the lock (``_ask_chain``); an answer about a ticket that
         changed since (holder, mint, code version or chain state) is not used: the verdict
-        is then "not chain-verified", as when the chain is slow or down."""
+        is then "not chain-verified", as when the chain is slow or down. ``lists_decided``: a
+        check-in list admitted the entry, double entry (per zone) included."""
         # An active ticket has no standing admission (the first one makes it checked_in,
         # undoing the last one makes it active again): no need to read its scans.
-        if ticket.status != TicketStatus.ACTIVE:
+        if ticket.status != TicketStatus.ACTIVE and not lists_decided:
             prior = prior_admission(history or [], ticket.allow_reentry)
             if prior is not None:
                 return VerdictReason.ALREADY_CHECKED_IN, prior, None
@@ -168,8 +204,10 @@ class OnlineCheckIn:
         ticket_id: uuid.UUID | None,
         reason: VerdictReason | None,
         code_secret_version: int | None = None,
+        decision: ListDecision | None = None,
     ) -> NewScan:
         now = self._a.now
+        checkin_list_id, zone = list_ids(decision)
         return NewScan(
             id=scan_id,
             tenant_id=self._a.tenant_id,
@@ -190,6 +228,8 @@ class OnlineCheckIn:
             server_reason=None,
             code_secret_version=code_secret_version,
             received_at=now,
+            checkin_list_id=checkin_list_id,
+            zone=zone if reason is None else None,
         )
 
     async def recorded(self, scan_id: uuid.UUID, gate: Gate) -> wire.Verdict:
@@ -221,9 +261,27 @@ class OnlineCheckIn:
         reason = VerdictReason(scan.reason) if scan.reason else None
         prior = None
         ticket = None
+        message: str | None = None
         if scan.ticket_id is not None:
             ticket = (await a.queries.lock_tickets([scan.ticket_id])).get(scan.ticket_id)
-            if reason is VerdictReason.ALREADY_CHECKED_IN and ticket is not None:
+            by_list = scan.checkin_list_id is not None or reason in LIST_REASONS
+            if reason is not None and ticket is not None and by_list:
+                # A list refused it: its refusal again, from the scans before it.
+                history = [
+                    s
+                    for s in await a.queries.admitted_scans([ticket.id])
+                    if s.scanned_at <= scan.scanned_at
+                ]
+                decision = await a.lists(
+                    ticket,
+                    scan.gate,
+                    Direction(scan.direction),
+                    list_history(history),
+                    scan.scanned_at,
+                )
+                if decision is not None and decision.refusal is not None:
+                    prior, message = decision.prior, decision.refusal.sentence
+            elif reason is VerdictReason.ALREADY_CHECKED_IN and ticket is not None:
                 prior = await a.prior(ticket, before=scan.scanned_at)
         return a.verdict(
             scan.id,
@@ -233,6 +291,7 @@ class OnlineCheckIn:
             ticket=ticket,
             prior=prior,
             scanned_at=scan.scanned_at,
+            message=message,
         )
 
     async def _raced(self, scan_id: uuid.UUID, gate: Gate) -> wire.Verdict:

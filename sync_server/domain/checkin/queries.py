@@ -42,6 +42,8 @@ class LockedTicket:
     allow_reentry: bool
     admission_opens_at: datetime | None
     ends_at: datetime
+    #: The event's access-setup version (migration 0013): which cached plan decides.
+    setup_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,9 @@ class HistoryScan:
     device_id: uuid.UUID | None
     conflict_of: uuid.UUID | None
     online: bool
+    #: The check-in list it counted on and that list's zone (issue 16).
+    checkin_list_id: uuid.UUID | None = None
+    zone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,8 @@ class StoredScan:
     reason: str | None
     scanned_at: datetime
     annulled_at: datetime | None
+    #: The check-in list that counted it or refused it (issue 16).
+    checkin_list_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +125,13 @@ class NewScan:
     server_reason: str | None
     code_secret_version: int | None
     received_at: datetime
+    #: The check-in list it counted on (or that refused it) and, for an admission, that
+    #: list's zone (issue 16); None without lists.
+    checkin_list_id: uuid.UUID | None = None
+    zone: str | None = None
 
     def online_columns(self) -> tuple[object, ...]:
-        """The columns an online scan's insert takes (``INSERT_SCAN``, ``ADMIT``: $1-$12)."""
+        """The columns an online scan's insert takes (``INSERT_SCAN``, ``ADMIT``: $1-$14)."""
         return (
             self.id,
             self.tenant_id,
@@ -134,6 +145,8 @@ class NewScan:
             self.reason,
             self.scanned_at,
             self.code_secret_version,
+            self.checkin_list_id,
+            self.zone,
         )
 
 
@@ -151,7 +164,7 @@ _TICKET_FACTS = """
 SELECT t.id, t.tenant_id, t.event_id, t.ticket_type_id, t.purchase_id, t.user_id, t.status,
        t.secret_version, t.holder_name, t.holder_wallet, t.nft_mint, t.blockchain_sync_status,
        tt.name AS ticket_type,
-       e.allow_reentry, e.admission_opens_at, e.ends_at
+       e.allow_reentry, e.admission_opens_at, e.ends_at, e.setup_version
 FROM tickets t
 JOIN events e ON e.id = t.event_id
 JOIN ticket_types tt ON tt.id = t.ticket_type_id
@@ -169,14 +182,14 @@ CHECKIN_TICKET = "SELECT * FROM gatehouse_checkin_ticket($1)"
 
 ADMITTED_SCANS = """
 SELECT id, ticket_id, scanned_at, direction, gate, device_id, conflict_of,
-       device_scanned_at IS NULL AS online
+       device_scanned_at IS NULL AS online, checkin_list_id, zone
 FROM ticket_scans
 WHERE ticket_id = ANY($1::uuid[]) AND result = 'admitted' AND annulled_at IS NULL
 """
 
 STORED_SCAN = """
 SELECT id, ticket_id, event_id, device_id, scanned_by, gate, direction, result, reason,
-       scanned_at, annulled_at
+       scanned_at, annulled_at, checkin_list_id
 FROM ticket_scans WHERE id = $1
 """
 
@@ -198,8 +211,9 @@ DEVICE = "SELECT gate, created_at FROM devices WHERE id = $1"
 
 INSERT_SCAN = """
 INSERT INTO ticket_scans (id, tenant_id, ticket_id, event_id, device_id, scanned_by, gate,
-                          direction, result, reason, scanned_at, received_at, code_secret_version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
+                          direction, result, reason, scanned_at, received_at, code_secret_version,
+                          checkin_list_id, zone)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)
 ON CONFLICT DO NOTHING
 RETURNING id
 """
@@ -214,29 +228,29 @@ RETURNING id
 """
 
 # An online admission in one round trip: the scan, and — only if the scan was inserted (its
-# id free) — the outbox event and, for a first entry ($15), the ticket's new status and
+# id free) — the outbox event and, for a first entry ($17), the ticket's new status and
 # history row. Returns the scan's id, or no row when the id was taken.
 ADMIT = """
 WITH scan AS (
     INSERT INTO ticket_scans (id, tenant_id, ticket_id, event_id, device_id, scanned_by, gate,
                               direction, result, reason, scanned_at, received_at,
-                              code_secret_version)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)
+                              code_secret_version, checkin_list_id, zone)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)
     ON CONFLICT DO NOTHING
     RETURNING id
 ), ticket AS (
     UPDATE tickets SET status = 'checked_in', updated_at = $11
-    WHERE id = $3 AND $15 AND EXISTS (SELECT FROM scan)
+    WHERE id = $3 AND $17 AND EXISTS (SELECT FROM scan)
     RETURNING id, tenant_id, secret_version
 ), history AS (
     INSERT INTO ticket_state_transitions (id, tenant_id, ticket_id, kind, from_status, to_status,
                                           secret_version, actor, details, occurred_at)
-    SELECT $16, tenant_id, id, 'checked_in', 'active', 'checked_in', secret_version, $6,
-           $17::text::jsonb, $11
+    SELECT $18, tenant_id, id, 'checked_in', 'active', 'checked_in', secret_version, $6,
+           $19::text::jsonb, $11
     FROM ticket
 ), event AS (
     INSERT INTO outbox (id, tenant_id, routing_key, ticket_id, payload, created_at)
-    SELECT $13, $2, $14, $3, $18::text::jsonb, $11 FROM scan
+    SELECT $15, $2, $16, $3, $20::text::jsonb, $11 FROM scan
 )
 SELECT id FROM scan
 """
@@ -302,6 +316,8 @@ _SCAN_TYPES = {
     "server_reason": "text",
     "code_secret_version": "integer",
     "received_at": "timestamptz",
+    "checkin_list_id": "uuid",
+    "zone": "text",
 }
 _SCAN_COLUMNS = tuple(NewScan.__dataclass_fields__)
 assert set(_SCAN_COLUMNS) == set(_SCAN_TYPES)
@@ -325,6 +341,11 @@ class CheckinQueries:
 
     def __init__(self, connection: Any) -> None:
         self._db = connection
+
+    @property
+    def connection(self) -> Any:
+        """The transaction's connection, for statements kept elsewhere (``setup.SETUP``)."""
+        return self._db
 
     async def lock_tickets(self, ticket_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, LockedTicket]:
         """Lock the tickets in id order (so two writers never deadlock), with their facts."""

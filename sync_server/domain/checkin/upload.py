@@ -5,22 +5,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from shared import wire
+from shared.checkin_lists import ListDecision
 from shared.domain import Direction, VerdictReason, VerdictResult
 from shared.ticket_code import TicketCode
+from shared.timeline import AdmittedScan
 from sync_server.domain.checkin.admission import (
     JUNK,
     Admission,
     Gate,
     gate_reason,
+    list_history,
     outcome,
     scan_id_taken,
 )
 from sync_server.domain.checkin.claims import placed_at, time_adjustment
-from sync_server.domain.checkin.queries import LockedTicket, NewScan, ScanOutcomeRow
+from sync_server.domain.checkin.queries import HistoryScan, LockedTicket, NewScan, ScanOutcomeRow
 
 
 class Upload:
@@ -73,8 +76,11 @@ class Upload:
                 row = self._row(gate, fresh[scan_id], decoded[scan_id], {}, device.created_at)
                 not_stored[scan_id] = _unstored_outcome(row)
                 del fresh[scan_id]
+        lists = await self._list_decisions(gate, fresh, decoded, tickets, device.created_at)
         rows = [
-            self._row(gate, scan, decoded[scan_id], tickets, device.created_at)
+            self._row(
+                gate, scan, decoded[scan_id], tickets, device.created_at, lists=lists.get(scan_id)
+            )
             for scan_id, scan in fresh.items()
         ]
         admitted = {
@@ -119,6 +125,67 @@ class Upload:
             server_time=a.now,
         )
 
+    async def _list_decisions(
+        self,
+        gate: Gate,
+        fresh: dict[uuid.UUID, wire.ScanUpload],
+        decoded: dict[uuid.UUID, TicketCode | VerdictReason],
+        tickets: dict[uuid.UUID, LockedTicket],
+        enrolled_at: datetime,
+    ) -> dict[uuid.UUID, Uploaded]:
+        """What the event's check-in lists say of each uploaded scan of a known ticket whose
+        standing lets it through, decided in time order on the ticket's admitted scans so far
+        (the stored ones and the batch's earlier ones): the list it counts on, and the server's
+        opinion when the device's data was stale. Empty when the event has no lists."""
+        a = self._a
+        assert gate.event_id is not None
+        planned = {t.id for t in tickets.values() if await a.plan(t) is not None}
+        if not planned:
+            return {}
+        stored: dict[uuid.UUID, list[HistoryScan]] = {}
+        for row in await a.queries.admitted_scans(sorted(planned)):
+            stored.setdefault(row.ticket_id, []).append(row)
+        histories = {t: list_history(rows) for t, rows in stored.items()}
+        pending: list[tuple[datetime, uuid.UUID, wire.ScanUpload, LockedTicket]] = []
+        for scan_id, scan in fresh.items():
+            code = decoded[scan_id]
+            if not isinstance(code, TicketCode) or code.ticket_id not in planned:
+                continue
+            ticket = tickets[code.ticket_id]
+            at = placed_at(
+                scan.scanned_at, scan.clock_offset_ms, enrolled_at=enrolled_at, received_at=a.now
+            )
+            if a.standing(code, scan.direction, gate_event_id=gate.event_id, ticket=ticket, at=at):
+                continue
+            pending.append((at, scan_id, scan, ticket))
+        decided: dict[uuid.UUID, Uploaded] = {}
+        for at, scan_id, scan, ticket in sorted(pending, key=lambda p: (p[0], p[1])):
+            history = histories.setdefault(ticket.id, [])
+            decision = await a.lists(ticket, gate.name, scan.direction, history, at)
+            if decision is None:
+                continue
+            on = decision.list
+            if decision.refusal is not None:
+                plan = await a.plan(ticket)
+                assert plan is not None
+                on = next((x for x in plan.plan.lists if x.id == decision.refusal.list_id), None)
+            list_id = uuid.UUID(on.id) if on is not None else None
+            zone = on.zone if on is not None else None
+            decided[scan_id] = Uploaded(decision, list_id, zone)
+            if scan.device_result is VerdictResult.ADMITTED:
+                history.append(
+                    AdmittedScan(
+                        scan_id,
+                        at,
+                        scan.direction,
+                        gate=gate.name,
+                        device_id=gate.device_id,
+                        list_id=on.id if on is not None else None,
+                        zone=zone,
+                    )
+                )
+        return decided
+
     def _row(
         self,
         gate: Gate,
@@ -126,6 +193,8 @@ class Upload:
         decoded: TicketCode | VerdictReason,
         tickets: dict[uuid.UUID, LockedTicket],
         enrolled_at: datetime,
+        *,
+        lists: Uploaded | None = None,
     ) -> NewScan:
         """The row of one uploaded scan: what the device did, at the gate it was enrolled for,
         placed in time within what is possible (``claims.placed_at``)."""
@@ -147,6 +216,8 @@ class Upload:
             )
             if ticket is not None and server_reason is not VerdictReason.WRONG_EVENT:
                 ticket_id = ticket.id
+            if server_reason is None and lists is not None:
+                server_reason = lists.server_reason
         admitted = scan.device_result is VerdictResult.ADMITTED
         return NewScan(
             id=scan.scan_id,
@@ -173,7 +244,28 @@ class Upload:
             server_reason=server_reason.value if admitted and server_reason else None,
             code_secret_version=version,
             received_at=a.now,
+            checkin_list_id=lists.list_id if lists is not None else None,
+            zone=lists.zone if lists is not None and admitted else None,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    """What the check-in lists say of one uploaded scan: the decision, and the list (and its
+    zone) the scan is recorded on — the one that admitted it or, where the server would have
+    refused, the one that refused it."""
+
+    decision: ListDecision
+    list_id: uuid.UUID | None
+    zone: str | None
+
+    @property
+    def server_reason(self) -> VerdictReason | None:
+        """The server's refusal, except a double entry: the timeline judges those (conflicts)."""
+        refusal = self.decision.refusal
+        if refusal is None or refusal.reason is VerdictReason.ALREADY_CHECKED_IN:
+            return None
+        return refusal.reason
 
 
 def _stored_outcome(row: NewScan) -> ScanOutcomeRow:

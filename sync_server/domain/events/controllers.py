@@ -3,19 +3,21 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, TypeAlias
 
-from litestar import Controller, get, post
+from litestar import Controller, get, patch, post, put
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter
 
 from sync_server.domain.events import retirement
 from sync_server.domain.events.schemas import (
     EventCreate,
+    EventDays,
     EventOut,
     EventPage,
     KeyOut,
     KeyRetirement,
     KeyRotation,
     TicketTypeCreate,
+    TicketTypeDays,
     TicketTypeOut,
 )
 from sync_server.domain.events.services import EventService, event_out
@@ -93,6 +95,38 @@ class EventController(Controller):
         event_service: EventServiceDep,
     ) -> TicketTypeOut:
         return await event_service.add_ticket_type(event_id, data)
+
+    @put(
+        "/{event_id:uuid}/days",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
+    async def set_days(
+        self,
+        event_id: FromPath[uuid.UUID],
+        data: JSONBody[EventDays],
+        event_service: EventServiceDep,
+    ) -> EventOut:
+        """Set the event's time zone and days (or sessions), replacing what it had: check-in
+        lists count "today" in them, ticket types name the days they admit. Scanners receive
+        the change with their next sync."""
+        return await event_service.set_days(event_id, data)
+
+    @patch(
+        "/{event_id:uuid}/ticket-types/{ticket_type_id:uuid}",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
+    async def set_ticket_type_days(
+        self,
+        event_id: FromPath[uuid.UUID],
+        ticket_type_id: FromPath[uuid.UUID],
+        data: JSONBody[TicketTypeDays],
+        event_service: EventServiceDep,
+    ) -> TicketTypeOut:
+        """Set the event days a ticket type admits (dates of the event's ``days``; empty: every
+        day; a date that is none of the event's days admits on no day)."""
+        return await event_service.set_ticket_type_days(event_id, ticket_type_id, data)
 
     @get(
         "/{event_id:uuid}/ticket-types",

@@ -1,15 +1,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 import msgspec
 
-from shared.wire import ONE_LINE, check_times
+from shared.wire import ONE_LINE, EventDayIn, check_times
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200), ONE_LINE]
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
+#: An IANA time zone name (checked on the server: ``shared.checkin_lists.event_zone``).
+TimeZoneName = Annotated[str, msgspec.Meta(min_length=1, max_length=64), ONE_LINE]
+MAX_DAYS = 366
+Days = Annotated[list[EventDayIn], msgspec.Meta(max_length=MAX_DAYS)]
+DayDates = Annotated[list[date], msgspec.Meta(max_length=MAX_DAYS)]
 
 
 class EventCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -20,6 +25,10 @@ class EventCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: When gates start admitting; no lower bound when absent.
     admission_opens_at: AwareTime | None = None
     allow_reentry: bool = False
+    #: The time zone its days and check-in rules count in (issue 16).
+    time_zone: TimeZoneName = "UTC"
+    #: Its days or sessions, for multi-day events (docs/checkin-lists.md).
+    days: Days = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_times(
@@ -38,6 +47,17 @@ class EventOut(msgspec.Struct, kw_only=True):
     admission_opens_at: datetime | None
     allow_reentry: bool
     created_at: datetime
+    time_zone: str = "UTC"
+    days: list[EventDayIn] = msgspec.field(default_factory=list)
+    #: Grows with every change to its access setup (lists, days, time zone, ticket types' days).
+    setup_version: int = 1
+
+
+class EventDays(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``PUT /v1/events/{id}/days``: the event's time zone and days, replacing what it had."""
+
+    time_zone: TimeZoneName
+    days: Days = msgspec.field(default_factory=list)
 
 
 class EventPage(msgspec.Struct, kw_only=True):
@@ -48,6 +68,14 @@ class EventPage(msgspec.Struct, kw_only=True):
 class TicketTypeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name
     capacity: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+    #: The event days (dates of its ``days``) it admits; empty: every day.
+    days: DayDates = msgspec.field(default_factory=list)
+
+
+class TicketTypeDays(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``PATCH /v1/events/{id}/ticket-types/{id}``: the event days the type admits."""
+
+    days: DayDates
 
 
 class TicketTypeOut(msgspec.Struct, kw_only=True):
@@ -57,6 +85,7 @@ class TicketTypeOut(msgspec.Struct, kw_only=True):
     capacity: int
     sold: int
     available: int
+    days: list[date] = msgspec.field(default_factory=list)
 
 
 class KeyRotation(msgspec.Struct, kw_only=True):

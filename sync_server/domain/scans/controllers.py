@@ -68,13 +68,23 @@ async def list_scans(
     conflicts_only: FromQuery[bool] = False,
     since: FromQuery[datetime | None] = None,
     until: FromQuery[datetime | None] = None,
+    checkin_list_id: FromQuery[uuid.UUID | None] = None,
+    zone: Annotated[
+        str | None,
+        QueryParameter(
+            max_length=64,
+            pattern=ONE_LINE.pattern,
+            description="Admissions into this zone; empty for the event's general area.",
+        ),
+    ] = None,
     cursor: FromQuery[str | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000)] = DEFAULT_LIMIT,
 ) -> ScanPage | Stream:
     """The scan log, newest scans last; ``since`` (inclusive) and ``until`` (exclusive) are
     RFC 3339 times with an offset, on the authoritative scan time. With ``Accept: text/csv``,
     every matching scan (not one page: ``cursor`` and ``limit`` are ignored) as a CSV
-    download with a header row."""
+    download with a header row. ``checkin_list_id`` and ``zone`` narrow it to the scans
+    counted on (or refused by) a check-in list, and to the admissions into a zone."""
     filters = ScanFilter(
         event_id=event_id,
         ticket_id=ticket_id,
@@ -86,6 +96,8 @@ async def list_scans(
         conflicts_only=conflicts_only,
         since=since,
         until=until,
+        checkin_list_id=checkin_list_id,
+        zone=zone,
     )
     if request.accept.best_match(["application/json", CSV], default="application/json") == CSV:
         filename = f"scans-{event_id or 'all'}.csv"

@@ -23,6 +23,10 @@ class ScanFilter(msgspec.Struct, kw_only=True, frozen=True):
     conflicts_only: bool = False
     since: datetime | None = None
     until: datetime | None = None
+    #: Scans counted on (or refused by) this check-in list.
+    checkin_list_id: uuid.UUID | None = None
+    #: Admissions into this zone ("": the event's general area, a list without a zone).
+    zone: str | None = None
 
 
 class ScanOut(msgspec.Struct, kw_only=True):
@@ -62,6 +66,10 @@ class ScanOut(msgspec.Struct, kw_only=True):
     #: ``clock_ahead`` / ``clock_behind`` when the device's corrected time was beyond belief
     #: and ``scanned_at`` is where the server placed the scan instead (uploads only).
     time_adjusted: str | None
+    #: The check-in list it counted on or that refused it (issue 16); None without lists.
+    checkin_list_id: uuid.UUID | None = None
+    #: For an admission on a list: that list's zone (None: the general area).
+    zone: str | None = None
 
 
 class ScanPage(msgspec.Struct, kw_only=True):
@@ -83,7 +91,7 @@ class MinuteStats(msgspec.Struct, kw_only=True):
     rejected: int
 
 
-class EventStats(msgspec.Struct, kw_only=True):
+class EventStats(msgspec.Struct, kw_only=True, omit_defaults=True):
     """An event's gate counts. ``admitted`` counts admissions that stand: entries let in, not
     double entries (``conflicts``) and not undone by staff (``annulled``)."""
 
@@ -98,3 +106,8 @@ class EventStats(msgspec.Struct, kw_only=True):
     per_gate: list[GateStats]
     per_minute: list[MinuteStats]
     generated_at: datetime
+    #: For an event with check-in lists (issue 16): how many are inside each zone now — ""
+    #: is the general area (lists without a zone); zones nobody is in are left out. Each
+    #: ticket counts where its latest standing admission or exit left it (an entry into one
+    #: zone leaves the zone it was in). Absent for an event without lists.
+    inside_by_zone: dict[str, int] | None = None

@@ -7,7 +7,7 @@ Counting rules:
 - a *conflict* is a double entry that still stands (not annulled);
 - an exit counts when it was admitted and not annulled;
 - a ticket is *inside* when its latest admission or counted exit (by ``scanned_at``, then id)
-  is an entry.
+  is an entry, and inside that entry's zone (check-in lists, issue 16).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from sqlalchemy import (
     DateTime,
     Row,
     and_,
+    exists,
     func,
     literal_column,
     or_,
@@ -37,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.domain import Direction, VerdictResult
 from shared.wire import TIME_OUT_OF_RANGE, out_of_range
 from sync_server.db.engine import Database
-from sync_server.db.models import Event, Ticket, TicketScan, TicketType
+from sync_server.db.models import CheckinList, Event, Ticket, TicketScan, TicketType
 from sync_server.domain.checkin.claims import TIME_ADJUSTED
 from sync_server.domain.scans.schemas import (
     EventStats,
@@ -149,6 +150,12 @@ def scan_conditions(filters: ScanFilter) -> list[ColumnElement[bool]]:
     ):
         if value is not None:
             where.append(column == value)
+    if filters.checkin_list_id is not None:
+        where.append(TicketScan.checkin_list_id == filters.checkin_list_id)
+    if filters.zone is not None:
+        where.append(ADMISSION)
+        where.append(TicketScan.checkin_list_id.is_not(None))
+        where.append(func.coalesce(TicketScan.zone, "") == filters.zone)
     if filters.conflicts_only:
         where.append(CONFLICT)
     if filters.since is not None:
@@ -193,7 +200,8 @@ class ScanLog:
     async def stats(self, event_id: uuid.UUID, now: datetime) -> EventStats:
         """The event's counts as of ``now``: totals, per gate, per minute, who is inside.
         Raises ``NotFound`` when the event is not the tenant's."""
-        if await self._session.get(Event, event_id) is None:
+        event = await self._session.get(Event, event_id)
+        if event is None:
             raise NotFound("event")
         # One pass over the event's scans into small cells (gate x minute x reason: thousands
         # of rows, hashed in memory), then the cells are summed three ways at once.
@@ -247,22 +255,31 @@ class ScanLog:
                 by_reason[row.reason or "unspecified"] = row.rejected
         per_gate.sort(key=lambda g: g.gate)
         per_minute.sort(key=lambda m: m.minute)
+        by_zone = await self._inside_by_zone(event_id)
+        has_lists = await self._session.scalar(
+            select(exists().where(CheckinList.event_id == event_id))
+        )
         return EventStats(
             event_id=event_id,
             admitted=sum(g.admitted for g in per_gate),
             rejected=sum(g.rejected for g in per_gate),
             rejected_by_reason=dict(sorted(by_reason.items())),
-            inside_now=await self._inside_now(event_id),
+            inside_now=sum(by_zone.values()),
             conflicts=sum(g.conflicts for g in per_gate),
             annulled=annulled,
             per_gate=per_gate,
             per_minute=per_minute,
             generated_at=now,
+            inside_by_zone=dict(sorted(by_zone.items())) if has_lists else None,
         )
 
-    async def _inside_now(self, event_id: uuid.UUID) -> int:
+    async def _inside_by_zone(self, event_id: uuid.UUID) -> dict[str, int]:
+        """Who is inside each zone now ("": the general area): each ticket where its latest
+        standing admission or counted exit (by ``scanned_at``, then id) left it — in the zone
+        of an entry, out after an exit. ``shared.checkin_lists.inside_by_zone``'s rule, in SQL
+        (a test holds the two to the same answers)."""
         latest = (
-            select(TicketScan.direction)
+            select(TicketScan.direction, func.coalesce(TicketScan.zone, "").label("zone"))
             .where(
                 TicketScan.event_id == event_id,
                 TicketScan.ticket_id.is_not(None),
@@ -272,10 +289,12 @@ class ScanLog:
             .order_by(TicketScan.ticket_id, TicketScan.scanned_at.desc(), TicketScan.id.desc())
             .subquery()
         )
-        inside = await self._session.scalar(
-            select(func.count()).select_from(latest).where(latest.c.direction == _ENTRY)
+        rows = await self._session.execute(
+            select(latest.c.zone, func.count())
+            .where(latest.c.direction == _ENTRY)
+            .group_by(latest.c.zone)
         )
-        return inside or 0
+        return {str(zone): int(count) for zone, count in rows}
 
 
 async def export_csv(

@@ -89,10 +89,22 @@ class FeedController(Controller):
         cursor: Annotated[str | None, QueryParameter()] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
         accept: Annotated[str | None, HeaderParameter(name="Accept", required=False)] = None,
+        setup_version: Annotated[
+            int | None,
+            QueryParameter(
+                ge=0,
+                le=2**63 - 1,
+                description="The version of the event's check-in setup the device holds; "
+                "the page carries the setup when the event's differs (always without it).",
+            ),
+        ] = None,
     ) -> Response[bytes]:
         """The next changes for this device's event after ``cursor`` (none: from the start).
         Follow ``next_cursor`` while ``has_more``. JSON, or msgpack with
-        ``Accept: application/msgpack``; gzip when asked for."""
+        ``Accept: application/msgpack``; gzip when asked for. Every page says the event's
+        check-in setup version (``checkin_setup_version``) and carries the setup itself
+        (``checkin_setup``: lists, days, time zone, ticket types' days) when it differs from
+        ``setup_version``."""
         gate = device_gate(principal)
         assert gate.event_id is not None
         await sequence_pending(database, principal.tenant_id)
@@ -105,6 +117,7 @@ class FeedController(Controller):
             cursor=cursor,
             limit=limit,
             server_time=clock.now(),
+            setup_version=setup_version,
         )
         if accept and MSGPACK in accept:
             return Response(msgspec.msgpack.encode(page), media_type=MSGPACK)

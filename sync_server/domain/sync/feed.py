@@ -19,6 +19,8 @@ from shared.domain import Direction, TicketStatus, VerdictResult
 from shared.holder_name import seal_name
 from sync_server.db.engine import Database
 from sync_server.db.models import Event, Ticket, TicketKey, TicketScan, TicketType
+from sync_server.db.raw import driver
+from sync_server.domain.checkin.setup import read_setup
 from sync_server.domain.keys.services import KeyStore
 from sync_server.http.problems import BadRequest
 
@@ -74,11 +76,13 @@ async def read_changes(
     cursor: str | None,
     limit: int,
     server_time: datetime,
+    setup_version: int | None = None,
 ) -> wire.ChangesPage:
     """The next ``limit`` changes after ``cursor`` for a scanner of ``event_id``: tickets as
     they now are (sales, transfers, revocations, expiry; the holder's name only sealed under
     the ticket's name secret), admissions at other gates (and this device's own scans whose
-    standing changed), and key material after a rotation."""
+    standing changed), and key material after a rotation. The event's check-in setup rides on
+    the page when its version differs from the device's ``setup_version`` (issue 16)."""
     after = decode_cursor(cursor)
     tickets = (
         await session.execute(
@@ -89,6 +93,7 @@ async def read_changes(
                 Ticket.secret_version,
                 Ticket.holder_name,
                 Ticket.name_secret_sealed,
+                Ticket.ticket_type_id,
                 TicketType.name.label("ticket_type"),
                 Event.admission_opens_at,
                 Event.ends_at,
@@ -112,6 +117,8 @@ async def read_changes(
                 TicketScan.device_id,
                 TicketScan.conflict_of,
                 TicketScan.annulled_at,
+                TicketScan.checkin_list_id,
+                TicketScan.zone,
             )
             .where(
                 TicketScan.event_id == event_id,
@@ -146,6 +153,7 @@ async def read_changes(
                 valid_from=row.admission_opens_at,
                 valid_until=row.ends_at,
                 sealed_holder=_sealed_holder(keys, row, tenant_id),
+                ticket_type_id=str(row.ticket_type_id),
             ),
         )
         for row in tickets
@@ -162,6 +170,8 @@ async def read_changes(
                 device_id=row.device_id,
                 conflict_of=row.conflict_of,
                 annulled=row.annulled_at is not None,
+                checkin_list_id=row.checkin_list_id,
+                zone=row.zone,
             ),
         )
         for row in scans
@@ -172,9 +182,17 @@ async def read_changes(
     merged.sort(key=lambda item: item[0])
     truncated = len(tickets) > limit or len(scans) > limit or len(merged) > limit
     page = merged[:limit]
+    version = await session.scalar(select(Event.setup_version).where(Event.id == event_id))
+    setup: wire.CheckinSetup | None = None
+    if version is not None and version != setup_version:
+        row = await read_setup(await driver(session), event_id)
+        if row is not None:
+            setup, version = row.setup, row.setup.version
     return wire.ChangesPage(
         changes=[change for _, change in page],
         next_cursor=encode_cursor(page[-1][0] if page else after),
         has_more=truncated,
         server_time=server_time,
+        checkin_setup=setup,
+        checkin_setup_version=version or 0,
     )

@@ -1,0 +1,1 @@
+"""Check-in lists of an event (issue 16): the management API."""
