@@ -323,7 +323,10 @@ class Gate:
             )
         verdict = msgspec.structs.replace(answer, scan_id=scan_id, direction=direction)
         if listed is None:
-            return GateVerdict(verdict=verdict, mode="online", sentence=_sentence(verdict, False))
+            # The server's own sentence for a list's refusal ("VIP tickets enter at the VIP
+            # gate."), where it gave one.
+            sentence = _sentence(verdict, False, specific=answer.message)
+            return GateVerdict(verdict=verdict, mode="online", sentence=sentence)
         return GateVerdict(
             verdict=verdict,
             mode="online",
@@ -332,7 +335,7 @@ class Gate:
                 verdict,
                 False,
                 reentry=listed.reentry,
-                specific=listed.sentence,
+                specific=answer.message or listed.sentence,
                 enters_zone=listed.enters_zone,
                 leaves_zone=listed.leaves_zone,
             ),
