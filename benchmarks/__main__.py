@@ -29,6 +29,7 @@ BENCHMARKS = (
     "feed",
     "cold_start",
     "checkin_rules",
+    "checkin_lists",
 )
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
