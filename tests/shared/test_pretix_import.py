@@ -210,7 +210,7 @@ FAST_OPENING = pretix_list(
         ("before the event: often", BEFORE_EVENT, STD, at(-60), [30, 50], True),
         ("started: one more", BEFORE_EVENT, STD, at(60), [90, 100], True),
         ("started: no second", BEFORE_EVENT, STD, at(60), [30, 100], False),
-        # "not before 18:00 with 10 minutes tolerance" (docs/PRETIX-RULES.md).
+        # "not before 18:00 with 10 minutes tolerance" (docs/checkin-lists.md, Examples).
         ("18:00 -10: 17:51", FAST_OPENING, STD, at(-9), [], True),
         ("18:00 -10: 17:50", FAST_OPENING, STD, at(-10), [], False),
     ],
