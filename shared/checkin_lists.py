@@ -16,6 +16,7 @@ story.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from shared import wire
 from shared.checkin_rules import EntryRecord, RuleFacts, RuleOutcome, evaluate_rule
 from shared.domain import Direction, VerdictReason
-from shared.timeline import AdmittedScan, prior_scan
+from shared.timeline import AdmittedScan, prior_scan, replay
 
 #: The presence key of the event's general area: where lists without a zone lead.
 GENERAL_AREA: Final = ""
@@ -334,6 +335,37 @@ def _zone_view(past: Sequence[AdmittedScan], zone: str) -> list[AdmittedScan]:
         else:
             view.append(scan)
     return view
+
+
+def zone_conflicts(
+    scans: Sequence[AdmittedScan], plan: EventPlan | None, *, allow_reentry: bool
+) -> dict[uuid.UUID, uuid.UUID]:
+    """The double entries among a ticket's admitted scans (double entry -> the entry it
+    collided with) when check-in lists put them in zones: each zone's timeline replayed on its
+    own (``shared.timeline.replay`` over ``_zone_view``, as ``decide`` judges double entry), so
+    an entry into another zone, like an exit, takes the person out of this one. Entries on a
+    list that allows multiple entries are never double entries; a zone re-admits as its first
+    list says, else as the event does (``allow_reentry``)."""
+    lists = {item.id: item for item in plan.lists} if plan is not None else {}
+    by_id = {scan.scan_id: scan for scan in scans}
+    conflicts: dict[uuid.UUID, uuid.UUID] = {}
+    for zone in {s.zone or GENERAL_AREA for s in scans if s.direction is Direction.ENTRY}:
+        allow = next(
+            (
+                item.allow_reentry
+                for item in sorted(lists.values(), key=lambda x: x.id)
+                if item.zone_key == zone and not item.archived and item.allow_reentry is not None
+            ),
+            allow_reentry,
+        )
+        for scan_id, winner in replay(
+            _zone_view(scans, zone), allow_reentry=allow
+        ).conflicts.items():
+            scan = by_id[scan_id]
+            on = lists.get(scan.list_id or "")
+            if (scan.zone or GENERAL_AREA) == zone and not (on and on.allow_multiple_entries):
+                conflicts[scan_id] = winner
+    return conflicts
 
 
 def _in_time(scan: AdmittedScan) -> tuple[datetime, object]:

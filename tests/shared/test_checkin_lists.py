@@ -27,6 +27,7 @@ from shared.checkin_lists import (
     holders,
     inside_by_zone,
     where_inside,
+    zone_conflicts,
 )
 from shared.domain import Direction, VerdictReason
 from shared.timeline import AdmittedScan
@@ -404,3 +405,59 @@ def test_not_on_list_names_the_gates_as_staff_say_them(gates: list[str], phrase:
     assert decision is not None
     assert decision.refusal is not None
     assert decision.refusal.sentence == f"General admission tickets enter at {phrase}."
+
+
+# --- double entries per zone (the server's conflicts on upload and annul) ---------------------
+
+
+def _zone_scan(n: int, minute: int, direction: Direction, list_id: str, zone: str) -> AdmittedScan:
+    return AdmittedScan(
+        scan_id=uuid.UUID(int=n),
+        at=datetime(2026, 6, 6, 20, minute, tzinfo=UTC),
+        direction=direction,
+        list_id=list_id,
+        zone=zone,
+    )
+
+
+def _zones_plan(*, arena_reentry: bool, arena_multiple: bool = False) -> EventPlan:
+    return EventPlan(
+        tz=ZoneInfo("UTC"),
+        lists=(
+            CheckinList(
+                id="l-arena",
+                name="Arena",
+                zone="arena",
+                allow_reentry=arena_reentry,
+                allow_multiple_entries=arena_multiple,
+            ),
+            CheckinList(id="l-back", name="Backstage", zone="backstage", allow_reentry=True),
+        ),
+    )
+
+
+def test_a_move_between_zones_is_no_double_entry() -> None:
+    scans = [
+        _zone_scan(1, 0, Direction.ENTRY, "l-arena", "arena"),
+        _zone_scan(2, 10, Direction.ENTRY, "l-back", "backstage"),
+        _zone_scan(3, 20, Direction.ENTRY, "l-arena", "arena"),  # back into the arena: a re-entry
+    ]
+    plan = _zones_plan(arena_reentry=True)
+    assert zone_conflicts(scans, plan, allow_reentry=False) == {}
+    # Without re-entry into the arena, coming back from backstage is a second entry there.
+    no_reentry = _zones_plan(arena_reentry=False)
+    assert zone_conflicts(scans, no_reentry, allow_reentry=False) == {
+        uuid.UUID(int=3): uuid.UUID(int=1)
+    }
+
+
+def test_two_entries_into_one_zone_collide_unless_the_list_allows_many() -> None:
+    scans = [
+        _zone_scan(1, 0, Direction.ENTRY, "l-arena", "arena"),
+        _zone_scan(2, 5, Direction.ENTRY, "l-arena", "arena"),
+    ]
+    assert zone_conflicts(scans, _zones_plan(arena_reentry=True), allow_reentry=True) == {
+        uuid.UUID(int=2): uuid.UUID(int=1)
+    }
+    many = _zones_plan(arena_reentry=True, arena_multiple=True)
+    assert zone_conflicts(scans, many, allow_reentry=True) == {}

@@ -20,7 +20,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import wire
-from shared.checkin_lists import GENERAL_AREA, ListDecision, decide
+from shared.checkin_lists import ListDecision, decide, zone_conflicts
 from shared.domain import Direction, TicketStatus, TimeAdjustment, VerdictReason, VerdictResult
 from shared.rules import refusal
 from shared.ticket_code import TicketCode
@@ -126,41 +126,6 @@ def outcome(row: ScanOutcomeRow, *, duplicate: bool = False) -> wire.ScanOutcome
         server_reason=VerdictReason(row.server_reason) if row.server_reason else None,
         time_adjusted=TimeAdjustment(row.time_adjusted) if row.time_adjusted else None,
     )
-
-
-def zone_conflicts(
-    scans: Sequence[AdmittedScan], plan: Plan | None, ticket: LockedTicket
-) -> dict[uuid.UUID, uuid.UUID]:
-    """The double entries among a ticket's admitted scans when check-in lists put them in
-    zones: each zone's timeline is replayed on its own (``shared.timeline.replay``), as a list
-    judges double entry (``shared.checkin_lists``): an entry into another zone, like an exit,
-    takes the person out of this one. Entries on a list that allows multiple entries are
-    never double entries; a zone re-admits as its first list says (else as the event does)."""
-    lists = {item.id: item for item in plan.plan.lists} if plan is not None else {}
-    zones = {s.zone or GENERAL_AREA for s in scans if s.direction is Direction.ENTRY}
-    conflicts: dict[uuid.UUID, uuid.UUID] = {}
-    for zone in zones:
-        own = [
-            item
-            for item in sorted(lists.values(), key=lambda x: x.id)
-            if item.zone_key == zone and not item.archived
-        ]
-        allow = next(
-            (item.allow_reentry for item in own if item.allow_reentry is not None),
-            ticket.allow_reentry,
-        )
-        view = [
-            s
-            if s.direction is Direction.EXIT or (s.zone or GENERAL_AREA) == zone
-            else replace(s, direction=Direction.EXIT)
-            for s in scans
-        ]
-        for scan_id, winner in replay(view, allow_reentry=allow).conflicts.items():
-            scan = next(s for s in scans if s.scan_id == scan_id)
-            on = lists.get(scan.list_id or "")
-            if (scan.zone or GENERAL_AREA) == zone and not (on and on.allow_multiple_entries):
-                conflicts[scan_id] = winner
-    return conflicts
 
 
 class Admission:
@@ -285,8 +250,11 @@ class Admission:
         for ticket_id, scans in per_ticket.items():
             ticket = by_ticket[ticket_id]
             if any(s.checkin_list_id is not None for s in scans):
+                plan = await self.plan(ticket)
                 conflicts = zone_conflicts(
-                    [_admitted_scan(s) for s in scans], await self.plan(ticket), ticket
+                    [_admitted_scan(s) for s in scans],
+                    plan.plan if plan is not None else None,
+                    allow_reentry=ticket.allow_reentry,
                 )
             else:
                 conflicts = replay(
