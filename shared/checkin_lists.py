@@ -517,6 +517,33 @@ def event_day_from_wire(day: wire.EventDayIn) -> EventDay:
     )
 
 
+def plan_from_setup(
+    setup: wire.CheckinSetup,
+    *,
+    starts_at: datetime | None,
+    ends_at: datetime | None,
+    admission_at: datetime | None,
+    allow_reentry: bool,
+) -> tuple[EventPlan, dict[str, TicketKind]]:
+    """The plan ``decide`` takes and the event's ticket types by id, from the setup as the feed
+    carries it and the event's own times — how the server and the scanner both read a setup.
+    Raises ``ValueError`` when its time zone is not one (``event_zone``)."""
+    plan = EventPlan(
+        tz=event_zone(setup.time_zone),
+        lists=tuple(checkin_list_from_wire(item) for item in setup.lists),
+        days=tuple(event_day_from_wire(day) for day in setup.days),
+        starts_at=starts_at,
+        ends_at=ends_at,
+        admission_at=admission_at,
+        allow_reentry=allow_reentry,
+    )
+    kinds = {
+        kind.id: TicketKind(id=kind.id, name=kind.name, days=frozenset(kind.days))
+        for kind in setup.ticket_types
+    }
+    return plan, kinds
+
+
 def checkin_list_from_request(list_id: str, request: wire.CheckinListCreate) -> CheckinList:
     """A create request (or a pretix import) as the list ``list_id`` it makes."""
     return _checkin_list(list_id, request)

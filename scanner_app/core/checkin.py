@@ -19,9 +19,8 @@ from shared.checkin_lists import (
     CheckinList,
     EventPlan,
     TicketKind,
-    checkin_list_from_wire,
-    event_day_from_wire,
     event_zone,
+    plan_from_setup,
 )
 
 log = logging.getLogger(__name__)
@@ -78,23 +77,16 @@ def access_plan(gate_event: wire.GateEvent, stored: StoredSetup | None) -> Acces
         return None
     setup = stored.setup
     try:
-        tz = event_zone(setup.time_zone)
+        plan, kinds = plan_from_setup(
+            setup,
+            starts_at=gate_event.starts_at,
+            ends_at=gate_event.ends_at,
+            admission_at=gate_event.admission_opens_at,
+            allow_reentry=gate_event.allow_reentry,
+        )
     except ValueError as error:
         log.warning("the stored check-in setup has no usable time zone: %s", error)
         return None
-    plan = EventPlan(
-        tz=tz,
-        lists=tuple(checkin_list_from_wire(item) for item in setup.lists),
-        days=tuple(event_day_from_wire(day) for day in setup.days),
-        starts_at=gate_event.starts_at,
-        ends_at=gate_event.ends_at,
-        admission_at=gate_event.admission_opens_at,
-        allow_reentry=gate_event.allow_reentry,
-    )
-    kinds = {
-        kind.id: TicketKind(id=kind.id, name=kind.name, days=frozenset(kind.days))
-        for kind in setup.ticket_types
-    }
     return AccessPlan(plan=plan, version=setup.version, received_at=stored.received_at, kinds=kinds)
 
 

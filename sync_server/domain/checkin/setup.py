@@ -19,13 +19,7 @@ from typing import Any, Final
 import msgspec
 
 from shared import wire
-from shared.checkin_lists import (
-    EventPlan,
-    TicketKind,
-    checkin_list_from_wire,
-    event_day_from_wire,
-    event_zone,
-)
+from shared.checkin_lists import EventPlan, TicketKind, plan_from_setup
 
 # The whole setup as one JSON document (text, so that asyncpg and SQLAlchemy connections read
 # it alike), lists and ticket types in id order.
@@ -81,18 +75,13 @@ class Plan:
 def plan_of(row: SetupRow) -> Plan:
     """The plan ``decide`` takes, from the setup as scanners receive it."""
     setup = row.setup
-    plan = EventPlan(
-        tz=event_zone(setup.time_zone),
-        lists=tuple(checkin_list_from_wire(item) for item in setup.lists),
-        days=tuple(event_day_from_wire(day) for day in setup.days),
+    plan, kinds = plan_from_setup(
+        setup,
         starts_at=row.starts_at,
         ends_at=row.ends_at,
         admission_at=row.admission_at,
         allow_reentry=row.allow_reentry,
     )
-    kinds = {
-        t.id: TicketKind(id=t.id, name=t.name, days=frozenset(t.days)) for t in setup.ticket_types
-    }
     return Plan(version=setup.version, plan=plan, kinds=kinds)
 
 
