@@ -10,7 +10,11 @@ to this file:
 * ``gate-offline-queued.png``: a scanner enrolled with a server that does not answer, after
   two offline admissions: the status bar says offline and how many scans wait;
 * ``scan-log.png``: the managers' scan log of the demo (this gate's scans and the other gates'
-  admissions, with the counts per gate).
+  admissions, with the counts per gate);
+* ``gate-not-on-list.png``: a general admission ticket at the VIP gate, whose check-in list
+  takes VIP tickets only: refused, with where it does enter;
+* ``gate-zone-move.png``: a crew member inside the arena scanned at the stage door: admitted
+  into backstage, out of the arena.
 
 The camera is off (the demo shows "No camera" instead of a picture); the windows are drawn at
 1280x800 logical pixels.
@@ -71,7 +75,9 @@ def _window(store: LocalStore, *, online: bool) -> MainWindow:
     return window
 
 
-def _scan(window: MainWindow, code: str, word: str) -> None:
+def _scan(window: MainWindow, code: str, word: str, *, gate: str | None = None) -> None:
+    if gate is not None:  # as the demo's code list does: the device moves there first
+        window.bridge.move_to_gate(gate)
     window.bridge.scan_text(code)
     _wait(lambda: window.gate_screen.panel.look.word == word, f"the panel to say {word}")
     _settle()
@@ -89,6 +95,12 @@ def main() -> int:
         window.grab().save(str(HERE / "gate-admitted.png"))
         _scan(window, _code(setup, "Already used"), "STOP")
         window.grab().save(str(HERE / "gate-rejected.png"))
+        vip = next(c for c in setup.codes if c.label.startswith("At the VIP gate"))
+        _scan(window, vip.code, "STOP", gate=vip.gate)
+        window.grab().save(str(HERE / "gate-not-on-list.png"))
+        move = next(c for c in setup.codes if c.label.startswith("Arena to backstage"))
+        _scan(window, move.code, "ADMIT", gate=move.gate)
+        window.grab().save(str(HERE / "gate-zone-move.png"))
         window.tabs.setCurrentIndex(1)
         _wait(lambda: window.scan_log is not None, "the scan log")
         _settle(1.5)
@@ -103,7 +115,7 @@ def main() -> int:
         with store.write() as conn:
             enrollment = load_enrollment(conn)
             assert enrollment is not None
-            save_enrollment(conn, replace(enrollment, server_url="http://127.0.0.1:9", token="x"))  # noqa: S106
+            save_enrollment(conn, replace(enrollment, server_url="http://127.0.0.1:9"))
         window = _window(store, online=True)
         _settle(1.0)
         _scan(window, _code(offline, "Valid"), "ADMIT")
@@ -115,7 +127,14 @@ def main() -> int:
         window.bridge.close()
         store.close()
     del app
-    for name in ("gate-admitted", "gate-rejected", "gate-offline-queued", "scan-log"):
+    for name in (
+        "gate-admitted",
+        "gate-rejected",
+        "gate-not-on-list",
+        "gate-zone-move",
+        "gate-offline-queued",
+        "scan-log",
+    ):
         print(HERE / f"{name}.png")
     return 0
 
