@@ -37,7 +37,7 @@ from benchmarks.server_harness import (
     restartable_port,
     server_env,
 )
-from shared.wire import DeviceSelf, EnrolledDevice
+from shared.wire import CheckinListOut, DeviceSelf, EnrolledDevice
 from sync_server.domain.devices.schemas import DeviceOut, DevicePage, EnrollmentOut
 from sync_server.domain.events.schemas import EventOut, KeyOut, KeyRetirement, TicketTypeOut
 from sync_server.domain.scans.schemas import EventStats, ScanOut, ScanPage
@@ -288,6 +288,26 @@ class BackOffice:
             TicketTypeOut,
             expect=201,
             body={"name": name, "capacity": capacity},
+        )
+
+    def create_checkin_list(self, event_id: uuid.UUID, **fields: Any) -> CheckinListOut:
+        """A check-in list of the event (``POST .../checkin-lists``' fields, ids as UUIDs)."""
+        return self._call(
+            "POST",
+            f"/v1/events/{event_id}/checkin-lists",
+            CheckinListOut,
+            expect=201,
+            body=_json(fields),
+        )
+
+    def change_checkin_list(
+        self, event_id: uuid.UUID, list_id: uuid.UUID, **fields: Any
+    ) -> CheckinListOut:
+        return self._call(
+            "PATCH",
+            f"/v1/events/{event_id}/checkin-lists/{list_id}",
+            CheckinListOut,
+            body=_json(fields),
         )
 
     def stats(self, event_id: uuid.UUID) -> EventStats:

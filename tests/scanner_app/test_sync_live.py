@@ -227,6 +227,60 @@ def test_a_retired_keys_codes_are_refused_offline_and_the_new_code_admits(
     assert new_code.verdict.result is VerdictResult.ADMITTED
 
 
+def test_a_gates_check_in_lists_reach_it_in_one_sync_and_decide_offline(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    """Issue 16: the manager's check-in lists reach the scanner through the feed within one
+    sync, and its offline gate decides by them as the server does; a change to a list reaches
+    it with the next sync."""
+    sale = back_office.event_on_sale(tickets=1)
+    vip_type = back_office.create_ticket_type(sale.event_id, name="VIP")
+    (vip,) = back_office.buy(vip_type.id)
+    (general,) = sale.tickets
+    lounge = back_office.create_checkin_list(
+        sale.event_id,
+        name="VIP lounge",
+        ticket_type_ids=[str(vip_type.id)],
+        gates=["Lounge"],
+        zone="lounge",
+    )
+    back_office.create_checkin_list(
+        sale.event_id, name="Arena", ticket_type_ids=[str(sale.ticket_type.id)], gates=["Main"]
+    )
+    door = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "Lounge")
+    door.sync()
+
+    live_server.stop()
+    refused = door.gate.scan(general.code)
+    admitted = door.gate.scan(vip.code)
+    assert (refused.mode, refused.verdict.reason) == ("offline", VerdictReason.NOT_ON_LIST)
+    assert refused.sentence == "General tickets enter at the Main gate."
+    assert (admitted.mode, admitted.verdict.result) == ("offline", VerdictResult.ADMITTED)
+    assert (admitted.list_name, admitted.enters_zone) == ("VIP lounge", "lounge")
+
+    live_server.start()
+    door.sync()  # uploads the two scans: the server records them as the gate decided
+    on_server = {s.id: s for s in back_office.scans(sale.event_id)}
+    assert on_server[refused.verdict.scan_id].reason == VerdictReason.NOT_ON_LIST.value
+    entry = on_server[admitted.verdict.scan_id]
+    # The server's own opinion of the admission agrees (no server_reason), in the same zone.
+    assert (entry.result, entry.server_reason, entry.zone) == (
+        VerdictResult.ADMITTED.value,
+        None,
+        "lounge",
+    )
+
+    # The manager opens the lounge to general tickets: one sync later the gate admits them.
+    back_office.change_checkin_list(
+        sale.event_id, lounge.id, ticket_type_ids=[str(vip_type.id), str(sale.ticket_type.id)]
+    )
+    door.sync()
+    live_server.stop()
+    again = door.gate.scan(general.code)
+    assert (again.mode, again.verdict.result) == ("offline", VerdictResult.ADMITTED)
+    assert again.enters_zone == "lounge"
+
+
 # --- a 401 from the server (issue 14) ---------------------------------------------------------
 
 
