@@ -261,6 +261,8 @@ def test_a_gates_check_in_lists_reach_it_in_one_sync_and_decide_offline(
     live_server.start()
     door.sync()  # uploads the two scans: the server records them as the gate decided
     on_server = {s.id: s for s in back_office.scans(sale.event_id)}
+    assert refused.verdict.scan_id is not None
+    assert admitted.verdict.scan_id is not None
     assert on_server[refused.verdict.scan_id].reason == VerdictReason.NOT_ON_LIST.value
     entry = on_server[admitted.verdict.scan_id]
     # The server's own opinion of the admission agrees (no server_reason), in the same zone.
