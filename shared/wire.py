@@ -177,7 +177,8 @@ class DeviceSelf(msgspec.Struct, kw_only=True):
 QueueCount = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 #: The scanner's sync interval as it reports it: a second to an hour.
 SyncIntervalSeconds = Annotated[int, msgspec.Meta(ge=1, le=3600)]
-AppVersion = Annotated[str, msgspec.Meta(min_length=1, max_length=64), ONE_LINE]
+APP_VERSION_MAX = 64
+AppVersion = Annotated[str, msgspec.Meta(min_length=1, max_length=APP_VERSION_MAX), ONE_LINE]
 SetupVersion = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 

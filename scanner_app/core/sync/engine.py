@@ -253,9 +253,11 @@ def enroll(
 def app_version() -> str | None:
     """This scanner's version, from its package's metadata (None when not installed as one)."""
     try:
-        return importlib.metadata.version(PACKAGE)
+        version = importlib.metadata.version(PACKAGE)
     except importlib.metadata.PackageNotFoundError:
         return None
+    # The wire takes one line of at most 64 characters (a local build's may be longer).
+    return "".join(c for c in version if c.isprintable())[: wire.APP_VERSION_MAX] or None
 
 
 def _device_time(when: datetime | None) -> datetime | None:
@@ -573,7 +575,12 @@ class SyncEngine:
     def _heartbeat(self, client: ServerClient, report: SyncReport) -> None:
         """Send the heartbeat; a failure is noted and the sync goes on."""
         try:
-            client.heartbeat(self.heartbeat())
+            beat = self.heartbeat()
+        except Exception:  # a report about the device must never cost the sync
+            log.exception("heartbeat not made")
+            return
+        try:
+            client.heartbeat(beat)
         except SyncError as error:
             log.info("heartbeat not sent: %s", error)
             return
