@@ -70,6 +70,7 @@ class Venue:
     jwt_secret: str
     reachable: bool = True
     uploads_fail: bool = False
+    uploads_lost: bool = False
     heartbeat_known: bool = True
     sold: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
@@ -91,6 +92,8 @@ class Venue:
         def handle(request: httpx.Request) -> httpx.Response:
             if not self.reachable:
                 raise httpx.ConnectError("no network", request=request)
+            if self.uploads_lost and request.url.path == "/v1/sync/scans":
+                raise httpx.ConnectError("the link dropped", request=request)
             self.seen.append(request.url.path)
             if self.uploads_fail and request.url.path == "/v1/sync/scans":
                 return httpx.Response(503, json={"code": "bad_gateway", "detail": "Proxy down."})
@@ -284,3 +287,23 @@ def test_the_heartbeat_goes_each_sync_after_the_upload(venue: Venue, store: Loca
     beats = [i for i, path in enumerate(venue.seen) if path.endswith("/heartbeat")]
     assert len(beats) == 2
     assert venue.seen.index("/v1/sync/scans") < beats[0]
+
+
+def test_no_heartbeat_follows_an_upload_the_link_dropped(venue: Venue, store: LocalStore) -> None:
+    """The connection went during the upload: the sync stops there, without waiting on a
+    heartbeat that would meet the same dead link; the queue stays for the next sync."""
+    engine, _ = _enrolled(venue, store)
+    assert engine.sync_once().ok
+    venue.reachable = False
+    assert Gate(store, clock=ScannerClock(venue.clock)).scan(venue.sold[0]).admitted
+    venue.reachable = True
+    venue.uploads_lost = True
+    venue.seen.clear()
+
+    report = engine.sync_once()
+
+    assert not report.ok
+    assert not report.heartbeat_sent
+    assert venue.seen == ["/v1/devices/me"]
+    with store.read() as conn:
+        assert queue_length(conn) == 1
