@@ -171,6 +171,58 @@ class DeviceSelf(msgspec.Struct, kw_only=True):
     event: GateEvent
 
 
+# --- the heartbeat (POST /v1/devices/me/heartbeat) -------------------------------------------
+
+#: A count a device reports about its own queue: at most what the server's int column holds.
+QueueCount = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+#: The scanner's sync interval as it reports it: a second to an hour.
+SyncIntervalSeconds = Annotated[int, msgspec.Meta(ge=1, le=3600)]
+APP_VERSION_MAX = 64
+AppVersion = Annotated[str, msgspec.Meta(min_length=1, max_length=APP_VERSION_MAX), ONE_LINE]
+SetupVersion = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class DeviceHeartbeat(msgspec.Struct, kw_only=True, frozen=True):
+    """What a scanner says about itself once a sync cycle, after its upload: the server keeps
+    the latest per device and shows it to managers (``GET /v1/devices``).
+
+    Every field but the queue counts is optional, so fields can be added without a new protocol
+    version: unknown fields are *ignored*, not refused (no ``forbid_unknown_fields``), so a newer
+    scanner sending a field this server does not know (issue 18's peers) is still heard, and an
+    older scanner that sends fewer fields leaves the others empty. Times are server time as the
+    device reckons it (its clock plus ``clock_offset_ms``)."""
+
+    #: Scans decided on the device and not yet taken by the server.
+    queued_scans: QueueCount
+    #: Undone admissions not yet sent.
+    queued_annulments: QueueCount = 0
+    #: When the oldest queued scan was made; None with an empty queue.
+    oldest_queued_at: Instant | None = None
+    #: Server time minus device time, in ms, as the device last measured it.
+    clock_offset_ms: ClockOffsetMs = 0
+    #: The scanner's version (its package's).
+    app_version: AppVersion | None = None
+    #: The version of the event's check-in setup the device holds (None: none yet).
+    setup_version: SetupVersion | None = None
+    #: The device's last sync that went through (None: never).
+    last_sync_at: Instant | None = None
+    #: How often the device syncs while all is well; the server's "online" allows three.
+    sync_interval_seconds: SyncIntervalSeconds | None = None
+    #: True when the device runs in lab mode (plain http allowed): never at a real gate.
+    lab_mode: bool = False
+
+    def __post_init__(self) -> None:
+        for name, when in (
+            ("oldest_queued_at", self.oldest_queued_at),
+            ("last_sync_at", self.last_sync_at),
+        ):
+            if when is not None and not DEVICE_TIME_FROM <= when < DEVICE_TIME_UNTIL:
+                raise msgspec.ValidationError(
+                    f"{name} must be from {DEVICE_TIME_FROM:%Y-%m-%d} until "
+                    f"{DEVICE_TIME_UNTIL:%Y-%m-%d} (UTC) - at `$.{name}`"
+                )
+
+
 # --- verdicts -------------------------------------------------------------------------------
 
 

@@ -195,6 +195,18 @@ class Device(Base):
     refresh_previous_hash: Mapped[bytes | None]
     refresh_generation: Mapped[int] = mapped_column(Integer, server_default="0")
     refresh_renewed_at: Mapped[datetime | None]
+    #: The latest heartbeat (migration 0014): when it arrived, and what the device said about
+    #: itself (``shared.wire.DeviceHeartbeat``); NULL until its first.
+    heartbeat_at: Mapped[datetime | None]
+    queued_scans: Mapped[int | None] = mapped_column(Integer)
+    queued_annulments: Mapped[int | None] = mapped_column(Integer)
+    oldest_queued_at: Mapped[datetime | None]
+    clock_offset_ms: Mapped[int | None] = mapped_column(Integer)
+    app_version: Mapped[str | None] = mapped_column(Text)
+    setup_version: Mapped[int | None] = mapped_column(BigInteger)
+    last_sync_at: Mapped[datetime | None]
+    sync_interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    lab_mode: Mapped[bool | None]
 
 
 class DeviceEnrollment(Base):

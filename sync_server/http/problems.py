@@ -266,6 +266,7 @@ _MEANINGS: Final = {
     403: "The token's role (or device) may not do this.",
     404: "Nothing with that id for this caller.",
     409: "The request conflicts with the current state (the code says how).",
+    413: "The body is larger than this route takes (`too_large`).",
     422: "Understood, but refused by the rules (the code says which).",
     429: "Over this caller's rate limit: retry after `Retry-After` seconds.",
     503: "A dependency (database, Redis-backed circuit, chain) is unavailable: retry after "

@@ -380,3 +380,32 @@ def test_an_enrolled_scanners_token_is_in_a_0600_file_in_a_0700_folder_not_in_it
     for name in (DATABASE_FILE, f"{DATABASE_FILE}-wal", f"{DATABASE_FILE}-shm"):
         if (data_dir / name).exists():
             assert token.encode() not in (data_dir / name).read_bytes(), name
+
+
+def test_the_managers_device_list_shows_the_queue_the_scanner_reports(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    """Issue 17 against the server process: each sync ends its upload with a heartbeat, so the
+    device list says what the gate still holds — and once the queue is uploaded, that it holds
+    nothing. (Online and offline as the server's clock moves: ``test_heartbeat.py``.)"""
+    sale = back_office.event_on_sale(tickets=2)
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    north.sync()
+    (listed,) = back_office.devices(sale.event_id)
+    assert listed.online
+    assert listed.queued_scans == 0
+    assert listed.clock_offset_ms == north.engine.status().clock_offset_ms
+    assert listed.app_version is not None
+
+    live_server.stop()
+    for ticket in sale.tickets:
+        assert north.gate.scan(ticket.code).mode == "offline"
+    assert north.engine.status().queued == 2
+    live_server.start()
+    north.sync()
+
+    (listed,) = back_office.devices(sale.event_id)
+    assert listed.online
+    assert (listed.queued_scans, listed.oldest_queued_at) == (0, None)
+    assert listed.heartbeat_at is not None
+    assert listed.last_seen_at == listed.heartbeat_at

@@ -286,6 +286,31 @@ def queue_length(conn: Connection) -> int:
     return int(conn.scalar(select(func.count()).select_from(schema.upload_queue)) or 0)
 
 
+@dataclass(frozen=True, slots=True)
+class QueueSummary:
+    """What waits to be sent, for the heartbeat."""
+
+    scans: int
+    annulments: int
+    #: When the oldest queued scan was made, in server time as the device reckoned it then
+    #: (its clock plus the offset it had measured); None when no scan waits.
+    oldest_scan_at: datetime | None
+
+
+def queue_summary(conn: Connection) -> QueueSummary:
+    """Queued scans and annulments, and the oldest queued scan's time: one query."""
+    row = conn.exec_driver_sql(
+        "SELECT COALESCE(SUM(q.kind = 'scan'), 0), COALESCE(SUM(q.kind = 'annul'), 0), "
+        "MIN(CASE WHEN q.kind = 'scan' THEN s.device_time + s.clock_offset_ms * 1000 END) "
+        "FROM upload_queue q LEFT JOIN scans s ON s.scan_id = q.scan_id"
+    ).one()
+    return QueueSummary(
+        scans=int(row[0]),
+        annulments=int(row[1]),
+        oldest_scan_at=from_micros(row[2]) if row[2] is not None else None,
+    )
+
+
 def record_outcomes(conn: Connection, batch: wire.ScanBatchOutcome) -> int:
     """Store the server's answer to an upload and take the answered scans off the queue.
     Returns how many of this device's scans the server found to be conflicts."""

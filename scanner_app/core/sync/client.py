@@ -38,10 +38,14 @@ class SyncError(Exception):
 
 
 class ServerUnavailable(SyncError):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, answered: bool = False
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        #: The server answered (429, 5xx): it is there, busy or failing, not out of reach.
+        self.answered = answered
 
 
 class InsecureServer(SyncError):
@@ -101,11 +105,14 @@ def _check(response: httpx.Response) -> None:
     except msgspec.DecodeError:
         problem = _Problem(detail=response.reason_phrase)
     if status == 429:
-        raise ServerUnavailable("The server is busy (too many requests).", _retry_after(response))
+        raise ServerUnavailable(
+            "The server is busy (too many requests).", _retry_after(response), answered=True
+        )
     if status >= 500:
         raise ServerUnavailable(
             f"The server has a problem ({status}: {problem.detail or problem.code}).",
             _retry_after(response),
+            answered=True,
         )
     if status == 401:
         raise DeviceRejected(problem.code, problem.detail or "The server no longer accepts us.")
@@ -207,6 +214,16 @@ class ServerClient:
 
     def me(self) -> wire.DeviceSelf:
         return _decode(self._send("GET", "/v1/devices/me"), wire.DeviceSelf)
+
+    def heartbeat(self, beat: wire.DeviceHeartbeat) -> None:
+        """Tell the server this device's state (204). ``RequestRefused`` (404) from a server
+        older than the heartbeat."""
+        self._send(
+            "POST",
+            "/v1/devices/me/heartbeat",
+            content=msgspec.json.encode(beat),
+            headers={"Content-Type": "application/json"},
+        )
 
     def changes(
         self, cursor: str | None, limit: int, setup_version: int | None = None

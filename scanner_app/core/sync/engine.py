@@ -13,6 +13,13 @@ One sync (``sync_once``) does, in this order:
 2. uploads queued scans in batches of up to 1,000, then queued annulments. The server's answer
    is stored (its verdict, conflicts it found, earlier scans it reclassified) and the entries
    leave the queue in the same transaction;
+2b. ``POST /v1/devices/me/heartbeat`` — what is still queued (so, after the upload), the
+   oldest queued scan's time, the clock offset, the app version, the check-in setup version
+   held, the last sync, the sync interval, lab mode: what managers see on their Devices page.
+   Also sent when the server stopped the upload with an answer (429, 5xx), so a gate back
+   from hours offline shows what it still has to upload. Best effort: a heartbeat that fails
+   (an older server without it answers 404) is logged and the sync goes on; nothing depends
+   on it, and the next cycle sends a fresh one;
 3. downloads the changes feed from the saved cursor, saying which check-in setup version it has
    (``setup_version``); each page is applied and its cursor saved in one transaction, with the
    event's check-in setup when the page carries one (it replaces the stored one as a whole), so
@@ -37,6 +44,8 @@ core does not import Qt. The app reads its state (``status``) in a job on its st
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import logging
 import threading
 import uuid
@@ -60,6 +69,7 @@ from scanner_app.core.store.scans import (
     end_online,
     note_failed_attempt,
     queue_length,
+    queue_summary,
     queued_annulments,
     queued_scans,
     record_online_verdict,
@@ -88,14 +98,17 @@ from scanner_app.core.sync.client import (
     ServerUnavailable,
     SyncError,
 )
+from scanner_app.core.sync.lab_mode import insecure_http_allowed
 from shared import wire
 from shared.backoff import backoff_delay
 from shared.clock import Clock, SystemClock
-from shared.wire import MAX_SCAN_BATCH
+from shared.wire import MAX_CLOCK_OFFSET_MS, MAX_SCAN_BATCH
 
 log = logging.getLogger(__name__)
 
 FEED_PAGE = 10_000
+#: The distribution whose version the heartbeat reports.
+PACKAGE = "gatehouse"
 BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 LOCK_FILE = "sync.lock"
@@ -145,6 +158,8 @@ class SyncReport:
     pages: int = 0
     #: The version of a check-in setup this sync stored (None: none came).
     new_setup: int | None = None
+    #: The heartbeat went through (False: it failed, or the sync stopped before it).
+    heartbeat_sent: bool = False
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -232,6 +247,24 @@ def enroll(
             ),
         )
     return enrollment
+
+
+@functools.cache
+def app_version() -> str | None:
+    """This scanner's version, from its package's metadata (None when not installed as one)."""
+    try:
+        version = importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    # The wire takes one line of at most 64 characters (a local build's may be longer).
+    return "".join(c for c in version if c.isprintable())[: wire.APP_VERSION_MAX] or None
+
+
+def _device_time(when: datetime | None) -> datetime | None:
+    """``when`` if the wire takes it (a clock that lost its setting may read anything)."""
+    if when is None or not wire.DEVICE_TIME_FROM <= when < wire.DEVICE_TIME_UNTIL:
+        return None
+    return when
 
 
 def _offset_ms(server_time: datetime, sent: datetime, received: datetime) -> int:
@@ -503,8 +536,55 @@ class SyncEngine:
     def _exchange(self, client: ServerClient, report: SyncReport) -> None:
         self._check_in(client, report)
         self._resolve_online(client, report)
-        self._upload(client, report)
+        try:
+            self._upload(client, report)
+        except ServerUnavailable as error:
+            # The server took part of the queue and then said "later" (429 past the device's
+            # scans a minute, a 5xx): what is left is what managers need to see. Not after a
+            # lost connection: the heartbeat would only wait for the same timeout again.
+            if error.answered:
+                self._heartbeat(client, report)
+            raise
+        self._heartbeat(client, report)
         self._download(client, report)
+
+    def heartbeat(self) -> wire.DeviceHeartbeat:
+        """What this device tells the server about itself now (``docs/scanner.md``)."""
+        state = self._state
+        offset = max(-MAX_CLOCK_OFFSET_MS, min(MAX_CLOCK_OFFSET_MS, state.clock_offset_ms))
+        with self._store.read() as conn:
+            queued = queue_summary(conn)
+            setup = load_setup(conn)
+        last_sync = (
+            state.last_sync_at + timedelta(milliseconds=offset)
+            if state.last_sync_at is not None
+            else None
+        )
+        return wire.DeviceHeartbeat(
+            queued_scans=queued.scans,
+            queued_annulments=queued.annulments,
+            oldest_queued_at=_device_time(queued.oldest_scan_at),
+            clock_offset_ms=offset,
+            app_version=app_version(),
+            setup_version=setup.version if setup is not None else None,
+            last_sync_at=_device_time(last_sync),
+            sync_interval_seconds=max(1, min(3600, round(self.interval_seconds))),
+            lab_mode=insecure_http_allowed(),
+        )
+
+    def _heartbeat(self, client: ServerClient, report: SyncReport) -> None:
+        """Send the heartbeat; a failure is noted and the sync goes on."""
+        try:
+            beat = self.heartbeat()
+        except Exception:  # a report about the device must never cost the sync
+            log.exception("heartbeat not made")
+            return
+        try:
+            client.heartbeat(beat)
+        except SyncError as error:
+            log.info("heartbeat not sent: %s", error)
+            return
+        report.heartbeat_sent = True
 
     def _check_in(self, client: ServerClient, report: SyncReport) -> None:
         sent = self._clock.now()

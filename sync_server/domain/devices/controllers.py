@@ -8,6 +8,8 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from sync_server.domain.devices.schemas import (
+    DeviceHeartbeat,
+    DeviceOut,
     DevicePage,
     DeviceSelf,
     DeviceTokens,
@@ -43,6 +45,9 @@ async def provide_device_service(
 
 
 DeviceServiceDep: TypeAlias = NamedDependency[DeviceService]
+
+#: A heartbeat is a few hundred bytes; room for fields later versions add, and no more.
+HEARTBEAT_MAX_BYTES = 16 * 1024
 
 
 class DeviceController(Controller):
@@ -114,6 +119,36 @@ class DeviceController(Controller):
         """The calling scanner and its event's current keys."""
         return await device_service.me()
 
+    @post(
+        "/me/heartbeat",
+        guards=[allow(Role.SCANNER)],
+        operation_class=DocumentedOperation,
+        status_code=204,
+        request_max_body_size=HEARTBEAT_MAX_BYTES,
+        responses=problem_responses(400, 413, *AUTHENTICATED),
+    )
+    async def heartbeat(
+        self, data: JSONBody[DeviceHeartbeat], device_service: DeviceServiceDep
+    ) -> None:
+        """The calling scanner's state, sent once a sync cycle: scans and annulments queued on
+        it, its clock offset, app version, setup version, last sync. The server keeps the
+        latest (one row per device: the device's own) and counts it as contact. Fields it does
+        not know are ignored, so newer scanners may send more; a value out of bounds is 400
+        naming the field. Safe to repeat."""
+        await device_service.heartbeat(data)
+
+    @get(
+        "/{device_id:uuid}",
+        guards=[allow(Role.MANAGER)],
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
+    async def get_device(
+        self, device_id: FromPath[uuid.UUID], device_service: DeviceServiceDep
+    ) -> DeviceOut:
+        """One device as in the list: last contact, ``online``, ``status`` and its heartbeat."""
+        return await device_service.get(device_id)
+
     @get(
         "/",
         guards=[allow(Role.MANAGER)],
@@ -127,6 +162,8 @@ class DeviceController(Controller):
         cursor: FromQuery[str | None] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = DEFAULT_LIMIT,
     ) -> DevicePage:
+        """The tenant's devices (revoked ones too), each with its last contact, ``online``,
+        a ``status`` sentence and its latest heartbeat."""
         return await device_service.list(event_id, cursor, limit)
 
     @delete(

@@ -7,6 +7,7 @@ from typing import Annotated
 import msgspec
 
 from shared.wire import (
+    DeviceHeartbeat,
     DeviceSelf,
     DeviceTokens,
     EnrolledDevice,
@@ -16,6 +17,7 @@ from shared.wire import (
 )
 
 __all__ = [
+    "DeviceHeartbeat",
     "DeviceOut",
     "DevicePage",
     "DeviceSelf",
@@ -58,10 +60,33 @@ class DeviceOut(msgspec.Struct, kw_only=True):
     #: Why: ``manager`` (revoked by a manager) or ``refresh_token_reused`` (the server saw a
     #: spent refresh token presented again: a copy of the device's tokens is in other hands).
     revoked_reason: str | None
+    #: Last contact: the device's latest sync (or token renewal, or heartbeat), server time.
     last_seen_at: datetime | None
     #: Uploaded scans whose code did not read that the server counted but did not store (the
     #: device sent more of them in a minute than it stores); many means a device to look at.
     junk_scans_not_stored: int = 0
+    #: Last contact within the device's window (three reported sync intervals, one to ten
+    #: minutes; a minute without a heartbeat), and not revoked (docs/api.md).
+    online: bool = False
+    #: A sentence for managers: online or since when not, and what it still has to upload.
+    status: str = ""
+    # The latest heartbeat (``POST /v1/devices/me/heartbeat``): what the device said about
+    # itself, as it said it; all null until its first (and for scanners older than it).
+    #: When the server received it.
+    heartbeat_at: datetime | None = None
+    #: Scans made on the device and not yet uploaded.
+    queued_scans: int | None = None
+    queued_annulments: int | None = None
+    oldest_queued_at: datetime | None = None
+    #: Server time minus device time, in ms, as the device measured it.
+    clock_offset_ms: int | None = None
+    app_version: str | None = None
+    #: The check-in setup version it holds (compare with the event's).
+    setup_version: int | None = None
+    #: Its last sync that went through, as it says.
+    last_sync_at: datetime | None = None
+    sync_interval_seconds: int | None = None
+    lab_mode: bool | None = None
 
 
 class DevicePage(msgspec.Struct, kw_only=True):

@@ -10,8 +10,10 @@ cannot.
 
 from __future__ import annotations
 
+import builtins
 import hmac
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -27,6 +29,7 @@ from sync_server.db.models import Device, DeviceEnrollment, Event, JunkScans
 from sync_server.domain.devices import refresh
 from sync_server.domain.devices.codes import code_hash, new_code
 from sync_server.domain.devices.schemas import (
+    DeviceHeartbeat,
     DeviceOut,
     DevicePage,
     DeviceSelf,
@@ -35,6 +38,7 @@ from sync_server.domain.devices.schemas import (
     EnrollmentOut,
     EnrollRequest,
 )
+from sync_server.domain.devices.status import is_online, status_sentence
 from sync_server.domain.keys.services import KeyStore
 from sync_server.http.auth import Principal, Role, mint_token
 from sync_server.http.pagination import fetch_page
@@ -113,6 +117,17 @@ class DeviceService:
                 raise NotFound("event")
             where.append(Device.event_id == event_id)
         devices, next_cursor = await fetch_page(self._session, Device, cursor, limit, *where)
+        return DevicePage(items=await self._out(devices), next_cursor=next_cursor)
+
+    async def get(self, device_id: uuid.UUID) -> DeviceOut:
+        """One of the tenant's devices, as in the list. Raises ``NotFound``."""
+        device = await self._session.get(Device, device_id)
+        if device is None:
+            raise NotFound("device")
+        (found,) = await self._out([device])
+        return found
+
+    async def _out(self, devices: Sequence[Device]) -> builtins.list[DeviceOut]:
         not_stored: dict[uuid.UUID, int] = {}
         if devices:
             counted = await self._session.execute(
@@ -121,15 +136,45 @@ class DeviceService:
                 .group_by(JunkScans.device_id)
             )
             not_stored = {device_id: int(total) for device_id, total in counted.all()}
-        return DevicePage(
-            items=[
-                msgspec.structs.replace(
-                    device_out(d), junk_scans_not_stored=not_stored.get(d.id, 0)
+        now = self._clock.now()
+        return [
+            msgspec.structs.replace(
+                device_out(d, now), junk_scans_not_stored=not_stored.get(d.id, 0)
+            )
+            for d in devices
+        ]
+
+    async def heartbeat(self, data: DeviceHeartbeat) -> None:
+        """Keep what the calling device says about itself (its row only: the id comes from its
+        token) and count it as contact. One statement. Raises ``Unauthorized``
+        (``device_revoked``) for a device gone or revoked."""
+        device_id = self._principal.device_id
+        now = self._clock.now()
+        written = (
+            await self._session.scalar(
+                update(Device)
+                .where(Device.id == device_id, Device.revoked_at.is_(None))
+                .values(
+                    last_seen_at=now,
+                    heartbeat_at=now,
+                    queued_scans=data.queued_scans,
+                    queued_annulments=data.queued_annulments,
+                    oldest_queued_at=data.oldest_queued_at,
+                    clock_offset_ms=data.clock_offset_ms,
+                    app_version=data.app_version,
+                    setup_version=data.setup_version,
+                    last_sync_at=data.last_sync_at,
+                    sync_interval_seconds=data.sync_interval_seconds,
+                    lab_mode=data.lab_mode,
                 )
-                for d in devices
-            ],
-            next_cursor=next_cursor,
+                .returning(Device.id)
+                .execution_options(synchronize_session=False)
+            )
+            if device_id is not None
+            else None
         )
+        if written is None:
+            raise _device_revoked()
 
     async def revoke(self, device_id: uuid.UUID) -> None:
         """Revoke a device; revoking it again changes nothing. Raises ``NotFound``."""
@@ -264,7 +309,11 @@ async def _gate_event(session: AsyncSession, event_id: uuid.UUID) -> GateEvent:
     )
 
 
-def device_out(device: Device) -> DeviceOut:
+def device_out(device: Device, now: datetime) -> DeviceOut:
+    """The device as managers see it at ``now`` (server time): ``online`` and ``status`` are
+    worked out from its last contact and latest heartbeat (``status.py``)."""
+    revoked = device.revoked_at is not None
+    online = is_online(device.last_seen_at, device.sync_interval_seconds, revoked, now)
     return DeviceOut(
         id=device.id,
         name=device.name,
@@ -274,6 +323,29 @@ def device_out(device: Device) -> DeviceOut:
         revoked_at=device.revoked_at,
         revoked_reason=device.revoked_reason,
         last_seen_at=device.last_seen_at,
+        online=online,
+        status=status_sentence(
+            online=online,
+            revoked=revoked,
+            revoked_reason=device.revoked_reason,
+            last_seen_at=device.last_seen_at,
+            heartbeat_at=device.heartbeat_at,
+            queued_scans=device.queued_scans,
+            queued_annulments=device.queued_annulments,
+            oldest_queued_at=device.oldest_queued_at,
+            clock_offset_ms=device.clock_offset_ms,
+            now=now,
+        ),
+        heartbeat_at=device.heartbeat_at,
+        queued_scans=device.queued_scans,
+        queued_annulments=device.queued_annulments,
+        oldest_queued_at=device.oldest_queued_at,
+        clock_offset_ms=device.clock_offset_ms,
+        app_version=device.app_version,
+        setup_version=device.setup_version,
+        last_sync_at=device.last_sync_at,
+        sync_interval_seconds=device.sync_interval_seconds,
+        lab_mode=device.lab_mode,
     )
 
 
