@@ -16,6 +16,8 @@ VENDOR_DIR: Final = STATIC_DIR / "vendor"
 VENDOR_FILES: Final = ("htmx.min.js", "uPlot.iife.min.js", "uPlot.min.css")
 
 
-def missing_assets(folder: Path = VENDOR_DIR) -> list[str]:
-    """The vendor files the console's pages name that are not installed."""
-    return [name for name in VENDOR_FILES if not (folder / name).is_file()]
+def missing_assets(folder: Path | None = None) -> list[str]:
+    """The vendor files the console's pages name that are not installed (in ``VENDOR_DIR``
+    unless ``folder`` is given)."""
+    where = folder or VENDOR_DIR
+    return [name for name in VENDOR_FILES if not (where / name).is_file()]
