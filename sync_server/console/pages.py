@@ -17,7 +17,8 @@ from typing import Any, Final
 
 from litestar import Request, Response, Router, get, post
 from litestar.datastructures import Cookie, State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -84,6 +85,8 @@ _HEADERS: Final = {
 }
 
 AnyRequest = Request[Any, Any, Any]
+#: What a page declares to get the signed-in manager (``provide_manager``).
+ManagerDep = NamedDependency[Manager]
 
 
 class SignInRequired(Exception):
@@ -248,7 +251,9 @@ async def sign_in_submit(request: AnyRequest, state: State) -> Response[Any]:
 
 
 @get("/set-password")
-async def set_password_page(request: AnyRequest, state: State, token: str = "") -> Template:
+async def set_password_page(
+    request: AnyRequest, state: State, token: FromQuery[str] = ""
+) -> Template:
     email = await link_email(_database(state), token, _now(state))
     if email is None:
         return render(request, "link_expired.html", status=404)
@@ -281,7 +286,7 @@ async def set_password_submit(request: AnyRequest, state: State) -> Response[Any
 
 
 @post("/sign-out", status_code=303)
-async def sign_out_submit(request: AnyRequest, state: State, manager: Manager) -> Redirect:
+async def sign_out_submit(request: AnyRequest, state: State, manager: ManagerDep) -> Redirect:
     await sign_out(_database(state), manager)
     return Redirect(
         f"{PREFIX}/sign-in",
@@ -308,7 +313,7 @@ async def _event_list(state: State, manager: Manager) -> list[EventOut]:
 
 
 @get("/events")
-async def events_page(request: AnyRequest, state: State, manager: Manager) -> Template:
+async def events_page(request: AnyRequest, state: State, manager: ManagerDep) -> Template:
     events = await _event_list(state, manager)
     return render(
         request,
@@ -321,7 +326,7 @@ async def events_page(request: AnyRequest, state: State, manager: Manager) -> Te
 
 
 @post("/events", status_code=200)
-async def events_create(request: AnyRequest, state: State, manager: Manager) -> Response[Any]:
+async def events_create(request: AnyRequest, state: State, manager: ManagerDep) -> Response[Any]:
     form = await _form(request)
     read = event_form(form)
     if read.value is not None:
@@ -379,14 +384,14 @@ async def _event_page(
 
 @get("/events/{event_id:uuid}")
 async def event_page(
-    request: AnyRequest, state: State, manager: Manager, event_id: uuid.UUID
+    request: AnyRequest, state: State, manager: ManagerDep, event_id: FromPath[uuid.UUID]
 ) -> Template:
     return await _event_page(request, state, manager, event_id)
 
 
 @post("/events/{event_id:uuid}/ticket-types", status_code=200)
 async def ticket_type_create(
-    request: AnyRequest, state: State, manager: Manager, event_id: uuid.UUID
+    request: AnyRequest, state: State, manager: ManagerDep, event_id: FromPath[uuid.UUID]
 ) -> Response[Any]:
     form = await _form(request)
     read = ticket_type_form(form)
