@@ -1,9 +1,11 @@
 """A real server and a real browser for the console's tests.
 
-* ``console_server`` (session): ``gatehouse-server serve`` on 127.0.0.1 over a throw-away
+* ``console_server`` (module): ``gatehouse-server serve`` on 127.0.0.1 over a throw-away
   database built by the migrations, with fresh secrets and its own Redis key prefix.
-* ``browser`` (session): Debian's Chromium, headless, driven by Playwright; closed (and its
-  process ended) at the end of the run. No display is needed.
+* ``browser`` (module): Debian's Chromium, headless, driven by Playwright; closed (and its
+  process ended) at the end of the module. Module, not session: while Playwright's sync API is
+  open it keeps an asyncio loop running in the main thread, and every later test that calls
+  ``asyncio.run`` (most of the suite's fixtures) would fail. No display is needed.
 * ``page`` (function): a fresh browser context (no cookies) and a page in it.
 * ``venue`` (function): a new tenant with a manager account, made with the command line
   (``gatehouse-server tenant create`` and ``user create``), and its one-time link.
@@ -69,7 +71,7 @@ class ConsoleServer:
         return done.stdout
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_server() -> Iterator[ConsoleServer]:
     if missing_assets():
         pytest.fail(f"the console's assets are not installed ({missing_assets()}): ./dev setup")
@@ -87,7 +89,7 @@ def console_server() -> Iterator[ConsoleServer]:
             yield ConsoleServer(url=server.base, env=env, secrets=keys)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(console_server: ConsoleServer) -> Iterator[Browser]:
     # After the server (whose database set-up runs its own asyncio loop): Playwright's sync
     # API keeps an event loop running in this thread while it is open.
