@@ -230,6 +230,12 @@ async def sign_in(database: Database, email: str, password: str, now: datetime) 
             return None
         token = secrets.token_urlsafe(32)
         await database.set_tenant(session, row.tenant_id)
+        # The account's expired sessions go as it signs in again: the table holds at most a
+        # session lifetime's sign-ins per account (the worker's pruning does not know it yet).
+        await session.execute(
+            text("DELETE FROM console_sessions WHERE user_id = :user AND expires_at <= :now"),
+            {"user": row.id, "now": now},
+        )
         await session.execute(
             text(
                 "INSERT INTO console_sessions (id, tenant_id, user_id, token_hash, expires_at)"

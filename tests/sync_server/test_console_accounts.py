@@ -125,6 +125,10 @@ async def test_sessions_end_at_sign_out_at_expiry_and_when_the_account_is_disabl
     assert await session_manager(database, first, NOW) is None
     assert await session_manager(database, second, NOW) is not None  # another browser's
     assert await session_manager(database, second, NOW + SESSION_TTL) is None
+    assert await sign_in(database, email, PASSWORD, NOW + SESSION_TTL) is not None
+    async with database.tenant(tenant.id) as session:
+        left = await session.execute(text("SELECT expires_at FROM console_sessions"))
+        assert [row.expires_at for row in left] == [NOW + 2 * SESSION_TTL]  # the expired one went
     async with database.tenant(tenant.id) as session:
         await session.execute(
             text("UPDATE users SET disabled_at = :now WHERE id = :id"), {"now": NOW, "id": user_id}
