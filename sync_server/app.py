@@ -16,10 +16,14 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template import TemplateConfig
 from litestar.types import Scope
 
 from shared.clock import Clock, SystemClock
 from sync_server.chain.client import ChainKeys
+from sync_server.console.assets import missing_assets
+from sync_server.console.pages import TEMPLATES_DIR, console_router
 from sync_server.db.engine import Database
 from sync_server.db.migrate import schema_problem
 from sync_server.domain.chain.controllers import CHAIN_ROUTES
@@ -166,6 +170,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 metrics_token=settings.observability.metrics_token,
             ),
         )
+        missing = missing_assets()
+        if missing:
+            log.warning(
+                "the console's browser assets are missing (%s): run ./dev setup; its pages "
+                "work without them and say so",
+                ", ".join(missing),
+            )
         try:
             async with database.engine.connect() as connection:
                 problem = await schema_problem(connection)
@@ -196,6 +207,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             *SCAN_ROUTES,
             *CHAIN_ROUTES,
             *TOKEN_ROUTES,
+            # The managers' console: HTML pages, signed in with a session cookie, not in the
+            # OpenAPI schema (docs/console.md).
+            console_router(),
         ],
         lifespan=[lifespan],
         middleware=[
@@ -206,7 +220,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             DefineMiddleware(
                 BearerAuthMiddleware,
                 verifier=verifier,
-                exclude=["^/schema"],
+                # The console authenticates with its own session cookie (and never by bearer
+                # token); the API never by that cookie.
+                exclude=["^/schema", "^/console"],
                 exclude_http_methods=[],
             ),
             # Inside authentication: it counts per caller, so it needs the token's principal
@@ -234,6 +250,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             "rate_limits": _provided(lambda built: built.rate_limits),
         },
         exception_handlers=exception_handlers(),
+        template_config=TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine),
         # Logging is the process's business (gatehouse-server serve/worker configure it, see
         # observability/logs.py): Litestar's default would replace the root handler in every
         # worker with a plain-text one.

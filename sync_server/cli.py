@@ -32,6 +32,7 @@ from sqlalchemy.exc import (
 from shared.clock import SystemClock
 from shared.enrollment_link import EnrollmentLink
 from sync_server.chain.client import ChainKeys
+from sync_server.console.accounts import EmailTaken, create_user, new_password_link, normal_email
 from sync_server.db.engine import Database
 from sync_server.db.migrate import alembic_config, schema_problem
 from sync_server.db.migrate import migrate as run_migrations
@@ -245,6 +246,79 @@ def tenant_create(name: str) -> None:
     with _database(settings.database.admin_url, ADMIN_URL):
         tenant_id = asyncio.run(create_tenant(settings.database.admin_url, name))
     click.echo(str(tenant_id))
+
+
+@main.group()
+def user() -> None:
+    """Manager accounts for the console (/console, docs/console.md)."""
+
+
+def _console_url(settings: Settings, url: str | None) -> str:
+    return (url or f"http://{settings.http.host}:{settings.http.port}").rstrip("/")
+
+
+def _password_link(base: str, token: str) -> str:
+    return f"{base}/console/set-password?token={token}"
+
+
+@user.command("create")
+@click.option("--tenant", "tenant_id", type=click.UUID, required=True, help="The tenant's id.")
+@click.option("--email", required=True, help="The manager's email: what they sign in with.")
+@click.option(
+    "--url",
+    help="Where managers reach the server.  [default: http://GATEHOUSE_HOST:GATEHOUSE_PORT]",
+)
+def user_create(tenant_id: uuid.UUID, email: str, url: str | None) -> None:
+    """Create a manager account and print a one-time link that sets its password.
+
+    The link works once, for 24 hours; the database keeps only its hash. Hand it to the
+    manager over a channel you trust; `gatehouse-server user link` makes a new one.
+    """
+    settings = _settings()
+    name = _tenant_named(settings, tenant_id)
+
+    async def create() -> str:
+        database = Database(settings.database)
+        try:
+            return (await create_user(database, tenant_id, email, SystemClock().now()))[1]
+        finally:
+            await database.close()
+
+    with _database(settings.database.url, APP_URL):
+        try:
+            token = asyncio.run(create())
+        except ValueError as error:
+            raise click.ClickException(f"{error}.") from error
+        except EmailTaken as error:
+            raise click.ClickException(f"An account with the email {error} exists.") from error
+    click.echo(f"Created the manager {normal_email(email)} of {name}.")
+    click.echo("One-time link to set the password (valid 24 hours):")
+    click.echo(_password_link(_console_url(settings, url), token))
+
+
+@user.command("link")
+@click.option("--email", required=True, help="The manager's email.")
+@click.option(
+    "--url",
+    help="Where managers reach the server.  [default: http://GATEHOUSE_HOST:GATEHOUSE_PORT]",
+)
+def user_link(email: str, url: str | None) -> None:
+    """Print a new one-time link that sets the manager's password (a forgotten password; the
+    earlier link stops working)."""
+    settings = _settings()
+
+    async def renew() -> str | None:
+        database = Database(settings.database)
+        try:
+            return await new_password_link(database, email, SystemClock().now())
+        finally:
+            await database.close()
+
+    with _database(settings.database.url, APP_URL):
+        token = asyncio.run(renew())
+    if token is None:
+        raise click.ClickException(f"There is no manager account with the email {email!r}.")
+    click.echo(_password_link(_console_url(settings, url), token))
 
 
 @main.group(invoke_without_command=True)

@@ -79,3 +79,9 @@ def test_the_wheel_holds_the_product_and_nothing_for_tests(tmp_path: Path) -> No
     assert any(name.startswith("sync_server/_migrations/versions/") for name in names)
     assert not [name for name in names if "localnode" in name or "localledger" in name]
     assert not [name for name in names if "/tests/" in name or "conftest" in name]
+    # The console: its templates and styles, and the npm assets ./dev setup installed (the
+    # test environment is set up), but not npm's own folder.
+    assert "sync_server/console/templates/base.html" in names
+    assert "sync_server/console/static/console.css" in names
+    assert "sync_server/console/static/vendor/htmx.min.js" in names
+    assert not [name for name in names if "node_modules" in name]

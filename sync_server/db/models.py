@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Identity,
@@ -432,3 +433,37 @@ class BlockchainSync(Base):
     block_time: Mapped[datetime | None]
     details: Mapped[dict[str, Any]] = mapped_column(server_default="{}")
     processed_at: Mapped[datetime] = _created()
+
+
+class User(Base):
+    """A manager's console account (migration 0014): the password only as an argon2id hash,
+    its one-time link only as a SHA-256 hash (``sync_server.console.accounts``)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('manager')", name="role"),
+        CheckConstraint("email = lower(email)", name="email_lower"),
+    )
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = _tenant()
+    email: Mapped[str] = mapped_column(Text, unique=True)
+    role: Mapped[str] = mapped_column(Text, server_default="manager")
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    password_link_hash: Mapped[bytes | None] = mapped_column(unique=True)
+    password_link_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+    disabled_at: Mapped[datetime | None]
+
+
+class ConsoleSession(Base):
+    """A signed-in browser: the cookie's token only as a SHA-256 hash."""
+
+    __tablename__ = "console_sessions"
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id"))
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[bytes] = mapped_column(unique=True)
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -234,6 +234,11 @@ class RateLimits:
             lambda minute: self._link.key(f"anon:{address}:{minute}"), self._anonymous, 1
         )
 
+    async def attempts(self, what: str, limit: int) -> RateDecision:
+        """Count one attempt at ``what`` (a key naming the thing tried and who tries it: the
+        console's sign-ins per email and per address) against ``limit`` a minute."""
+        return await self._decide(lambda minute: self._link.key(f"try:{what}:{minute}"), limit, 1)
+
     async def _decide(self, key_of: Callable[[int], str], limit: int, weight: int) -> RateDecision:
         if limit == 0 or weight <= 0:
             return ALLOWED

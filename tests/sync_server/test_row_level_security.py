@@ -31,6 +31,8 @@ TENANT_TABLES = (
     "outbox",
     "pending_transactions",
     "blockchain_sync",
+    "users",
+    "console_sessions",
 )
 
 

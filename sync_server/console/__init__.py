@@ -1,0 +1,5 @@
+"""The managers' console: a web app served by the sync server (docs/console.md).
+
+``accounts`` keeps manager accounts, one-time password links and browser sessions;
+``security`` the cookie, CSRF and sign-in rules; ``assets`` finds the browser assets
+``./dev setup`` installs from npm; ``pages`` holds the routes and ``templates`` the HTML."""
