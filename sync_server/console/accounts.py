@@ -1,10 +1,10 @@
-"""Manager accounts, one-time password links and console sessions (migration 0014).
+"""Manager accounts, one-time password links and console sessions (migration 0015).
 
 Passwords are kept only as argon2id hashes (argon2-cffi's defaults, RFC 9106's second
 recommended profile); one-time links and session tokens only as SHA-256 hashes: a copy of the
 database opens no account and no session. A look-up before the tenant is known (sign-in by
 email, a password link, a session cookie) sets the one key it may see (``set_config``, the
-transaction only; the policies of 0014 show that one row), then switches the transaction to
+transaction only; the policies of 0015 show that one row), then switches the transaction to
 the row's tenant before it touches anything else.
 """
 

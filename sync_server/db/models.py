@@ -436,7 +436,7 @@ class BlockchainSync(Base):
 
 
 class User(Base):
-    """A manager's console account (migration 0014): the password only as an argon2id hash,
+    """A manager's console account (migration 0015): the password only as an argon2id hash,
     its one-time link only as a SHA-256 hash (``sync_server.console.accounts``)."""
 
     __tablename__ = "users"

@@ -22,8 +22,8 @@ SELECT-only policy that shows the one row whose key the transaction set with
 The application then switches the transaction to that row's tenant before it changes or reads
 anything else. A transaction that sets none of these sees no rows of either table.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-04
 """
 
@@ -33,8 +33,8 @@ import sqlalchemy as sa
 from alembic import context, op
 from sqlalchemy.dialects.postgresql import UUID
 
-revision = "0014"
-down_revision = "0013"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
