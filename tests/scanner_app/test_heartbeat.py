@@ -11,37 +11,28 @@ network, make it fail uploads (a 503 from a proxy in front of it), or hide the h
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
-import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from litestar.testing import TestClient
-from litestar.testing.transport import TestClientTransport as AppTransport
 
 from benchmarks.server_harness import BenchDatabase
 from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.scans import queue_length
 from scanner_app.core.store.setup import load_setup
-from scanner_app.core.sync.client import ServerClient
 from scanner_app.core.sync.engine import SyncEngine, enroll
 from shared.clock import ManualClock
-from sync_server.app import create_app
-from sync_server.domain.tenants.services import create_tenant
-from sync_server.http.auth import Role, mint_token
-from sync_server.settings import AuthSettings, RedisSettings, Settings
+from tests.scanner_app.field_server import SERVER_URL, FieldServer, field_server
 
 pytestmark = pytest.mark.integration
 
-SERVER_URL = "https://gatehouse.test"
 #: The scanner's clock is this far behind the server's.
 BEHIND = timedelta(seconds=90)
 INTERVAL_S = 5
@@ -61,79 +52,23 @@ class ScannerClock:
 
 
 @dataclass
-class Venue:
+class Venue(FieldServer):
     """The server in this process, its manager, and switches between it and the scanner."""
 
-    http: TestClient[Any]
-    clock: ManualClock
-    tenant_id: uuid.UUID
-    jwt_secret: str
-    reachable: bool = True
     uploads_fail: bool = False
     uploads_lost: bool = False
     heartbeat_known: bool = True
-    sold: list[str] = field(default_factory=list)
     seen: list[str] = field(default_factory=list)
 
-    def manager(self) -> dict[str, str]:
-        token = mint_token(
-            self.jwt_secret,
-            tenant_id=self.tenant_id,
-            role=Role.MANAGER,
-            subject="manager",
-            ttl_seconds=600,
-            now=self.clock.now(),
-        )
-        return {"Authorization": f"Bearer {token}"}
-
-    def client_factory(self, url: str, token: str | None) -> ServerClient:
-        transport = AppTransport(client=self.http)
-
-        def handle(request: httpx.Request) -> httpx.Response:
-            if not self.reachable:
-                raise httpx.ConnectError("no network", request=request)
-            if self.uploads_lost and request.url.path == "/v1/sync/scans":
-                raise httpx.ConnectError("the link dropped", request=request)
-            self.seen.append(request.url.path)
-            if self.uploads_fail and request.url.path == "/v1/sync/scans":
-                return httpx.Response(503, json={"code": "bad_gateway", "detail": "Proxy down."})
-            if not self.heartbeat_known and request.url.path.endswith("/heartbeat"):
-                return httpx.Response(404, json={"code": "not_found", "detail": "Not found."})
-            return transport.handle_request(request)
-
-        return ServerClient(url, token, transport=httpx.MockTransport(handle))
-
-    def post(self, path: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:
-        answer = self.http.post(path, json=body, headers={**self.manager(), **headers})
-        assert answer.status_code in (200, 201), answer.text
-        found: dict[str, Any] = answer.json()
-        return found
-
-    def enrollment_code(self, tickets: int = 3) -> str:
-        now = self.clock.now()
-        event = self.post(
-            "/v1/events",
-            {
-                "name": "Field festival",
-                "venue": "Field",
-                "starts_at": (now - timedelta(hours=1)).isoformat(),
-                "ends_at": (now + timedelta(days=1)).isoformat(),
-            },
-        )
-        kind = self.post(f"/v1/events/{event['id']}/ticket-types", {"name": "Pass", "capacity": 50})
-        purchase = self.post(
-            "/v1/purchases",
-            {
-                "ticket_type_id": kind["id"],
-                "quantity": tickets,
-                "holder": {"user_id": "guest", "name": "Guest"},
-            },
-            **{"Idempotency-Key": str(uuid.uuid4())},
-        )
-        self.sold = [t["code"] for t in purchase["tickets"]]
-        return str(
-            self.post("/v1/devices/enrollments", {"event_id": event["id"], "gate": "N"})["code"]
-        )
+    def intercept(self, request: httpx.Request) -> httpx.Response | None:
+        if self.uploads_lost and request.url.path == "/v1/sync/scans":
+            raise httpx.ConnectError("the link dropped", request=request)
+        self.seen.append(request.url.path)
+        if self.uploads_fail and request.url.path == "/v1/sync/scans":
+            return httpx.Response(503, json={"code": "bad_gateway", "detail": "Proxy down."})
+        if not self.heartbeat_known and request.url.path.endswith("/heartbeat"):
+            return httpx.Response(404, json={"code": "not_found", "detail": "Not found."})
+        return None
 
     def device(self, device_id: uuid.UUID) -> dict[str, Any]:
         """The device as the managers' Devices page gets it."""
@@ -145,18 +80,8 @@ class Venue:
 
 @pytest.fixture
 def venue(live_database: BenchDatabase) -> Iterator[Venue]:
-    clock = ManualClock(datetime.now(UTC).replace(microsecond=0))
-    jwt_secret = secrets.token_urlsafe(32)
-    settings = Settings(
-        database=live_database.settings(pool_size=2),
-        redis=RedisSettings(key_prefix=f"gatehouse-test-{secrets.token_hex(4)}:"),
-        auth=AuthSettings(jwt_secret=jwt_secret),
-        master_key=secrets.token_bytes(32),
-        environment="test",
-    )
-    tenant_id = asyncio.run(create_tenant(live_database.admin_url, "Field festival"))
-    with TestClient(app=create_app(settings, clock=clock), base_url=SERVER_URL) as http:
-        yield Venue(http, clock, tenant_id, jwt_secret)
+    with field_server(live_database, Venue) as served:
+        yield served
 
 
 @pytest.fixture

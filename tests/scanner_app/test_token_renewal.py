@@ -9,103 +9,35 @@ field loses it.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
-from litestar.testing import TestClient
-from litestar.testing.transport import TestClientTransport as AppTransport
 
 from benchmarks.server_harness import BenchDatabase
 from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.device_token import DeviceCredentials
 from scanner_app.core.store.scans import queue_length
-from scanner_app.core.sync.client import ServerClient
 from scanner_app.core.sync.engine import TOKEN_REFUSED, SyncEngine, enroll
 from shared.clock import ManualClock
-from sync_server.app import create_app
-from sync_server.domain.tenants.services import create_tenant
 from sync_server.http.auth import Role, mint_token
-from sync_server.settings import AuthSettings, RedisSettings, Settings
+from tests.scanner_app.field_server import SERVER_URL, FieldServer, field_server
 
 pytestmark = pytest.mark.integration
 
-SERVER_URL = "https://gatehouse.test"
 HOUR = 3600
 
 
 @dataclass
-class Venue:
-    """The server in this process, its manager, and a switch for the network."""
+class Venue(FieldServer):
+    """The server in this process, its manager, a switch for the network, and its scans."""
 
-    http: TestClient[Any]
-    clock: ManualClock
-    tenant_id: uuid.UUID
-    jwt_secret: str
-    owner_dsn: str
-    reachable: bool = True
-    sold: list[str] = field(default_factory=list)
-
-    def manager(self) -> dict[str, str]:
-        token = mint_token(
-            self.jwt_secret,
-            tenant_id=self.tenant_id,
-            role=Role.MANAGER,
-            subject="manager",
-            ttl_seconds=600,
-            now=self.clock.now(),
-        )
-        return {"Authorization": f"Bearer {token}"}
-
-    def client_factory(self, url: str, token: str | None) -> ServerClient:
-        transport = AppTransport(client=self.http)
-
-        def handle(request: httpx.Request) -> httpx.Response:
-            if not self.reachable:
-                raise httpx.ConnectError("no network on the field", request=request)
-            return transport.handle_request(request)
-
-        return ServerClient(url, token, transport=httpx.MockTransport(handle))
-
-    def post(self, path: str, body: dict[str, Any], **headers: str) -> dict[str, Any]:
-        answer = self.http.post(path, json=body, headers={**self.manager(), **headers})
-        assert answer.status_code in (200, 201), answer.text
-        found: dict[str, Any] = answer.json()
-        return found
-
-    def enrollment_code(self, tickets: int = 3) -> str:
-        now = self.clock.now()
-        event = self.post(
-            "/v1/events",
-            {
-                "name": "Field festival",
-                "venue": "Field",
-                "starts_at": (now - timedelta(hours=1)).isoformat(),
-                "ends_at": (now + timedelta(days=4)).isoformat(),
-            },
-        )
-        kind = self.post(f"/v1/events/{event['id']}/ticket-types", {"name": "Pass", "capacity": 50})
-        purchase = self.post(
-            "/v1/purchases",
-            {
-                "ticket_type_id": kind["id"],
-                "quantity": tickets,
-                "holder": {"user_id": "guest", "name": "Guest"},
-            },
-            **{"Idempotency-Key": str(uuid.uuid4())},
-        )
-        self.sold = [t["code"] for t in purchase["tickets"]]
-        return str(
-            self.post("/v1/devices/enrollments", {"event_id": event["id"], "gate": "N"})["code"]
-        )
+    owner_dsn: str = ""
 
     def device(self, device_id: uuid.UUID) -> dict[str, Any]:
         listed = self.http.get("/v1/devices", headers=self.manager()).json()["items"]
@@ -130,18 +62,13 @@ class Venue:
 
 @pytest.fixture
 def venue(live_database: BenchDatabase) -> Iterator[Venue]:
-    clock = ManualClock(datetime.now(UTC))
-    jwt_secret = secrets.token_urlsafe(32)
-    settings = Settings(
-        database=live_database.settings(pool_size=2),
-        redis=RedisSettings(key_prefix=f"gatehouse-test-{secrets.token_hex(4)}:"),
-        auth=AuthSettings(jwt_secret=jwt_secret),
-        master_key=secrets.token_bytes(32),
-        environment="test",
-    )
-    tenant_id = asyncio.run(create_tenant(live_database.admin_url, "Field festival"))
-    with TestClient(app=create_app(settings, clock=clock), base_url=SERVER_URL) as http:
-        yield Venue(http, clock, tenant_id, jwt_secret, live_database.owner_dsn)
+    with field_server(
+        live_database,
+        lambda http, clock, tenant, secret: Venue(
+            http, clock, tenant, secret, owner_dsn=live_database.owner_dsn
+        ),
+    ) as served:
+        yield served
 
 
 @pytest.fixture
