@@ -23,7 +23,7 @@ from litestar.types import Scope
 from shared.clock import Clock, SystemClock
 from sync_server.chain.client import ChainKeys
 from sync_server.console.assets import missing_assets
-from sync_server.console.pages import TEMPLATES_DIR, console_router
+from sync_server.console.router import TEMPLATES_DIR, console_router
 from sync_server.db.engine import Database
 from sync_server.db.migrate import schema_problem
 from sync_server.domain.chain.controllers import CHAIN_ROUTES

@@ -1,0 +1,177 @@
+"""What every console page shares: rendering a template with the layout's context and the
+console's security headers, the signed-in manager (``provide_manager``), the CSRF and
+origin check before every handler (``check_request``), the manager's tenant transaction,
+and reading a form. Each page module (``pages``, and one per area of the console) holds
+its routes in a ``ROUTES`` list that ``router.console_router`` gathers."""
+
+from __future__ import annotations
+
+import logging
+import zoneinfo
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, Final
+
+from litestar import Request, Response
+from litestar.datastructures import Cookie, State
+from litestar.di import NamedDependency
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sync_server.console.accounts import Manager, session_manager
+from sync_server.console.assets import missing_assets
+from sync_server.console.security import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    cross_site,
+    csrf_for_page,
+    csrf_valid,
+    session_token,
+)
+from sync_server.db.engine import Database
+from sync_server.domain.events.services import EventService
+from sync_server.domain.keys.services import KeyStore
+from sync_server.http.auth import Principal, Role
+from sync_server.http.dependencies import app_services
+
+log = logging.getLogger(__name__)
+
+PREFIX: Final = "/console"
+#: The console's sections, in the order of the navigation: (key, label, address).
+NAV: Final = (
+    ("dashboard", "Dashboard", f"{PREFIX}/dashboard"),
+    ("devices", "Devices", f"{PREFIX}/devices"),
+    ("scans", "Scan log", f"{PREFIX}/scans"),
+    ("tickets", "Tickets", f"{PREFIX}/tickets"),
+    ("events", "Events", f"{PREFIX}/events"),
+)
+HEADERS: Final = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
+    ),
+}
+
+AnyRequest = Request[Any, Any, Any]
+#: What a page declares to get the signed-in manager (``provide_manager``).
+ManagerDep = NamedDependency[Manager]
+
+
+class SignInRequired(Exception):
+    """The request has no live session of a manager."""
+
+
+def database(state: State) -> Database:
+    found: Database = app_services(state).database
+    return found
+
+
+def now(state: State) -> datetime:
+    moment: datetime = app_services(state).clock.now()
+    return moment
+
+
+def render(
+    request: AnyRequest,
+    template: str,
+    *,
+    manager: Manager | None = None,
+    status: int = 200,
+    cookies: list[Cookie] | None = None,
+    **context: Any,
+) -> Template:
+    """A console page: the template with the layout's context (the manager, the CSRF token,
+    what assets are missing) and the console's security headers."""
+    csrf, csrf_cookie = csrf_for_page(request)
+    return Template(
+        template_name=template,
+        context={
+            "manager": manager,
+            "csrf": csrf,
+            "csrf_field": CSRF_FIELD,
+            "missing_assets": missing_assets(),
+            "nav": NAV,
+            "zone_of": zoneinfo.ZoneInfo,
+            "errors": {},
+            "values": {},
+            **context,
+        },
+        status_code=status,
+        headers=HEADERS,
+        cookies=[*(cookies or []), *([csrf_cookie] if csrf_cookie else [])],
+    )
+
+
+def not_found(request: AnyRequest, manager: Manager, current: str) -> Template:
+    return render(request, "not_found.html", manager=manager, status=404, current=current)
+
+
+def see_other(path: str, cookies: list[Cookie] | None = None) -> Redirect:
+    """After a form's POST: the browser GETs ``path`` (a console path, without the prefix
+    when it starts with '/')."""
+    return Redirect(path, status_code=303, headers=HEADERS, cookies=cookies or [])
+
+
+async def provide_manager(request: AnyRequest, state: State) -> Manager:
+    """The signed-in manager, or ``SignInRequired`` (the console's handler sends the browser
+    to the sign-in page). A bearer token opens no console page: only the session cookie."""
+    token = session_token(request)
+    if token is None:
+        raise SignInRequired
+    manager = await session_manager(database(state), token, now(state))
+    if manager is None or manager.role != Role.MANAGER.value:
+        raise SignInRequired
+    return manager
+
+
+async def check_request(request: AnyRequest) -> Response[str] | None:
+    """Before every console handler: an unsafe request from another site, or without this
+    session's CSRF token, is refused (403) before it does anything."""
+    if request.method in {"GET", "HEAD", "OPTIONS"}:
+        return None
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else None
+    if cross_site(request) or not csrf_valid(request, sent):
+        log.info("console request refused: cross-site or without its CSRF token")
+        return Response(
+            "This form came from another site or from an old page, so it was not sent. "
+            "Go back, reload the page and try again.",
+            status_code=403,
+            media_type="text/plain",
+            headers=HEADERS,
+        )
+    return None
+
+
+def sign_in_required(request: AnyRequest, _error: SignInRequired) -> Response[Any]:
+    return Redirect(f"{PREFIX}/sign-in", status_code=303, headers=HEADERS)
+
+
+async def read_form(request: AnyRequest) -> dict[str, str]:
+    form = await request.form()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+@asynccontextmanager
+async def tenant(state: State, manager: Manager) -> AsyncIterator[AsyncSession]:
+    """The manager's tenant transaction: row-level security shows it only its own rows."""
+    async with database(state).tenant(manager.tenant_id) as session:
+        yield session
+
+
+def principal(manager: Manager) -> Principal:
+    """The manager as the API's services know a caller."""
+    return Principal(subject=manager.email, tenant_id=manager.tenant_id, role=Role.MANAGER)
+
+
+def event_service(state: State, session: AsyncSession, manager: Manager) -> EventService:
+    keys: KeyStore = app_services(state).keys
+    return EventService(session, keys, principal(manager))
