@@ -11,7 +11,7 @@ import uuid
 
 import httpx
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from sync_server.http.auth import Role, mint_token
 from tests.console.conftest import ConsoleServer, Venue, make_venue
@@ -258,3 +258,44 @@ def test_another_tenants_manager_gets_404_and_a_form_without_its_token_is_refuse
         headers={"Origin": console_server.url},
     )
     assert posted.status == 404
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+    .filter(control => control.labels.length === 0).map(control => control.name)"""
+
+
+def test_the_editing_pages_fit_a_phone_and_label_every_control(
+    browser: Browser, console_server: ConsoleServer, venue: Venue
+) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    try:
+        page = context.new_page()
+        set_password_and_sign_in(page, console_server, venue)
+        create_event(page, "Phone Edit")
+        _add_ticket_type(page, "Weekend pass with a rather long name", "1200")
+        event_url = page.url
+        type_url = page.get_by_role("link", name="Edit Weekend pass").get_attribute("href")
+        page.get_by_role("link", name="Check-in lists").click()
+        new = page.locator("form", has=page.get_by_role("button", name="Create list"))
+        new.get_by_label("Name", exact=True).fill("Main entrance, north side")
+        new.get_by_label("Gates").fill("North gate one, North gate two, North gate three")
+        new.get_by_role("button", name="Create list").click()
+        expect(page.get_by_role("status")).to_have_text("The check-in list is created.")
+        list_url = (
+            page.get_by_test_id("checkin-lists")
+            .get_by_role("link", name="Main entrance, north side")
+            .get_attribute("href")
+        )
+        for path in (
+            event_url,
+            f"{event_url}/edit",
+            f"{console_server.url}{type_url}",
+            f"{event_url}/checkin-lists",
+            f"{console_server.url}{list_url}",
+        ):
+            page.goto(path)
+            scroll_width = page.evaluate("document.documentElement.scrollWidth")
+            assert scroll_width <= 375, path
+            assert page.evaluate(UNLABELLED) == [], path
+    finally:
+        context.close()
