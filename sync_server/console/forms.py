@@ -44,6 +44,8 @@ _DAY_LINE: Final = re.compile(
     r"(?P<date>\d{4}-\d{2}-\d{2})(?:\s+(?P<start>\d{2}:\d{2})\s*-\s*(?P<end>\d{2}:\d{2}))?"
     r"(?:\s+(?P<name>\S.*))?"
 )
+#: The moment a rule's trial run takes as now (any will do: it looks for unknown names).
+_TRIAL_TIME: Final = datetime(2027, 1, 1, tzinfo=UTC)
 #: A line of the pretix mapping: ``product 12 = Standing, VIP``.
 _MAPPING_LINE: Final = re.compile(
     r"(?P<what>product|variation|gate)\s+(?P<id>[0-9A-Za-z_-]{1,64})\s*=\s*(?P<ours>\S.*)",
@@ -319,7 +321,7 @@ def rule_problem(text: str) -> tuple[object, str | None]:
     # A trial run finds what no entry could ever pass (an unknown operator or variable on the
     # path it takes); what depends on the ticket and the time is left to the check-in.
     trial = evaluate_rule(
-        rule, RuleFacts(now=datetime.now(UTC), tz=ZoneInfo("UTC"), ticket_type="", gate="")
+        rule, RuleFacts(now=_TRIAL_TIME, tz=ZoneInfo("UTC"), ticket_type="", gate="")
     )
     if trial.error is not None and "unknown" in trial.error:
         return None, trial.error

@@ -18,6 +18,7 @@ from litestar import Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery
 from litestar.response import Template
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import wire
 from sync_server.console.accounts import Manager
@@ -44,7 +45,7 @@ from sync_server.db.models import Event
 from sync_server.domain.checkin_lists.schemas import CheckinListPatch
 from sync_server.domain.checkin_lists.services import CheckinListService
 from sync_server.domain.events.schemas import TicketTypeOut
-from sync_server.domain.events.services import event_out
+from sync_server.domain.events.services import ADMISSION_AFTER_END, event_out
 from sync_server.http.problems import Problem
 
 PREFIX: Final = "/console/events"
@@ -58,7 +59,7 @@ _EVENT_FIELDS: Final = {
 }
 
 
-def _lists(state: State, session: Any, manager: Manager) -> CheckinListService:
+def _lists(state: State, session: AsyncSession, manager: Manager) -> CheckinListService:
     return CheckinListService(session, principal(manager), now(state))
 
 
@@ -137,7 +138,7 @@ async def event_edit_submit(
             if problem.status == 404:
                 return not_found(request, manager, "events")
             key = _EVENT_FIELDS.get(problem.code, "form")
-            if "Admission" in problem.detail:
+            if problem.detail == ADMISSION_AFTER_END:
                 key = "admission_opens_at"
             read.errors[key] = problem.detail
         else:

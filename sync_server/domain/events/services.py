@@ -34,6 +34,9 @@ from sync_server.http.pagination import fetch_page
 from sync_server.http.problems import BadRequest, Conflict, NotFound
 
 T = TypeVar("T")
+#: The sentence of an ``invalid_time_window`` about admission (the console shows it next to
+#: the admission field, the other next to the end).
+ADMISSION_AFTER_END = "Admission must open before the event ends."
 
 
 class EventService:
@@ -227,7 +230,7 @@ def _check_event(
     if ends_at <= starts_at:
         raise BadRequest("invalid_time_window", "An event must end after it starts.")
     if admission_opens_at is not None and admission_opens_at >= ends_at:
-        raise BadRequest("invalid_time_window", "Admission must open before the event ends.")
+        raise BadRequest("invalid_time_window", ADMISSION_AFTER_END)
 
 
 def _check_days(time_zone: str, days: Sequence[EventDayIn]) -> None:
