@@ -13,12 +13,13 @@ from sync_server.domain.events.schemas import (
     EventDays,
     EventOut,
     EventPage,
+    EventUpdate,
     KeyOut,
     KeyRetirement,
     KeyRotation,
     TicketTypeCreate,
-    TicketTypeDays,
     TicketTypeOut,
+    TicketTypeUpdate,
 )
 from sync_server.domain.events.services import EventService, event_out
 from sync_server.domain.keys.services import KeysDep
@@ -83,6 +84,24 @@ class EventController(Controller):
     ) -> EventOut:
         return event_out(await event_service.get(event_id))
 
+    @patch(
+        "/{event_id:uuid}",
+        operation_class=DocumentedOperation,
+        responses=problem_responses(400, 404, *AUTHENTICATED),
+    )
+    async def update(
+        self,
+        event_id: FromPath[uuid.UUID],
+        data: JSONBody[EventUpdate],
+        event_service: EventServiceDep,
+    ) -> EventOut:
+        """Change an event: the fields given replace its own, the rest stay, and the result is
+        checked as a new event would be (400 ``invalid_time_window``, ``invalid_time_zone``,
+        ``duplicate_day``). A change of its times, time zone, days or re-entry grows its
+        ``setup_version``: scanners receive it with their next sync, and check-in lists count
+        "today" in the new time zone and days from then on."""
+        return await event_service.update(event_id, data)
+
     @post(
         "/{event_id:uuid}/ticket-types",
         operation_class=DocumentedOperation,
@@ -115,18 +134,21 @@ class EventController(Controller):
     @patch(
         "/{event_id:uuid}/ticket-types/{ticket_type_id:uuid}",
         operation_class=DocumentedOperation,
-        responses=problem_responses(400, 404, *AUTHENTICATED),
+        responses=problem_responses(400, 404, 409, *AUTHENTICATED),
     )
-    async def set_ticket_type_days(
+    async def update_ticket_type(
         self,
         event_id: FromPath[uuid.UUID],
         ticket_type_id: FromPath[uuid.UUID],
-        data: JSONBody[TicketTypeDays],
+        data: JSONBody[TicketTypeUpdate],
         event_service: EventServiceDep,
     ) -> TicketTypeOut:
-        """Set the event days a ticket type admits (dates of the event's ``days``; empty: every
-        day; a date that is none of the event's days admits on no day)."""
-        return await event_service.set_ticket_type_days(event_id, ticket_type_id, data)
+        """Change a ticket type: the fields given replace its own. ``capacity`` may not drop
+        below the tickets sold (409 ``capacity_below_sold``); a name another type of the event
+        has is 409 ``ticket_type_exists``; ``days`` are the event days it admits (dates of the
+        event's ``days``; empty: every day; a date that is none of the event's days admits on
+        no day). A new name or days reach scanners with their next sync."""
+        return await event_service.update_ticket_type(event_id, ticket_type_id, data)
 
     @get(
         "/{event_id:uuid}/ticket-types",

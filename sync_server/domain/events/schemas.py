@@ -15,6 +15,8 @@ TimeZoneName = Annotated[str, msgspec.Meta(min_length=1, max_length=64), ONE_LIN
 MAX_DAYS = 366
 Days = Annotated[list[EventDayIn], msgspec.Meta(max_length=MAX_DAYS)]
 DayDates = Annotated[list[date], msgspec.Meta(max_length=MAX_DAYS)]
+CAPACITY_MAX = 10_000_000
+Capacity = Annotated[int, msgspec.Meta(ge=0, le=CAPACITY_MAX)]
 
 
 class EventCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -60,6 +62,34 @@ class EventDays(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     days: Days = msgspec.field(default_factory=list)
 
 
+class EventUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``PATCH /v1/events/{id}``: the fields given replace the event's, the rest stay; the
+    result is checked as a new event would be (it ends after it starts, admission opens before
+    it ends, a real time zone, no day twice). ``null`` clears ``admission_opens_at``."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    venue: Name | msgspec.UnsetType = msgspec.UNSET
+    starts_at: AwareTime | msgspec.UnsetType = msgspec.UNSET
+    ends_at: AwareTime | msgspec.UnsetType = msgspec.UNSET
+    admission_opens_at: AwareTime | msgspec.UnsetType | None = msgspec.UNSET
+    allow_reentry: bool | msgspec.UnsetType = msgspec.UNSET
+    time_zone: TimeZoneName | msgspec.UnsetType = msgspec.UNSET
+    days: Days | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        check_times(
+            **{
+                name: value
+                for name, value in (
+                    ("starts_at", self.starts_at),
+                    ("ends_at", self.ends_at),
+                    ("admission_opens_at", self.admission_opens_at),
+                )
+                if isinstance(value, datetime)
+            }
+        )
+
+
 class EventPage(msgspec.Struct, kw_only=True):
     items: list[EventOut]
     next_cursor: str | None
@@ -67,15 +97,20 @@ class EventPage(msgspec.Struct, kw_only=True):
 
 class TicketTypeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: Name
-    capacity: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+    capacity: Capacity
     #: The event days (dates of its ``days``) it admits; empty: every day.
     days: DayDates = msgspec.field(default_factory=list)
 
 
-class TicketTypeDays(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """``PATCH /v1/events/{id}/ticket-types/{id}``: the event days the type admits."""
+class TicketTypeUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``PATCH /v1/events/{id}/ticket-types/{id}``: the fields given replace the type's, the
+    rest stay. ``capacity`` may not drop below the tickets already sold; ``days`` are the
+    event days the type admits (empty: every day). ``{"days": [...]}`` alone is the request
+    this endpoint took before it could change more."""
 
-    days: DayDates
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    capacity: Capacity | msgspec.UnsetType = msgspec.UNSET
+    days: DayDates | msgspec.UnsetType = msgspec.UNSET
 
 
 class TicketTypeOut(msgspec.Struct, kw_only=True):
