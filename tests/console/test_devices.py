@@ -108,7 +108,7 @@ def backdate_last_contact(server: ConsoleServer, device_id: uuid.UUID, by: timed
     def run() -> None:
         try:
             asyncio.run(move())
-        except BaseException as error:  # noqa: BLE001 - raised again in the test's thread
+        except BaseException as error:  # raised again in the test's thread
             failed.append(error)
 
     worker = threading.Thread(target=run)
