@@ -399,3 +399,16 @@ def test_the_devices_pages_fit_a_phone_screen(
         assert {"event_id", "gate", "ttl", "Show the enrollment code"} <= reached
     finally:
         context.close()
+
+
+def test_the_refreshing_table_sends_the_page_to_sign_in_when_the_session_ends(
+    page: Page, console_server: ConsoleServer, venue: Venue
+) -> None:
+    set_password_and_sign_in(page, console_server, venue)
+    page.goto(f"{console_server.url}/console/devices")
+    expect(page.get_by_test_id("no-devices")).to_be_visible()
+    page.context.clear_cookies()
+    # The next refresh finds no session: the whole page goes to sign-in, not the table.
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=WAIT_MS)
+    expect(page).to_have_url(re.compile(r"/console/sign-in$"))
+    expect(page.get_by_role("heading", name="Devices")).to_have_count(0)
