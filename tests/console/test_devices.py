@@ -285,6 +285,8 @@ def test_the_enrollment_form_answers_mistakes_with_sentences(
                 listed.text
             )
         assert c.get(f"/console/devices/{uuid.uuid4()}").status_code == 404
+        assert c.get("/console/devices/not-an-id").status_code == 404
+        assert c.get("/console/devices/table", params={"event": "x"}).status_code == 400
 
 
 def test_a_post_without_csrf_a_cross_site_post_and_a_scanner_token_are_refused(
