@@ -152,6 +152,12 @@ async def check_request(request: AnyRequest) -> Response[str] | None:
 
 
 def sign_in_required(request: AnyRequest, _error: SignInRequired) -> Response[Any]:
+    if request.headers.get("HX-Request") == "true":
+        # A fragment htmx fetches (a table refreshing itself) after the session ended: the
+        # whole page goes to sign-in, rather than the sign-in page landing inside the table.
+        return Response(
+            "", status_code=204, headers={**HEADERS, "HX-Redirect": f"{PREFIX}/sign-in"}
+        )
     return Redirect(f"{PREFIX}/sign-in", status_code=303, headers=HEADERS)
 
 

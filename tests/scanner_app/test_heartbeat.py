@@ -12,6 +12,7 @@ network, make it fail uploads (a 503 from a proxy in front of it), or hide the h
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,11 +60,15 @@ class Venue(FieldServer):
     uploads_lost: bool = False
     heartbeat_known: bool = True
     seen: list[str] = field(default_factory=list)
+    #: The heartbeats the scanner sent, as sent.
+    beats: list[dict[str, Any]] = field(default_factory=list)
 
     def intercept(self, request: httpx.Request) -> httpx.Response | None:
         if self.uploads_lost and request.url.path == "/v1/sync/scans":
             raise httpx.ConnectError("the link dropped", request=request)
         self.seen.append(request.url.path)
+        if request.url.path.endswith("/heartbeat"):
+            self.beats.append(json.loads(request.content))
         if self.uploads_fail and request.url.path == "/v1/sync/scans":
             return httpx.Response(503, json={"code": "bad_gateway", "detail": "Proxy down."})
         if not self.heartbeat_known and request.url.path.endswith("/heartbeat"):
@@ -200,18 +205,26 @@ def test_a_server_without_the_heartbeat_syncs_as_before(venue: Venue, store: Loc
     assert device["heartbeat_at"] is None
 
 
-def test_the_heartbeat_goes_each_sync_after_the_upload(venue: Venue, store: LocalStore) -> None:
+def test_the_heartbeat_goes_each_sync_after_the_upload_and_before_it_with_a_queue(
+    venue: Venue, store: LocalStore
+) -> None:
     engine, _ = _enrolled(venue, store)
     assert engine.sync_once().ok
+    venue.seen.clear()
+    assert engine.sync_once().ok  # nothing queued: one heartbeat, after the upload step
+    assert venue.seen.count("/v1/devices/me/heartbeat") == 1
     venue.reachable = False
     assert Gate(store, clock=ScannerClock(venue.clock)).scan(venue.sold[0]).admitted
     venue.reachable = True
     venue.seen.clear()
+    venue.beats.clear()
     assert engine.sync_once().ok
-    assert engine.sync_once().ok  # nothing to upload: a heartbeat all the same
+    # Back with a queue: what it brought back is reported before the upload drains it, and
+    # what is left (nothing) after.
     beats = [i for i, path in enumerate(venue.seen) if path.endswith("/heartbeat")]
     assert len(beats) == 2
-    assert venue.seen.index("/v1/sync/scans") < beats[0]
+    assert beats[0] < venue.seen.index("/v1/sync/scans") < beats[1]
+    assert [beat["queued_scans"] for beat in venue.beats] == [1, 0]
 
 
 def test_no_heartbeat_follows_an_upload_the_link_dropped(venue: Venue, store: LocalStore) -> None:
@@ -228,7 +241,7 @@ def test_no_heartbeat_follows_an_upload_the_link_dropped(venue: Venue, store: Lo
     report = engine.sync_once()
 
     assert not report.ok
-    assert not report.heartbeat_sent
-    assert venue.seen == ["/v1/devices/me"]
+    # The heartbeat before the upload said what was queued; none followed the dropped link.
+    assert venue.seen == ["/v1/devices/me", "/v1/devices/me/heartbeat"]
     with store.read() as conn:
         assert queue_length(conn) == 1

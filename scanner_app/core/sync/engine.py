@@ -16,8 +16,11 @@ One sync (``sync_once``) does, in this order:
 2b. ``POST /v1/devices/me/heartbeat`` — what is still queued (so, after the upload), the
    oldest queued scan's time, the clock offset, the app version, the check-in setup version
    held, the last sync, the sync interval, lab mode: what managers see on their Devices page.
-   Also sent when the server stopped the upload with an answer (429, 5xx), so a gate back
-   from hours offline shows what it still has to upload. Best effort: a heartbeat that fails
+   When the queue is not empty it is also sent once before the upload (after step 1), so a
+   gate back from hours offline shows at once what it brought back while the upload runs —
+   sent only after, it would always read 0; nothing queued, no extra request. Also sent when
+   the server stopped the upload with an answer (429, 5xx), so a gate back from hours offline
+   shows what it still has to upload. Best effort: a heartbeat that fails
    (an older server without it answers 404) is logged and the sync goes on; nothing depends
    on it, and the next cycle sends a fresh one;
 3. downloads the changes feed from the saved cursor, saying which check-in setup version it has
@@ -536,6 +539,8 @@ class SyncEngine:
     def _exchange(self, client: ServerClient, report: SyncReport) -> None:
         self._check_in(client, report)
         self._resolve_online(client, report)
+        # Back with a queue: say so before the upload drains it (the Devices page's count).
+        self._heartbeat(client, report, only_if_queued=True)
         try:
             self._upload(client, report)
         except ServerUnavailable as error:
@@ -572,12 +577,17 @@ class SyncEngine:
             lab_mode=insecure_http_allowed(),
         )
 
-    def _heartbeat(self, client: ServerClient, report: SyncReport) -> None:
-        """Send the heartbeat; a failure is noted and the sync goes on."""
+    def _heartbeat(
+        self, client: ServerClient, report: SyncReport, *, only_if_queued: bool = False
+    ) -> None:
+        """Send the heartbeat (with ``only_if_queued``, only when something waits to be
+        uploaded); a failure is noted and the sync goes on."""
         try:
             beat = self.heartbeat()
         except Exception:  # a report about the device must never cost the sync
             log.exception("heartbeat not made")
+            return
+        if only_if_queued and not (beat.queued_scans or beat.queued_annulments):
             return
         try:
             client.heartbeat(beat)
