@@ -159,6 +159,14 @@ class Ticket(Base):
     change_seq: Mapped[int | None] = mapped_column(BigInteger)
 
 
+# The console's search by the start of a holder's name, any case (migration 0017).
+Index(
+    "ix_tickets_holder_name_lower",
+    func.lower(Ticket.holder_name).label("holder_name_lower"),
+    postgresql_ops={"holder_name_lower": "text_pattern_ops"},
+)
+
+
 class TicketStateTransition(Base):
     """History: one row per lifecycle step of a ticket. Append-only for the application."""
 
