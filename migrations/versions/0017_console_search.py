@@ -1,6 +1,13 @@
-"""The console's ticket search by holder name: ``lower(holder_name)`` with the pattern
-operator class, so a prefix search (``lower(holder_name) LIKE 'ann%'``) reads an index
-whatever the database's collation, instead of every ticket of the tenant.
+"""The console's ticket search by the start of a holder's name, any case.
+
+``tickets.holder_name_key`` is ``lower(holder_name)``, kept by Postgres (a stored generated
+column), with a ``text_pattern_ops`` index. Why a column and not an index on the expression:
+under row-level security the planner may use only leakproof operators in an index condition
+ahead of the tenant policy, and ``lower()`` and ``LIKE`` are not leakproof — measured, an
+index on ``lower(holder_name)`` was never used and the search read every ticket of the tenant.
+The byte-wise comparisons of ``text_pattern_ops`` (``~>=~``, ``~<~``) and ``starts_with`` are
+leakproof, so ``holder_name_key ~>=~ 'ann' AND holder_name_key ~<~ 'ann' || U+10FFFF`` is an
+index range.
 
 Revision ID: 0017
 Revises: 0015
@@ -19,9 +26,14 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute(
-        "CREATE INDEX ix_tickets_holder_name_lower ON tickets (lower(holder_name) text_pattern_ops)"
+        "ALTER TABLE tickets ADD COLUMN holder_name_key text "
+        "GENERATED ALWAYS AS (lower(holder_name)) STORED"
+    )
+    op.execute(
+        "CREATE INDEX ix_tickets_holder_name_key ON tickets (holder_name_key text_pattern_ops)"
     )
 
 
 def downgrade() -> None:
-    op.execute("DROP INDEX ix_tickets_holder_name_lower")
+    op.execute("DROP INDEX ix_tickets_holder_name_key")
+    op.execute("ALTER TABLE tickets DROP COLUMN holder_name_key")

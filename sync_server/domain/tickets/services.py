@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, exists, func, select, update
+from sqlalchemy import ColumnElement, Text, and_, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import TicketStatus
@@ -78,12 +78,22 @@ def ticket_id_range(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
     return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
 
 
+#: Above every character: ``key ~<~ prefix || _LAST`` holds for every ``key`` that starts with
+#: ``prefix`` (byte-wise, as ``text_pattern_ops`` compares).
+_LAST = "\U0010ffff"
+
+
 def holder_starts(prefix: str) -> ColumnElement[bool]:
-    """Tickets whose holder's name starts with ``prefix``, any case: ``lower(holder_name)``
-    against a prefix pattern, which the index ``ix_tickets_holder_name_lower`` (migration
-    0017) answers. LIKE's wildcards in ``prefix`` match themselves."""
-    escaped = prefix.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return func.lower(Ticket.holder_name).like(escaped + "%", escape="\\")
+    """Tickets whose holder's name starts with ``prefix``, any case (``lower``): a range of the
+    index on ``holder_name_key`` — byte-wise comparisons, which row-level security lets the
+    planner use (migration 0017) — checked exactly by ``starts_with``. ``prefix`` is lowered by
+    Postgres's ``lower()`` too, as the column is; none of its characters is a wildcard."""
+    key = func.lower(literal(prefix, Text))
+    return and_(
+        Ticket.holder_name_key.op("~>=~", is_comparison=True)(key),
+        Ticket.holder_name_key.op("~<~", is_comparison=True)(key.concat(_LAST).self_group()),
+        func.starts_with(Ticket.holder_name_key, key),
+    )
 
 
 #: The most tickets a search answers.
