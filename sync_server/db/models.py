@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
     Identity,
@@ -124,6 +125,11 @@ class Ticket(Base):
         Index("ix_tickets_event_id_change_seq", "event_id", "change_seq"),
         Index("ix_tickets_pending", "updated_at", postgresql_where=text("change_seq IS NULL")),
         Index(
+            "ix_tickets_holder_name_key",
+            "holder_name_key",
+            postgresql_ops={"holder_name_key": "text_pattern_ops"},
+        ),
+        Index(
             "ix_tickets_nft_mint",
             "nft_mint",
             unique=True,
@@ -137,6 +143,11 @@ class Ticket(Base):
     purchase_id: Mapped[uuid.UUID]
     user_id: Mapped[str] = mapped_column(Text)
     holder_name: Mapped[str] = mapped_column(Text)
+    #: ``lower(holder_name)``, kept by Postgres: the console's search by the start of a name
+    #: (migration 0017 says why a column).
+    holder_name_key: Mapped[str] = mapped_column(
+        Text, Computed("lower(holder_name)", persisted=True)
+    )
     holder_wallet: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text)
     secret_version: Mapped[int] = mapped_column(Integer, server_default="0")

@@ -17,9 +17,10 @@ from sqlalchemy import insert
 from shared.ids import new_id
 from sync_server.db.engine import Database
 from sync_server.db.models import Device, TicketScan
-from sync_server.domain.scans.schemas import ScanFilter
-from sync_server.domain.scans.services import export_csv
+from sync_server.domain.scans.schemas import ScanFilter, ScanPage
+from sync_server.domain.scans.services import ScanLog, export_csv
 from sync_server.http.auth import Role
+from sync_server.http.problems import BadRequest
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import Client, assert_problem, bought, connect
@@ -532,3 +533,104 @@ async def test_only_managers_read_scans_and_stats(
     assert_problem(await client.get("/v1/scans", headers=headers), 403, "wrong_role")
     stats = await client.get(f"/v1/events/{scenario.event_id}/stats", headers=headers)
     assert_problem(stats, 403, "wrong_role")
+
+
+# --- the console's parts of the log: newest first, by ticket-id prefix, by holder name ------
+
+
+async def _log_page(
+    settings: Settings,
+    tenant: TenantHandle,
+    filters: ScanFilter,
+    cursor: str | None = None,
+    limit: int = 100,
+    **options: Any,
+) -> ScanPage:
+    database = Database(settings.database)
+    try:
+        async with database.tenant(tenant.id) as session:
+            return await ScanLog(session).page(filters, cursor, limit, **options)
+    finally:
+        await database.close()
+
+
+async def test_newest_first_pages_run_from_the_latest_scan_back_to_the_first(
+    tenant: TenantHandle, settings: Settings, scenario: Scenario
+) -> None:
+    filters = ScanFilter(event_id=uuid.UUID(scenario.event_id))
+    seen: list[str] = []
+    cursor: str | None = None
+    for _ in range(10):
+        page = await _log_page(settings, tenant, filters, cursor, 4, newest_first=True)
+        seen.extend(str(item.id) for item in page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == scenario.ids()[::-1]
+    oldest_first = await _log_page(settings, tenant, filters)
+    assert [str(item.id) for item in oldest_first.items] == scenario.ids()
+
+
+async def test_the_log_finds_a_tickets_scans_by_the_start_of_its_id(
+    tenant: TenantHandle, settings: Settings, scenario: Scenario
+) -> None:
+    t5 = scenario.rows[8]["ticket_id"]
+    for prefix in (t5.hex, str(t5), str(t5)[:30].upper()):
+        page = await _log_page(
+            settings,
+            tenant,
+            ScanFilter(event_id=uuid.UUID(scenario.event_id), ticket_id_prefix=prefix),
+        )
+        assert [str(i.id) for i in page.items] == scenario.ids(lambda r: r["ticket_id"] == t5)
+
+
+async def test_the_log_finds_scans_by_the_start_of_the_holders_name_in_any_case(
+    tenant: TenantHandle, settings: Settings, scenario: Scenario
+) -> None:
+    t3 = scenario.rows[3]["ticket_id"]
+    async with connect(settings.database.admin_url) as connection:
+        await connection.exec_driver_sql(
+            "UPDATE tickets SET holder_name = 'Zoë 100%_Sure' WHERE id = $1", (t3,)
+        )
+        await connection.commit()
+    event_id = uuid.UUID(scenario.event_id)
+
+    async def found(prefix: str) -> list[str]:
+        page = await _log_page(
+            settings, tenant, ScanFilter(event_id=event_id, holder_prefix=prefix)
+        )
+        return [str(i.id) for i in page.items]
+
+    assert await found("zOË") == scenario.ids(lambda r: r["ticket_id"] == t3)
+    assert await found("Zoë 100%_") == scenario.ids(lambda r: r["ticket_id"] == t3)
+    # LIKE's wildcards in the text match only themselves.
+    assert await found("Zoë 1_0") == []
+    assert await found("%") == []
+    assert await found("Ada") == scenario.ids(
+        lambda r: r["ticket_id"] is not None and r["ticket_id"] != t3
+    )
+
+
+async def test_a_ticket_id_prefix_that_is_not_hex_is_a_400_problem(
+    tenant: TenantHandle, settings: Settings
+) -> None:
+    with pytest.raises(BadRequest) as refused:
+        await _log_page(settings, tenant, ScanFilter(ticket_id_prefix="0190zz"))
+    assert refused.value.code == "invalid_ticket_id"
+
+
+async def test_a_pages_double_entries_read_with_the_admissions_they_collided_with(
+    tenant: TenantHandle, settings: Settings, scenario: Scenario
+) -> None:
+    database = Database(settings.database)
+    try:
+        async with database.tenant(tenant.id) as session:
+            log = ScanLog(session)
+            conflict = scenario.rows[4]
+            firsts = await log.scans([conflict["conflict_of"]])
+            names = await log.device_names([conflict["device_id"]])
+    finally:
+        await database.close()
+    first = firsts[conflict["conflict_of"]]
+    assert (first.gate, first.scanned_at) == ("south", _at(30))
+    assert names == {conflict["device_id"]: "north scanner"}

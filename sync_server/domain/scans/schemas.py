@@ -27,6 +27,10 @@ class ScanFilter(msgspec.Struct, kw_only=True, frozen=True):
     checkin_list_id: uuid.UUID | None = None
     #: Admissions into this zone ("": the event's general area, a list without a zone).
     zone: str | None = None
+    #: Scans of tickets whose id starts with these hex digits (the dashes ignored).
+    ticket_id_prefix: str | None = None
+    #: Scans of tickets whose holder's name starts with this text (any case).
+    holder_prefix: str | None = None
 
 
 class ScanOut(msgspec.Struct, kw_only=True):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.domain import Direction, VerdictResult
 from shared.wire import TIME_OUT_OF_RANGE, out_of_range
 from sync_server.db.engine import Database
-from sync_server.db.models import CheckinList, Event, Ticket, TicketScan, TicketType
+from sync_server.db.models import CheckinList, Device, Event, Ticket, TicketScan, TicketType
 from sync_server.domain.checkin.claims import TIME_ADJUSTED
 from sync_server.domain.scans.schemas import (
     EventStats,
@@ -48,6 +48,7 @@ from sync_server.domain.scans.schemas import (
     ScanOut,
     ScanPage,
 )
+from sync_server.domain.tickets.services import holder_starts, ticket_id_range
 from sync_server.http.pagination import decode_cursor, encode_cursor
 from sync_server.http.problems import BadRequest, NotFound
 
@@ -112,6 +113,23 @@ _FREE_TEXT = tuple(
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+def _ticket_conditions(filters: ScanFilter) -> list[ColumnElement[bool]]:
+    """The scans of the tickets a manager looked for: by the start of the id, by the start of
+    the holder's name (the names' index finds the tickets, their scans by ``ticket_id``)."""
+    where: list[ColumnElement[bool]] = []
+    if filters.ticket_id_prefix is not None:
+        try:
+            low, high = ticket_id_range(filters.ticket_id_prefix)
+        except ValueError as error:
+            raise BadRequest("invalid_ticket_id", "A ticket id is hex digits.") from error
+        where.append(TicketScan.ticket_id.between(low, high))
+    if filters.holder_prefix is not None:
+        where.append(
+            TicketScan.ticket_id.in_(select(Ticket.id).where(holder_starts(filters.holder_prefix)))
+        )
+    return where
+
+
 def scan_conditions(filters: ScanFilter) -> list[ColumnElement[bool]]:
     """The WHERE clauses for ``filters``. Raises ``BadRequest`` (``validation_failed``) for a
     time without a UTC offset or outside ``shared.wire.TIME_YEARS``, and
@@ -158,6 +176,7 @@ def scan_conditions(filters: ScanFilter) -> list[ColumnElement[bool]]:
         where.append(func.coalesce(TicketScan.zone, "") == filters.zone)
     if filters.conflicts_only:
         where.append(CONFLICT)
+    where.extend(_ticket_conditions(filters))
     if filters.since is not None:
         where.append(TicketScan.scanned_at >= filters.since)
     if filters.until is not None:
@@ -170,13 +189,17 @@ async def _log_rows(
     where: Sequence[ColumnElement[bool]],
     after: uuid.UUID | None,
     limit: int,
+    *,
+    newest_first: bool = False,
 ) -> Sequence[Row[Any]]:
     """Up to ``limit`` scans matching ``where`` with ids after ``after``, in id order (scan ids
-    are UUIDv7, so roughly the order the scans happened)."""
+    are UUIDv7, so roughly the order the scans happened); ``newest_first``: the other way,
+    ids before ``after``."""
     query = _LOG.where(*where)
     if after is not None:
-        query = query.where(TicketScan.id > after)
-    return (await session.execute(query.order_by(TicketScan.id).limit(limit))).all()
+        query = query.where(TicketScan.id < after if newest_first else TicketScan.id > after)
+    order = TicketScan.id.desc() if newest_first else TicketScan.id
+    return (await session.execute(query.order_by(order).limit(limit))).all()
 
 
 class ScanLog:
@@ -185,17 +208,38 @@ class ScanLog:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
 
-    async def page(self, filters: ScanFilter, cursor: str | None, limit: int) -> ScanPage:
+    async def page(
+        self, filters: ScanFilter, cursor: str | None, limit: int, *, newest_first: bool = False
+    ) -> ScanPage:
         """One page of the scans matching ``filters`` and the next page's cursor (None on the
-        last). Raises ``BadRequest`` for bad times or a cursor we did not make."""
+        last): oldest first, or ``newest_first`` (the console's log; its cursor pages on to
+        older scans). Raises ``BadRequest`` for bad times or a cursor we did not make."""
         where = scan_conditions(filters)
-        rows = await _log_rows(self._session, where, decode_cursor(cursor), limit + 1)
+        rows = await _log_rows(
+            self._session, where, decode_cursor(cursor), limit + 1, newest_first=newest_first
+        )
         more = len(rows) > limit
         rows = rows[:limit]
         return ScanPage(
             items=msgspec.convert(rows, list[ScanOut], from_attributes=True),
             next_cursor=encode_cursor(rows[-1].id) if more else None,
         )
+
+    async def scans(self, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, ScanOut]:
+        """The scans with these ids (those of the tenant), by id: for a page's double entries,
+        the admissions they collided with."""
+        if not ids:
+            return {}
+        rows = (await self._session.execute(_LOG.where(TicketScan.id.in_(ids)))).all()
+        found = msgspec.convert(rows, list[ScanOut], from_attributes=True)
+        return {scan.id: scan for scan in found}
+
+    async def device_names(self, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, str]:
+        """The names of these devices (those of the tenant), by id."""
+        if not ids:
+            return {}
+        rows = await self._session.execute(select(Device.id, Device.name).where(Device.id.in_(ids)))
+        return dict(rows.tuples().all())
 
     async def stats(self, event_id: uuid.UUID, now: datetime) -> EventStats:
         """The event's counts as of ``now``: totals, per gate, per minute, who is inside.

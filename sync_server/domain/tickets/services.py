@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import ColumnElement, Text, and_, exists, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import TicketStatus
@@ -68,6 +68,38 @@ _CHAIN_IN_FLIGHT = ("queued", "submitted", "confirmed")
 _CHAIN_MOVES = ("mint", "transfer")
 
 
+def ticket_id_range(prefix: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """The lowest and highest ticket ids starting with ``prefix`` (hex digits; dashes and case
+    ignored): a range an index on ``ticket_id`` answers. Raises ``ValueError`` for anything
+    but 1 to 32 hex digits."""
+    digits = prefix.replace("-", "").lower()
+    if not 1 <= len(digits) <= 32 or any(c not in "0123456789abcdef" for c in digits):
+        raise ValueError("a ticket id or its first hex digits")
+    return uuid.UUID(digits.ljust(32, "0")), uuid.UUID(digits.ljust(32, "f"))
+
+
+#: Above every character: ``key ~<~ prefix || _LAST`` holds for every ``key`` that starts with
+#: ``prefix`` (byte-wise, as ``text_pattern_ops`` compares).
+_LAST = "\U0010ffff"
+
+
+def holder_starts(prefix: str) -> ColumnElement[bool]:
+    """Tickets whose holder's name starts with ``prefix``, any case (``lower``): a range of the
+    index on ``holder_name_key`` — byte-wise comparisons, which row-level security lets the
+    planner use (migration 0017) — checked exactly by ``starts_with``. ``prefix`` is lowered by
+    Postgres's ``lower()`` too, as the column is; none of its characters is a wildcard."""
+    key = func.lower(literal(prefix, Text))
+    return and_(
+        Ticket.holder_name_key.op("~>=~", is_comparison=True)(key),
+        Ticket.holder_name_key.op("~<~", is_comparison=True)(key.concat(_LAST).self_group()),
+        func.starts_with(Ticket.holder_name_key, key),
+    )
+
+
+#: The most tickets a search answers.
+SEARCH_LIMIT = 50
+
+
 class TicketService:
     def __init__(
         self,
@@ -108,6 +140,27 @@ class TicketService:
             where.append(Ticket.status == status.value)
         tickets, next_cursor = await fetch_page(self._session, Ticket, cursor, limit, *where)
         return TicketPage(items=[ticket_out(t) for t in tickets], next_cursor=next_cursor)
+
+    async def search(
+        self,
+        *,
+        ids: tuple[uuid.UUID, uuid.UUID] | None = None,
+        holder_prefix: str | None = None,
+        limit: int = SEARCH_LIMIT,
+    ) -> list[Ticket]:
+        """Tickets with an id in ``ids`` (a range, ``ticket_id_range``), or whose holder's
+        name starts with ``holder_prefix`` (any case); newest first, at most ``limit``."""
+        where: list[ColumnElement[bool]] = []
+        if ids is not None:
+            where.append(Ticket.id.between(*ids))
+        if holder_prefix is not None:
+            where.append(holder_starts(holder_prefix))
+        if not where:
+            return []
+        rows = await self._session.scalars(
+            select(Ticket).where(*where).order_by(Ticket.id.desc()).limit(limit)
+        )
+        return list(rows)
 
     async def history(self, ticket_id: uuid.UUID) -> list[TransitionOut]:
         await self.get(ticket_id)
