@@ -29,7 +29,7 @@ from sync_server.console.web import (
     PREFIX,
     AnyRequest,
     ManagerDep,
-    event_service,
+    event_list,
     not_found,
     principal,
     read_form,
@@ -44,7 +44,7 @@ from sync_server.http.dependencies import app_services
 from sync_server.http.problems import Problem
 
 CURRENT: Final = "devices"
-#: The most devices (and events, for the filter) the page lists; paging comes with more.
+#: The most devices the page lists; paging comes with more.
 SHOWN: Final = 500
 #: How long an enrollment code shown on screen may work: (seconds, label). The first is the
 #: default: short, since a code on a screen may be seen by anyone passing it.
@@ -61,19 +61,6 @@ QR_SCALE: Final = 8
 def _service(state: State, session: Any, manager: Manager) -> DeviceService:
     services = app_services(state)
     return DeviceService(session, services.keys, services.clock, principal(manager))
-
-
-async def _events(state: State, manager: Manager) -> list[EventOut]:
-    async with tenant(state, manager) as session:
-        service, cursor = event_service(state, session, manager), None
-        found: list[EventOut] = []
-        while len(found) < SHOWN:
-            page = await service.page(cursor, 100)
-            found.extend(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-    return sorted(found, key=lambda event: event.starts_at, reverse=True)
 
 
 def _event_filter(text: str) -> tuple[uuid.UUID | None, str | None]:
@@ -124,7 +111,7 @@ def _when(moment: datetime | None) -> str:
 async def _list_context(
     state: State, manager: Manager, event_text: str
 ) -> tuple[int, dict[str, Any]]:
-    events = await _events(state, manager)
+    events = await event_list(state, manager)
     event_id, problem = _event_filter(event_text)
     devices = None if problem else await _devices(state, manager, event_id)
     if devices is None:
@@ -211,7 +198,7 @@ async def _enroll_form(
         "devices_enroll.html",
         manager=manager,
         status=status,
-        events=events if events is not None else await _events(state, manager),
+        events=events if events is not None else await event_list(state, manager),
         validities=VALIDITIES,
         errors=errors or {},
         values=values or {"ttl": str(VALIDITIES[0][0])},
@@ -236,7 +223,7 @@ def qr_data_uri(text: str) -> str:
 @post("/devices/enroll", status_code=200)
 async def enroll_submit(request: AnyRequest, state: State, manager: ManagerDep) -> Response[Any]:
     form = await read_form(request)
-    events = await _events(state, manager)
+    events = await event_list(state, manager)
     read = enrollment_form(form, events)
     if read.value is None:
         return await _enroll_form(
@@ -288,7 +275,7 @@ async def _device_page(
     device = await _device(state, manager, device_id)
     if device is None:
         return not_found(request, manager, CURRENT)
-    events = await _events(state, manager)
+    events = await event_list(state, manager)
     return render(
         request,
         template,

@@ -35,13 +35,13 @@ from sync_server.console.web import (
     AnyRequest,
     ManagerDep,
     database,
+    event_list,
     event_service,
     now,
     read_form,
     render,
     tenant,
 )
-from sync_server.domain.events.schemas import EventOut
 from sync_server.http.dependencies import app_services
 from sync_server.http.problems import Problem
 from sync_server.http.rate_limiting import client_address
@@ -51,8 +51,6 @@ from sync_server.redis.rate_limits import RateLimits
 #: address (trying many emails).
 SIGN_INS_PER_EMAIL: Final = 10
 SIGN_INS_PER_ADDRESS: Final = 30
-#: The most events the events page lists (newest first); paging comes with more pages.
-EVENTS_SHOWN: Final = 500
 TIME_ZONES: Final = sorted(zoneinfo.available_timezones())
 
 
@@ -172,22 +170,9 @@ async def sign_out_submit(request: AnyRequest, state: State, manager: ManagerDep
 # --- events ------------------------------------------------------------------------------------
 
 
-async def _event_list(state: State, manager: Manager) -> list[EventOut]:
-    async with tenant(state, manager) as session:
-        service, cursor = event_service(state, session, manager), None
-        found: list[EventOut] = []
-        while len(found) < EVENTS_SHOWN:
-            page = await service.page(cursor, 100)
-            found.extend(page.items)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-    return sorted(found, key=lambda event: event.starts_at, reverse=True)
-
-
 @get("/events")
 async def events_page(request: AnyRequest, state: State, manager: ManagerDep) -> Template:
-    events = await _event_list(state, manager)
+    events = await event_list(state, manager)
     return render(
         request,
         "events.html",
@@ -210,7 +195,7 @@ async def events_create(request: AnyRequest, state: State, manager: ManagerDep) 
             read.errors["ends_at"] = problem.detail
         else:
             return Redirect(f"{PREFIX}/events/{created.id}", status_code=303, headers=HEADERS)
-    events = await _event_list(state, manager)
+    events = await event_list(state, manager)
     return render(
         request,
         "events.html",

@@ -23,14 +23,15 @@ from litestar.response import Redirect, Stream, Template
 from shared.domain import Direction, VerdictReason, VerdictResult
 from shared.wire import GATE_NAME_MAX, ONE_LINE, TIME_OUT_OF_RANGE, out_of_range
 from sync_server.console.accounts import Manager
-from sync_server.console.pages import _event_list as event_list
 from sync_server.console.tickets import TicketQuery, keys_of, read_query
 from sync_server.console.web import (
     HEADERS,
     PREFIX,
     AnyRequest,
     ManagerDep,
+    current_event,
     database,
+    event_list,
     not_found,
     now,
     principal,
@@ -67,14 +68,6 @@ class LogQuery:
     values: dict[str, str]
     errors: dict[str, str] = field(default_factory=dict)
     how: str = ""
-
-
-def _current_event(events: list[EventOut], moment: datetime) -> EventOut | None:
-    """The event on now, else the next one, else the latest that ended."""
-    live = [e for e in events if e.ends_at >= moment]
-    if live:
-        return min(live, key=lambda e: e.starts_at)
-    return max(events, key=lambda e: e.ends_at, default=None)
 
 
 def _local_time(text: str, zone: zoneinfo.ZoneInfo) -> datetime | None:
@@ -147,7 +140,7 @@ async def read_log_query(state: State, manager: Manager, params: Mapping[str, st
         if chosen is None:
             errors["event"] = "Choose one of your events."
     else:
-        chosen = _current_event(events, now(state))
+        chosen = current_event(events, now(state))
     if chosen is None:
         return LogQuery(
             events=events, event=None, filters=None, cursor=None, values=values, errors=errors

@@ -30,6 +30,7 @@ from sync_server.console.security import (
     session_token,
 )
 from sync_server.db.engine import Database
+from sync_server.domain.events.schemas import EventOut
 from sync_server.domain.events.services import EventService
 from sync_server.domain.keys.services import KeyStore
 from sync_server.http.auth import Principal, Role
@@ -56,6 +57,9 @@ HEADERS: Final = {
         "frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'"
     ),
 }
+
+#: The most events a page lists or chooses from (newest first); paging comes with more.
+EVENTS_SHOWN: Final = 500
 
 AnyRequest = Request[Any, Any, Any]
 #: What a page declares to get the signed-in manager (``provide_manager``).
@@ -181,3 +185,26 @@ def principal(manager: Manager) -> Principal:
 def event_service(state: State, session: AsyncSession, manager: Manager) -> EventService:
     keys: KeyStore = app_services(state).keys
     return EventService(session, keys, principal(manager))
+
+
+async def event_list(state: State, manager: Manager) -> list[EventOut]:
+    """The tenant's events, newest first (at most ``EVENTS_SHOWN``)."""
+    async with tenant(state, manager) as session:
+        service, cursor = event_service(state, session, manager), None
+        found: list[EventOut] = []
+        while len(found) < EVENTS_SHOWN:
+            page = await service.page(cursor, 100)
+            found.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    return sorted(found, key=lambda event: event.starts_at, reverse=True)
+
+
+def current_event(events: list[EventOut], moment: datetime) -> EventOut | None:
+    """The event a page opens on when none is named: the one on now, else the next one,
+    else the latest that ended."""
+    live = [e for e in events if e.ends_at >= moment]
+    if live:
+        return min(live, key=lambda e: e.starts_at)
+    return max(events, key=lambda e: e.ends_at, default=None)
