@@ -366,6 +366,20 @@ class TicketChange(msgspec.Struct, kw_only=True, frozen=True, tag="ticket"):
     ticket_type_id: str | None = None
 
 
+#: Why an admission is undone (``AnnulRequest.reason``): the ticket's history and the
+#: ``ticket.checkin_annulled`` event carry it.
+ANNUL_REASON_MAX = 500
+AnnulReason = Annotated[str, msgspec.Meta(min_length=1, max_length=ANNUL_REASON_MAX), PROSE]
+
+
+class AnnulRequest(msgspec.Struct, kw_only=True, frozen=True):
+    """The body of ``POST /v1/scans/{id}/annul``, all optional: a request without a body (an
+    older scanner's, a manager's) undoes the admission with no reason given, and a server older
+    than this body ignores it."""
+
+    reason: AnnulReason | None = None
+
+
 class AdmissionChange(msgspec.Struct, kw_only=True, frozen=True, tag="admission"):
     """An admitted scan (entry or exit) at another gate, so that gates learn about each other;
     also one of this device's own scans when the server's view of it changed (a conflict, an

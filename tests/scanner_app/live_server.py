@@ -47,6 +47,7 @@ from sync_server.domain.tickets.schemas import (
     PurchaseOut,
     TicketOut,
     TicketWithCode,
+    TransitionOut,
 )
 from sync_server.http.auth import Role, mint_token
 
@@ -348,6 +349,10 @@ class BackOffice:
 
     def ticket(self, ticket_id: uuid.UUID) -> TicketOut:
         return self._call("GET", f"/v1/tickets/{ticket_id}", TicketOut)
+
+    def history(self, ticket_id: uuid.UUID) -> list[TransitionOut]:
+        """The ticket's lifecycle steps, oldest first: who changed it, and why when said."""
+        return self._call("GET", f"/v1/tickets/{ticket_id}/history", list[TransitionOut])
 
     def transfer(
         self, ticket_id: uuid.UUID, holder_name: str = "Bea Newholder", user_id: str | None = None

@@ -1,6 +1,8 @@
 """No scan lost, none counted twice: the scanner is killed with SIGKILL at random moments while
 it scans and uploads, over and over; every verdict it printed is in its log exactly once, and
-after a final sync on the server exactly once.
+after a final sync on the server exactly once, with one standing admission per ticket. An
+admission the server recorded for an online question whose answer a kill kept from the app was
+never shown: the app undoes it (``NEVER_SHOWN``), and the test checks each undone one is such.
 
 Each round starts the real command (``gatehouse-scanner scan --source - --json``, background
 sync on, against a real server), types ticket codes into it as a handheld scanner would, reads
@@ -27,7 +29,7 @@ import pytest
 
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.scanlog import local_scans
-from scanner_app.core.store.scans import queue_length, unresolved_online
+from scanner_app.core.store.scans import NEVER_SHOWN, queue_length, unresolved_online
 from scanner_app.core.store.state import GateSettings, save_settings
 from scanner_app.core.sync.engine import SyncEngine, enroll
 from tests.scanner_app.live_server import BackOffice, LiveServer
@@ -147,6 +149,28 @@ def test_killed_at_random_no_scan_is_lost_or_counted_twice(
     assert len(ids) == len(set(ids))
     # Exactly the device's scans: each once, none missing, none invented.
     assert set(ids) == set(logged)
-    # One device, one admission per ticket: every later entry of a ticket was refused.
-    admitted = [s.ticket_id for s in on_server if s.result.value == "admitted"]
+    # One device, one admission per ticket that stands: every later entry of a ticket was
+    # refused, and no double entry (a conflict) stands.
+    admitted = [
+        s.ticket_id for s in on_server if s.result.value == "admitted" and s.annulled_at is None
+    ]
     assert len(admitted) == len(set(admitted))
+    # An admission undone is one the server recorded for an online question that a kill cut
+    # off before the app recorded the answer: never shown, so it let nobody in. The device
+    # undid it itself, saying so, and both sides agree it was undone.
+    undone = [s for s in on_server if s.annulled_at is not None]
+    assert not {s.id for s in undone} & shown.keys()
+    assert {s.id for s in undone} == {i for i, s in logged.items() if s.annulled}
+    for scan in undone:
+        assert scan.ticket_id is not None
+        assert (scan.result.value, scan.direction.value, scan.offline) == (
+            "admitted",
+            "entry",
+            False,
+        )
+        why = [
+            h.reason
+            for h in back_office.history(scan.ticket_id)
+            if h.kind == "checkin_annulled" and h.details.get("scan_id") == str(scan.id)
+        ]
+        assert why == [NEVER_SHOWN], scan.id

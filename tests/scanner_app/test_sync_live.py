@@ -8,6 +8,7 @@ import stat
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,13 +20,27 @@ from scanner_app.core.store.cache import ticket_count
 from scanner_app.core.store.database import DATABASE_FILE
 from scanner_app.core.store.device_token import TOKEN_FILE
 from scanner_app.core.store.scanlog import conflicts, find_scan, local_scans
-from scanner_app.core.store.scans import queue_length
+from scanner_app.core.store.scans import (
+    NEVER_SHOWN,
+    PendingOnline,
+    begin_online,
+    queue_length,
+    unresolved_online,
+)
 from scanner_app.core.store.state import GateSettings, save_settings
 from scanner_app.core.sync.engine import TOKEN_REFUSED, SyncEngine, enroll
-from shared.domain import VerdictReason, VerdictResult
+from shared import wire
+from shared.domain import Direction, VerdictReason, VerdictResult
+from shared.ids import new_id
 from tests.scanner_app.live_server import BackOffice, LiveServer
 
 pytestmark = [pytest.mark.integration]
+
+#: How long ago a killed app asked its last online question: longer than any sync takes a
+#: question for one still in flight (ten seconds).
+DEAD_SINCE = timedelta(seconds=30)
+#: How old a question from before an engine started must be for its syncs to resolve it.
+IN_FLIGHT = timedelta(seconds=2.1)
 
 
 class Scanner:
@@ -409,3 +424,163 @@ def test_the_managers_device_list_shows_the_queue_the_scanner_reports(
     assert (listed.queued_scans, listed.oldest_queued_at) == (0, None)
     assert listed.heartbeat_at is not None
     assert listed.last_seen_at == listed.heartbeat_at
+
+
+# --- an online verdict the app never showed ---------------------------------------------------
+
+
+def _asked_then_killed(
+    scanner: Scanner, code: str, asked_at: datetime, direction: Direction = Direction.ENTRY
+) -> tuple[uuid.UUID, wire.Verdict]:
+    """What a kill leaves of an online scan between the server's answer and its record on the
+    device: the question written down (``pending_online``, as ``Gate`` does before asking),
+    the server's verdict recorded there through the real ``/v1/validate`` under that scan id,
+    and nothing else — no verdict in the device's log, none shown."""
+    scan_id = new_id()
+    with scanner.store.write() as conn:
+        begin_online(conn, PendingOnline(scan_id, code, direction, asked_at))
+    answer = scanner.engine.online_check(
+        wire.ValidateRequest(code=code, direction=direction, scan_id=scan_id, scanned_at=asked_at)
+    )
+    assert answer is not None, "the server did not answer the online check"
+    return scan_id, answer
+
+
+def _live_admissions(office: BackOffice, event_id: uuid.UUID) -> list[uuid.UUID]:
+    return [
+        s.id
+        for s in office.scans(event_id)
+        if s.result is VerdictResult.ADMITTED and s.annulled_at is None
+    ]
+
+
+def _annulment_reasons(office: BackOffice, ticket_id: uuid.UUID) -> list[str | None]:
+    return [h.reason for h in office.history(ticket_id) if h.kind == "checkin_annulled"]
+
+
+def test_an_admission_never_shown_is_undone_and_the_offline_admission_after_it_stands(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    sale = back_office.event_on_sale(tickets=2)
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    north.sync()
+    ticket = sale.tickets[0]
+    # Asked a life ago (older than any question still in flight), then killed.
+    never_shown, answer = _asked_then_killed(north, ticket.code, datetime.now(UTC) - DEAD_SINCE)
+    assert answer.result is VerdictResult.ADMITTED
+    # The next life decides offline; it has not heard of the server's admission: the person
+    # standing there is let in (shown), before any sync.
+    shown = Gate(north.store).scan(ticket.code)
+    assert (shown.verdict.result, shown.mode) == (VerdictResult.ADMITTED, "offline")
+    assert shown.verdict.scan_id is not None
+
+    north.sync()
+
+    assert _live_admissions(back_office, sale.event_id) == [shown.verdict.scan_id]
+    on_server = {s.id: s for s in back_office.scans(sale.event_id)}
+    assert on_server[never_shown].annulled_at is not None
+    assert all(s.conflict_of is None for s in on_server.values())
+    assert _annulment_reasons(back_office, ticket.id) == [NEVER_SHOWN]
+    assert back_office.ticket(ticket.id).status.value == "checked_in"
+    with north.store.read() as conn:
+        assert queue_length(conn) == 0
+        undone = find_scan(conn, never_shown)
+        kept = find_scan(conn, shown.verdict.scan_id)
+        assert unresolved_online(conn, datetime.now(UTC) + timedelta(days=1)) == []
+    # Device and server hold the same scans: the one never shown is in the log, undone.
+    assert undone is not None
+    assert (undone.origin, undone.result, undone.annulled) == (
+        "local",
+        VerdictResult.ADMITTED,
+        True,
+    )
+    assert kept is not None
+    assert (kept.annulled, kept.conflict_of) == (False, None)
+
+
+def test_an_admission_never_shown_and_uploaded_after_the_offline_one_lifts_its_conflict(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    sale = back_office.event_on_sale(tickets=2)
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    north.sync()
+    ticket = sale.tickets[0]
+    # Asked just now, in this engine's life: its syncs take it for a question still in flight
+    # and leave it, so the offline admission reaches the server first.
+    asked_at = datetime.now(UTC)
+    never_shown, _ = _asked_then_killed(north, ticket.code, asked_at)
+    shown = Gate(north.store).scan(ticket.code)
+    assert (shown.verdict.result, shown.mode) == (VerdictResult.ADMITTED, "offline")
+    north.sync()
+    conflict = {s.id: s.conflict_of for s in back_office.scans(sale.event_id)}
+    assert conflict == {never_shown: None, shown.verdict.scan_id: never_shown}
+
+    # The next life of the app (a new engine) resolves a question from before it started
+    # once the question is two seconds old.
+    time.sleep(max(0.0, (asked_at + IN_FLIGHT - datetime.now(UTC)).total_seconds()))
+    next_life = SyncEngine(north.store)
+    assert next_life.sync_once().ok
+    assert next_life.sync_once().ok  # the feed's echo of the reclassified scan
+
+    assert _live_admissions(back_office, sale.event_id) == [shown.verdict.scan_id]
+    assert all(s.conflict_of is None for s in back_office.scans(sale.event_id))
+    assert _annulment_reasons(back_office, ticket.id) == [NEVER_SHOWN]
+    with north.store.read() as conn:
+        assert conflicts(conn) == []
+        undone = find_scan(conn, never_shown)
+    assert undone is not None
+    assert undone.annulled
+
+
+def test_after_an_admission_never_shown_is_undone_the_ticket_is_admitted_once_offline(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    sale = back_office.event_on_sale(tickets=2)
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    north.sync()
+    ticket = sale.tickets[0]
+    never_shown, _ = _asked_then_killed(north, ticket.code, datetime.now(UTC) - DEAD_SINCE)
+    north.sync()  # the next life's first sync resolves it before anyone scans the ticket
+    assert _live_admissions(back_office, sale.event_id) == []
+    assert _annulment_reasons(back_office, ticket.id) == [NEVER_SHOWN]
+
+    offline = Gate(north.store)
+    shown = offline.scan(ticket.code)
+    again = offline.scan(ticket.code)
+    north.sync()
+
+    assert (shown.verdict.result, shown.mode) == (VerdictResult.ADMITTED, "offline")
+    assert again.verdict.reason is VerdictReason.ALREADY_CHECKED_IN
+    assert _live_admissions(back_office, sale.event_id) == [shown.verdict.scan_id]
+    assert all(s.conflict_of is None for s in back_office.scans(sale.event_id))
+    with north.store.read() as conn:
+        undone = find_scan(conn, never_shown)
+    assert undone is not None
+    assert undone.annulled
+
+
+def test_a_refusal_or_an_exit_never_shown_is_recorded_and_stands(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    sale = back_office.event_on_sale(tickets=2, allow_reentry=True)
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    north.sync()
+    ticket = sale.tickets[0]
+    entry = north.gate.scan(ticket.code)
+    assert (entry.verdict.result, entry.mode) == (VerdictResult.ADMITTED, "online")
+    dead_since = datetime.now(UTC) - DEAD_SINCE
+    refused, answer = _asked_then_killed(north, ticket.code, dead_since)
+    assert answer.reason is VerdictReason.ALREADY_CHECKED_IN
+    left, answer = _asked_then_killed(north, ticket.code, dead_since, Direction.EXIT)
+    assert answer.result is VerdictResult.ADMITTED
+
+    north.sync()
+
+    # Nothing to undo: a refusal let nobody in, and an exit holds nobody in (see docs/app.md).
+    assert _annulment_reasons(back_office, ticket.id) == []
+    assert _live_admissions(back_office, sale.event_id) == [entry.verdict.scan_id, left]
+    with north.store.read() as conn:
+        logged = {s.scan_id: s for s in local_scans(conn)}
+        assert queue_length(conn) == 0
+    assert logged[refused].result is VerdictResult.REJECTED
+    assert not logged[left].annulled

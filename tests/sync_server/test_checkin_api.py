@@ -235,6 +235,33 @@ async def test_an_admission_can_be_undone_by_a_manager_or_its_device(
     assert (await _validate(client, other, codes[0])).status_code == 200
 
 
+async def test_an_annulment_says_why_in_the_tickets_history(
+    client: Client, tenant: TenantHandle
+) -> None:
+    _event_id, codes, device = await _setup(client, tenant)
+    admitted = (await _validate(client, device, codes[0])).json()
+    scan_url = f"/v1/scans/{admitted['scan_id']}/annul"
+    bad = await client.post(scan_url, json={"reason": ""}, headers=device.headers)
+    assert bad.status_code == 400, bad.text
+    reason = "app stopped before the verdict was shown"
+    undone = await client.post(scan_url, json={"reason": reason}, headers=device.headers)
+    assert undone.status_code == 200, undone.text
+    history = (
+        await client.get(f"/v1/tickets/{admitted['ticket_id']}/history", headers=tenant.token())
+    ).json()
+    assert [(h["kind"], h["reason"]) for h in history] == [
+        ("purchased", None),
+        ("checked_in", None),
+        ("checkin_annulled", reason),
+    ]
+    # A body without a reason (and no body at all, above) undoes with none given.
+    again = (await _validate(client, device, codes[0])).json()
+    plain = await client.post(
+        f"/v1/scans/{again['scan_id']}/annul", json={}, headers=device.headers
+    )
+    assert plain.status_code == 200, plain.text
+
+
 async def test_a_manager_checks_in_by_hand_at_a_named_gate(
     client: Client, tenant: TenantHandle
 ) -> None:

@@ -26,6 +26,10 @@ from shared import wire
 from shared.domain import Direction, VerdictReason, VerdictResult
 from shared.wire import CodeText
 
+#: Why this device undoes an admission the server recorded for an online question whose answer
+#: it never got (the app stopped first): its verdict was never shown, so it let nobody in.
+NEVER_SHOWN = "app stopped before the verdict was shown"
+
 #: Longest text kept from a scan (the wire's limit); longer input is not a ticket code anyway.
 MAX_CODE_CHARS = 2048
 
@@ -105,11 +109,13 @@ def record_scan(
         enqueue(conn, scan.scan_id, "scan", now)
 
 
-def enqueue(conn: Connection, scan_id: uuid.UUID, kind: str, now: datetime) -> None:
+def enqueue(
+    conn: Connection, scan_id: uuid.UUID, kind: str, now: datetime, reason: str | None = None
+) -> None:
     conn.exec_driver_sql(
-        "INSERT INTO upload_queue (scan_id, kind, enqueued_at, attempts) VALUES (?, ?, ?, 0) "
-        "ON CONFLICT (scan_id, kind) DO NOTHING",
-        (scan_id.bytes, kind, to_micros(now)),
+        "INSERT INTO upload_queue (scan_id, kind, enqueued_at, attempts, reason) "
+        "VALUES (?, ?, ?, 0, ?) ON CONFLICT (scan_id, kind) DO NOTHING",
+        (scan_id.bytes, kind, to_micros(now), reason),
     )
 
 
@@ -221,6 +227,8 @@ class QueuedScan:
 class QueuedAnnulment:
     seq: int
     scan_id: uuid.UUID
+    #: Why, when the device says (``NEVER_SHOWN``); None for staff's undo.
+    reason: str | None = None
 
 
 def queued_scans(conn: Connection, limit: int) -> list[QueuedScan]:
@@ -261,12 +269,16 @@ def queued_annulments(conn: Connection, limit: int) -> list[QueuedAnnulment]:
     """Annulments waiting, oldest first — only those whose scan has itself been uploaded (the
     server can only undo what it has)."""
     rows = conn.exec_driver_sql(
-        "SELECT q.seq, q.scan_id FROM upload_queue q WHERE q.kind = 'annul' AND NOT EXISTS "
+        "SELECT q.seq, q.scan_id, q.reason FROM upload_queue q WHERE q.kind = 'annul' "
+        "AND NOT EXISTS "
         "(SELECT 1 FROM upload_queue u WHERE u.kind = 'scan' AND u.scan_id = q.scan_id) "
         "ORDER BY q.seq LIMIT ?",
         (limit,),
     ).all()
-    return [QueuedAnnulment(seq=r.seq, scan_id=uuid.UUID(bytes=r.scan_id)) for r in rows]
+    return [
+        QueuedAnnulment(seq=r.seq, scan_id=uuid.UUID(bytes=r.scan_id), reason=r.reason)
+        for r in rows
+    ]
 
 
 def has_unsent_admission(conn: Connection, lookup: bytes) -> bool:
@@ -365,10 +377,16 @@ def drop_from_queue(conn: Connection, seq: int) -> None:
 # --- undo ---------------------------------------------------------------------------------------
 
 
-def annul(conn: Connection, scan_id: uuid.UUID, now: datetime) -> bool:
-    """Undo an entry admitted here: it no longer counts, and the server is told. False when
-    there is no such admitted local entry (or it was annulled already, or the server refused
-    the scan and so has nothing to undo)."""
+def annul(conn: Connection, scan_id: uuid.UUID, now: datetime, reason: str | None = None) -> bool:
+    """Undo an entry admitted here: it no longer counts, and the server is told (with
+    ``reason``, when given). False when there is no such admitted local entry (or it was
+    annulled already, or the server refused the scan and so has nothing to undo).
+
+    Double entries found against it stop being conflicts here, as the server lifts them when it
+    replays the ticket without it: one of them is now the ticket's admission (the offline gate
+    counts it). The feed's echo corrects one that the server makes a conflict of another
+    admission instead (it sends this device its own scans only while they are conflicts or
+    annulled, so a lifted one would otherwise never hear)."""
     result = conn.exec_driver_sql(
         "UPDATE scans SET annulled = 1 WHERE scan_id = ? AND origin = 'local' "
         "AND result = 'admitted' AND direction = 'entry' AND NOT annulled "
@@ -377,7 +395,10 @@ def annul(conn: Connection, scan_id: uuid.UUID, now: datetime) -> bool:
     )
     if result.rowcount != 1:
         return False
-    enqueue(conn, scan_id, "annul", now)
+    conn.exec_driver_sql(
+        "UPDATE scans SET conflict_of = NULL WHERE conflict_of = ?", (scan_id.bytes,)
+    )
+    enqueue(conn, scan_id, "annul", now, reason)
     return True
 
 

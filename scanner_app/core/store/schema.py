@@ -150,6 +150,8 @@ upload_queue = Table(
     Column("enqueued_at", Integer, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text),
+    #: For an annulment, why (``AnnulRequest.reason``); None: staff's undo, no reason sent.
+    Column("reason", Text),
     sqlite_autoincrement=True,
 )
 
@@ -306,6 +308,12 @@ def _v4(conn: Connection) -> None:
         conn.exec_driver_sql(statement)
 
 
+def _v5(conn: Connection) -> None:
+    # An annulment may say why (the server keeps it in the ticket's history): the scanner's
+    # own undo of an admission whose verdict it never showed (``scans.NEVER_SHOWN``).
+    conn.exec_driver_sql("ALTER TABLE upload_queue ADD COLUMN reason TEXT")
+
+
 #: The step whose start moves the device token out of the file (``LocalStore._migrate``).
 TOKEN_LEAVES_STEP = 1
 #: The step that drops names sealed on the device.
@@ -313,5 +321,5 @@ NAMES_LEAVE_STEP = 2
 #: Steps after which the file is rewritten, so that no page keeps what they removed.
 REWRITE_AFTER = frozenset({TOKEN_LEAVES_STEP, NAMES_LEAVE_STEP})
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3, _v4)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5)
 SCHEMA_VERSION = len(MIGRATIONS)

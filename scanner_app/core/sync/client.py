@@ -247,8 +247,18 @@ class ServerClient:
         )
         return _decode(response, wire.ScanBatchOutcome)
 
-    def annul(self, scan_id: uuid.UUID) -> None:
-        self._send("POST", f"/v1/scans/{scan_id}/annul")
+    def annul(self, scan_id: uuid.UUID, reason: str | None = None) -> None:
+        """Undo one of this device's admissions; ``reason`` goes to the ticket's history (a
+        server older than the reason ignores the body and undoes it all the same)."""
+        if reason is None:
+            self._send("POST", f"/v1/scans/{scan_id}/annul")
+            return
+        self._send(
+            "POST",
+            f"/v1/scans/{scan_id}/annul",
+            content=msgspec.json.encode(wire.AnnulRequest(reason=reason)),
+            headers={"Content-Type": "application/json"},
+        )
 
     def recorded(self, scan_id: uuid.UUID) -> wire.Verdict | None:
         """The verdict the server recorded for one of our scans; None when it never got it

@@ -10,9 +10,13 @@ One sync (``sync_once``) does, in this order:
    token again next time; the server answers that too (docs/sync-protocol.md);
 1. ``GET /v1/devices/me`` — the device still counts; new keys and event details; the clock
    offset (server time against the midpoint of the request);
-2. uploads queued scans in batches of up to 1,000, then queued annulments. The server's answer
-   is stored (its verdict, conflicts it found, earlier scans it reclassified) and the entries
-   leave the queue in the same transaction;
+1b. asks about online questions a crash left unanswered (``pending_online``): a scan the
+   server recorded is logged here too, and an admitted entry among them — its verdict was
+   never shown — is undone with the reason ``NEVER_SHOWN`` (``_resolve_online``);
+2. uploads queued annulments of scans the server has, then queued scans in batches of up to
+   1,000, then the annulments of those. The server's answer is stored (its verdict, conflicts
+   it found, earlier scans it reclassified) and the entries leave the queue in the same
+   transaction;
 2b. ``POST /v1/devices/me/heartbeat`` — what is still queued (so, after the upload), the
    oldest queued scan's time, the clock offset, the app version, the check-in setup version
    held, the last sync, the sync interval, lab mode: what managers see on their Devices page.
@@ -66,7 +70,9 @@ from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import AppliedChanges, apply_changes
 from scanner_app.core.store.device_token import DeviceCredentials
 from scanner_app.core.store.scans import (
+    NEVER_SHOWN,
     QueuedScan,
+    annul,
     conflict_count,
     drop_from_queue,
     end_online,
@@ -153,6 +159,8 @@ class SyncReport:
     refused: int = 0
     #: Online verdicts a crash interrupted that the server turned out to have recorded.
     recovered: int = 0
+    #: Of those, admissions undone because their verdict was never shown (``NEVER_SHOWN``).
+    never_shown: int = 0
     annulments: int = 0
     new_conflicts: int = 0
     tickets: int = 0
@@ -617,8 +625,16 @@ class SyncEngine:
 
     def _resolve_online(self, client: ServerClient, report: SyncReport) -> None:
         """Online verdicts a crash left unanswered: if the server recorded the scan, log it
-        here too (it was never shown, but it counts); if not, forget it. Either way device
-        and server agree.
+        here too; if not, forget it. Either way device and server hold the same scans.
+
+        A question still pending was never answered here, so its verdict was never shown (the
+        gate records a verdict, clearing the question in the same transaction, before it shows
+        it): an admitted entry the server recorded for it let nobody in. It is logged and
+        undone at once (``annul``, with ``NEVER_SHOWN`` as the reason the server keeps), so the
+        ticket is free here again, and an admission shown since — this gate's, offline, which
+        did not know of it — is the one that stands. A refusal or an exit is logged and stands:
+        a refusal let nobody in, and an exit holds nobody in (the person has likely left
+        anyway, and the server undoes only entries).
 
         A question asked since this engine started, and less than ten seconds old, may still
         be in flight (an online check and its offline fallback take about a second): it is
@@ -644,9 +660,15 @@ class SyncEngine:
                     direction=item.direction,
                     device_time=item.device_time,
                 )
+                if annul(conn, item.scan_id, now, NEVER_SHOWN):
+                    report.never_shown += 1
             report.recovered += 1
 
     def _upload(self, client: ServerClient, report: SyncReport) -> None:
+        # Annulments of scans the server has first: a scan queued after one (the same ticket
+        # admitted again once the first was undone) is then judged without it, not as its
+        # conflict.
+        self._upload_annulments(client, report)
         while True:
             with self._store.read() as conn:
                 batch = queued_scans(conn, MAX_SCAN_BATCH)
@@ -699,7 +721,7 @@ class SyncEngine:
             pending = queued_annulments(conn, 1000)
         for item in pending:
             try:
-                client.annul(item.scan_id)
+                client.annul(item.scan_id, item.reason)
             except RequestRefused as error:
                 # Already annulled, or no longer annullable: either way nothing to retry.
                 log.info("annulment of %s refused: %s", item.scan_id, error)

@@ -364,9 +364,10 @@ class Admission:
         actor: str,
         status: TicketStatus | None,
         details: Mapping[str, object],
+        reason: str | None = None,
     ) -> None:
         """Any other change of a locked ticket from check-in (an annulment): status if given,
-        ``updated_at``, history and event."""
+        ``updated_at``, history and event (with ``reason``, when given)."""
         after = ticket if status is None else replace(ticket, status=status.value)
         await self.queries.set_status([ticket.id], after.status, self.now)
         ticket_written(self.session, ticket.id)
@@ -379,6 +380,7 @@ class Admission:
                     actor=actor,
                     from_status=ticket.status,
                     details=details,
+                    reason=reason,
                 )
             ]
         )
@@ -392,6 +394,7 @@ class Admission:
         actor: str,
         from_status: str,
         details: Mapping[str, object],
+        reason: str | None = None,
     ) -> ChangeRows:
         history, event = change_rows(
             after,
@@ -400,6 +403,7 @@ class Admission:
             actor=actor,
             now=self.now,
             from_status=from_status,
+            reason=reason,
             details=dict(details),
         )
         return ChangeRows(history, event)

@@ -11,11 +11,16 @@ from sync_server.http.problems import Forbidden, NotFound, Unprocessable
 
 
 async def annul(
-    a: Admission, scan_id: uuid.UUID, actor: str, device_id: uuid.UUID | None
+    a: Admission,
+    scan_id: uuid.UUID,
+    actor: str,
+    device_id: uuid.UUID | None,
+    reason: str | None = None,
 ) -> wire.Verdict:
     """Undo an admission. Only a manager or the device that admitted may. The ticket's timeline
     is replayed without it (conflicts it caused are lifted), and the ticket goes back to
-    ``active`` when no admission remains."""
+    ``active`` when no admission remains. History records who (``actor``) and, when given,
+    why (``reason``: e.g. a scanner undoing an admission whose verdict it never showed)."""
     scan = await a.queries.stored_scan(scan_id)
     if scan is None:
         raise NotFound("scan")
@@ -36,6 +41,7 @@ async def annul(
         "checkin_annulled",
         "ticket.checkin_annulled",
         actor=actor,
+        reason=reason,
         status=TicketStatus.ACTIVE if reopened else None,
         details={"scan_id": str(scan_id), "gate": scan.gate, "reclassified": len(changed)},
     )

@@ -115,10 +115,15 @@ async def validate(
     responses=problem_responses(400, 404, 422, *AUTHENTICATED),
 )
 async def annul(
-    scan_id: FromPath[uuid.UUID], checkin_service: CheckInServiceDep, principal: PrincipalDep
+    scan_id: FromPath[uuid.UUID],
+    checkin_service: CheckInServiceDep,
+    principal: PrincipalDep,
+    data: JSONBody[wire.AnnulRequest | None] = None,
 ) -> wire.Verdict:
-    """Undo an admission: by a manager, or by the device that admitted."""
-    return await checkin_service.annul(scan_id, principal.actor, principal.device_id)
+    """Undo an admission: by a manager, or by the device that admitted. The body is optional:
+    ``reason`` says why (it goes to the ticket's history)."""
+    reason = data.reason if data is not None else None
+    return await checkin_service.annul(scan_id, principal.actor, principal.device_id, reason)
 
 
 @post(

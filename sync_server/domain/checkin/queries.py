@@ -265,13 +265,13 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::text[], $6::time
 
 HISTORY = """
 INSERT INTO ticket_state_transitions (id, tenant_id, ticket_id, kind, from_status, to_status,
-                                      secret_version, actor, details, occurred_at)
-SELECT id, tenant_id, ticket_id, kind, from_status, to_status, secret_version, actor,
+                                      secret_version, actor, reason, details, occurred_at)
+SELECT id, tenant_id, ticket_id, kind, from_status, to_status, secret_version, actor, reason,
        details::jsonb, occurred_at
 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
-            $7::integer[], $8::text[], $9::text[], $10::timestamptz[])
+            $7::integer[], $8::text[], $9::text[], $10::text[], $11::timestamptz[])
      AS h(id, tenant_id, ticket_id, kind, from_status, to_status, secret_version, actor,
-          details, occurred_at)
+          reason, details, occurred_at)
 """
 
 FLAG_OUT_OF_SYNC = """
@@ -487,6 +487,7 @@ class CheckinQueries:
             [h["to_status"] for h in rows],
             [h["secret_version"] for h in rows],
             [h["actor"] for h in rows],
+            [h["reason"] for h in rows],
             [_json(h["details"]) for h in rows],
             [h["occurred_at"] for h in rows],
         )

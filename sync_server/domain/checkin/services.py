@@ -58,6 +58,10 @@ class CheckInService:
         return await upload.ingest(gate, scans)
 
     async def annul(
-        self, scan_id: uuid.UUID, actor: str, device_id: uuid.UUID | None
+        self,
+        scan_id: uuid.UUID,
+        actor: str,
+        device_id: uuid.UUID | None,
+        reason: str | None = None,
     ) -> wire.Verdict:
-        return await annul(await self._admission(), scan_id, actor, device_id)
+        return await annul(await self._admission(), scan_id, actor, device_id, reason)

@@ -1075,7 +1075,7 @@ def test_a_version_3_store_keeps_everything_and_gains_lists_zones_and_the_setup(
         store.close()
     upgraded = LocalStore.open(data)
     try:
-        assert upgraded.schema_version() == 4
+        assert upgraded.schema_version() == schema.SCHEMA_VERSION
         with upgraded.read() as conn:
             after = {
                 table: conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
