@@ -112,9 +112,28 @@ DeviceName = Annotated[str, msgspec.Meta(min_length=1, max_length=100), ONE_LINE
 CodeInput = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
+#: A device's Ed25519 public key for talking to its peers (issue 18; ``shared.peers``).
+PeerPublicKey = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+
+
 class EnrollRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     code: CodeInput
     device_name: DeviceName
+    #: The public half of the key pair the device made for its peers: the server certifies
+    #: it (``EnrolledDevice.peer``). None from a scanner older than peer sync.
+    peer_public_key: PeerPublicKey | None = None
+
+
+class PeerCredentials(msgspec.Struct, kw_only=True, frozen=True):
+    """What a device needs to talk to the other gates of its event (docs/peer-sync.md): its
+    certificate (``shared.peers.Issuer.certify``), the event's issuer public key that
+    certificates are checked against, and the event peer key that records are sealed with."""
+
+    certificate: bytes
+    issuer_public_key: bytes
+    event_key: bytes
+    #: When the certificate stops being accepted by peers.
+    expires_at: datetime
 
 
 class EnrolledDevice(msgspec.Struct, kw_only=True):
@@ -135,6 +154,9 @@ class EnrolledDevice(msgspec.Struct, kw_only=True):
     refresh_token: str | None = None
     #: When ``device_token`` expires (by the server's clock); None from an older server.
     device_token_expires_at: datetime | None = None
+    #: The device's peer certificate and the event's peer keys; None when the device sent no
+    #: peer key (or from a server older than peer sync).
+    peer: PeerCredentials | None = None
 
 
 #: A refresh token as sent (``ghr1.…``, about 150 characters; the server reads it).
@@ -169,6 +191,12 @@ class DeviceSelf(msgspec.Struct, kw_only=True):
     server_time: datetime
     #: The event the device admits to (rules need its window and re-entry setting).
     event: GateEvent
+    #: A fresh peer certificate and the event's peer keys (as at enrollment); None for a
+    #: device that has no peer key on the server.
+    peer: PeerCredentials | None = None
+    #: The event's revoked devices, whose peer messages gates ignore; None from a server
+    #: older than peer sync.
+    revoked_peers: list[uuid.UUID] | None = None
 
 
 # --- the heartbeat (POST /v1/devices/me/heartbeat) -------------------------------------------
@@ -210,6 +238,9 @@ class DeviceHeartbeat(msgspec.Struct, kw_only=True, frozen=True):
     sync_interval_seconds: SyncIntervalSeconds | None = None
     #: True when the device runs in lab mode (plain http allowed): never at a real gate.
     lab_mode: bool = False
+    #: How many other gates of its event the device heard from in the last minute (peer
+    #: sync, issue 18); None when peer sync is off.
+    peers_heard: QueueCount | None = None
 
     def __post_init__(self) -> None:
         for name, when in (
