@@ -104,6 +104,18 @@ def _offset(milliseconds: int | None) -> str:
     return f"{amount} {'behind' if milliseconds > 0 else 'ahead'}"
 
 
+def _peers(device: DeviceOut) -> str:
+    """How many other gates it hears (peer sync, issue 18), from its latest heartbeat."""
+    if device.heartbeat_at is None:
+        return "not reported"
+    heard = device.peers_heard
+    if heard is None:
+        return "Peer sync off"
+    if heard == 0:
+        return "Hears no other gate"
+    return f"Hears {heard} other gate{'' if heard == 1 else 's'}"
+
+
 def _when(moment: datetime | None) -> str:
     return "never" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S} UTC"
 
@@ -126,6 +138,7 @@ async def _list_context(
         "revoked": [d for d in devices if d.revoked_at is not None],
         "errors": {"event": problem} if problem else {},
         "offset": _offset,
+        "peers": _peers,
         "when": _when,
         "current": CURRENT,
     }
@@ -283,6 +296,7 @@ async def _device_page(
         device=device,
         event_name={event.id: event.name for event in events}.get(device.event_id, ""),
         offset=_offset,
+        peers=_peers,
         when=_when,
         current=CURRENT,
     )

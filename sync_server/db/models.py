@@ -189,6 +189,9 @@ class TicketStateTransition(Base):
 
 class Device(Base):
     __tablename__ = "devices"
+    __table_args__ = (
+        CheckConstraint("octet_length(peer_public_key) = 32", name="peer_public_key_length"),
+    )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = _tenant()
     event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id"))
@@ -219,6 +222,11 @@ class Device(Base):
     last_sync_at: Mapped[datetime | None]
     sync_interval_seconds: Mapped[int | None] = mapped_column(Integer)
     lab_mode: Mapped[bool | None]
+    #: Peer sync (migration 0018): the Ed25519 public key the device sent at enrollment, which
+    #: the server certifies (NULL: a scanner older than peer sync), and how many other gates
+    #: it said it heard in its latest heartbeat (NULL: peer sync off, or not said).
+    peer_public_key: Mapped[bytes | None]
+    peers_heard: Mapped[int | None] = mapped_column(Integer)
 
 
 class DeviceEnrollment(Base):

@@ -87,6 +87,9 @@ class DeviceOut(msgspec.Struct, kw_only=True):
     last_sync_at: datetime | None = None
     sync_interval_seconds: int | None = None
     lab_mode: bool | None = None
+    #: How many other gates of its event it heard in the last minute (peer sync, issue 18);
+    #: null when it has peer sync off (or is older than peer sync).
+    peers_heard: int | None = None
 
 
 class DevicePage(msgspec.Struct, kw_only=True):

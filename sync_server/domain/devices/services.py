@@ -1,6 +1,11 @@
 """Devices: one-time enrollment codes, enrolling a scanner for a gate, renewing its tokens, the
 device's own view, listing and revocation.
 
+Peer sync (issue 18, docs/peer-sync.md "Trust chain"): a device that sends a peer public key at
+enrollment gets a certificate for it, with its event's issuer public key and peer key, at
+enrollment and on every ``GET /v1/devices/me`` (``peer``), together with the ids of its
+event's revoked devices (``revoked_peers``), whose messages its peers then ignore.
+
 A device's access token is checked against ``devices.revoked_at`` on every request
 (``sync_server.http.dependencies.provide_session``), so revoking a device takes effect at once;
 it lives ``AuthSettings.device_token_ttl_seconds`` (an hour) and the device renews it with its
@@ -18,12 +23,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import msgspec
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import Clock
 from shared.ids import new_id
-from shared.wire import DeviceTokens, GateEvent, TokenRenewal
+from shared.wire import DeviceTokens, GateEvent, PeerCredentials, TokenRenewal
 from sync_server.db.engine import Database
 from sync_server.db.models import Device, DeviceEnrollment, Event, JunkScans
 from sync_server.domain.devices import refresh
@@ -42,7 +48,7 @@ from sync_server.domain.devices.status import is_online, status_sentence
 from sync_server.domain.keys.services import KeyStore
 from sync_server.http.auth import Principal, Role, mint_token
 from sync_server.http.pagination import fetch_page
-from sync_server.http.problems import NotFound, Unauthorized, Unprocessable
+from sync_server.http.problems import BadRequest, NotFound, Unauthorized, Unprocessable
 from sync_server.settings import AuthSettings
 
 
@@ -63,6 +69,9 @@ def _device_revoked(
 REVOKED_BY_MANAGER = "manager"
 #: ``devices.revoked_reason`` of a device whose spent refresh token was presented again.
 REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 - a reason, not a secret
+#: At most this many revoked devices in ``DeviceSelf.revoked_peers`` (the newest revocations
+#: first): far more than an event has, and a bound on the answer a device fetches every sync.
+MAX_REVOKED_PEERS = 10_000
 
 
 class DeviceService:
@@ -166,6 +175,7 @@ class DeviceService:
                     last_sync_at=data.last_sync_at,
                     sync_interval_seconds=data.sync_interval_seconds,
                     lab_mode=data.lab_mode,
+                    peers_heard=data.peers_heard,
                 )
                 .returning(Device.id)
                 .execution_options(synchronize_session=False)
@@ -205,6 +215,7 @@ class DeviceService:
         ring = await self._keys.scanner_ring(
             self._session, device.event_id, tenant_id=device.tenant_id
         )
+        gate_event = await _gate_event(self._session, device.event_id)
         return DeviceSelf(
             device_id=device.id,
             name=device.name,
@@ -213,7 +224,9 @@ class DeviceService:
             revoked=False,
             keys=ring.to_wire(),
             server_time=now,
-            event=await _gate_event(self._session, device.event_id),
+            event=gate_event,
+            peer=_peer(self._keys, device, gate_event, now),
+            revoked_peers=await _revoked_peers(self._session, device.event_id),
         )
 
 
@@ -233,6 +246,7 @@ async def enroll_device(
     hashed = code_hash(request.code)
     if hashed is None:
         raise _code_invalid()
+    _check_peer_key(request.peer_public_key)
     now = clock.now()
     async with database.enrollment(hashed) as session:
         found = (
@@ -261,6 +275,7 @@ async def enroll_device(
             event_id=found.event_id,
             gate=found.gate,
             name=request.device_name,
+            peer_public_key=request.peer_public_key,
         )
         first = refresh.first_token(found.tenant_id, device.id)
         _hold(device, first, previous=None, now=now)
@@ -291,7 +306,52 @@ async def enroll_device(
         keys=ring.to_wire(),
         server_time=now,
         event=gate_event,
+        peer=_peer(keys, device, gate_event, now),
     )
+
+
+def _check_peer_key(key: bytes | None) -> None:
+    """Refuse a peer public key that is not an Ed25519 point (its length is the schema's): a
+    key no signature can verify with would leave the gate unheard by its peers, silently."""
+    if key is not None and not crypto_core_ed25519_is_valid_point(key):
+        raise BadRequest(
+            "peer_public_key_invalid",
+            "peer_public_key is not an Ed25519 public key (32 bytes, base64). Make a new key "
+            "pair on the device and enroll again.",
+        )
+
+
+def _peer(
+    keys: KeyStore, device: Device, event: GateEvent, now: datetime
+) -> PeerCredentials | None:
+    """The device's peer certificate and its event's peer keys; None without a peer key."""
+    if device.peer_public_key is None:
+        return None
+    return keys.peer_credentials(
+        tenant_id=device.tenant_id,
+        event_id=device.event_id,
+        event_ends_at=event.ends_at,
+        device_id=device.id,
+        gate=device.gate,
+        public_key=device.peer_public_key,
+        now=now,
+    )
+
+
+async def _revoked_peers(session: AsyncSession, event_id: uuid.UUID) -> builtins.list[uuid.UUID]:
+    """The event's revoked devices that had a peer key (others never held a certificate),
+    newest revocations first, at most ``MAX_REVOKED_PEERS``."""
+    found = await session.scalars(
+        select(Device.id)
+        .where(
+            Device.event_id == event_id,
+            Device.revoked_at.is_not(None),
+            Device.peer_public_key.is_not(None),
+        )
+        .order_by(Device.revoked_at.desc(), Device.id)
+        .limit(MAX_REVOKED_PEERS)
+    )
+    return builtins.list(found)
 
 
 async def _gate_event(session: AsyncSession, event_id: uuid.UUID) -> GateEvent:
@@ -346,6 +406,7 @@ def device_out(device: Device, now: datetime) -> DeviceOut:
         last_sync_at=device.last_sync_at,
         sync_interval_seconds=device.sync_interval_seconds,
         lab_mode=device.lab_mode,
+        peers_heard=device.peers_heard,
     )
 
 

@@ -1,7 +1,10 @@
 """Secrets at rest: sealed with AES-256-GCM under the master key from the environment — the
 events' private key material and the tickets' name secrets. The associated data binds each
 sealed blob to its row (tenant, event, kind, key id; tenant, ticket, secret version), so a blob
-copied onto another row, or kept from an older secret version, does not open."""
+copied onto another row, or kept from an older secret version, does not open.
+
+Secrets that are never stored (the events' peer-sync keys, ``peer_keys.py``) are derived from
+the master key with HKDF-SHA256 (``MasterKey.derive``): the raw key never leaves this class."""
 
 from __future__ import annotations
 
@@ -10,9 +13,13 @@ import uuid
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 _VERSION = b"\x01"
 _NONCE_BYTES = 12
+#: HKDF's salt for every derived key: fixed, so a derivation is a function of (master key, info).
+_DERIVE_SALT = b"gatehouse/derive/v1"
 
 
 class SealError(ValueError):
@@ -24,6 +31,18 @@ class MasterKey:
         if len(key) != 32:
             raise ValueError("the master key must be 32 bytes")
         self._aead = AESGCM(key)
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "MasterKey(…)"
+
+    def derive(self, info: bytes, length: int = 32) -> bytes:
+        """A secret of ``length`` bytes for ``info`` (HKDF-SHA256 of the master key): the same
+        master key and ``info`` always give the same bytes; another ``info`` gives unrelated
+        ones. ``info`` names the purpose and what the secret belongs to (``peer_keys.py``)."""
+        return HKDF(algorithm=SHA256(), length=length, salt=_DERIVE_SALT, info=info).derive(
+            self._key
+        )
 
     def seal(
         self, secret: bytes, *, tenant_id: uuid.UUID, event_id: uuid.UUID, kind: str, key_id: int

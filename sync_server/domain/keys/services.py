@@ -36,7 +36,9 @@ from shared.ticket_code import (
     new_name_secret,
     read_code,
 )
+from shared.wire import PeerCredentials
 from sync_server.db.models import Ticket, TicketKey
+from sync_server.domain.keys import peer_keys
 from sync_server.domain.keys.sealing import MasterKey, SealError
 
 SIGNING = "signing"
@@ -72,6 +74,30 @@ class KeyStore:
         ] = OrderedDict()
         self._tenants: OrderedDict[uuid.UUID, _TenantRings] = OrderedDict()
         self._clock = clock
+
+    def peer_credentials(
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        event_id: uuid.UUID,
+        event_ends_at: datetime,
+        device_id: uuid.UUID,
+        gate: str,
+        public_key: bytes,
+        now: datetime,
+    ) -> PeerCredentials:
+        """A device's peer certificate and its event's peer keys, derived from the master key
+        (``peer_keys.py``; nothing stored, nothing to load)."""
+        return peer_keys.credentials(
+            self._master,
+            tenant_id=tenant_id,
+            event_id=event_id,
+            event_ends_at=event_ends_at,
+            device_id=device_id,
+            gate=gate,
+            public_key=public_key,
+            now=now,
+        )
 
     async def create(
         self, session: AsyncSession, *, tenant_id: uuid.UUID, event_id: uuid.UUID
