@@ -31,6 +31,7 @@ from sync_server.console.accounts import create_user, set_password, sign_in
 from sync_server.console.security import SESSION_COOKIE
 from sync_server.db.engine import Database
 from sync_server.domain.keys import peer_keys
+from sync_server.domain.keys.sealing import MasterKey
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import assert_problem, create_event
@@ -367,3 +368,19 @@ def _peer_cells(html: str) -> dict[str, str]:
         cell = rest.split('data-testid="peers">', 1)[1].split("</td>", 1)[0]
         cells[device_id] = cell
     return cells
+
+
+def test_the_peer_keys_are_derived_per_purpose_and_event_and_the_master_key_stays_inside() -> None:
+    raw = bytes(range(32))
+    master = MasterKey(raw)
+    tenant, event, other = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    key = peer_keys.event_key(master, tenant_id=tenant, event_id=event)
+    assert key == peer_keys.event_key(MasterKey(raw), tenant_id=tenant, event_id=event)
+    assert len(key) == 32
+    seed_of = peer_keys.issuer(master, tenant_id=tenant, event_id=event).key.private_key
+    assert key != seed_of.private_bytes_raw()
+    assert key != peer_keys.event_key(master, tenant_id=tenant, event_id=other)
+    assert key != peer_keys.event_key(master, tenant_id=other, event_id=event)
+    assert key != peer_keys.event_key(MasterKey(bytes(32)), tenant_id=tenant, event_id=event)
+    assert raw.hex() not in repr(master)
+    assert str(raw) not in repr(master)
