@@ -17,6 +17,7 @@ from litestar.testing import AsyncTestClient
 
 from shared.clock import ManualClock
 from shared.peers import (
+    MAX_GATE_CHARS,
     Certificate,
     Credentials,
     DeviceKey,
@@ -26,6 +27,7 @@ from shared.peers import (
     Refusal,
     Trust,
 )
+from shared.wire import GATE_NAME_MAX
 from sync_server.app import create_app
 from sync_server.console.accounts import create_user, set_password, sign_in
 from sync_server.console.security import SESSION_COOKIE
@@ -384,3 +386,15 @@ def test_the_peer_keys_are_derived_per_purpose_and_event_and_the_master_key_stay
     assert key != peer_keys.event_key(MasterKey(bytes(32)), tenant_id=tenant, event_id=event)
     assert raw.hex() not in repr(master)
     assert str(raw) not in repr(master)
+
+
+async def test_the_longest_gate_name_the_server_allows_fits_a_certificate(
+    client: Client, tenant: TenantHandle
+) -> None:
+    assert GATE_NAME_MAX <= MAX_GATE_CHARS
+    event_id = await _event(client, tenant, timedelta(days=2))
+    name = "Ü" * GATE_NAME_MAX  # as long as a gate's name may be, in two-byte characters
+    gate = await _gate(client, tenant, event_id, name)
+    opened = gate.trust().open(gate.admission(), NOW)
+    assert isinstance(opened, Opened), opened
+    assert opened.certificate.gate == name
