@@ -207,7 +207,7 @@ class DeviceKey:
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """What a device needs to talk to its peers: its key, its certificate, and the event's
-    issuer public key and peer key (all from enrollment or a token renewal)."""
+    issuer public key and peer key (from enrollment, renewed by every sync's GET /v1/devices/me)."""
 
     device_key: DeviceKey = field(repr=False)
     certificate: bytes
