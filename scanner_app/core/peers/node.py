@@ -449,8 +449,9 @@ class PeerNode:
                 session.writer.write(data)
                 with self._lock:
                     self._bytes_sent += len(data)
-                if session.queue.empty():
-                    await session.writer.drain()
+                # Returns at once below the transport's high-water mark; a slow reader makes
+                # frames wait in the bounded queue, not in an unbounded socket buffer.
+                await session.writer.drain()
         except (OSError, ConnectionError):
             self._close(session)
 
