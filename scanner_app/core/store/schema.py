@@ -166,6 +166,44 @@ pending_online = Table(
     Column("device_time", Integer, nullable=False),
 )
 
+#: This device's peer-sync credentials (issue 18, docs/peer-sync.md): one row, id = 1. The
+#: device key's seed and the event peer key are sealed (``Sealer.seal``); the certificate and
+#: the issuer's public key are public.
+peer_credentials = Table(
+    "peer_credentials",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("certificate", LargeBinary, nullable=False),
+    Column("issuer_public_key", LargeBinary, nullable=False),
+    Column("sealed_seed", LargeBinary, nullable=False),
+    Column("sealed_event_key", LargeBinary, nullable=False),
+    Column("expires_at", Integer, nullable=False),
+)
+
+#: Devices of this event the server reported revoked: their envelopes are refused.
+peer_revoked = Table(
+    "peer_revoked",
+    metadata,
+    Column("device_id", LargeBinary, primary_key=True),
+    sqlite_with_rowid=False,
+)
+
+#: Every record this device made or heard of from its peers, as its sealed envelope, numbered
+#: per origin device: what anti-entropy serves to a peer that lacks it.
+peer_records = Table(
+    "peer_records",
+    metadata,
+    Column("origin", LargeBinary, primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    #: ``admission``, ``exit`` or ``undo`` (``shared.peers.RecordKind``).
+    Column("kind", Text, nullable=False),
+    Column("scan_id", LargeBinary, nullable=False),
+    Column("envelope", LargeBinary, nullable=False),
+    #: When this device stored it (device clock).
+    Column("received_at", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 #: Sync bookkeeping and settings: small named values (JSON text).
 state = Table(
     "state",
@@ -314,6 +352,37 @@ def _v5(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE upload_queue ADD COLUMN reason TEXT")
 
 
+def _v6(conn: Connection) -> None:
+    # Peer sync (issue 18): the device's peer credentials, the revoked devices, and the records
+    # gates tell each other. Scans gossip brings are ``scans`` rows of origin 'peer' like the
+    # feed's, so nothing there changes.
+    for statement in (
+        """CREATE TABLE peer_credentials (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            certificate BLOB NOT NULL,
+            issuer_public_key BLOB NOT NULL,
+            sealed_seed BLOB NOT NULL,
+            sealed_event_key BLOB NOT NULL,
+            expires_at INTEGER NOT NULL
+        )""",
+        """CREATE TABLE peer_revoked (
+            device_id BLOB PRIMARY KEY NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TABLE peer_records (
+            origin BLOB NOT NULL,
+            seq INTEGER NOT NULL CHECK (seq >= 1),
+            kind TEXT NOT NULL CHECK (kind IN ('admission', 'exit', 'undo')),
+            scan_id BLOB NOT NULL,
+            envelope BLOB NOT NULL,
+            received_at INTEGER NOT NULL,
+            PRIMARY KEY (origin, seq)
+        ) WITHOUT ROWID""",
+        # An admission arriving after its undo (two paths) looks the undo up by scan id.
+        "CREATE INDEX ix_peer_records_scan ON peer_records (scan_id)",
+    ):
+        conn.exec_driver_sql(statement)
+
+
 #: The step whose start moves the device token out of the file (``LocalStore._migrate``).
 TOKEN_LEAVES_STEP = 1
 #: The step that drops names sealed on the device.
@@ -321,5 +390,5 @@ NAMES_LEAVE_STEP = 2
 #: Steps after which the file is rewritten, so that no page keeps what they removed.
 REWRITE_AFTER = frozenset({TOKEN_LEAVES_STEP, NAMES_LEAVE_STEP})
 
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
 SCHEMA_VERSION = len(MIGRATIONS)
