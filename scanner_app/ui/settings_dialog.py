@@ -229,7 +229,7 @@ class SettingsDialog(QDialog):
         self.discovery_check.setChecked(current.peer_discovery)
         self.static_peers_edit = QLineEdit(", ".join(current.static_peers))
         self.static_peers_edit.setAccessibleName("Peer addresses (host:port, comma-separated)")
-        self.static_peers_edit.setPlaceholderText("e.g. 10.0.0.12:47180, 10.0.0.13:47180")
+        self.static_peers_edit.setPlaceholderText("e.g. 10.0.0.12:47650, 10.0.0.13:47650")
         self.peer_error = error_label()
         for widget in (self.peer_port_edit, self.discovery_check, self.static_peers_edit):
             widget.setEnabled(current.peer_sync)
@@ -264,7 +264,7 @@ class SettingsDialog(QDialog):
             if not part.strip():
                 continue
             if parse_peer_address(part) is None:
-                return f"“{part.strip()}” is not an address like 10.0.0.12:47180."
+                return f"“{part.strip()}” is not an address like 10.0.0.12:47650."
             peers.append(part.strip())
         return int(port_text), tuple(peers)
 

@@ -35,7 +35,7 @@ class Enrollment(msgspec.Struct, kw_only=True, frozen=True):
 
 
 #: The port a gate listens on for its peers unless its settings name another.
-DEFAULT_PEER_PORT = 47_180
+DEFAULT_PEER_PORT = 47_650
 
 
 def parse_peer_address(text: str) -> tuple[str, int] | None:
