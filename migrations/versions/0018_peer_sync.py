@@ -9,6 +9,9 @@ Columns on ``devices``:
 * ``peers_heard``: how many other gates of its event the device said it heard in its latest
   heartbeat; NULL when it has peer sync off or has not said.
 
+And ``ix_devices_event_id_revoked_at``, a partial index of the revoked devices by event: every
+device's ``GET /v1/devices/me`` lists its event's (``DeviceSelf.revoked_peers``).
+
 The event's issuer key and peer key are not stored anywhere: the server derives them from its
 master key for each event (``sync_server.domain.keys.peer_keys``).
 
@@ -36,9 +39,16 @@ def upgrade() -> None:
         "octet_length(peer_public_key) = 32",
     )
     op.add_column("devices", sa.Column("peers_heard", sa.Integer, nullable=True))
+    op.create_index(
+        "ix_devices_event_id_revoked_at",
+        "devices",
+        ["event_id", "revoked_at"],
+        postgresql_where=sa.text("revoked_at IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_devices_event_id_revoked_at", table_name="devices")
     op.drop_column("devices", "peers_heard")
     op.drop_constraint("ck_devices_peer_public_key_length", "devices", type_="check")
     op.drop_column("devices", "peer_public_key")

@@ -191,6 +191,13 @@ class Device(Base):
     __tablename__ = "devices"
     __table_args__ = (
         CheckConstraint("octet_length(peer_public_key) = 32", name="peer_public_key_length"),
+        # An event's revoked devices, newest first: every device's GET /v1/devices/me asks.
+        Index(
+            "ix_devices_event_id_revoked_at",
+            "event_id",
+            "revoked_at",
+            postgresql_where=text("revoked_at IS NOT NULL"),
+        ),
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = _tenant()

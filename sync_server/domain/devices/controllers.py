@@ -86,7 +86,10 @@ class DeviceController(Controller):
         clock: ClockDep,
         settings: SettingsDep,
     ) -> EnrolledDevice:
-        """Redeem an enrollment code (no token needed): the device's id, token and keys."""
+        """Redeem an enrollment code (no token needed): the device's id, token and keys. With
+        a ``peer_public_key`` (32-byte Ed25519, base64), also its peer certificate and the
+        event's peer keys (``peer``); a key that is not an Ed25519 point is 400
+        ``peer_public_key_invalid``."""
         return await enroll_device(database, keys, clock, settings.auth, data)
 
     @post(
@@ -116,7 +119,9 @@ class DeviceController(Controller):
         responses=problem_responses(*AUTHENTICATED),
     )
     async def me(self, device_service: DeviceServiceDep) -> DeviceSelf:
-        """The calling scanner and its event's current keys."""
+        """The calling scanner and its event's current keys; for a device with a peer key, a
+        fresh peer certificate (``peer``) and the event's revoked devices (``revoked_peers``,
+        newest first, at most 10,000), whose peer messages gates then ignore."""
         return await device_service.me()
 
     @post(
