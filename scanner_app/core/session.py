@@ -102,14 +102,14 @@ class ScanSession:
         gate: Gate,
         engine: SyncEngine | None,
         direction: Direction | None = None,
-        node: PeerNode | None = None,
+        peers: PeerRunner | None = None,
     ) -> None:
         self.store = store
         self.gate = gate
         self.engine = engine
         self.direction = direction
-        #: The peer node (None: peer sync is off, or the device has no certificate).
-        self.node = node
+        #: The peer node's runner (None: peer sync is off, or the device has no certificate).
+        self.peers = peers
         self._camera_lock = threading.Lock()
         self._pipeline: FramePipeline | None = None
         self._closed = False
@@ -148,16 +148,21 @@ class ScanSession:
             engine.interval_seconds = gate.settings.sync_interval_seconds
             engine.online_timeout_seconds = gate.settings.online_timeout_seconds
             engine.set_data_listener(gate.reload)
-        node = _start_node(store, gate, peers or PeerOptions(), clock, on_peer_change)
+        runner = PeerRunner.wanted(store, gate, peers or PeerOptions(), clock, on_peer_change)
         if engine is not None:
-            engine.set_peer_link(node)
+            engine.set_peer_link(runner)
             if background_sync:
                 engine.start()
-        return cls(store, gate, engine, direction, node)
+        return cls(store, gate, engine, direction, runner)
+
+    @property
+    def node(self) -> PeerNode | None:
+        """The running peer node (None: peer sync off, or still starting)."""
+        return self.peers.node if self.peers is not None else None
 
     def peers_heard(self) -> int | None:
         """How many other gates the node hears now; None when peer sync is off."""
-        return self.node.peers_heard() if self.node is not None else None
+        return self.peers.peers_heard() if self.peers is not None else None
 
     def scan_text(self, text: str) -> GateVerdict:
         verdict = self.gate.scan(text, direction=self.direction)
@@ -235,47 +240,112 @@ class ScanSession:
         self.stop_camera()
         if self.engine is not None:
             self.engine.stop()
-        if self.node is not None:
+        if self.peers is not None:
             self.gate.set_announcer(None)
-            self.node.stop()
+            self.peers.stop()
 
 
-def _start_node(
-    store: LocalStore,
-    gate: Gate,
-    options: PeerOptions,
-    clock: Clock,
-    on_change: Callable[[], None] | None,
-) -> PeerNode | None:
-    """The running peer node, or None when peer sync is off or the device has no
-    certificate. A node that cannot start (its port taken) is logged, and the gate scans
-    without it, as before peer sync."""
-    settings = options.applied(gate.settings)
-    if not settings.peer_sync:
-        return None
-    with store.read() as conn:
-        if load_peer_credentials(conn, store.sealer) is None:
+class PeerRunner:
+    """Starts the peer node beside the session, without holding the session up (loading the
+    network code and registering with mDNS take about 2 s), and stops it with the session.
+
+    Until the node listens no peer is connected, so nothing is lost meanwhile: the records of
+    scans made before then are in the store, and the digest exchange on each new connection
+    sends them. Serves the sync engine as its ``PeerLink`` from the start."""
+
+    def __init__(
+        self,
+        store: LocalStore,
+        gate: Gate,
+        settings: GateSettings,
+        *,
+        listen_host: str,
+        clock: Clock,
+        on_change: Callable[[], None] | None,
+    ) -> None:
+        self._store = store
+        self._gate = gate
+        self._settings = settings
+        self._listen_host = listen_host
+        self._clock = clock
+        self._on_change = on_change
+        self.node: PeerNode | None = None
+        self._stopped = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._start, name="peer-start", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def wanted(
+        cls,
+        store: LocalStore,
+        gate: Gate,
+        options: PeerOptions,
+        clock: Clock,
+        on_change: Callable[[], None] | None,
+    ) -> PeerRunner | None:
+        """A runner starting the node, or None when peer sync is off or the device has no
+        certificate."""
+        settings = options.applied(gate.settings)
+        if not settings.peer_sync:
             return None
-    # The node's network code loads only where it runs.
-    from scanner_app.core.peers import PeerConfig, PeerNode  # noqa: PLC0415
+        with store.read() as conn:
+            if load_peer_credentials(conn, store.sealer) is None:
+                return None
+        return cls(
+            store,
+            gate,
+            settings,
+            listen_host=options.listen_host,
+            clock=clock,
+            on_change=on_change,
+        )
 
-    config = PeerConfig(
-        port=settings.peer_port,
-        listen_host=options.listen_host,
-        # Addresses the settings dialog and the command line checked (parse_peer_address).
-        static_peers=tuple(t for t in settings.static_peers if parse_peer_address(t)),
-        discover=settings.peer_discovery,
-    )
-    node = PeerNode(store, config, clock=clock)
-    if on_change is not None:
-        node.on_change = on_change
-    try:
-        node.start()
-    except OSError as error:
-        log.warning("peer sync not started: %s", error)
-        return None
-    gate.set_announcer(node.announce)
-    return node
+    def _start(self) -> None:
+        # The node's network code loads here, off the session's thread.
+        from scanner_app.core.peers import PeerConfig, PeerNode  # noqa: PLC0415
+
+        settings = self._settings
+        config = PeerConfig(
+            port=settings.peer_port,
+            listen_host=self._listen_host,
+            # Addresses the settings dialog and the command line checked.
+            static_peers=tuple(t for t in settings.static_peers if parse_peer_address(t)),
+            discover=settings.peer_discovery,
+        )
+        node = PeerNode(self._store, config, clock=self._clock)
+        node.on_change = self._on_change
+        try:
+            node.start()
+        except OSError as error:
+            log.warning("peer sync not started: %s", error)
+            return
+        with self._lock:
+            if self._stopped:  # the session closed while the node was starting
+                node.stop()
+                return
+            self.node = node
+        self._gate.set_announcer(node.announce)
+        if self._on_change is not None:
+            self._on_change()  # the status bar: from "starting" to what it hears
+
+    def reload_trust(self) -> None:
+        node = self.node
+        if node is not None:
+            node.reload_trust()
+
+    def peers_heard(self) -> int:
+        node = self.node
+        return node.peers_heard() if node is not None else 0
+
+    def stop(self) -> None:
+        """Stop the node; waits for a start in progress (it takes about 2 s at most)."""
+        self._thread.join(timeout=35)
+        with self._lock:
+            self._stopped = True
+            node, self.node = self.node, None
+        if node is not None:
+            node.stop()
 
 
 def verdict_json(verdict: GateVerdict, sighting: CodeSighting | None) -> str:

@@ -4,6 +4,7 @@ the feed's other-gate admissions ("Already checked in at 20:14 at South")."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import msgspec
 import pytest
 
 from scanner_app.core.gate import Gate, GateVerdict
+from scanner_app.core.session import PeerOptions, ScanSession, device_status
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import admissions_of, apply_changes
 from scanner_app.core.store.peers import peer_digest, save_peer_credentials, store_peer_record
@@ -270,3 +272,50 @@ def test_a_gate_with_peer_sync_off_makes_no_records(event: Event, tmp_path: Path
     assert north.announced == []
     with north.store.read() as conn:
         assert peer_digest(conn) == {}
+
+
+# --- the session starts and stops the node ------------------------------------------------------
+
+
+def test_a_scanning_session_runs_the_node_beside_it(event: Event, tmp_path: Path) -> None:
+    north = event.scanner(tmp_path, "North", device_id=event.venue.device_id)
+    changed = threading.Event()
+    session = ScanSession.open(
+        north.store,
+        online=False,
+        background_sync=False,
+        clock=event.venue.clock,
+        peers=PeerOptions(port=0, discover=False, listen_host="127.0.0.1"),
+        on_peer_change=changed.set,
+    )
+    try:
+        assert session.peers is not None
+        assert session.peers_heard() == 0  # starting, or started: nobody to hear
+        assert changed.wait(30), "the node never said it started"
+        node = session.node
+        assert node is not None
+        assert node.port
+        # The gate announces through the node now; a scan is recorded either way.
+        assert session.scan_text(event.venue.code(event.venue.ticket())).admitted
+    finally:
+        session.close()
+    assert session.node is None
+
+
+def test_no_node_runs_when_peer_sync_is_off_for_the_run(event: Event, tmp_path: Path) -> None:
+    north = event.scanner(tmp_path, "North", device_id=event.venue.device_id)
+    session = ScanSession.open(
+        north.store,
+        online=False,
+        background_sync=False,
+        peers=PeerOptions(enabled=False),
+    )
+    try:
+        assert session.peers is None
+        assert session.peers_heard() is None
+        status = device_status(north.store, session=True, peers_heard=session.peers_heard())
+        assert status.peers == "Peer sync off"
+    finally:
+        session.close()
+    # Outside a session, the status says what scanning would do.
+    assert device_status(north.store).peers == "On while scanning"
