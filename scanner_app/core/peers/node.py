@@ -192,6 +192,7 @@ class PeerNode:
         """Start the node's thread; returns once it listens (or found no credentials yet)."""
         if self._thread is not None:
             return
+        self._ready.clear()
         self._thread = threading.Thread(target=self._run, name="gatehouse-peers", daemon=True)
         self._thread.start()
         self._ready.wait(timeout=30)
@@ -262,6 +263,7 @@ class PeerNode:
             log.exception("the peer node stopped on an error")
         finally:
             self._ready.set()
+            self._loop = None
             loop.close()
 
     async def _main(self) -> None:
@@ -272,6 +274,7 @@ class PeerNode:
             self._ready.set()
         await self._stopping.wait()
         await self._shut_network()
+        self._identity = None  # a later start() reads the store afresh
 
     def _count(self, reason: str) -> None:
         with self._lock:
@@ -446,8 +449,9 @@ class PeerNode:
                 session.writer.write(data)
                 with self._lock:
                     self._bytes_sent += len(data)
-                if session.queue.empty():
-                    await session.writer.drain()
+                # Returns at once below the transport's high-water mark; a slow reader makes
+                # frames wait in the bounded queue, not in an unbounded socket buffer.
+                await session.writer.drain()
         except (OSError, ConnectionError):
             self._close(session)
 

@@ -240,7 +240,8 @@ def peer_digest(conn: Connection) -> dict[uuid.UUID, int]:
 
 def peer_records_after(conn: Connection, digest: dict[uuid.UUID, int], limit: int) -> list[bytes]:
     """Up to ``limit`` envelopes held here beyond a peer's ``digest``, oldest seqs first across
-    origins (so each origin's records arrive in order and no origin waits for another)."""
+    origins (so each origin's records arrive in order and no origin waits for another); none of
+    a revoked device."""
     if limit <= 0:
         return []
     # The digest is one row per device of the event (tens), bound as a VALUES table.
@@ -250,7 +251,10 @@ def peer_records_after(conn: Connection, digest: dict[uuid.UUID, int], limit: in
     rows = conn.exec_driver_sql(
         f"WITH d(origin, seq) AS (VALUES {values}) "  # noqa: S608 - placeholders only
         "SELECT r.envelope FROM peer_records AS r LEFT JOIN d ON d.origin = r.origin "
-        "WHERE r.seq > coalesce(d.seq, 0) ORDER BY r.seq, r.origin LIMIT ?",
+        "WHERE r.seq > coalesce(d.seq, 0) "
+        # A revoked device's records are refused by every peer: not offered again and again.
+        "AND r.origin NOT IN (SELECT device_id FROM peer_revoked) "
+        "ORDER BY r.seq, r.origin LIMIT ?",
         (*params, limit),
     ).scalars()
     return [bytes(envelope) for envelope in rows]

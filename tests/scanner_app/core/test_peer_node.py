@@ -384,3 +384,48 @@ def test_two_gates_find_each_other_by_mdns(gates: list[Gate]) -> None:
     )
     first.admit(ticket_id)
     wait_until(lambda: second.knows(ticket_id), "a record over the discovered connection")
+
+
+def test_a_node_started_before_enrollment_joins_once_it_has_credentials(
+    gates: list[Gate], tmp_path: Path, event: TestEvent
+) -> None:
+    mesh(gates[:1])
+    late = LocalStore.open(tmp_path / "late")
+    node = PeerNode(
+        late,
+        PeerConfig(
+            port=0,
+            listen_host="127.0.0.1",
+            static_peers=(f"127.0.0.1:{gates[0].port}",),
+            discover=False,
+        ),
+    )
+    try:
+        node.start()
+        assert node.port is None  # nothing to say to anyone yet
+        _, credentials = event.device(datetime.now(UTC), gate="Late gate")
+        with late.write() as conn:
+            save_peer_credentials(
+                conn, late.sealer, credentials, datetime.now(UTC) + timedelta(days=1)
+            )
+        node.reload_trust()
+        ticket_id = uuid.uuid4()
+        gates[0].admit(ticket_id)  # made before the late gate connected: anti-entropy
+        wait_until(lambda: node.records_stored == 1, "the late gate to catch up")
+        with late.read() as conn:
+            assert admissions_of(conn, late.sealer.lookup(ticket_id))
+    finally:
+        node.stop()
+        late.close()
+
+
+def test_a_stopped_node_starts_again(gates: list[Gate]) -> None:
+    mesh(gates[:2])
+    node = gates[1].node
+    assert node is not None
+    node.stop()
+    node.start()
+    assert node.port is not None
+    ticket_id = uuid.uuid4()
+    gates[0].admit(ticket_id)
+    wait_until(lambda: gates[1].knows(ticket_id), "the restarted node to hear")

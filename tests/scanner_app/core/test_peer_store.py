@@ -393,3 +393,21 @@ def test_a_version_5_file_gains_the_peer_tables_and_keeps_its_scans(
             assert load_peer_credentials(conn, upgraded.sealer) is None
     finally:
         upgraded.close()
+
+
+def test_a_revoked_devices_records_are_not_offered_to_peers(
+    store: LocalStore,
+    mine: Credentials,
+    event: TestEvent,
+    gate_b: tuple[LocalStore, Credentials],
+) -> None:
+    other, theirs = gate_b
+    envelope = _made(theirs, other)
+    origin = _open(event, envelope).record.origin
+    _store(store, _open(event, envelope))
+    with store.read() as conn:
+        assert peer_records_after(conn, {}, 10) == [envelope]
+    with store.write() as conn:
+        save_revoked_peers(conn, [origin])
+    with store.read() as conn:
+        assert peer_records_after(conn, {}, 10) == []
