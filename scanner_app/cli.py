@@ -27,7 +27,7 @@ from shared.domain import Direction  # noqa: E402
 if TYPE_CHECKING:
     from scanner_app.core.decoding import QrDecoder
     from scanner_app.core.gate import GateVerdict
-    from scanner_app.core.session import VerdictPrinter
+    from scanner_app.core.session import ScanSession, VerdictPrinter
     from scanner_app.core.sighting import CodeSighting
     from scanner_app.core.store import LocalStore
 
@@ -323,6 +323,32 @@ def status(data_dir: Path | None, as_json: bool) -> None:
 @click.option("--offline", is_flag=True, help="Decide on this device only; don't ask the server.")
 @click.option("--no-sync", is_flag=True, help="Don't sync in the background while scanning.")
 @click.option("--paced", is_flag=True, help="Play files at their frame rate, like a camera.")
+@click.option(
+    "--no-peers", is_flag=True, help="Don't tell the other gates (peer sync off for this run)."
+)
+@click.option(
+    "--peer-port",
+    type=click.IntRange(1, 65_535),
+    default=None,
+    help="The port peer sync listens on (default: the gate's setting).",
+)
+@click.option(
+    "--peer-host",
+    default="0.0.0.0",  # noqa: S104 - the venue network's gates must reach it
+    show_default=True,
+    help="The address peer sync listens on.",
+)
+@click.option(
+    "--peer",
+    "static_peers",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Another gate to talk to without discovery (repeat for more).",
+)
+@click.option(
+    "--no-discover", is_flag=True, help="Don't look for other gates by mDNS (use --peer)."
+)
+@click.option("--peer-status-every", type=float, default=None, hidden=True)
 @_decoder_option
 @_data_dir_option
 def scan(  # noqa: PLR0917 - click passes one argument per option
@@ -332,15 +358,28 @@ def scan(  # noqa: PLR0917 - click passes one argument per option
     offline: bool,
     no_sync: bool,
     paced: bool,
+    no_peers: bool,
+    peer_port: int | None,
+    peer_host: str,
+    static_peers: tuple[str, ...],
+    no_discover: bool,
+    peer_status_every: float | None,
     decoder: str,
     data_dir: Path | None,
 ) -> None:
     """Scan codes from SOURCE and print a verdict for each. Every verdict is recorded (and
-    queued for the server) before it is printed. Stops at the end of a file, or on Ctrl-C."""
-    from scanner_app.core.capture import CaptureError  # noqa: PLC0415
-    from scanner_app.core.session import ScanSession  # noqa: PLC0415
-    from scanner_app.core.store import StoreError  # noqa: PLC0415
+    queued for the server) before it is printed. Stops at the end of a file, or on Ctrl-C.
 
+    While scanning, the gate tells the other gates of its event each admission and exit over
+    the local network, and hears theirs (peer sync, when the server certified this device)."""
+    from scanner_app.core.capture import CaptureError  # noqa: PLC0415
+    from scanner_app.core.session import PeerOptions, ScanSession  # noqa: PLC0415
+    from scanner_app.core.store import StoreError  # noqa: PLC0415
+    from scanner_app.core.store.state import parse_peer_address  # noqa: PLC0415
+
+    for text in static_peers:
+        if parse_peer_address(text) is None:
+            raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--peer")
     store = _open_store(data_dir)
     try:
         session = ScanSession.open(
@@ -348,10 +387,18 @@ def scan(  # noqa: PLR0917 - click passes one argument per option
             online=not offline,
             background_sync=not no_sync,
             direction=Direction(direction) if direction else None,
+            peers=PeerOptions(
+                enabled=False if no_peers else None,
+                port=peer_port,
+                static_peers=static_peers or None,
+                discover=False if no_discover else None,
+                listen_host=peer_host,
+            ),
         )
     except StoreError as error:
         raise click.ClickException(str(error)) from error
     printer = _verdict_printer(as_json)
+    reporter = _PeerReporter(session, peer_status_every) if peer_status_every is not None else None
     try:
         if source == "-":
             session.scan_lines(sys.stdin, printer)
@@ -362,7 +409,41 @@ def scan(  # noqa: PLR0917 - click passes one argument per option
     except KeyboardInterrupt:
         pass
     finally:
+        if reporter is not None:
+            reporter.stop()
         session.close()
+
+
+class _PeerReporter:
+    """``--peer-status-every``: a JSON line ``{"peers": ...}`` on stdout every few seconds
+    with how many gates the node hears and what it refused (for tests and monitoring)."""
+
+    def __init__(self, session: ScanSession, every: float) -> None:
+        import threading  # noqa: PLC0415
+
+        self._session = session
+        self._every = max(0.05, every)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="peer-status", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import msgspec  # noqa: PLC0415
+
+        while not self._stop.wait(self._every):
+            node = self._session.node
+            line = {
+                "peers": {
+                    "heard": self._session.peers_heard(),
+                    "stored": node.records_stored if node is not None else 0,
+                    "refusals": dict(node.refusals()) if node is not None else {},
+                }
+            }
+            click.echo(msgspec.json.encode(line).decode())
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
 
 
 def _verdict_printer(as_json: bool) -> VerdictPrinter:

@@ -44,6 +44,7 @@ from sqlalchemy import Connection
 from scanner_app.core.checkin import UNKNOWN_KIND, AccessPlan, access_plan
 from scanner_app.core.store import LocalStore, StoreError
 from scanner_app.core.store.cache import CachedTicket, admissions_of, find_ticket
+from scanner_app.core.store.peers import append_own_record, load_peer_credentials
 from scanner_app.core.store.scans import (
     MAX_CODE_CHARS,
     PendingOnline,
@@ -53,6 +54,7 @@ from scanner_app.core.store.scans import (
     drop_from_queue,
     end_online,
     has_unsent_admission,
+    local_entry,
     queued_annulments,
     record_online_verdict,
     record_scan,
@@ -73,6 +75,7 @@ from shared.clock import Clock, SystemClock
 from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 from shared.ids import new_id
 from shared.keys import ScannerKeyRing
+from shared.peers import Credentials, RecordKind
 from shared.rules import EventWindow, TicketFacts, code_standing, refusal
 from shared.ticket_code import CodeRejection, RejectionKind, TicketCode, read_code
 from shared.timeline import AdmittedScan, prior_scan, replay
@@ -130,6 +133,9 @@ class _Context:
     access: AccessPlan | None = None
     #: The stored setup's version these were loaded from.
     setup_version: int | None = None
+    #: The device's peer credentials (None: no certificate, or peer sync is off): each local
+    #: admission, exit and undo is then a record for the other gates (docs/peer-sync.md).
+    peer: Credentials | None = None
 
 
 class Gate:
@@ -150,7 +156,47 @@ class Gate:
         self._is_online = is_online
         self._lock = threading.Lock()
         self._recent: dict[tuple[str, Direction], tuple[float, GateVerdict]] = {}
+        self._announce: Callable[[bytes], None] | None = None
         self._context = self._load()
+
+    def set_announcer(self, announce: Callable[[bytes], None] | None) -> None:
+        """Where the envelope of each record this gate makes goes once its scan is committed:
+        the peer node's ``announce`` (thread-safe, returns at once)."""
+        self._announce = announce
+
+    def _announced(self, envelope: bytes | None) -> None:
+        announce = self._announce
+        if envelope is not None and announce is not None:
+            announce(envelope)
+
+    def _own_record(
+        self,
+        conn: Connection,
+        context: _Context,
+        kind: RecordKind,
+        *,
+        scan_id: uuid.UUID,
+        ticket_id: uuid.UUID | None,
+        at: datetime,
+        checkin_list_id: str | None,
+        zone: str | None,
+    ) -> bytes | None:
+        """In the scan's own write transaction: the record the other gates are told of (its
+        envelope), so a scan is never recorded without it, nor told and then lost."""
+        if context.peer is None or ticket_id is None:
+            return None
+        return append_own_record(
+            conn,
+            self._store.sealer,
+            context.peer,
+            kind=kind,
+            scan_id=scan_id,
+            ticket_id=ticket_id,
+            at=at,
+            gate=context.enrollment.gate,
+            checkin_list_id=checkin_list_id,
+            zone=zone,
+        )
 
     def _load(self) -> _Context:
         with self._store.read() as conn:
@@ -164,13 +210,17 @@ class Gate:
                 raise NotEnrolled(
                     "This scanner does not know its event yet. Sync it with the server."
                 )
+            settings = load_settings(conn)
             return _Context(
                 enrollment,
                 gate_event,
-                load_settings(conn),
+                settings,
                 load_keys(conn),
                 access=access_plan(gate_event, load_setup(conn)),
                 setup_version=stored_setup_version(conn),
+                peer=load_peer_credentials(conn, self._store.sealer)
+                if settings.peer_sync
+                else None,
             )
 
     def reload(self) -> None:
@@ -234,15 +284,29 @@ class Gate:
         the admission that was undone.
         """
         context = self._context
+        envelope = None
         with self._store.write() as conn:
             if not annul(conn, scan_id, self._clock.now()):
                 return False
+            undone = local_entry(conn, scan_id)
+            if undone is not None:
+                envelope = self._own_record(
+                    conn,
+                    context,
+                    RecordKind.UNDO,
+                    scan_id=scan_id,
+                    ticket_id=undone.ticket_id,
+                    at=undone.at,
+                    checkin_list_id=undone.checkin_list_id,
+                    zone=undone.zone,
+                )
             if not context.enrollment.server_url:
                 # A device without a server (the demo) has nowhere to send the annulment, as it
                 # has nowhere to send its scans: keep the queue empty.
                 for queued in queued_annulments(conn, limit=1_000_000):
                     if queued.scan_id == scan_id:
                         drop_from_queue(conn, queued.seq)
+        self._announced(envelope)
         with self._lock:
             self._recent = {
                 key: seen
@@ -321,6 +385,22 @@ class Gate:
                 checkin_list_id=listed.list_id if listed else None,
                 zone=listed.zone if listed else None,
             )
+            # A gate online still tells its peers: one of them may be offline.
+            envelope = (
+                self._own_record(
+                    conn,
+                    context,
+                    _record_kind(direction),
+                    scan_id=scan_id,
+                    ticket_id=answer.ticket_id,
+                    at=answer.scanned_at or device_now,
+                    checkin_list_id=listed.list_id if listed else None,
+                    zone=listed.zone if listed else None,
+                )
+                if answer.result is VerdictResult.ADMITTED
+                else None
+            )
+        self._announced(envelope)
         verdict = msgspec.structs.replace(answer, scan_id=scan_id, direction=direction)
         if listed is None:
             # The server's own sentence for a list's refusal ("VIP tickets enter at the VIP
@@ -430,6 +510,21 @@ class Gate:
             # A device without a server (the demo) has nowhere to send its scans.
             record_scan(conn, record, upload=bool(context.enrollment.server_url), now=device_now)
             end_online(conn, scan_id)
+            envelope = (
+                self._own_record(
+                    conn,
+                    context,
+                    _record_kind(direction),
+                    scan_id=scan_id,
+                    ticket_id=decision.ticket_id,
+                    at=now,
+                    checkin_list_id=decision.list_id,
+                    zone=decision.zone,
+                )
+                if decision.admitted
+                else None
+            )
+        self._announced(envelope)
         verdict = wire.Verdict(
             result=decision.result,
             reason=decision.reason,
@@ -665,6 +760,10 @@ class _Decision:
     @property
     def admitted(self) -> bool:
         return self.result is VerdictResult.ADMITTED
+
+
+def _record_kind(direction: Direction) -> RecordKind:
+    return RecordKind.EXIT if direction is Direction.EXIT else RecordKind.ADMISSION
 
 
 def _same_scan_key(text: str) -> str:

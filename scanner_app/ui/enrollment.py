@@ -75,8 +75,10 @@ class _CancellableClient(ServerClient):
         super().__init__(url, None, timeout=_ENROLL_TIMEOUT_S)
         self._cancelled = cancelled
 
-    def enroll(self, code: str, device_name: str) -> wire.EnrolledDevice:
-        enrolled = super().enroll(code, device_name)
+    def enroll(
+        self, code: str, device_name: str, peer_public_key: bytes | None = None
+    ) -> wire.EnrolledDevice:
+        enrolled = super().enroll(code, device_name, peer_public_key)
         if self._cancelled.is_set():
             raise EnrollmentCancelled()
         return enrolled

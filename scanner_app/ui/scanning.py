@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
-from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 
 from scanner_app.core.gate import GateVerdict
@@ -125,6 +125,8 @@ class ScanBridge(QObject):
     names_found = Signal(list)
     # Camera decode thread → GUI thread: a sighting, to join the scan queue.
     _sighted = Signal(CodeSighting)
+    # Peer node thread → GUI thread: records arrived or a peer came or went.
+    _peers_changed = Signal()
 
     def __init__(
         self,
@@ -145,6 +147,8 @@ class ScanBridge(QObject):
         self._scans.failed.connect(self._report_crash)
         self._reads.failed.connect(self._report_crash)
         self._sighted.connect(self._queue_sighting)
+        # Queued to the GUI thread (the signal is emitted on the node's thread).
+        self._peers_changed.connect(self.refresh_status, Qt.ConnectionType.QueuedConnection)
         self._status_pending = False
         self._closed = False
         #: The last admitted entry of this session that can still be undone (gate queue).
@@ -293,7 +297,10 @@ class ScanBridge(QObject):
         from scanner_app.core.session import ScanSession  # noqa: PLC0415
 
         self._session = ScanSession.open(
-            self.store, online=self._online, background_sync=self._background_sync
+            self.store,
+            online=self._online,
+            background_sync=self._background_sync,
+            on_peer_change=self._peers_changed.emit,
         )
         return self._session.gate.settings
 
@@ -377,10 +384,14 @@ class ScanBridge(QObject):
     def _read_status(self) -> GateStatus:
         from scanner_app.core.session import device_status  # noqa: PLC0415 - see above
 
-        device = device_status(self.store)
+        session = self._session
+        device = device_status(
+            self.store,
+            session=session is not None,
+            peers_heard=session.peers_heard() if session is not None else None,
+        )
         with self.store.read() as conn:
             inside = sum(inside_by_gate(conn).values())
-        session = self._session
         engine = session.engine if session is not None else None
         online = syncing = False
         next_retry = None

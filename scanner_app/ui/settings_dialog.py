@@ -34,6 +34,7 @@ from scanner_app.core.store.state import (
     load_enrollment,
     load_event,
     load_settings,
+    parse_peer_address,
     save_settings,
 )
 from scanner_app.ui.form import error_label, heading, show_error
@@ -126,6 +127,7 @@ class SettingsDialog(QDialog):
         form.addRow("", self.verdict_error)
 
         online_box = self._build_online_box(current, has_server)
+        peer_box = self._build_peer_box(current)
 
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
@@ -139,6 +141,7 @@ class SettingsDialog(QDialog):
         layout.addWidget(heading("Gate settings", self))
         layout.addLayout(form)
         layout.addWidget(online_box)
+        layout.addWidget(peer_box)
         layout.addWidget(buttons)
         self.camera_combo.setFocus()
 
@@ -217,6 +220,54 @@ class SettingsDialog(QDialog):
         online_form.addRow(online_note)
         return online_box
 
+    def _build_peer_box(self, current: GateSettings) -> QGroupBox:
+        self.peer_check = QCheckBox("Tell the other &gates of this event every admission")
+        self.peer_check.setChecked(current.peer_sync)
+        self.peer_port_edit = QLineEdit(str(current.peer_port))
+        self.peer_port_edit.setAccessibleName("Peer sync port")
+        self.discovery_check = QCheckBox("Find them on the local network by &itself (mDNS)")
+        self.discovery_check.setChecked(current.peer_discovery)
+        self.static_peers_edit = QLineEdit(", ".join(current.static_peers))
+        self.static_peers_edit.setAccessibleName("Peer addresses (host:port, comma-separated)")
+        self.static_peers_edit.setPlaceholderText("e.g. 10.0.0.12:47650, 10.0.0.13:47650")
+        self.peer_error = error_label()
+        for widget in (self.peer_port_edit, self.discovery_check, self.static_peers_edit):
+            widget.setEnabled(current.peer_sync)
+            self.peer_check.toggled.connect(widget.setEnabled)
+        note = QLabel(
+            "When the server cannot be reached, the gates still tell each other over the "
+            "venue's network, so one ticket is not admitted at two gates. Peer addresses are "
+            "for networks that block discovery. Takes effect when scanning starts again."
+        )
+        note.setWordWrap(True)
+        box = QGroupBox("Peer sync between gates")
+        box_form = QFormLayout(box)
+        box_form.addRow(self.peer_check)
+        port_label = QLabel("&Port:")
+        port_label.setBuddy(self.peer_port_edit)
+        box_form.addRow(port_label, self.peer_port_edit)
+        box_form.addRow(self.discovery_check)
+        peers_label = QLabel("P&eer addresses:")
+        peers_label.setBuddy(self.static_peers_edit)
+        box_form.addRow(peers_label, self.static_peers_edit)
+        box_form.addRow(self.peer_error)
+        box_form.addRow(note)
+        return box
+
+    def _peer_fields(self) -> tuple[int, tuple[str, ...]] | str:
+        """The port and peer addresses as the form has them, or what is wrong with them."""
+        port_text = self.peer_port_edit.text().strip()
+        if not port_text.isdigit() or not 1024 <= int(port_text) <= 65_535:
+            return "The port is a number from 1024 to 65535."
+        peers: list[str] = []
+        for part in self.static_peers_edit.text().replace(";", ",").split(","):
+            if not part.strip():
+                continue
+            if parse_peer_address(part) is None:
+                return f"“{part.strip()}” is not an address like 10.0.0.12:47650."
+            peers.append(part.strip())
+        return int(port_text), tuple(peers)
+
     @staticmethod
     def _event_text(gate_event: wire.GateEvent | None) -> str:
         if gate_event is None:
@@ -280,14 +331,28 @@ class SettingsDialog(QDialog):
         if self.online_check.isChecked():
             timeout = _seconds(self.timeout_edit.text(), ONLINE_TIMEOUT_RANGE, "The wait")
         show_error(self.timeout_error, timeout if isinstance(timeout, str) else None)
+        peer_fields = self._peer_fields() if self.peer_check.isChecked() else None
+        show_error(self.peer_error, peer_fields if isinstance(peer_fields, str) else None)
         if camera_problem:
             self.camera_combo.setFocus()
         elif isinstance(verdict, str):
             self.verdict_edit.setFocus()
         elif isinstance(timeout, str):
             self.timeout_edit.setFocus()
-        if camera_problem or isinstance(verdict, str) or isinstance(timeout, str):
+        elif isinstance(peer_fields, str):
+            self.peer_port_edit.setFocus()
+        if (
+            camera_problem
+            or isinstance(verdict, str)
+            or isinstance(timeout, str)
+            or isinstance(peer_fields, str)
+        ):
             return None
+        port, static_peers = (
+            peer_fields
+            if peer_fields is not None
+            else (self.settings.peer_port, self.settings.static_peers)
+        )
         return msgspec.structs.replace(
             self.settings,
             camera=camera,
@@ -299,6 +364,10 @@ class SettingsDialog(QDialog):
             if self.online_check.isEnabled()
             else self.settings.online_validation,
             online_timeout_seconds=timeout,
+            peer_sync=self.peer_check.isChecked(),
+            peer_port=port,
+            static_peers=static_peers,
+            peer_discovery=self.discovery_check.isChecked(),
         )
 
     @Slot()

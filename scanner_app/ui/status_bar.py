@@ -2,10 +2,11 @@
 
 From left to right: the link (online / offline and why / standalone / revoked), scans waiting
 to be sent, the last successful sync, how old the ticket data is, a clock warning when the
-device clock is off, conflicts the server found, and the check-in lists' version (a warning when
-they may be out of date). A part that needs action is coloured. In
-lab mode (``core.sync.lab_mode``: plain-http servers allowed) a red warning says so for the
-whole session.
+device clock is off, conflicts the server found, the check-in lists' version (a warning when
+they may be out of date), and how many other gates peer sync hears ("Hears 4 other gates";
+a warning when it hears none while the server cannot be reached). A part that needs action is
+coloured. In lab mode (``core.sync.lab_mode``: plain-http servers allowed) a red warning says
+so for the whole session.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class GateStatusBar(QStatusBar):
         self.clock_label = QLabel()
         self.conflict_label = QLabel()
         self.lists_label = QLabel()
+        self.peers_label = QLabel()
+        self.peers_label.setAccessibleName("Other gates heard")
         for label in (
             self.link_label,
             self.queue_label,
@@ -67,6 +70,7 @@ class GateStatusBar(QStatusBar):
             self.clock_label,
             self.conflict_label,
             self.lists_label,
+            self.peers_label,
         ):
             self.addWidget(label)
         self.lab_label = QLabel(lab_mode.WARNING)
@@ -108,6 +112,11 @@ class GateStatusBar(QStatusBar):
         # of date (scanner_app.core.checkin.setup_note says when).
         self.lists_label.setText(device.lists_note)
         self.lists_label.setStyleSheet(_WARN if device.lists_stale else "")
+        # Peer sync: how many other gates this one hears. Hearing none while the server cannot
+        # be reached is worth a look: the gate then decides alone.
+        self.peers_label.setText(device.peers if device.enrolled and status.has_server else "")
+        alone = device.peers_heard == 0 and not status.online
+        self.peers_label.setStyleSheet(_WARN if alone else "")
 
     def _show_link(self, status: GateStatus) -> None:
         device = status.device

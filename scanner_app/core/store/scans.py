@@ -402,6 +402,36 @@ def annul(conn: Connection, scan_id: uuid.UUID, now: datetime, reason: str | Non
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class LocalEntry:
+    """What peers are told of a local admission this device undid (``annul``)."""
+
+    ticket_id: uuid.UUID
+    at: datetime
+    gate: str
+    checkin_list_id: str | None
+    zone: str | None
+
+
+def local_entry(conn: Connection, scan_id: uuid.UUID) -> LocalEntry | None:
+    """The ticket, time, gate, list and zone of this device's scan ``scan_id``; None when it
+    is not a local scan of a known ticket."""
+    row = conn.exec_driver_sql(
+        "SELECT ticket_id, at, gate, checkin_list_id, zone FROM scans "
+        "WHERE scan_id = ? AND origin = 'local' AND ticket_id IS NOT NULL",
+        (scan_id.bytes,),
+    ).first()
+    if row is None:
+        return None
+    return LocalEntry(
+        ticket_id=uuid.UUID(bytes=row[0]),
+        at=from_micros(row[1]),
+        gate=row[2],
+        checkin_list_id=str(uuid.UUID(bytes=row[3])) if row[3] is not None else None,
+        zone=row[4],
+    )
+
+
 def conflict_count(conn: Connection) -> int:
     return int(
         conn.scalar(

@@ -34,6 +34,22 @@ class Enrollment(msgspec.Struct, kw_only=True, frozen=True):
     enrolled_at: datetime
 
 
+#: The port a gate listens on for its peers unless its settings name another.
+DEFAULT_PEER_PORT = 47_650
+
+
+def parse_peer_address(text: str) -> tuple[str, int] | None:
+    """``host:port`` (``[v6]:port`` too) as a peer address; None for anything else."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or any(c.isspace() for c in host):
+        return None
+    number = int(port)
+    return (host, number) if 0 < number < 65_536 else None
+
+
 class GateSettings(msgspec.Struct, kw_only=True, frozen=True):
     """How this gate decides. Stored on the device; changed in the app's settings."""
 
@@ -54,6 +70,15 @@ class GateSettings(msgspec.Struct, kw_only=True, frozen=True):
     #: Camera index, device path, video file or folder of images.
     camera: str = "0"
     sounds: bool = True
+    #: Peer sync (docs/peer-sync.md): tell the other gates of the event every admission and
+    #: exit over the local network, and hear theirs. Needs the server's peer certificate.
+    peer_sync: bool = True
+    #: The UDP/TCP port the gate listens on for its peers.
+    peer_port: int = DEFAULT_PEER_PORT
+    #: Peers to talk to without discovery ("host:port"), for networks that block multicast.
+    static_peers: tuple[str, ...] = ()
+    #: Find the other gates by zeroconf (mDNS) on the local network.
+    peer_discovery: bool = True
 
 
 class SyncState(msgspec.Struct, kw_only=True):

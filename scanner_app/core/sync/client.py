@@ -74,11 +74,18 @@ class DeviceRejected(SyncError):
 
 
 class RequestRefused(SyncError):
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str, body: str = "") -> None:
         super().__init__(f"{detail} ({status} {code})")
         self.status = status
         self.code = code
         self.detail = detail
+        #: The start of the answer's body (a validation problem's field errors name fields).
+        self.body = body
+
+    def names_field(self, name: str) -> bool:
+        """A validation refusal (400/422) whose answer names the field ``name``: the server
+        does not know the field (an older server)."""
+        return self.status in {400, 422} and name in self.body
 
 
 class _Problem(msgspec.Struct):
@@ -116,7 +123,9 @@ def _check(response: httpx.Response) -> None:
         )
     if status == 401:
         raise DeviceRejected(problem.code, problem.detail or "The server no longer accepts us.")
-    raise RequestRefused(status, problem.code, problem.detail)
+    raise RequestRefused(
+        status, problem.code, problem.detail, response.content[:4096].decode("utf-8", "replace")
+    )
 
 
 def _decode(response: httpx.Response, kind: type[_T]) -> _T:
@@ -187,10 +196,20 @@ class ServerClient:
         _check(response)
         return response
 
-    def enroll(self, code: str, device_name: str) -> wire.EnrolledDevice:
+    def enroll(
+        self, code: str, device_name: str, peer_public_key: bytes | None = None
+    ) -> wire.EnrolledDevice:
         """Redeem a one-time enrollment code. ``RequestRefused`` (422) for a used, unknown or
-        expired code — its ``detail`` says which."""
-        body = msgspec.json.encode(wire.EnrollRequest(code=code, device_name=device_name))
+        expired code — its ``detail`` says which. ``peer_public_key`` asks the server to
+        certify the device's peer key (issue 18); a server older than peer sync refuses the
+        field (``RequestRefused.names_field("peer_public_key")``)."""
+        request = wire.EnrollRequest(
+            code=code, device_name=device_name, peer_public_key=peer_public_key
+        )
+        # Without a key the field is left out, not sent empty: a server older than peer sync
+        # refuses any field it does not know.
+        fields = {k: v for k, v in msgspec.to_builtins(request).items() if v is not None}
+        body = msgspec.json.encode(fields)
         response = self._send(
             "POST",
             "/v1/devices/enroll",

@@ -60,6 +60,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import filelock
 import msgspec
@@ -69,6 +70,12 @@ from scanner_app.core.checkin import setup_problem
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import AppliedChanges, apply_changes
 from scanner_app.core.store.device_token import DeviceCredentials
+from scanner_app.core.store.peers import (
+    load_peer_credentials,
+    revoked_peers,
+    save_peer_credentials,
+    save_revoked_peers,
+)
 from scanner_app.core.store.scans import (
     NEVER_SHOWN,
     QueuedScan,
@@ -111,6 +118,7 @@ from scanner_app.core.sync.lab_mode import insecure_http_allowed
 from shared import wire
 from shared.backoff import backoff_delay
 from shared.clock import Clock, SystemClock
+from shared.peers import Credentials, DeviceKey
 from shared.wire import MAX_CLOCK_OFFSET_MS, MAX_SCAN_BATCH
 
 log = logging.getLogger(__name__)
@@ -128,6 +136,18 @@ TOKEN_REFUSED = "The server no longer accepts this scanner's token. Enroll it ag
 TOKEN_EXPIRED_CODE = "token_expired"  # noqa: S105 - a problem code
 
 ClientFactory = Callable[[str, str | None], ServerClient]
+#: The field of ``EnrollRequest`` a server older than peer sync refuses.
+PEER_KEY_FIELD = "peer_public_key"
+
+
+class PeerLink(Protocol):
+    """What the sync engine needs of the gate's peer node (``scanner_app.core.peers``): to
+    reload whom to trust after a sync brought a certificate or revocations, and how many
+    other gates it hears (for the heartbeat)."""
+
+    def reload_trust(self) -> None: ...
+
+    def peers_heard(self) -> int: ...
 
 
 def _default_client(url: str, token: str | None) -> ServerClient:
@@ -223,9 +243,20 @@ def enroll(
     """
     clock = clock or SystemClock()
     server_url = server_url.strip().rstrip("/")
+    # The device's own key for its peers: only the public half leaves the device.
+    peer_key = DeviceKey.generate()
     with client_factory(server_url, None) as client:
         sent = clock.now()
-        enrolled = client.enroll(code.strip(), device_name)
+        try:
+            enrolled = client.enroll(code.strip(), device_name, peer_key.public_key)
+        except RequestRefused as error:
+            if not error.names_field(PEER_KEY_FIELD):
+                raise
+            # A server older than peer sync refuses the field (and has not spent the code):
+            # enrolled without it, the gate works as before, with peer sync off.
+            log.info("the server does not know peer sync: enrolling without a peer key")
+            sent = clock.now()
+            enrolled = client.enroll(code.strip(), device_name)
         received = clock.now()
     enrollment = Enrollment(
         device_id=enrolled.device_id,
@@ -250,6 +281,13 @@ def enroll(
         save_enrollment(conn, enrollment)
         save_event(conn, enrolled.event)
         merge_keys(conn, enrolled.keys, received)
+        if enrolled.peer is not None:
+            save_peer_credentials(
+                conn,
+                store.sealer,
+                _credentials(peer_key, enrolled.peer),
+                enrolled.peer.expires_at,
+            )
         save_sync_state(
             conn,
             SyncState(
@@ -258,6 +296,15 @@ def enroll(
             ),
         )
     return enrollment
+
+
+def _credentials(key: DeviceKey, peer: wire.PeerCredentials) -> Credentials:
+    return Credentials(
+        device_key=key,
+        certificate=peer.certificate,
+        issuer_public_key=peer.issuer_public_key,
+        event_key=peer.event_key,
+    )
 
 
 @functools.cache
@@ -324,6 +371,12 @@ class SyncEngine:
         #: Validation clients made with an access token since renewed: closed at the next
         #: renewal or at ``stop`` (an online check may still be using the last one).
         self._retired_clients: list[ServerClient] = []
+        self._peer_link: PeerLink | None = None
+
+    def set_peer_link(self, link: PeerLink | None) -> None:
+        """The gate's peer node: told to reload its trust after each check-in that brought a
+        certificate or revocations; asked how many gates it hears for the heartbeat."""
+        self._peer_link = link
 
     def set_data_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after a sync brought new keys, tickets, admissions or event
@@ -583,7 +636,18 @@ class SyncEngine:
             last_sync_at=_device_time(last_sync),
             sync_interval_seconds=max(1, min(3600, round(self.interval_seconds))),
             lab_mode=insecure_http_allowed(),
+            peers_heard=self._peers_heard(),
         )
+
+    def _peers_heard(self) -> int | None:
+        link = self._peer_link
+        if link is None:
+            return None  # peer sync is off on this device
+        try:
+            return max(0, link.peers_heard())
+        except Exception:  # a report about the device must never cost the sync
+            log.exception("peer count not read")
+            return None
 
     def _heartbeat(
         self, client: ServerClient, report: SyncReport, *, only_if_queued: bool = False
@@ -618,10 +682,42 @@ class SyncEngine:
                 load_sync_state(conn), clock_offset_ms=offset, last_contact_at=received
             )
             save_sync_state(conn, state)
+            peers_changed = self._save_peer_trust(conn, me)
         self._state = state
         report.new_keys += new_keys
+        link = self._peer_link
+        if peers_changed and link is not None:
+            link.reload_trust()
         if new_keys or event_changed:
             self._data_changed()
+
+    def _save_peer_trust(self, conn: Connection, me: wire.DeviceSelf) -> bool:
+        """Keep the certificate and revoked devices /me names (in the check-in's transaction):
+        a fresh certificate replaces the stored one (same device key); True when either
+        changed what the peer node trusts."""
+        changed = False
+        if me.peer is not None:
+            stored = load_peer_credentials(conn, self._store.sealer)
+            # A device enrolled before peer sync (or by a server without it) has no key of its
+            # own: the server cannot have certified one, so there is nothing to renew.
+            if stored is not None and (
+                stored.certificate != me.peer.certificate
+                or stored.issuer_public_key != me.peer.issuer_public_key
+                or stored.event_key != me.peer.event_key
+            ):
+                save_peer_credentials(
+                    conn,
+                    self._store.sealer,
+                    _credentials(stored.device_key, me.peer),
+                    me.peer.expires_at,
+                )
+                changed = True
+        if me.revoked_peers is not None:
+            revoked = set(me.revoked_peers)
+            if revoked != set(revoked_peers(conn)):
+                save_revoked_peers(conn, sorted(revoked))
+                changed = True
+        return changed
 
     def _resolve_online(self, client: ServerClient, report: SyncReport) -> None:
         """Online verdicts a crash left unanswered: if the server recorded the scan, log it

@@ -30,6 +30,7 @@ from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import admissions_of, find_ticket, inside_now, ticket_count
 from scanner_app.core.store.device_token import DeviceCredentials
+from scanner_app.core.store.peers import load_peer_credentials, revoked_peers
 from scanner_app.core.store.scanlog import find_scan, local_scans
 from scanner_app.core.store.scans import (
     PendingOnline,
@@ -74,9 +75,11 @@ from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 from shared.enrollment_link import INSECURE_SERVER_SENTENCE
 from shared.ids import new_id
 from shared.keys import IssuerKeyRing
+from shared.peers import Refusal
 from shared.ticket_code import CodeRejection, issue_code, read_code
 from shared.timeline import AdmittedScan, replay
 from testkit.names import name_secret_of, sealed_holder
+from testkit.peers import TestEvent
 
 SERVER_URL = "https://gatehouse.test"
 ENROLLMENT_CODE = "K7Q2-MX4D"
@@ -216,6 +219,13 @@ class FakeServer:
         #: The event's check-in setup (issue 16), sent on a feed page whenever the device's
         #: ``setup_version`` differs from its version.
         self.checkin_setup: wire.CheckinSetup | None = None
+        #: Peer sync (issue 18): the event's issuer certifies the key a device sends, unless
+        #: ``before_peer_sync`` (a server that refuses the field, as a pre-18 one does).
+        self.peer_event = TestEvent(tenant_id=self.tenant_id, event_id=self.gate_event.event_id)
+        self.before_peer_sync = False
+        self.peer_public_key: bytes | None = None
+        self.revoked_peers: list[uuid.UUID] | None = None
+        self.peer_lifetime = timedelta(days=2)
 
     def client_factory(self, url: str, token: str | None) -> ServerClient:
         return ServerClient(url, token, transport=self.transport)
@@ -406,8 +416,35 @@ class FakeServer:
             return _json(self._verdict(scan))
         return _problem(404, "not_found", "No such route.", path)
 
+    def _peer_credentials(self) -> wire.PeerCredentials | None:
+        if self.peer_public_key is None:
+            return None
+        issuer = self.peer_event.issuer
+        expires_at = self.now() + self.peer_lifetime
+        return wire.PeerCredentials(
+            certificate=issuer.certify(
+                device_id=self.device_id,
+                gate=GATE,
+                public_key=self.peer_public_key,
+                issued_at=self.now(),
+                expires_at=expires_at,
+            ),
+            issuer_public_key=issuer.public_key,
+            event_key=self.peer_event.event_key,
+            expires_at=expires_at,
+        )
+
     def _enroll(self, request: httpx.Request) -> httpx.Response:
+        raw = msgspec.json.decode(request.content)
+        if self.before_peer_sync and "peer_public_key" in raw:
+            # As a pre-18 server's validation problem names the unknown field.
+            response = _problem(400, "validation_failed", "The request is not valid.", "/")
+            extra = b', "errors": [{"message": "Object contains unknown field `peer_public_key`"}]'
+            return httpx.Response(
+                400, content=response.content[:-1] + extra + b"}", headers=response.headers
+            )
         body = msgspec.json.decode(request.content, type=wire.EnrollRequest)
+        self.peer_public_key = body.peer_public_key
         if body.code not in self.enrollment_codes:
             return _problem(422, "enrollment_code_invalid", CODE_INVALID, request.url.path)
         self.enrollment_codes.discard(body.code)
@@ -420,6 +457,7 @@ class FakeServer:
             keys=self.issuer.scanner_ring.to_wire(),
             server_time=self.now(),
             event=self.gate_event,
+            peer=self._peer_credentials(),
         )
         return _json(enrolled, status=201)
 
@@ -433,6 +471,8 @@ class FakeServer:
             keys=self.issuer.scanner_ring.to_wire(),
             server_time=self.now(),
             event=self.gate_event,
+            peer=self._peer_credentials(),
+            revoked_peers=self.revoked_peers,
         )
 
     def _ticket_of(self, code: str) -> uuid.UUID | None:
@@ -1814,3 +1854,95 @@ def test_a_setup_for_another_event_or_an_unknown_time_zone_is_not_stored(
         assert stored is not None
         assert stored.version == 1
         assert load_sync_state(conn).server_setup_version == 3
+
+
+# --- peer sync (issue 18): the certificate at enrollment and each sync ------------------------
+
+
+class FakePeerLink:
+    def __init__(self, heard: int = 0) -> None:
+        self.heard = heard
+        self.reloads = 0
+
+    def reload_trust(self) -> None:
+        self.reloads += 1
+
+    def peers_heard(self) -> int:
+        return self.heard
+
+
+def test_enrollment_sends_a_peer_key_and_keeps_the_certificate(
+    engine: SyncEngine, store: LocalStore, server: FakeServer, clock: ManualClock
+) -> None:
+    with store.read() as conn:
+        credentials = load_peer_credentials(conn, store.sealer)
+    assert credentials is not None
+    # The server certified the public half of the key the device keeps.
+    assert server.peer_public_key == credentials.device_key.public_key
+    certificate = server.peer_event.trust().certificate(credentials.certificate, clock.now())
+    assert not isinstance(certificate, Refusal)
+    assert certificate.device_id == server.device_id
+    assert certificate.gate == GATE
+
+
+def test_a_server_before_peer_sync_enrolls_the_scanner_without_it(
+    store: LocalStore, clock: ManualClock, server: FakeServer
+) -> None:
+    server.before_peer_sync = True
+    enrollment = enroll(
+        store,
+        SERVER_URL,
+        ENROLLMENT_CODE,
+        "North 1",
+        clock=clock,
+        client_factory=server.client_factory,
+    )
+    assert enrollment.device_id == server.device_id
+    with store.read() as conn:
+        assert load_peer_credentials(conn, store.sealer) is None
+    assert ENROLLMENT_CODE not in server.enrollment_codes  # spent once, by the second try
+
+
+def test_a_refused_code_is_not_taken_for_a_server_before_peer_sync(
+    store: LocalStore, clock: ManualClock, server: FakeServer
+) -> None:
+    with pytest.raises(RequestRefused) as refused:
+        enroll(
+            store,
+            SERVER_URL,
+            "NOPE-NOPE",
+            "North 1",
+            clock=clock,
+            client_factory=server.client_factory,
+        )
+    assert refused.value.status == 422
+
+
+def test_each_sync_renews_the_certificate_and_the_revoked_peers(
+    engine: SyncEngine, store: LocalStore, server: FakeServer, clock: ManualClock
+) -> None:
+    link = FakePeerLink(heard=3)
+    engine.set_peer_link(link)
+    with store.read() as conn:
+        first = load_peer_credentials(conn, store.sealer)
+    assert first is not None
+    clock.advance(3600)
+    revoked = new_id()
+    server.revoked_peers = [revoked]
+    assert engine.sync_once().ok
+    with store.read() as conn:
+        renewed = load_peer_credentials(conn, store.sealer)
+        assert revoked_peers(conn) == frozenset({revoked})
+    assert renewed is not None
+    assert renewed.certificate != first.certificate
+    assert renewed.device_key.seed == first.device_key.seed  # the device's own key stays
+    assert link.reloads == 1
+    # The heartbeat tells the server how many gates this one hears.
+    assert engine.heartbeat().peers_heard == 3
+    # Nothing new: the node is not told to reload.
+    assert engine.sync_once().ok
+    assert link.reloads == 1
+
+
+def test_the_heartbeat_says_nothing_of_peers_when_peer_sync_is_off(engine: SyncEngine) -> None:
+    assert engine.heartbeat().peers_heard is None
