@@ -36,6 +36,7 @@ from scanner_app.core.store.peers import (
     revoked_peers,
     store_peer_record,
 )
+from scanner_app.core.store.state import DEFAULT_PEER_PORT, parse_peer_address
 from shared.backoff import Backoff
 from shared.clock import Clock, SystemClock
 from shared.keys import VerifyKey
@@ -51,7 +52,7 @@ from shared.peers import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT: Final = 47650
+DEFAULT_PORT: Final = DEFAULT_PEER_PORT
 #: A peer counts as heard for this long after its last frame.
 HEARD_FOR_S: Final = 60.0
 PING_EVERY_S: Final = 15.0
@@ -88,16 +89,6 @@ class PeerConfig:
     listen_host: str = "0.0.0.0"  # noqa: S104 - the venue's network is the point
     static_peers: tuple[str, ...] = ()
     discover: bool = True
-
-
-def parse_address(text: str) -> tuple[str, int] | None:
-    """``host:port`` (``[v6]:port`` too) as a pair; None for anything else."""
-    host, sep, port_text = text.strip().rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit():
-        return None
-    port = int(port_text)
-    return (host, port) if 0 < port < 65536 else None
 
 
 @dataclass(slots=True)
@@ -335,7 +326,7 @@ class PeerNode:
         else:
             self._port = self._server.sockets[0].getsockname()[1]
         for text in self.config.static_peers:
-            address = parse_address(text)
+            address = parse_peer_address(text)
             if address is None:
                 log.warning("peer address %r is not host:port; ignored", text)
                 continue
