@@ -544,12 +544,18 @@ def _jobs(env: Mapping[str, str]) -> JobSettings:
         )
     }
     # A grace of 0 is allowed: tickets expire as soon as their event ends.
-    grace = env.get("GATEHOUSE_EXPIRY_GRACE") or ""
-    values["expiry_grace"] = (
-        0.0
-        if grace.strip() in ("0", "0.0")
-        else _seconds(env, "GATEHOUSE_EXPIRY_GRACE", defaults.expiry_grace, year)
-    )
+    grace = (env.get("GATEHOUSE_EXPIRY_GRACE") or "").strip()
+    if grace:
+        try:
+            values["expiry_grace"] = float(grace)
+        except ValueError as error:
+            raise SettingsError(f"GATEHOUSE_EXPIRY_GRACE must be seconds, not {grace!r}") from error
+        if not 0 <= values["expiry_grace"] <= year:
+            raise SettingsError(
+                f"GATEHOUSE_EXPIRY_GRACE must be 0 or more and at most {year:g} seconds"
+            )
+    else:
+        values["expiry_grace"] = defaults.expiry_grace
     return JobSettings(**values)
 
 

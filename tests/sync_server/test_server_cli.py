@@ -191,6 +191,8 @@ async def test_a_bad_database_url_gives_one_sentence(
     [
         ("GATEHOUSE_PORT", "eighty", "GATEHOUSE_PORT must be a whole number"),
         ("GATEHOUSE_MASTER_KEY", "c2hvcnQ", "GATEHOUSE_MASTER_KEY must be 32 bytes"),
+        ("GATEHOUSE_EXPIRY_GRACE", "-60", "GATEHOUSE_EXPIRY_GRACE must be 0 or more"),
+        ("GATEHOUSE_JOBS_PRUNE_EVERY", "hourly", "GATEHOUSE_JOBS_PRUNE_EVERY must be seconds"),
     ],
 )
 @pytest.mark.parametrize("args", [["serve"], ["migrate"], ["tenant", "create", "V"], ["expire"]])
