@@ -226,6 +226,47 @@ async def test_a_dead_workers_lease_runs_out_and_another_worker_takes_over(
     assert len(calls) == 2
 
 
+async def test_a_long_run_keeps_its_lease_and_no_other_worker_starts_the_job(
+    settings: Settings, database: Database, no_leases: None
+) -> None:
+    """A run longer than its lease renews it: another worker asking after the first lease
+    would have run out still finds the job held."""
+    clock = ManualClock()
+    lease = timedelta(seconds=0.3)
+    started, finish = asyncio.Event(), asyncio.Event()
+    runs: list[str] = []
+
+    def work_of(name: str) -> Job:
+        async def work(now: datetime) -> Mapping[str, int]:
+            runs.append(name)
+            started.set()
+            await finish.wait()
+            return {}
+
+        return Job("test-long", timedelta(minutes=10), work)
+
+    long = Scheduler(database, [work_of("long")], clock=clock, holder="long", lease=lease)
+    other = Scheduler(database, [work_of("other")], clock=clock, holder="other", lease=lease)
+    run = asyncio.create_task(long.run_if_due(long.jobs[0]))
+    await asyncio.wait_for(started.wait(), 20)
+    first_until = (await _lease(settings, "test-long")).leased_until
+    clock.advance(lease.total_seconds() * 10)  # well past the lease it took
+    # Wait for the next renewal, which moves the lease past the clock's new time.
+    for _ in range(400):
+        row = await _lease(settings, "test-long")
+        if row.leased_until > first_until:
+            break
+        await asyncio.sleep(0.05)
+    assert row.holder == "long"
+    assert row.leased_until > clock.now()
+    assert await other.run_if_due(other.jobs[0]) is None
+    finish.set()
+    ran = await asyncio.wait_for(run, 20)
+    assert ran is not None
+    assert ran.outcome == "succeeded"
+    assert runs == ["long"]
+
+
 async def test_a_run_whose_lease_was_taken_over_is_cancelled(
     settings: Settings, database: Database, no_leases: None
 ) -> None:
