@@ -8,12 +8,16 @@ Against the real Postgres and RabbitMQ; times come from a ``ManualClock``, never
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
+import signal
+import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +46,8 @@ from tests.sync_server.messaging.rabbit import bound_queue, collect, of_tenants
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 GRACE = timedelta(hours=1)
+SERVER = Path(sys.executable).parent / "gatehouse-server"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -163,6 +169,71 @@ async def test_two_workers_racing_expire_each_ticket_once(
         await first.close()
         await second.close()
     assert await _expired_events(settings, ticket_ids) == Counter(dict.fromkeys(ticket_ids, 1))
+
+
+async def test_two_worker_processes_expire_an_ended_event_once_per_ticket(
+    client: Client,
+    tenant: TenantHandle,
+    settings: Settings,
+    amqp_url: str,
+    tmp_path: Path,
+    no_leases: None,
+) -> None:
+    """``gatehouse-server worker`` twice, started together against an event that ended an hour
+    ago: one ``ticket.expired`` per ticket reaches RabbitMQ, and one of them ran the job."""
+    event, ticket_ids = await _sold(client, tenant, quantity=4)
+    async with connect(settings.database.admin_url) as db:
+        await db.execute(
+            text(
+                "UPDATE events SET starts_at = now() - interval '3 hours', "
+                "ends_at = now() - interval '1 hour' WHERE id = :e"
+            ),
+            {"e": event["id"]},
+        )
+        await db.commit()
+    env = {
+        "PATH": str(SERVER.parent),
+        # This checkout's code, whichever one the virtual environment was installed from.
+        "PYTHONPATH": str(ROOT),
+        "GATEHOUSE_ENV": "test",
+        "GATEHOUSE_CONFIG_DIR": str(tmp_path),
+        "GATEHOUSE_DATABASE_URL": settings.database.url,
+        "GATEHOUSE_DATABASE_ADMIN_URL": settings.database.admin_url,
+        "GATEHOUSE_JWT_SECRET": settings.auth.jwt_secret,
+        "GATEHOUSE_MASTER_KEY": base64.urlsafe_b64encode(settings.master_key).decode(),
+        "GATEHOUSE_AMQP_URL": amqp_url,
+        "GATEHOUSE_REDIS_KEY_PREFIX": settings.redis.key_prefix,
+        "GATEHOUSE_LOG_FORMAT": "console",
+        "GATEHOUSE_EXPIRY_GRACE": "1800",
+    }
+    async with bound_queue(amqp_url, routing_keys=("ticket.expired",)) as queue:
+        processes = [
+            await asyncio.create_subprocess_exec(
+                str(SERVER), "worker", env=env, stderr=asyncio.subprocess.PIPE
+            )
+            for _ in range(2)
+        ]
+        try:
+            arrivals = await collect(queue, mine=of_tenants(tenant.id), expected=4, settle=2.0)
+        finally:
+            for process in processes:
+                if process.returncode is None:
+                    process.send_signal(signal.SIGTERM)
+            logs = []
+            for process in processes:
+                try:
+                    await asyncio.wait_for(process.wait(), 20)
+                finally:
+                    if process.returncode is None:
+                        process.kill()
+                        await process.wait()
+                assert process.stderr is not None
+                logs.append((await process.stderr.read()).decode())
+    assert sorted(a.envelope["data"]["ticket_id"] for a in arrivals) == sorted(ticket_ids)
+    assert await _expired_events(settings, ticket_ids) == Counter(dict.fromkeys(ticket_ids, 1))
+    assert [process.returncode for process in processes] == [0, 0], logs
+    assert sum(log.count("job expire succeeded") for log in logs) == 1, logs
+    assert "Traceback" not in "".join(logs)
 
 
 async def test_expiry_itself_announces_each_ticket_once_even_without_the_lease(
