@@ -13,7 +13,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 import jwt
@@ -430,16 +430,26 @@ def token_revoke(tenant_id: uuid.UUID, expires_at: datetime | None, jti: str) ->
 
 
 @main.command()
-def expire() -> None:
-    """Expire the tickets of events that have ended, in every tenant, and say how many."""
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds after an event's end before its tickets expire; default "
+    "GATEHOUSE_EXPIRY_GRACE (what the worker's expire job uses; 6 hours unless set).",
+)
+def expire(grace: float | None) -> None:
+    """Expire the tickets of events that have ended (more than the grace period ago), in every
+    tenant, and say how many. The worker does this by itself (its ``expire`` job); this is for
+    running it by hand."""
     settings = _settings()
+    after = timedelta(seconds=settings.jobs.expiry_grace if grace is None else grace)
 
     async def run() -> int:
         database = Database(settings.database)
         try:
             # Expired tickets must leave the API's ticket cache too.
             async with invalidating(database, settings.redis):
-                return await expire_ended_events(database, datetime.now(UTC))
+                return await expire_ended_events(database, datetime.now(UTC), grace=after)
         finally:
             await database.close()
 

@@ -199,6 +199,29 @@ class ObservabilitySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class JobSettings:
+    """The worker's scheduled jobs (docs/operations.md "Scheduled jobs"); all in seconds."""
+
+    #: How often tickets of ended events are expired (``GATEHOUSE_JOBS_EXPIRE_EVERY``).
+    expire_every: float = 300.0
+    #: How long after an event's end its tickets are expired (``GATEHOUSE_EXPIRY_GRACE``):
+    #: late exits and re-entries still work, a show that overran still scans.
+    expiry_grace: float = 6 * 3600.0
+    #: How often old rows are pruned (``GATEHOUSE_JOBS_PRUNE_EVERY``).
+    prune_every: float = 3600.0
+    #: How often keys due for rotation are looked for (``GATEHOUSE_JOBS_KEY_ROTATION_EVERY``).
+    key_rotation_every: float = 86400.0
+    #: An event's active ticket-code key older than this is due for rotation
+    #: (``GATEHOUSE_KEY_MAX_AGE``; default 90 days).
+    key_max_age: float = 90 * 86400.0
+    #: How often a worker looks for a due job (``GATEHOUSE_JOBS_TICK``).
+    tick: float = 30.0
+    #: How long a run's lease lasts unless renewed (``GATEHOUSE_JOBS_LEASE``): a worker that
+    #: dies mid-run holds its job at most this long. Renewed every third of it while running.
+    lease: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
 class ChainSettings:
     """Solana: where the chain is and who the issuer is. No RPC URL means no chain: tickets are
     not minted and verdicts say they were not chain-verified (``chain_verified = null``)."""
@@ -258,6 +281,7 @@ class Settings:
     amqp: AmqpSettings = field(default_factory=AmqpSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
     chain: ChainSettings = field(default_factory=ChainSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
     #: Seals the per-event ticket keys at rest (AES-256-GCM). 32 bytes.
     master_key: bytes = field(default=b"", repr=False)
     environment: str = "development"
@@ -323,6 +347,7 @@ class Settings:
             amqp=AmqpSettings(url=env.get("GATEHOUSE_AMQP_URL") or AmqpSettings().url),
             observability=_observability(env, environment),
             chain=_chain(env),
+            jobs=_jobs(env),
             master_key=decode_master_key(master_text),
             environment=environment,
         )
@@ -502,6 +527,36 @@ def _breakers(env: Mapping[str, str]) -> BreakerSettings:
         failure_threshold=_int(env, "GATEHOUSE_BREAKER_FAILURES", defaults.failure_threshold),
         open_seconds=_seconds(env, "GATEHOUSE_BREAKER_OPEN_SECONDS", defaults.open_seconds, 29.0),
     )
+
+
+def _jobs(env: Mapping[str, str]) -> JobSettings:
+    defaults = JobSettings()
+    year = 366 * 86400.0
+    values = {
+        name: _seconds(env, variable, getattr(defaults, name), year)
+        for name, variable in (
+            ("expire_every", "GATEHOUSE_JOBS_EXPIRE_EVERY"),
+            ("prune_every", "GATEHOUSE_JOBS_PRUNE_EVERY"),
+            ("key_rotation_every", "GATEHOUSE_JOBS_KEY_ROTATION_EVERY"),
+            ("key_max_age", "GATEHOUSE_KEY_MAX_AGE"),
+            ("tick", "GATEHOUSE_JOBS_TICK"),
+            ("lease", "GATEHOUSE_JOBS_LEASE"),
+        )
+    }
+    # A grace of 0 is allowed: tickets expire as soon as their event ends.
+    grace = (env.get("GATEHOUSE_EXPIRY_GRACE") or "").strip()
+    if grace:
+        try:
+            values["expiry_grace"] = float(grace)
+        except ValueError as error:
+            raise SettingsError(f"GATEHOUSE_EXPIRY_GRACE must be seconds, not {grace!r}") from error
+        if not 0 <= values["expiry_grace"] <= year:
+            raise SettingsError(
+                f"GATEHOUSE_EXPIRY_GRACE must be 0 or more and at most {year:g} seconds"
+            )
+    else:
+        values["expiry_grace"] = defaults.expiry_grace
+    return JobSettings(**values)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float, most: float) -> float:

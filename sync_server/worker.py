@@ -1,8 +1,9 @@
 """``gatehouse-server worker``: the outbox relay and our consumers in one process — and, with the
 chain on, the chain tracker (our mints, transfers and freezes until finalized) and the chain
-listener (transfers made on-chain) — and the pruner (expired idempotency keys, old sent outbox
-rows and consumer records; :mod:`sync_server.db.pruning`) until SIGTERM or SIGINT; then each
-finishes what it holds and the process exits 0.
+listener (transfers made on-chain) — and the scheduler (:mod:`sync_server.scheduler`), which
+runs the scheduled jobs (``expire``: tickets of events ended more than the grace period ago;
+``prune``: old rows, :mod:`sync_server.db.pruning`; ``key-rotation``: reminders for old ticket
+keys) until SIGTERM or SIGINT; then each finishes what it holds and the process exits 0.
 
 This is the worker's composition root, as ``app.py`` is the API's: it is the one module that
 puts the messaging framework (:mod:`sync_server.messaging`) and its users (the chain's consumer,
@@ -10,7 +11,8 @@ tracker and listener, :mod:`sync_server.chain`) together; ``messaging`` never im
 
 Run as many workers as you like (one per machine or container is plenty): relays share the
 outbox through ``SKIP LOCKED`` without publishing a row twice or a ticket's events out of order,
-and consumers of the same name share their queue.
+and consumers of the same name share their queue, and each scheduled job runs on one worker at a
+time, at most once per its interval (a lease in ``job_leases``).
 """
 
 from __future__ import annotations
@@ -19,19 +21,24 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from shared.clock import Clock
 from sync_server.chain.client import ChainKeys
 from sync_server.db.engine import Database
-from sync_server.db.pruning import Pruner
+from sync_server.db.pruning import prune_job
 from sync_server.domain.chain.listener import ChainListener
 from sync_server.domain.chain.minting import chain_consumers
 from sync_server.domain.chain.tracker import ChainTracker
+from sync_server.domain.keys.rotation import keys_due_for_rotation
+from sync_server.domain.tickets.services import expire_ended_events
 from sync_server.messaging.consumers import Consumer
 from sync_server.messaging.relay import OutboxRelay, RelayConfig, RelayHooks
 from sync_server.observability import metrics
 from sync_server.redis.ticket_cache import invalidating
+from sync_server.scheduler import Job, Scheduler
 from sync_server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +63,30 @@ def our_consumers(database: Database, settings: Settings) -> Sequence[Consumer]:
     return chain_consumers(database, settings)
 
 
+def scheduled_jobs(database: Database, settings: Settings) -> list[Job]:
+    """The jobs the worker's scheduler runs (docs/operations.md "Scheduled jobs")."""
+    jobs = settings.jobs
+    grace = timedelta(seconds=jobs.expiry_grace)
+    max_age = timedelta(seconds=jobs.key_max_age)
+
+    async def expire(now: datetime) -> Mapping[str, int]:
+        return {"tickets_expired": await expire_ended_events(database, now, grace=grace)}
+
+    async def prune(now: datetime) -> Mapping[str, int]:
+        return await prune_job(database, now)
+
+    async def key_rotation(now: datetime) -> Mapping[str, int]:
+        due = await keys_due_for_rotation(database, now, max_age)
+        metrics.KEYS_ROTATION_DUE.set(len(due))
+        return {"events_due": len(due)}
+
+    return [
+        Job("expire", timedelta(seconds=jobs.expire_every), expire),
+        Job("prune", timedelta(seconds=jobs.prune_every), prune),
+        Job("key-rotation", timedelta(seconds=jobs.key_rotation_every), key_rotation),
+    ]
+
+
 class Part(Protocol):
     """Something the worker runs until asked to stop."""
 
@@ -76,8 +107,8 @@ def chain_parts(database: Database, settings: Settings) -> list[tuple[str, Part]
 
 
 class Worker:
-    """The relay, the consumers, the chain parts and the pruner, started together, stopped
-    together."""
+    """The relay, the consumers, the chain parts and the scheduler, started together, stopped
+    together. ``clock`` is the scheduler's (tests pass a ``ManualClock``)."""
 
     def __init__(
         self,
@@ -87,6 +118,7 @@ class Worker:
         relay_config: RelayConfig | None = None,
         relay_hooks: RelayHooks | None = None,
         shutdown_grace: float = SHUTDOWN_GRACE_S,
+        clock: Clock | None = None,
     ) -> None:
         self._settings = settings
         self._shutdown_grace = shutdown_grace
@@ -101,7 +133,13 @@ class Worker:
         )
         self.consumers = list(consumers(self.database, settings))
         self.chain = chain_parts(self.database, settings)
-        self.pruner = Pruner(self.database)
+        self.scheduler = Scheduler(
+            self.database,
+            scheduled_jobs(self.database, settings),
+            clock=clock,
+            tick=settings.jobs.tick,
+            lease=timedelta(seconds=settings.jobs.lease),
+        )
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -123,14 +161,15 @@ class Worker:
                 for consumer in self.consumers
             ]
             + [asyncio.create_task(chain.run(), name=name) for name, chain in self.chain]
-            + [asyncio.create_task(self.pruner.run(), name="pruner")]
+            + [asyncio.create_task(self.scheduler.run(), name="scheduler")]
         )
         stopping = asyncio.create_task(self._stopping.wait())
         log.info(
-            "worker started: relay, %d consumer%s%s",
+            "worker started: relay, %d consumer%s%s, scheduler (%s)",
             len(self.consumers),
             "" if len(self.consumers) == 1 else "s",
             ", chain tracker and listener" if self.chain else "",
+            ", ".join(job.name for job in self.scheduler.jobs),
         )
         try:
             done, _ = await asyncio.wait([stopping, *parts], return_when=asyncio.FIRST_COMPLETED)
@@ -141,7 +180,7 @@ class Worker:
                 consumer.stop()
             for _, chain_part in self.chain:
                 chain_part.stop()
-            self.pruner.stop()
+            self.scheduler.stop()
             _, late = await asyncio.wait(parts, timeout=self._shutdown_grace)
             for part in late:
                 log.warning(

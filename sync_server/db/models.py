@@ -493,3 +493,18 @@ class ConsoleSession(Base):
     token_hash: Mapped[bytes] = mapped_column(unique=True)
     created_at: Mapped[datetime] = _created()
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class JobLease(Base):
+    """A scheduled job of the worker (migration 0019): who runs it now and until when, and how
+    its last run went. Not a tenant table."""
+
+    __tablename__ = "job_leases"
+    job: Mapped[str] = mapped_column(Text, primary_key=True)
+    holder: Mapped[str | None] = mapped_column(Text)
+    leased_until: Mapped[datetime | None]
+    #: When the last successful run started: the next is due an interval after it.
+    last_run_at: Mapped[datetime | None]
+    last_finished_at: Mapped[datetime | None]
+    #: ``succeeded`` or ``failed``.
+    last_outcome: Mapped[str | None] = mapped_column(Text)

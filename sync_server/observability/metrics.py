@@ -109,6 +109,36 @@ CHAIN_TRANSACTIONS = Counter(
 )
 
 
+#: The worker's scheduled jobs (``sync_server.scheduler``): ``job`` is ``expire``, ``prune`` or
+#: ``key-rotation``; ``outcome`` is ``succeeded``, ``failed`` or ``lost`` (its lease was taken
+#: over mid-run: it ran longer than the lease and could not renew it).
+JOB_RUNS = Counter(
+    f"{PREFIX}_job_runs_total",
+    "Scheduled job runs by job and outcome: succeeded, failed, lost.",
+    ["job", "outcome"],
+)
+JOB_DURATION = Histogram(
+    f"{PREFIX}_job_duration_seconds",
+    "How long scheduled job runs took, by job.",
+    ["job"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0),
+)
+# "max": whichever worker ran it last has the latest time.
+JOB_LAST_SUCCESS = Gauge(
+    f"{PREFIX}_job_last_success_timestamp_seconds",
+    "When each scheduled job last succeeded (Unix time; only on the worker that ran it).",
+    ["job"],
+    multiprocess_mode="max",
+)
+#: Events whose active ticket-code key is older than ``GATEHOUSE_KEY_MAX_AGE`` at the last
+#: key-rotation run (each one is also a log line).
+KEYS_ROTATION_DUE = Gauge(
+    f"{PREFIX}_keys_rotation_due_events",
+    "Events (not yet ended) whose active ticket-code key is older than the configured age.",
+    multiprocess_mode="mostrecent",
+)
+
+
 class BreakerState(IntEnum):
     """The values of ``gatehouse_circuit_breaker_state``."""
 

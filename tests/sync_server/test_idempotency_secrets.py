@@ -1,6 +1,6 @@
 """Issue 14, item 6: a leaked database backup must not yield entry codes. An idempotency row
 keeps what a replay needs (the tickets and their secret versions), never a code; a replay
-issues the codes afresh; rows expire and the worker's pruning loop deletes them (and spent
+issues the codes afresh; rows expire and the worker's prune job deletes them (and spent
 token revocations)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import asyncio
 import json
 import secrets
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from sqlalchemy import text
 
 from sync_server.db.engine import Database
 from sync_server.db.migrate import ensure_database, upgrade
-from sync_server.db.pruning import Pruner
+from sync_server.db.pruning import prune
 from sync_server.http.auth import Role
 from sync_server.settings import Settings
 from tests.sync_server.conftest import APP_ROLE, PG_HOST, TenantHandle, _drop
@@ -108,7 +109,7 @@ async def test_no_row_of_the_database_holds_an_issued_code_and_a_replay_still_ad
         assert await _rows_holding(settings, item["code"]) == []
 
 
-async def test_the_worker_pruning_loop_deletes_expired_rows(
+async def test_the_worker_prune_job_deletes_expired_rows(
     client: Client, tenant: TenantHandle, settings: Settings
 ) -> None:
     event = await create_event(client, tenant)
@@ -145,20 +146,16 @@ async def test_the_worker_pruning_loop_deletes_expired_rows(
         )
         await connection.commit()
 
+    # What the worker's prune job runs (its scheduling: tests/sync_server/messaging/
+    # test_scheduled_jobs.py).
     database = Database(settings.database)
-    pruner = Pruner(database)
-    running = asyncio.create_task(pruner.run())
     try:
-        while pruner.stats().passes < 1:
-            assert not running.done()
-            await asyncio.sleep(0.05)
+        pruned = await prune(database, datetime.now(UTC))
     finally:
-        pruner.stop()
-        await running
         await database.close()
-    assert pruner.stats().pruned.idempotency_keys >= 1
-    assert pruner.stats().pruned.token_revocations >= 1
-    assert pruner.stats().pruned.junk_scans >= 1
+    assert pruned.idempotency_keys >= 1
+    assert pruned.token_revocations >= 1
+    assert pruned.junk_scans >= 1
     listed = await client.get(f"/v1/devices?event_id={event['id']}", headers=tenant.token())
     assert [d["junk_scans_not_stored"] for d in listed.json()["items"]] == [3]
 

@@ -191,6 +191,8 @@ async def test_a_bad_database_url_gives_one_sentence(
     [
         ("GATEHOUSE_PORT", "eighty", "GATEHOUSE_PORT must be a whole number"),
         ("GATEHOUSE_MASTER_KEY", "c2hvcnQ", "GATEHOUSE_MASTER_KEY must be 32 bytes"),
+        ("GATEHOUSE_EXPIRY_GRACE", "-60", "GATEHOUSE_EXPIRY_GRACE must be 0 or more"),
+        ("GATEHOUSE_JOBS_PRUNE_EVERY", "hourly", "GATEHOUSE_JOBS_PRUNE_EVERY must be seconds"),
     ],
 )
 @pytest.mark.parametrize("args", [["serve"], ["migrate"], ["tenant", "create", "V"], ["expire"]])
@@ -204,6 +206,58 @@ async def test_bad_settings_give_one_sentence(
 async def test_expire_says_how_many_tickets_it_expired(settings: Settings, tmp_path: Path) -> None:
     out = _ok(await _invoke(["expire"], _env(settings, tmp_path)))
     assert re.fullmatch(r"Expired \d+ tickets?\.\n", out), out
+
+
+async def test_expire_by_hand_waits_out_the_grace_period_unless_told_otherwise(
+    settings: Settings, tmp_path: Path, client: AsyncTestClient[Litestar], tenant: TenantHandle
+) -> None:
+    """The worker expires tickets by itself; ``gatehouse-server expire`` stays for running it
+    by hand, with the same grace period (``GATEHOUSE_EXPIRY_GRACE``) or ``--grace``."""
+    headers = tenant.token()
+    event = (await client.post("/v1/events", json=EVENT, headers=headers)).json()
+    ticket_type = (
+        await client.post(
+            f"/v1/events/{event['id']}/ticket-types",
+            json={"name": "General", "capacity": 10},
+            headers=headers,
+        )
+    ).json()
+    bought = await client.post(
+        "/v1/purchases",
+        json={
+            "ticket_type_id": ticket_type["id"],
+            "quantity": 1,
+            "holder": {"user_id": "u", "name": "Ada"},
+        },
+        headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert bought.status_code == 201, bought.text
+    ticket_id = bought.json()["tickets"][0]["ticket"]["id"]
+    engine = create_async_engine(settings.database.admin_url)
+    try:
+        async with engine.begin() as db:  # the event ended two hours ago
+            await db.execute(
+                text(
+                    "UPDATE events SET starts_at = now() - interval '5 hours', "
+                    "ends_at = now() - interval '2 hours' WHERE id = :e"
+                ),
+                {"e": event["id"]},
+            )
+    finally:
+        await engine.dispose()
+
+    async def status() -> str:
+        response = await client.get(f"/v1/tickets/{ticket_id}", headers=headers)
+        found: str = response.json()["status"]
+        return found
+
+    # The API's Redis, so that the command's invalidations reach the cached ticket.
+    env = _env(settings, tmp_path, GATEHOUSE_REDIS_KEY_PREFIX=settings.redis.key_prefix)
+    _ok(await _invoke(["expire"], {**env, "GATEHOUSE_EXPIRY_GRACE": "10800"}))
+    assert await status() == "active"  # within three hours of the end
+    out = _ok(await _invoke(["expire", "--grace", "3600"], env))
+    assert re.fullmatch(r"Expired [1-9]\d* tickets?\.\n", out), out
+    assert await status() == "expired"
 
 
 async def test_demo_prints_a_working_token_and_codes(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Annotated, TypeAlias
 
 from litestar import Controller, get, patch, post, put
@@ -24,7 +25,13 @@ from sync_server.domain.events.schemas import (
 from sync_server.domain.events.services import EventService, event_out
 from sync_server.domain.keys.services import KeysDep
 from sync_server.http.auth import Role, allow
-from sync_server.http.dependencies import ClockDep, OpenSessionDep, PrincipalDep, SessionDep
+from sync_server.http.dependencies import (
+    ClockDep,
+    OpenSessionDep,
+    PrincipalDep,
+    SessionDep,
+    SettingsDep,
+)
 from sync_server.http.pagination import DEFAULT_LIMIT
 from sync_server.http.problems import AUTHENTICATED, DocumentedOperation, problem_responses
 
@@ -172,10 +179,15 @@ class EventController(Controller):
         self,
         event_id: FromPath[uuid.UUID],
         event_service: EventServiceDep,
+        clock: ClockDep,
+        settings: SettingsDep,
     ) -> list[KeyOut]:
-        """The event's ticket-code keys (ids, kinds, which are active, which retired; never
-        their material): after a lost scanner, retire the ones it held."""
-        return await event_service.keys(event_id)
+        """The event's ticket-code keys (ids, kinds, which are active, which retired, which
+        are due for rotation; never their material): after a lost scanner, retire the ones it
+        held."""
+        return await event_service.keys(
+            event_id, now=clock.now(), max_age=timedelta(seconds=settings.jobs.key_max_age)
+        )
 
     @post(
         "/{event_id:uuid}/keys/rotate",

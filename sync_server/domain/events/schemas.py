@@ -156,3 +156,6 @@ class KeyOut(msgspec.Struct, kw_only=True):
     created_at: datetime
     #: Set once retired: codes made with it are refused.
     retired_at: datetime | None
+    #: Active and older than the server's ``GATEHOUSE_KEY_MAX_AGE`` (90 days unless set):
+    #: time to rotate (``POST /v1/events/{id}/keys/rotate``).
+    rotation_due: bool = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 import msgspec
@@ -28,6 +28,7 @@ from sync_server.domain.events.schemas import (
     TicketTypeOut,
     TicketTypeUpdate,
 )
+from sync_server.domain.keys.rotation import rotation_due
 from sync_server.domain.keys.services import KeyStore
 from sync_server.http.auth import Principal
 from sync_server.http.pagination import fetch_page
@@ -189,8 +190,9 @@ class EventService:
         )
         return [ticket_type_out(t) for t in found]
 
-    async def keys(self, event_id: uuid.UUID) -> list[KeyOut]:
-        """The event's keys, retired ones included, oldest first."""
+    async def keys(self, event_id: uuid.UUID, *, now: datetime, max_age: timedelta) -> list[KeyOut]:
+        """The event's keys, retired ones included, oldest first; an active one older than
+        ``max_age`` at ``now`` is ``rotation_due``."""
         await self.get(event_id)
         found = await self._session.scalars(
             select(TicketKey)
@@ -204,6 +206,9 @@ class EventService:
                 active=key.active,
                 created_at=key.created_at,
                 retired_at=key.retired_at,
+                rotation_due=rotation_due(
+                    active=key.active, created_at=key.created_at, now=now, max_age=max_age
+                ),
             )
             for key in found
         ]

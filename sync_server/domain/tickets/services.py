@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -637,17 +637,29 @@ def ticket_event_data(ticket: Any) -> dict[str, Any]:
     }
 
 
-async def expire_tickets(session: AsyncSession, now: datetime, actor: str = "system:expiry") -> int:
-    """Mark the current tenant's tickets of events that ended before ``now`` ``expired``, in
-    batches, each with its history row and ``ticket.expired`` event. Returns how many."""
+async def expire_tickets(
+    session: AsyncSession,
+    now: datetime,
+    actor: str = "system:expiry",
+    *,
+    grace: timedelta = timedelta(0),
+    batches: int | None = None,
+) -> int:
+    """Mark the current tenant's tickets of events that ended before ``now - grace``
+    ``expired``, in batches of ``EXPIRY_BATCH`` (at most ``batches``; None: until none is
+    left), each ticket with its history row and ``ticket.expired`` event. Returns how many.
+
+    Safe to run concurrently and to repeat: a ticket is taken ``FOR UPDATE SKIP LOCKED`` and
+    only while it is active or checked in, so no ticket is expired (or announced) twice."""
     total = 0
-    while True:
+    done = 0
+    while batches is None or done < batches:
         tickets = list(
             await session.scalars(
                 select(Ticket)
                 .join(Event, Event.id == Ticket.event_id)
                 .where(
-                    Event.ends_at < now,
+                    Event.ends_at < now - grace,
                     Ticket.status.in_([TicketStatus.ACTIVE.value, TicketStatus.CHECKED_IN.value]),
                 )
                 .order_by(Ticket.id)
@@ -667,18 +679,30 @@ async def expire_tickets(session: AsyncSession, now: datetime, actor: str = "sys
             )
         await session.flush()
         total += len(tickets)
+        done += 1
         if len(tickets) < EXPIRY_BATCH:
-            return total
+            break
+    return total
 
 
-async def expire_ended_events(database: Database, now: datetime) -> int:
-    """Expire the tickets of ended events for every tenant; returns how many were expired."""
+async def expire_ended_events(
+    database: Database, now: datetime, *, grace: timedelta = timedelta(0)
+) -> int:
+    """Expire the tickets of events that ended more than ``grace`` before ``now``, for every
+    tenant, one transaction per batch (``gatehouse-server expire`` and the worker's ``expire``
+    job): a run cut short keeps what it committed, and the next run carries on. Returns how
+    many were expired."""
     async with database.untenanted() as session:
         tenant_ids = list(await session.scalars(select(func.gatehouse_tenant_ids())))
     total = 0
     for tenant_id in tenant_ids:
-        async with database.tenant(tenant_id) as session:
-            expired = await expire_tickets(session, now)
+        expired = 0
+        while True:
+            async with database.tenant(tenant_id) as session:
+                batch = await expire_tickets(session, now, grace=grace, batches=1)
+            expired += batch
+            if batch < EXPIRY_BATCH:
+                break
         if expired:
             log.info("expired %d tickets of tenant %s", expired, tenant_id)
         total += expired
