@@ -30,6 +30,7 @@ BENCHMARKS = (
     "cold_start",
     "checkin_rules",
     "checkin_lists",
+    "console",
 )
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

@@ -2,5 +2,6 @@
 
 ``accounts`` keeps manager accounts, one-time password links and browser sessions;
 ``security`` the cookie, CSRF and sign-in rules; ``assets`` finds the browser assets
-``./dev setup`` installs from npm; ``web`` what every page shares, ``pages`` and one module per area the routes (gathered by
-``router``), and ``templates`` the HTML."""
+``./dev setup`` installs from npm; ``web`` what every page shares, ``pages`` and one module
+per area the routes (gathered by ``router``): ``dashboard`` the live dashboard, its feeds in
+``live``; and ``templates`` the HTML."""

@@ -8,7 +8,7 @@ from litestar import Router
 from litestar.di import Provide
 from litestar.static_files import create_static_files_router
 
-from sync_server.console import pages
+from sync_server.console import dashboard, pages
 from sync_server.console.assets import STATIC_DIR, TEMPLATES_DIR
 from sync_server.console.web import (
     PREFIX,
@@ -27,6 +27,7 @@ def console_router() -> Router:
         path=PREFIX,
         route_handlers=[
             *pages.ROUTES,
+            *dashboard.ROUTES,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),
