@@ -29,10 +29,12 @@ backend pid. Two transactions on different connections therefore never add to th
 two gates' scanners (or fifty clients of one gate) never queue behind one counter row's lock
 until commit, and no two writers can deadlock on counters however their statements interleave
 (a shared shard could: an upload's insert and its conflict updates touch counter rows in two
-statements). Readers sum the shards; a key has as many rows as connections wrote to it. Who is inside is worked out only for the tickets a statement
-touched: their latest standing scan before and after (two index look-ups on
-``ix_ticket_scans_ticket_id_scanned_at``), and only when it changed; the ticket is locked by
-the admission that writes it, so no two transactions count one ticket at once.
+statements). Readers sum the shards; a key has as many rows as connections wrote to it.
+
+Who is inside is worked out only for the tickets a statement touched: their latest standing
+scan before and after (index look-ups on ``ix_ticket_scans_ticket_id_scanned_at``), and only
+when it may have changed; the ticket is locked by the admission that writes it, so no two
+transactions count one ticket at once.
 
 ``gatehouse_recount_scans(event)`` counts an event from scratch (the owner's tool: after
 writing scans with triggers off, as the console benchmark's seeding does, or to check the

@@ -7,7 +7,9 @@ tenant's manager and a browser without a session get nothing."""
 from __future__ import annotations
 
 import secrets
+import threading
 import time
+import urllib.parse
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,18 +19,20 @@ import msgspec
 import pytest
 from playwright.sync_api import Page, expect
 
+from benchmarks.console import console_session
+from benchmarks.server_harness import Server, gatehouse_serve_command, restartable_port
 from shared.domain import Direction, VerdictResult
 from shared.ids import new_id
 from shared.wire import ScanBatch, ScanUpload
 from sync_server.http.auth import Role, mint_token
 from tests.console.conftest import ConsoleServer, Venue, make_venue
-from tests.console.test_console import set_password_and_sign_in
+from tests.console.test_console import PASSWORD, set_password_and_sign_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-#: A scan must show on the open page within 2 s of reaching the server; the browser's own
-#: work on a busy test machine gets one more.
-SHOWS_WITHIN_MS = 3_000
+#: How long the page may take to show a scan: a bound for a busy test machine, not the
+#: measurement (`./dev bench console` measures the latency; the goal is 2 s).
+SHOWS_WITHIN_MS = 5_000
 
 
 @dataclass(frozen=True)
@@ -260,3 +264,44 @@ def test_the_dashboard_reads_on_a_phone_and_works_from_the_keyboard(
     assert plain.status_code == 200
     assert 'data-total="admitted" data-value="1"' in plain.text
     assert "Reload the page for newer counts" in plain.text
+
+
+def test_an_open_dashboard_does_not_hold_up_the_servers_shutdown(
+    console_server: ConsoleServer, venue: Venue
+) -> None:
+    """uvicorn waits for open connections before it stops (20 s here): a dashboard's stream
+    ends at the first SIGTERM instead, so the server stops at once."""
+    event_id = Api(console_server, venue).event_on_now("Closing Night")
+    port = restartable_port()
+    second = Server(
+        gatehouse_serve_command(port, workers=1),
+        port,
+        {**console_server.env, "GATEHOUSE_PORT": str(port)},
+    )
+    with second:
+        token = urllib.parse.parse_qs(urllib.parse.urlparse(venue.link).query)["token"][0]
+        client = console_session(second.base, venue.email, token, PASSWORD)
+        lines: list[str] = []
+        started, ended = threading.Event(), threading.Event()
+
+        def watch() -> None:
+            try:
+                with client.stream("GET", f"/console/events/{event_id}/dashboard/stream") as r:
+                    for line in r.iter_lines():
+                        lines.append(line)
+                        if line.startswith("event: counts"):
+                            started.set()
+            except httpx.HTTPError:
+                pass
+            finally:
+                ended.set()
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        assert started.wait(15), lines
+        stopping = time.perf_counter()
+        second.stop(timeout_s=30)  # SIGTERM; SIGKILL only after 30 s
+        took = time.perf_counter() - stopping
+        assert ended.wait(5)
+        client.close()
+    assert took < 10, f"the server took {took:.1f} s to stop with a dashboard open"

@@ -173,3 +173,42 @@ async def test_kept_counts_agree_with_counting_from_scratch(
     gates = [row for row in counted if row[0] == "gate"]
     assert all(sum(row[i] for row in gates) > 0 for i in range(4, 9))  # every kind of count
     assert kept == counted
+
+
+async def test_a_tenant_sees_and_writes_only_its_own_counts(
+    settings: Settings, make_tenant: Any
+) -> None:
+    ours, theirs = await make_tenant("Ours"), await make_tenant("Theirs")
+    event_id = new_id()
+    owner = await asyncpg.connect(asyncpg_dsn(settings.database.admin_url))
+    try:
+        await owner.execute(
+            "INSERT INTO events (id, tenant_id, name, venue, starts_at, ends_at)"
+            " VALUES ($1, $2, 'Theirs', 'Hall', $3, $4)",
+            event_id,
+            theirs.id,
+            START,
+            START + timedelta(hours=6),
+        )
+    finally:
+        await owner.close()
+    writer = await _tenant_connection(settings, theirs.id)
+    try:
+        rng = random.Random(3)
+        await _insert(writer, [_scan(rng, theirs.id, event_id, uuid.uuid4()) for _ in range(5)])
+        assert await _counts(writer, event_id)
+    finally:
+        await writer.close()
+    reader = await _tenant_connection(settings, ours.id)
+    try:
+        for table in ("gate_counts", "gate_minutes", "zone_counts"):
+            assert await reader.fetchval(f"SELECT count(*) FROM {table}") == 0
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await reader.execute(
+                "INSERT INTO gate_counts (tenant_id, event_id, gate, reason, shard, admitted)"
+                " VALUES ($1, $2, 'North', '', 0, 1000)",
+                theirs.id,
+                event_id,
+            )
+    finally:
+        await reader.close()
