@@ -59,146 +59,270 @@ depends_on = None
 
 TS = sa.DateTime(timezone=True)
 
+
 # The counting rules, on a row ``r`` of ticket_scans (``ScanLog``'s ADMISSION, REJECTION,
-# CONFLICT, ANNULLED, COUNTED_EXIT; STANDING: what decides who is inside).
-ADMISSION = (
-    "(r.direction = 'entry' AND r.result = 'admitted' AND r.conflict_of IS NULL"
-    " AND r.annulled_at IS NULL)"
-)
-REJECTION = "(r.result = 'rejected')"
-CONFLICT = "(r.conflict_of IS NOT NULL AND r.annulled_at IS NULL)"
-ANNULLED = "(r.annulled_at IS NOT NULL)"
-COUNTED_EXIT = "(r.direction = 'exit' AND r.result = 'admitted' AND r.annulled_at IS NULL)"
-STANDING = (
-    "(r.ticket_id IS NOT NULL AND r.result = 'admitted' AND r.annulled_at IS NULL"
-    " AND (r.direction = 'exit' OR r.conflict_of IS NULL))"
-)
-MINUTE = "date_bin(INTERVAL '1 minute', r.scanned_at, TIMESTAMPTZ '2000-01-01T00:00:00Z')"
-REASON_KEY = "CASE WHEN r.result = 'rejected' THEN coalesce(r.reason, '') ELSE '' END"
+# CONFLICT, ANNULLED, COUNTED_EXIT; STANDING: what decides who is inside), written once and
+# used by the triggers (set-based and one row at a time) and by the recount.
+def _rules(r: str) -> dict[str, str]:
+    return {
+        "admission": f"({r}.direction = 'entry' AND {r}.result = 'admitted'"
+        f" AND {r}.conflict_of IS NULL AND {r}.annulled_at IS NULL)",
+        "rejection": f"({r}.result = 'rejected')",
+        "conflict": f"({r}.conflict_of IS NOT NULL AND {r}.annulled_at IS NULL)",
+        "annulled": f"({r}.annulled_at IS NOT NULL)",
+        "exit": f"({r}.direction = 'exit' AND {r}.result = 'admitted' AND {r}.annulled_at IS NULL)",
+        "standing": f"({r}.ticket_id IS NOT NULL AND {r}.result = 'admitted'"
+        f" AND {r}.annulled_at IS NULL AND ({r}.direction = 'exit' OR {r}.conflict_of IS NULL))",
+        "minute": (
+            f"date_bin(INTERVAL '1 minute', {r}.scanned_at, TIMESTAMPTZ '2000-01-01T00:00:00Z')"
+        ),
+        "reason": (f"CASE WHEN {r}.result = 'rejected' THEN coalesce({r}.reason, '') ELSE '' END"),
+    }
 
 
-def _n(condition: str) -> str:
-    """The signed count of the rows meeting ``condition`` (``sign``: +1 new, -1 old)."""
-    return f"coalesce(sum(r.sign) FILTER (WHERE {condition}), 0)"
+R = _rules("r")
+S = _rules("s")
+COUNTS = ("admission", "rejection", "conflict", "annulled", "exit")
 
 
-# Counts the rows of ``new_rows`` (+1) and ``old_rows`` (-1: the versions an update replaced)
-# into the three tables, and for the tickets they touch finds where each is now and was before.
-COUNT_BODY = f"""
-DECLARE
-    -- This connection's own counter rows: no other transaction waits for their locks.
-    writer integer := pg_backend_pid();
-BEGIN
-    INSERT INTO gate_counts AS c (tenant_id, event_id, gate, reason, shard, admitted, rejected,
-                                  conflicts, annulled, exits, last_scan_at)
-    SELECT r.tenant_id, r.event_id, r.gate, {REASON_KEY}, writer,
-           {_n(ADMISSION)}, {_n(REJECTION)}, {_n(CONFLICT)}, {_n(ANNULLED)},
-           {_n(COUNTED_EXIT)}, max(r.scanned_at) FILTER (WHERE r.sign = 1)
-    FROM (SELECT n.*, 1 AS sign FROM unnest(new_rows) n
-          UNION ALL SELECT o.*, -1 FROM unnest(old_rows) o) r
-    GROUP BY r.tenant_id, r.event_id, r.gate, {REASON_KEY}
-    -- Every new row counts somewhere; an update that moves nothing adds nothing.
-    HAVING {_n(ADMISSION)} <> 0 OR {_n(REJECTION)} <> 0 OR {_n(CONFLICT)} <> 0
-        OR {_n(ANNULLED)} <> 0 OR {_n(COUNTED_EXIT)} <> 0
-    ORDER BY r.event_id, r.gate, {REASON_KEY}
-    ON CONFLICT (event_id, gate, reason, shard) DO UPDATE SET
-        admitted = c.admitted + excluded.admitted,
-        rejected = c.rejected + excluded.rejected,
-        conflicts = c.conflicts + excluded.conflicts,
-        annulled = c.annulled + excluded.annulled,
-        exits = c.exits + excluded.exits,
-        last_scan_at = greatest(c.last_scan_at, excluded.last_scan_at);
+def _n(rule: str) -> str:
+    """How many of the rows ``r`` meet ``rule`` (set-based)."""
+    return f"count(*) FILTER (WHERE {R[rule]})"
 
+
+# --- one row version at a time: an update's old (-1) and new (+1) versions, and inserts of a
+# few rows (one, for an online check-in). Plain statements on plpgsql variables, whose plans
+# are kept: a query on a trigger's transition table is planned again on every call (about
+# 25 µs here), a set-based statement with GROUP BY much more.
+
+ROW_COUNTS = """
+INSERT INTO gate_counts AS c (tenant_id, event_id, gate, reason, shard, admitted, rejected,
+                              conflicts, annulled, exits, last_scan_at)
+VALUES ({r}.tenant_id, {r}.event_id, {r}.gate, {reason}, writer,
+        CASE WHEN {admission} THEN {sign} ELSE 0 END,
+        CASE WHEN {rejection} THEN {sign} ELSE 0 END,
+        CASE WHEN {conflict} THEN {sign} ELSE 0 END,
+        CASE WHEN {annulled} THEN {sign} ELSE 0 END,
+        CASE WHEN {exit} THEN {sign} ELSE 0 END,
+        CASE WHEN {sign} > 0 THEN {r}.scanned_at END)
+ON CONFLICT (event_id, gate, reason, shard) DO UPDATE SET
+    admitted = c.admitted + excluded.admitted,
+    rejected = c.rejected + excluded.rejected,
+    conflicts = c.conflicts + excluded.conflicts,
+    annulled = c.annulled + excluded.annulled,
+    exits = c.exits + excluded.exits,
+    last_scan_at = greatest(c.last_scan_at, excluded.last_scan_at);
+IF {admission} OR {rejection} THEN
     INSERT INTO gate_minutes AS m (tenant_id, event_id, minute, gate, shard, admitted, rejected)
-    SELECT r.tenant_id, r.event_id, {MINUTE}, r.gate, writer, {_n(ADMISSION)}, {_n(REJECTION)}
-    FROM (SELECT n.*, 1 AS sign FROM unnest(new_rows) n
-          UNION ALL SELECT o.*, -1 FROM unnest(old_rows) o) r
-    GROUP BY r.tenant_id, r.event_id, {MINUTE}, r.gate
-    HAVING {_n(ADMISSION)} <> 0 OR {_n(REJECTION)} <> 0
-    ORDER BY r.event_id, {MINUTE}, r.gate
+    VALUES ({r}.tenant_id, {r}.event_id, {minute}, {r}.gate, writer,
+            CASE WHEN {admission} THEN {sign} ELSE 0 END,
+            CASE WHEN {rejection} THEN {sign} ELSE 0 END)
     ON CONFLICT (event_id, minute, gate, shard) DO UPDATE SET
         admitted = m.admitted + excluded.admitted,
         rejected = m.rejected + excluded.rejected;
-
-    -- Who is inside: for each ticket with an admitted scan among the changed rows, its latest
-    -- standing scan now and (where that may have moved) before this statement: the latest of
-    -- the rows it did not write, and of the old versions of the rows it changed.
-    WITH touched AS (
-        SELECT r.ticket_id,
-               array_agg(r.id) FILTER (WHERE r.sign = 1) AS new_ids,
-               bool_or(r.sign = -1) AS updated
-        FROM (SELECT n.*, 1 AS sign FROM unnest(new_rows) n
-              UNION ALL SELECT o.*, -1 FROM unnest(old_rows) o) r
-        WHERE r.ticket_id IS NOT NULL AND r.result = 'admitted'
-        GROUP BY r.ticket_id
-    ), now_at AS (
-        SELECT t.ticket_id, t.new_ids, t.updated, l.id, l.tenant_id, l.event_id, l.direction,
-               l.zone
-        FROM touched t
-        LEFT JOIN LATERAL (
-            SELECT r.id, r.tenant_id, r.event_id, r.direction, coalesce(r.zone, '') AS zone
-            FROM ticket_scans r
-            WHERE r.ticket_id = t.ticket_id AND {STANDING}
-            ORDER BY r.scanned_at DESC, r.id DESC
-            LIMIT 1
-        ) l ON true
-    ), moved AS (
-        SELECT * FROM now_at WHERE updated OR id = ANY (new_ids)
-    ), before AS (
-        SELECT b.tenant_id, b.event_id, b.direction, b.zone
-        FROM moved m
-        CROSS JOIN LATERAL (
-            SELECT x.tenant_id, x.event_id, x.direction, x.zone
-            FROM (
-                (SELECT r.scanned_at, r.id, r.tenant_id, r.event_id, r.direction,
-                        coalesce(r.zone, '') AS zone
-                 FROM ticket_scans r
-                 WHERE r.ticket_id = m.ticket_id AND {STANDING} AND r.id <> ALL (m.new_ids)
-                 ORDER BY r.scanned_at DESC, r.id DESC
-                 LIMIT 1)
-                UNION ALL
-                SELECT r.scanned_at, r.id, r.tenant_id, r.event_id, r.direction,
-                       coalesce(r.zone, '')
-                FROM unnest(old_rows) r
-                WHERE r.ticket_id = m.ticket_id AND {STANDING}
-            ) x
-            ORDER BY x.scanned_at DESC, x.id DESC
-            LIMIT 1
-        ) b
-    ), moves AS (
-        SELECT tenant_id, event_id, zone, 1 AS d FROM moved WHERE direction = 'entry'
-        UNION ALL
-        SELECT tenant_id, event_id, zone, -1 FROM before WHERE direction = 'entry'
-    )
-    INSERT INTO zone_counts AS z (tenant_id, event_id, zone, shard, inside)
-    SELECT tenant_id, event_id, zone, writer, sum(d)
-    FROM moves
-    GROUP BY tenant_id, event_id, zone
-    HAVING sum(d) <> 0
-    ORDER BY event_id, zone
-    ON CONFLICT (event_id, zone, shard) DO UPDATE SET inside = z.inside + excluded.inside;
-END
+END IF;
 """
 
-COUNT_FUNCTION = f"""
-CREATE FUNCTION gatehouse_count_scans(new_rows ticket_scans[], old_rows ticket_scans[])
-RETURNS void LANGUAGE plpgsql AS $$
-{COUNT_BODY}
-$$
-"""
 
-INSERTED_TRIGGER_FUNCTION = """
-CREATE FUNCTION gatehouse_count_new_scans() RETURNS trigger LANGUAGE plpgsql AS $$
+def _row_counts(r: str, sign: str) -> str:
+    rules = _rules(r)
+    return ROW_COUNTS.format(r=r, sign=sign, **rules)
+
+
+# Where one ticket is after the statement (its latest standing scan) and where it was before:
+# the latest standing scan the statement did not write (``new_ids``), or the version an
+# update replaced (``old_version``), whichever is later. Only when the statement may have
+# moved it: an insert that is not the ticket's latest moves nothing.
+PRESENCE = """
+<<presence>>
+DECLARE
+    x ticket_scans;
+    first boolean := true;
 BEGIN
-    PERFORM gatehouse_count_scans(ARRAY(SELECT n::ticket_scans FROM new_scans n), NULL);
+    now_at := NULL;
+    was := NULL;
+    -- The ticket's latest standing scans, newest first: as many as the statement wrote, and
+    -- one more — the first is where it is now, the first the statement did not write is where
+    -- it was before (one index look-up for both).
+    FOR x IN
+        SELECT s.* FROM ticket_scans s
+        WHERE s.ticket_id = {ticket} AND {standing}
+        ORDER BY s.scanned_at DESC, s.id DESC
+        LIMIT cardinality({new_ids}) + 1
+    LOOP
+        IF first THEN
+            now_at := x;
+            first := false;
+            -- An insert that is not the ticket's latest scan moves nothing.
+            EXIT presence WHEN {old}.id IS NULL AND NOT x.id = ANY ({new_ids});
+        END IF;
+        IF NOT x.id = ANY ({new_ids}) THEN
+            was := x;
+            EXIT;
+        END IF;
+    END LOOP;
+    EXIT presence WHEN first AND {old}.id IS NULL;
+    IF {old}.ticket_id = {ticket} AND {old_standing}
+       AND (was.id IS NULL OR ({old}.scanned_at, {old}.id) > (was.scanned_at, was.id)) THEN
+        was := {old};
+    END IF;
+    EXIT presence WHEN now_at.direction = 'entry' AND was.direction = 'entry'
+        AND now_at.event_id = was.event_id
+        AND coalesce(now_at.zone, '') = coalesce(was.zone, '');
+    IF now_at.direction = 'entry' THEN
+        INSERT INTO zone_counts AS z (tenant_id, event_id, zone, shard, inside)
+        VALUES (now_at.tenant_id, now_at.event_id, coalesce(now_at.zone, ''), writer, 1)
+        ON CONFLICT (event_id, zone, shard) DO UPDATE SET inside = z.inside + 1;
+    END IF;
+    IF was.direction = 'entry' THEN
+        INSERT INTO zone_counts AS z (tenant_id, event_id, zone, shard, inside)
+        VALUES (was.tenant_id, was.event_id, coalesce(was.zone, ''), writer, -1)
+        ON CONFLICT (event_id, zone, shard) DO UPDATE SET inside = z.inside - 1;
+    END IF;
+END;
+"""
+
+
+def _presence(ticket: str, new_ids: str, old: str) -> str:
+    return PRESENCE.format(
+        ticket=ticket,
+        new_ids=new_ids,
+        old=old,
+        standing=S["standing"],
+        old_standing=_rules(old)["standing"],
+    )
+
+
+ROW_VARIABLES = """
+    -- This connection's own counter rows: no other transaction waits for their locks.
+    writer integer := pg_backend_pid();
+    now_at ticket_scans;
+    was ticket_scans;
+"""
+
+# --- a batch (an upload): set-based over the statement's transition table ``new_scans``.
+
+BULK_COUNTS = f"""
+INSERT INTO gate_counts AS c (tenant_id, event_id, gate, reason, shard, admitted, rejected,
+                              conflicts, annulled, exits, last_scan_at)
+SELECT r.tenant_id, r.event_id, r.gate, {R["reason"]}, writer,
+       {", ".join(_n(rule) for rule in COUNTS)}, max(r.scanned_at)
+FROM new_scans r
+GROUP BY r.tenant_id, r.event_id, r.gate, {R["reason"]}
+ORDER BY r.event_id, r.gate, {R["reason"]}
+ON CONFLICT (event_id, gate, reason, shard) DO UPDATE SET
+    admitted = c.admitted + excluded.admitted,
+    rejected = c.rejected + excluded.rejected,
+    conflicts = c.conflicts + excluded.conflicts,
+    annulled = c.annulled + excluded.annulled,
+    exits = c.exits + excluded.exits,
+    last_scan_at = greatest(c.last_scan_at, excluded.last_scan_at);
+
+INSERT INTO gate_minutes AS m (tenant_id, event_id, minute, gate, shard, admitted, rejected)
+SELECT r.tenant_id, r.event_id, {R["minute"]}, r.gate, writer, {_n("admission")}, {_n("rejection")}
+FROM new_scans r
+WHERE {R["admission"]} OR {R["rejection"]}
+GROUP BY r.tenant_id, r.event_id, {R["minute"]}, r.gate
+ORDER BY r.event_id, {R["minute"]}, r.gate
+ON CONFLICT (event_id, minute, gate, shard) DO UPDATE SET
+    admitted = m.admitted + excluded.admitted,
+    rejected = m.rejected + excluded.rejected;
+
+WITH touched AS (
+    SELECT r.ticket_id, array_agg(r.id) AS new_ids
+    FROM new_scans r
+    WHERE r.ticket_id IS NOT NULL AND r.result = 'admitted'
+    GROUP BY r.ticket_id
+), latest AS (
+    -- Each ticket's latest standing scans, newest first: as many as the statement wrote and
+    -- one more (one index look-up a ticket): the first is where it is now, the first the
+    -- statement did not write is where it was.
+    SELECT t.ticket_id, t.new_ids, l.*,
+           row_number() OVER (PARTITION BY t.ticket_id ORDER BY l.scanned_at DESC, l.id DESC)
+               AS place
+    FROM touched t
+    CROSS JOIN LATERAL (
+        SELECT s.scanned_at, s.id, s.tenant_id, s.event_id, s.direction,
+               coalesce(s.zone, '') AS zone
+        FROM ticket_scans s
+        WHERE s.ticket_id = t.ticket_id AND {S["standing"]}
+        ORDER BY s.scanned_at DESC, s.id DESC
+        LIMIT cardinality(t.new_ids) + 1
+    ) l
+), now_at AS (
+    SELECT * FROM latest WHERE place = 1 AND id = ANY (new_ids)
+), was AS (
+    SELECT DISTINCT ON (l.ticket_id) l.tenant_id, l.event_id, l.direction, l.zone
+    FROM latest l
+    JOIN now_at n ON n.ticket_id = l.ticket_id
+    WHERE NOT l.id = ANY (l.new_ids)
+    ORDER BY l.ticket_id, l.place
+), moves AS (
+    SELECT tenant_id, event_id, zone, 1 AS d FROM now_at WHERE direction = 'entry'
+    UNION ALL
+    SELECT tenant_id, event_id, zone, -1 FROM was WHERE direction = 'entry'
+)
+INSERT INTO zone_counts AS z (tenant_id, event_id, zone, shard, inside)
+SELECT tenant_id, event_id, zone, writer, sum(d)
+FROM moves
+GROUP BY tenant_id, event_id, zone
+HAVING sum(d) <> 0
+ORDER BY event_id, zone
+ON CONFLICT (event_id, zone, shard) DO UPDATE SET inside = z.inside + excluded.inside;
+"""
+
+#: Up to this many rows an insert is counted a row at a time; more, set-based.
+FEW = 4
+
+
+def _indent(text: str, spaces: int) -> str:
+    return "\n".join((" " * spaces + line) if line.strip() else line for line in text.splitlines())
+
+
+INSERTED_TRIGGER_FUNCTION = f"""
+CREATE FUNCTION gatehouse_count_new_scans() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+{ROW_VARIABLES}
+    scan ticket_scans;
+    no_version ticket_scans;  -- an insert replaces no version
+    few ticket_scans[] := '{{}}';
+    ids uuid[] := '{{}}';
+    seen uuid[] := '{{}}';
+BEGIN
+    FOR scan IN SELECT * FROM new_scans LIMIT {FEW + 1} LOOP
+        few := few || scan;
+        ids := ids || scan.id;
+    END LOOP;
+    IF cardinality(few) > {FEW} THEN
+{_indent(BULK_COUNTS, 8)}
+        RETURN NULL;
+    END IF;
+    FOREACH scan IN ARRAY few LOOP
+{_indent(_row_counts("scan", "1"), 8)}
+        IF scan.ticket_id IS NOT NULL AND scan.result = 'admitted'
+           AND NOT scan.ticket_id = ANY (seen) THEN
+            seen := seen || scan.ticket_id;
+{_indent(_presence("scan.ticket_id", "ids", "no_version"), 12)}
+        END IF;
+    END LOOP;
     RETURN NULL;
 END $$
 """
 
-CHANGED_TRIGGER_FUNCTION = """
+CHANGED_TRIGGER_FUNCTION = f"""
 CREATE FUNCTION gatehouse_count_changed_scan() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+{ROW_VARIABLES}
 BEGIN
-    PERFORM gatehouse_count_scans(ARRAY[NEW], ARRAY[OLD]);
+{_indent(_row_counts("OLD", "-1"), 4)}
+{_indent(_row_counts("NEW", "1"), 4)}
+    IF NEW.ticket_id IS NOT NULL AND (NEW.result = 'admitted' OR OLD.result = 'admitted') THEN
+{_indent(_presence("NEW.ticket_id", "ARRAY[NEW.id]", "OLD"), 8)}
+    END IF;
+    IF OLD.ticket_id IS DISTINCT FROM NEW.ticket_id AND OLD.ticket_id IS NOT NULL
+       AND OLD.result = 'admitted' THEN
+{_indent(_presence("OLD.ticket_id", "ARRAY[NEW.id]", "OLD"), 8)}
+    END IF;
     RETURN NULL;
 END $$
 """
@@ -227,23 +351,23 @@ BEGIN
     DELETE FROM zone_counts WHERE event_id = event;
     INSERT INTO gate_counts (tenant_id, event_id, gate, reason, shard, admitted, rejected,
                              conflicts, annulled, exits, last_scan_at)
-    SELECT r.tenant_id, r.event_id, r.gate, {REASON_KEY}, 0,
-           {_n(ADMISSION)}, {_n(REJECTION)}, {_n(CONFLICT)}, {_n(ANNULLED)},
-           {_n(COUNTED_EXIT)}, max(r.scanned_at)
-    FROM (SELECT s.*, 1 AS sign FROM ticket_scans s WHERE s.event_id = event) r
-    GROUP BY r.tenant_id, r.event_id, r.gate, {REASON_KEY};
+    SELECT r.tenant_id, r.event_id, r.gate, {R["reason"]}, 0,
+           {", ".join(_n(rule) for rule in COUNTS)}, max(r.scanned_at)
+    FROM ticket_scans r
+    WHERE r.event_id = event
+    GROUP BY r.tenant_id, r.event_id, r.gate, {R["reason"]};
     INSERT INTO gate_minutes (tenant_id, event_id, minute, gate, shard, admitted, rejected)
-    SELECT r.tenant_id, r.event_id, {MINUTE}, r.gate, 0, {_n(ADMISSION)}, {_n(REJECTION)}
-    FROM (SELECT s.*, 1 AS sign FROM ticket_scans s WHERE s.event_id = event) r
-    GROUP BY r.tenant_id, r.event_id, {MINUTE}, r.gate
-    HAVING {_n(ADMISSION)} <> 0 OR {_n(REJECTION)} <> 0;
+    SELECT r.tenant_id, r.event_id, {R["minute"]}, r.gate, 0, {_n("admission")}, {_n("rejection")}
+    FROM ticket_scans r
+    WHERE r.event_id = event AND ({R["admission"]} OR {R["rejection"]})
+    GROUP BY r.tenant_id, r.event_id, {R["minute"]}, r.gate;
     INSERT INTO zone_counts (tenant_id, event_id, zone, shard, inside)
     SELECT tenant_id, event_id, zone, 0, count(*)
     FROM (
         SELECT DISTINCT ON (r.ticket_id) r.tenant_id, r.event_id, r.direction,
                coalesce(r.zone, '') AS zone
         FROM ticket_scans r
-        WHERE r.event_id = event AND {STANDING}
+        WHERE r.event_id = event AND {R["standing"]}
         ORDER BY r.ticket_id, r.scanned_at DESC, r.id DESC
     ) latest
     WHERE direction = 'entry'
@@ -326,13 +450,9 @@ def upgrade() -> None:
             "USING (tenant_id = gatehouse_current_tenant()) "
             "WITH CHECK (tenant_id = gatehouse_current_tenant())"
         )
-    op.execute(COUNT_FUNCTION)
     op.execute(INSERTED_TRIGGER_FUNCTION)
     op.execute(CHANGED_TRIGGER_FUNCTION)
     op.execute(RECOUNT_FUNCTION)
-    op.execute(
-        f"GRANT EXECUTE ON FUNCTION gatehouse_count_scans(ticket_scans[], ticket_scans[]) TO {role}"
-    )
     op.execute(
         "CREATE TRIGGER count_new_scans AFTER INSERT ON ticket_scans "
         "REFERENCING NEW TABLE AS new_scans "
@@ -352,6 +472,5 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION gatehouse_recount_scans(uuid)")
     op.execute("DROP FUNCTION gatehouse_count_changed_scan()")
     op.execute("DROP FUNCTION gatehouse_count_new_scans()")
-    op.execute("DROP FUNCTION gatehouse_count_scans(ticket_scans[], ticket_scans[])")
     for table in reversed(TABLES):
         op.drop_table(table)
