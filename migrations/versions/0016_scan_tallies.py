@@ -20,21 +20,27 @@ that is neither a double entry nor undone, and so on), written once below and us
 triggers and by ``gatehouse_recount_scans`` alike.
 
 **Writes stay cheap and never wait for each other.** New rows are counted by one
-statement-level trigger (a batch of 1,000 uploaded scans is counted in one pass over its
-transition table, not 1,000 trigger calls); an update is counted by a row-level trigger whose
-``WHEN`` lets through only changes of what is counted (an annulment, a conflict found or
-lifted) — the changes feed's sequencer, which renumbers scans by the ten thousand, never
-fires it. Every row of the three tables also carries a ``shard``: the writing connection's
+statement-level trigger: a statement of up to ``FEW`` rows (an online check-in writes one) a
+row at a time, by plain statements on variables whose plans plpgsql keeps (a query on a
+trigger's transition table is planned anew on every call: about 25 µs here, a set-based one
+with GROUP BY far more — the first version of these triggers cost 0.5–0.9 ms per online
+admission that way); a larger one (an upload's batch of up to 1,000) set-based, in one pass
+over its transition table rather than 1,000 trigger calls. An update is counted by a row-level
+trigger whose ``WHEN`` lets through only changes of what is counted (an annulment, a conflict
+found or lifted): the changes feed's sequencer, which renumbers scans by the ten thousand,
+never fires it. Every row of the three tables also carries a ``shard``: the writing connection's
 backend pid. Two transactions on different connections therefore never add to the same row —
 two gates' scanners (or fifty clients of one gate) never queue behind one counter row's lock
 until commit, and no two writers can deadlock on counters however their statements interleave
 (a shared shard could: an upload's insert and its conflict updates touch counter rows in two
 statements). Readers sum the shards; a key has as many rows as connections wrote to it.
 
-Who is inside is worked out only for the tickets a statement touched: their latest standing
-scan before and after (index look-ups on ``ix_ticket_scans_ticket_id_scanned_at``), and only
-when it may have changed; the ticket is locked by the admission that writes it, so no two
-transactions count one ticket at once.
+Who is inside is worked out only for the tickets a statement touched, with one index look-up
+each (``ix_ticket_scans_ticket_id_scanned_at``): the ticket's latest standing scans, as many
+as the statement wrote and one more — the first is where it is now, the first the statement
+did not write (or the version an update replaced, if later) where it was — and only when it
+may have moved (an insert that is not the ticket's latest scan moves nothing). The ticket is
+locked by the admission that writes it, so no two transactions count one ticket at once.
 
 ``gatehouse_recount_scans(event)`` counts an event from scratch (the owner's tool: after
 writing scans with triggers off, as the console benchmark's seeding does, or to check the
@@ -234,12 +240,10 @@ WITH touched AS (
     WHERE r.ticket_id IS NOT NULL AND r.result = 'admitted'
     GROUP BY r.ticket_id
 ), latest AS (
-    -- Each ticket's latest standing scans, newest first: as many as the statement wrote and
-    -- one more (one index look-up a ticket): the first is where it is now, the first the
-    -- statement did not write is where it was.
-    SELECT t.ticket_id, t.new_ids, l.*,
-           row_number() OVER (PARTITION BY t.ticket_id ORDER BY l.scanned_at DESC, l.id DESC)
-               AS place
+    -- Each ticket's latest standing scans: as many as the statement wrote and one more (one
+    -- index look-up a ticket). The latest is where it is now; the latest the statement did
+    -- not write is where it was.
+    SELECT t.ticket_id, t.new_ids, l.*
     FROM touched t
     CROSS JOIN LATERAL (
         SELECT s.scanned_at, s.id, s.tenant_id, s.event_id, s.direction,
@@ -250,13 +254,18 @@ WITH touched AS (
         LIMIT cardinality(t.new_ids) + 1
     ) l
 ), now_at AS (
-    SELECT * FROM latest WHERE place = 1 AND id = ANY (new_ids)
+    SELECT * FROM (
+        SELECT DISTINCT ON (ticket_id) *
+        FROM latest
+        ORDER BY ticket_id, scanned_at DESC, id DESC
+    ) first
+    WHERE id = ANY (new_ids)
 ), was AS (
     SELECT DISTINCT ON (l.ticket_id) l.tenant_id, l.event_id, l.direction, l.zone
     FROM latest l
     JOIN now_at n ON n.ticket_id = l.ticket_id
     WHERE NOT l.id = ANY (l.new_ids)
-    ORDER BY l.ticket_id, l.place
+    ORDER BY l.ticket_id, l.scanned_at DESC, l.id DESC
 ), moves AS (
     SELECT tenant_id, event_id, zone, 1 AS d FROM now_at WHERE direction = 'entry'
     UNION ALL
