@@ -31,6 +31,7 @@ BENCHMARKS = (
     "checkin_rules",
     "checkin_lists",
     "peers",
+    "console",
 )
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 

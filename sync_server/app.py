@@ -23,9 +23,11 @@ from litestar.types import Scope
 from shared.clock import Clock, SystemClock
 from sync_server.chain.client import ChainKeys
 from sync_server.console.assets import missing_assets
+from sync_server.console.live import LiveDashboards, ended_on_shutdown
 from sync_server.console.router import TEMPLATES_DIR, console_router
 from sync_server.db.engine import Database
 from sync_server.db.migrate import schema_problem
+from sync_server.db.scan_signals import ScanSignals
 from sync_server.domain.chain.controllers import CHAIN_ROUTES
 from sync_server.domain.chain.ownership import ChainOwnership, GuardedOwnership
 from sync_server.domain.chain.services import ChainInfo
@@ -89,6 +91,10 @@ class Services:
     custody: str | None
     #: What /ready and /metrics ask.
     operations: Operations
+    #: Which events' scans changed, in this process and the others (``db.scan_signals``).
+    scan_signals: ScanSignals
+    #: The console's live dashboards in this process (``console.live``).
+    live_dashboards: LiveDashboards
 
 
 def services(app: Litestar) -> Services:
@@ -127,6 +133,10 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         ticket_cache = TicketCache(redis, settings.redis.ticket_cache_ttl_seconds, TicketOut)
         # Committed ticket changes leave the cache before the writer's response is sent.
         database.on_tickets_written = ticket_cache.invalidate
+        # Committed scans wake the live dashboards of every process (no round trip added).
+        scan_signals = ScanSignals(settings.database.url)
+        database.on_scans_written = scan_signals.written
+        live_dashboards = LiveDashboards(scan_signals)
         breakers = Breakers(redis, settings.breakers)
         chain: ChainOwnership | None = None
         chain_keys: ChainKeys | None = None
@@ -169,6 +179,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
                 breakers,
                 metrics_token=settings.observability.metrics_token,
             ),
+            scan_signals=scan_signals,
+            live_dashboards=live_dashboards,
         )
         missing = missing_assets()
         if missing:
@@ -186,8 +198,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             if problem is not None:
                 log.error("%s", problem)
         try:
-            yield
+            # The dashboards' streams end on the first SIGTERM, not after uvicorn's grace
+            # period for open connections.
+            with ended_on_shutdown(live_dashboards.end):
+                yield
         finally:
+            live_dashboards.end()
+            await scan_signals.close()
             await readiness.close()
             if chain is not None:
                 await chain.close()

@@ -13,8 +13,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from playwright.sync_api import Page, sync_playwright
+
+if TYPE_CHECKING:
+    from playwright._impl._api_structures import SetCookieParam
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -129,7 +133,8 @@ def main() -> None:
                 phone = browser.new_page(
                     viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True
                 )
-                phone.context.add_cookies(page.context.cookies())
+                # A cookie as read is a cookie to set (Playwright types the two apart).
+                phone.context.add_cookies(cast("list[SetCookieParam]", page.context.cookies()))
                 phone.goto(f"{server.base}/console/events")
                 phone.screenshot(path=OUT / "console-events-phone.png")
                 browser.close()

@@ -10,7 +10,7 @@ leakproof, so ``holder_name_key ~>=~ 'ann' AND holder_name_key ~<~ 'ann' || U+10
 index range.
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-04
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0017"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 

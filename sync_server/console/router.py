@@ -8,7 +8,7 @@ from litestar import Router
 from litestar.di import Provide
 from litestar.static_files import create_static_files_router
 
-from sync_server.console import devices, pages, scans, setup, tickets
+from sync_server.console import dashboard, devices, pages, scans, setup, tickets
 from sync_server.console.assets import STATIC_DIR, TEMPLATES_DIR
 from sync_server.console.web import (
     PREFIX,
@@ -31,6 +31,7 @@ def console_router() -> Router:
             *devices.ROUTES,
             *scans.ROUTES,
             *tickets.ROUTES,
+            *dashboard.ROUTES,
             create_static_files_router(
                 path="/static", directories=[STATIC_DIR], include_in_schema=False
             ),

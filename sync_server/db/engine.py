@@ -27,6 +27,7 @@ _SET_TENANT = text("SELECT set_config('gatehouse.tenant_id', :tenant, true)")
 _ENTER_SQL = "SELECT gatehouse_enter($1, $2, $3)"
 _SET_ENROLLMENT = text("SELECT set_config('gatehouse.enrollment_code_hash', :hash, true)")
 _WRITTEN_TICKETS = "gatehouse.written_tickets"
+_SCANNED_EVENTS = "gatehouse.scanned_events"
 
 #: A pooled connection idle longer than this is pinged before it is handed out (see
 #: ``Database._check_alive``); one back sooner is only checked for a closed socket.
@@ -35,6 +36,10 @@ _IDLE_SINCE = "gatehouse.idle_since"
 
 #: Told, after a transaction commits, which tickets it changed (the ticket cache listens).
 TicketsWritten = Callable[[frozenset[uuid.UUID]], Awaitable[None]]
+#: Told, after a transaction commits, which events' scans it wrote or changed (the console's
+#: live dashboard listens: ``sync_server.db.scan_signals``). Called without awaiting: it must
+#: only take note.
+ScansWritten = Callable[[frozenset[uuid.UUID]], None]
 
 
 def ticket_written(session: AsyncSession, *ticket_ids: uuid.UUID) -> None:
@@ -43,6 +48,13 @@ def ticket_written(session: AsyncSession, *ticket_ids: uuid.UUID) -> None:
     transaction that rolls back is never heard of. Every write to a ticket row must say so
     (``change_ticket`` does for the lifecycle steps)."""
     session.info.setdefault(_WRITTEN_TICKETS, set()).update(ticket_ids)
+
+
+def scans_written(session: AsyncSession, *event_ids: uuid.UUID) -> None:
+    """Note that the session's transaction writes or changes scans of these events. Once it has
+    committed, the database's ``on_scans_written`` hears of them; a transaction that rolls back
+    is never heard of. Check-in's writes (``domain.checkin``) say so."""
+    session.info.setdefault(_SCANNED_EVENTS, set()).update(event_ids)
 
 
 class Database:
@@ -60,6 +72,8 @@ class Database:
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         #: Hears which tickets each committed transaction changed (see ``ticket_written``).
         self.on_tickets_written: TicketsWritten | None = None
+        #: Hears which events' scans each committed transaction wrote (``scans_written``).
+        self.on_scans_written: ScansWritten | None = None
 
     def _check_alive(self, dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         """SQLAlchemy's ``pool_pre_ping``, paid only when it can find something: a connection
@@ -88,13 +102,17 @@ class Database:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction that commits on success; then, and only then, the
-        tickets it wrote are announced (awaited, so before a response is sent)."""
+        tickets it wrote are announced (awaited, so before a response is sent), and the events
+        whose scans it wrote (noted, not awaited: no round trip is added)."""
         async with self._sessions() as session:
             async with session.begin():
                 yield session
             written = session.info.pop(_WRITTEN_TICKETS, None)
             if written and self.on_tickets_written is not None:
                 await self.on_tickets_written(frozenset(written))
+            scanned = session.info.pop(_SCANNED_EVENTS, None)
+            if scanned and self.on_scans_written is not None:
+                self.on_scans_written(frozenset(scanned))
 
     @asynccontextmanager
     async def tenant(self, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:

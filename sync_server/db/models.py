@@ -300,6 +300,50 @@ class TicketScan(Base):
     zone: Mapped[str | None] = mapped_column(Text)
 
 
+class GateCount(Base):
+    """An event's counts per gate and rejection reason (``''``: scans not rejected), kept by
+    triggers on ``ticket_scans`` (migration 0016): one row per writing connection (``shard``,
+    its backend pid), which readers sum."""
+
+    __tablename__ = "gate_counts"
+    tenant_id: Mapped[uuid.UUID]
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    gate: Mapped[str] = mapped_column(Text, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    admitted: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    rejected: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    conflicts: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    annulled: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    exits: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    last_scan_at: Mapped[datetime | None]
+
+
+class GateMinute(Base):
+    """An event's admissions and rejections per minute and gate (migration 0016)."""
+
+    __tablename__ = "gate_minutes"
+    tenant_id: Mapped[uuid.UUID]
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    gate: Mapped[str] = mapped_column(Text, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    admitted: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    rejected: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class ZoneCount(Base):
+    """How many tickets of an event are inside each zone (``''``: the general area), kept by
+    the triggers of migration 0016."""
+
+    __tablename__ = "zone_counts"
+    tenant_id: Mapped[uuid.UUID]
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    zone: Mapped[str] = mapped_column(Text, primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    inside: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
 class TicketKey(Base):
     """A ticket-code key of one event. Private material is sealed under the master key."""
 

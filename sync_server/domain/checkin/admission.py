@@ -25,7 +25,7 @@ from shared.domain import Direction, TicketStatus, TimeAdjustment, VerdictReason
 from shared.rules import refusal
 from shared.ticket_code import TicketCode
 from shared.timeline import AdmittedScan, Timeline, prior_scan, replay
-from sync_server.db.engine import ticket_written
+from sync_server.db.engine import scans_written, ticket_written
 from sync_server.domain.checkin.queries import (
     ChangeRows,
     CheckinQueries,
@@ -289,12 +289,18 @@ class Admission:
 
     # --- write ----------------------------------------------------------------------------
 
+    def scans_changed(self, *event_ids: uuid.UUID) -> None:
+        """This transaction writes or changes scans of these events: once it commits, the
+        server's live views hear of it (``sync_server.db.scan_signals``). No round trip."""
+        scans_written(self.session, *event_ids)
+
     async def record_online(
         self, scan: NewScan, ticket: LockedTicket | None, gate: Gate, direction: Direction
     ) -> bool:
         """Write an online verdict: the scan, and for an admission (entry or exit) its event
         and, for a first entry, the ticket's status and history — one statement either way.
         False when the scan's id is taken (then nothing was written)."""
+        self.scans_changed(scan.event_id)
         if ticket is None or scan.result != VerdictResult.ADMITTED.value:
             return await self.queries.insert_scan(scan)
         details = {"scan_id": str(scan.id), "gate": gate.name, "direction": direction.value}

@@ -33,6 +33,7 @@ async def annul(
     assert scan.ticket_id is not None
     ticket = (await a.queries.lock_tickets([scan.ticket_id]))[scan.ticket_id]
     await a.queries.annul_scan(scan_id, a.now, actor)
+    a.scans_changed(scan.event_id)
     changed = await a.reconcile([ticket])
     remaining = await a.timeline(ticket)
     reopened = remaining.first_entry is None and ticket.status == TicketStatus.CHECKED_IN

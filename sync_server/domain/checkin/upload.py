@@ -89,6 +89,7 @@ class Upload:
             if r.ticket_id is not None and r.result == VerdictResult.ADMITTED.value
         }
         inserted = await a.queries.insert_scans(rows)
+        a.scans_changed(*{r.event_id for r in rows if r.id in inserted})
         changed = await a.reconcile(tickets[t] for t in sorted(admitted))
         entered = {
             r.ticket_id

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
@@ -115,3 +116,50 @@ class EventStats(msgspec.Struct, kw_only=True, omit_defaults=True):
     #: ticket counts where its latest standing admission or exit left it (an entry into one
     #: zone leaves the zone it was in). Absent for an event without lists.
     inside_by_zone: dict[str, int] | None = None
+
+
+@dataclass(slots=True)
+class GateCounts:
+    """One gate's counts (``ScanLog.counts``), for the console's dashboard."""
+
+    gate: str
+    admitted: int = 0
+    rejected: int = 0
+    conflicts: int = 0
+    #: Admissions undone by staff.
+    annulled: int = 0
+    exits: int = 0
+    #: The latest scan at this gate (its ``scanned_at``); None without scans.
+    last_scan_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventCounts:
+    """An event's counts as ``ScanLog.counts`` reads them: per gate (by name), rejections by
+    reason (``unspecified`` for a rejection without one), who is inside each zone ("" the
+    general area; zones nobody is in left out), and whether the event has check-in lists."""
+
+    per_gate: list[GateCounts]
+    rejected_by_reason: dict[str, int]
+    inside_by_zone: dict[str, int]
+    has_lists: bool
+
+    @property
+    def admitted(self) -> int:
+        return sum(g.admitted for g in self.per_gate)
+
+    @property
+    def rejected(self) -> int:
+        return sum(g.rejected for g in self.per_gate)
+
+    @property
+    def conflicts(self) -> int:
+        return sum(g.conflicts for g in self.per_gate)
+
+    @property
+    def annulled(self) -> int:
+        return sum(g.annulled for g in self.per_gate)
+
+    @property
+    def inside_now(self) -> int:
+        return sum(self.inside_by_zone.values())

@@ -1,5 +1,5 @@
 """What managers see of the scans: the scan log (a page, or all of it as CSV) and an event's
-gate counts.
+gate counts (read from the counts that migration 0016's triggers keep as scans are written).
 
 Counting rules:
 - an *admission* is an admitted entry that is neither a double entry (``conflict_of``) nor
@@ -23,25 +23,34 @@ import msgspec
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
-    DateTime,
     Row,
     and_,
     exists,
     func,
-    literal_column,
     or_,
     select,
 )
-from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import Direction, VerdictResult
 from shared.wire import TIME_OUT_OF_RANGE, out_of_range
 from sync_server.db.engine import Database
-from sync_server.db.models import CheckinList, Device, Event, Ticket, TicketScan, TicketType
+from sync_server.db.models import (
+    CheckinList,
+    Device,
+    Event,
+    GateCount,
+    GateMinute,
+    Ticket,
+    TicketScan,
+    TicketType,
+    ZoneCount,
+)
 from sync_server.domain.checkin.claims import TIME_ADJUSTED
 from sync_server.domain.scans.schemas import (
+    EventCounts,
     EventStats,
+    GateCounts,
     GateStats,
     MinuteStats,
     ScanFilter,
@@ -55,8 +64,8 @@ from sync_server.http.problems import BadRequest, NotFound
 #: Rows per query of a CSV export: memory stays flat however many rows match.
 EXPORT_CHUNK = 5000
 
-_ENTRY, _EXIT = Direction.ENTRY.value, Direction.EXIT.value
-_ADMITTED, _REJECTED = VerdictResult.ADMITTED.value, VerdictResult.REJECTED.value
+_ENTRY = Direction.ENTRY.value
+_ADMITTED = VerdictResult.ADMITTED.value
 
 ADMISSION = and_(
     TicketScan.direction == _ENTRY,
@@ -65,22 +74,6 @@ ADMISSION = and_(
     TicketScan.annulled_at.is_(None),
 )
 CONFLICT = and_(TicketScan.conflict_of.is_not(None), TicketScan.annulled_at.is_(None))
-COUNTED_EXIT = and_(
-    TicketScan.direction == _EXIT,
-    TicketScan.result == _ADMITTED,
-    TicketScan.annulled_at.is_(None),
-)
-REJECTION = TicketScan.result == _REJECTED
-ANNULLED = TicketScan.annulled_at.is_not(None)
-# The start of a scan's minute. date_bin is plain arithmetic on the instant (date_trunc on a
-# timestamptz converts to the session's time zone first, which doubles the cost of a stats
-# query). Literal SQL so the expression reads the same in SELECT and GROUP BY.
-_MINUTE = func.date_bin(
-    literal_column("INTERVAL '1 minute'"),
-    TicketScan.scanned_at,
-    literal_column("TIMESTAMPTZ '2000-01-01T00:00:00Z'"),
-    type_=DateTime(timezone=True),
-)
 
 
 def _log_column(name: str) -> ColumnElement[Any]:
@@ -244,101 +237,110 @@ class ScanLog:
     async def stats(self, event_id: uuid.UUID, now: datetime) -> EventStats:
         """The event's counts as of ``now``: totals, per gate, per minute, who is inside.
         Raises ``NotFound`` when the event is not the tenant's."""
-        event = await self._session.get(Event, event_id)
-        if event is None:
-            raise NotFound("event")
-        # One pass over the event's scans into small cells (gate x minute x reason: thousands
-        # of rows, hashed in memory), then the cells are summed three ways at once.
-        cells = (
+        counts = await self.counts(event_id)
+        minutes = await self._session.execute(
             select(
-                TicketScan.gate,
-                _MINUTE.label("minute"),
-                TicketScan.reason,
-                func.count().filter(ADMISSION).label("admitted"),
-                func.count().filter(REJECTION).label("rejected"),
-                func.count().filter(CONFLICT).label("conflicts"),
-                func.count().filter(ANNULLED).label("annulled"),
+                GateMinute.minute,
+                func.sum(GateMinute.admitted).cast(BigInteger),
+                func.sum(GateMinute.rejected).cast(BigInteger),
             )
-            .where(TicketScan.event_id == event_id)
-            .group_by(TicketScan.gate, _MINUTE, TicketScan.reason)
-            .cte("cells")
-        )
-        grouped = await self._session.execute(
-            select(
-                cells.c.gate,
-                cells.c.minute,
-                cells.c.reason,
-                func.grouping(cells.c.gate, cells.c.minute, cells.c.reason).label("grouping"),
-                *(
-                    func.sum(cells.c[name]).cast(BigInteger).label(name)
-                    for name in ("admitted", "rejected", "conflicts", "annulled")
-                ),
-            ).group_by(func.grouping_sets(cells.c.gate, cells.c.minute, cells.c.reason))
-        )
-        per_gate: list[GateStats] = []
-        per_minute: list[MinuteStats] = []
-        by_reason: dict[str, int] = {}
-        annulled = 0
-        # GROUPING() sets a bit for each column *not* grouped by: gate, minute, reason.
-        for row in grouped:
-            if row.grouping == 0b011:
-                per_gate.append(
-                    GateStats(
-                        gate=row.gate,
-                        admitted=row.admitted,
-                        rejected=row.rejected,
-                        conflicts=row.conflicts,
-                    )
-                )
-                annulled += row.annulled
-            elif row.grouping == 0b101 and (row.admitted or row.rejected):
-                per_minute.append(
-                    MinuteStats(minute=row.minute, admitted=row.admitted, rejected=row.rejected)
-                )
-            elif row.grouping == 0b110 and row.rejected:
-                by_reason[row.reason or "unspecified"] = row.rejected
-        per_gate.sort(key=lambda g: g.gate)
-        per_minute.sort(key=lambda m: m.minute)
-        by_zone = await self._inside_by_zone(event_id)
-        has_lists = await self._session.scalar(
-            select(exists().where(CheckinList.event_id == event_id))
+            .where(GateMinute.event_id == event_id)
+            .group_by(GateMinute.minute)
+            .having(or_(func.sum(GateMinute.admitted) != 0, func.sum(GateMinute.rejected) != 0))
+            .order_by(GateMinute.minute)
         )
         return EventStats(
             event_id=event_id,
-            admitted=sum(g.admitted for g in per_gate),
-            rejected=sum(g.rejected for g in per_gate),
-            rejected_by_reason=dict(sorted(by_reason.items())),
-            inside_now=sum(by_zone.values()),
-            conflicts=sum(g.conflicts for g in per_gate),
-            annulled=annulled,
-            per_gate=per_gate,
-            per_minute=per_minute,
+            admitted=counts.admitted,
+            rejected=counts.rejected,
+            rejected_by_reason=counts.rejected_by_reason,
+            inside_now=counts.inside_now,
+            conflicts=counts.conflicts,
+            annulled=counts.annulled,
+            per_gate=[
+                GateStats(
+                    gate=g.gate, admitted=g.admitted, rejected=g.rejected, conflicts=g.conflicts
+                )
+                for g in counts.per_gate
+            ],
+            per_minute=[
+                MinuteStats(minute=minute, admitted=admitted, rejected=rejected)
+                for minute, admitted, rejected in minutes
+            ],
             generated_at=now,
-            inside_by_zone=dict(sorted(by_zone.items())) if has_lists else None,
+            inside_by_zone=counts.inside_by_zone if counts.has_lists else None,
         )
 
-    async def _inside_by_zone(self, event_id: uuid.UUID) -> dict[str, int]:
-        """Who is inside each zone now ("": the general area): each ticket where its latest
-        standing admission or counted exit (by ``scanned_at``, then id) left it — in the zone
-        of an entry, out after an exit. ``shared.checkin_lists.inside_by_zone``'s rule, in SQL
-        (a test holds the two to the same answers)."""
-        latest = (
-            select(TicketScan.direction, func.coalesce(TicketScan.zone, "").label("zone"))
-            .where(
-                TicketScan.event_id == event_id,
-                TicketScan.ticket_id.is_not(None),
-                or_(ADMISSION, COUNTED_EXIT),
-            )
-            .ext(distinct_on(TicketScan.ticket_id))
-            .order_by(TicketScan.ticket_id, TicketScan.scanned_at.desc(), TicketScan.id.desc())
-            .subquery()
-        )
+    async def counts(self, event_id: uuid.UUID) -> EventCounts:
+        """The event's totals, per gate and per zone, from the counts the triggers of migration
+        0016 keep (a few hundred small rows however many scans: no pass over the scans).
+        Raises ``NotFound`` when the event is not the tenant's."""
+        event = await self._session.get(Event, event_id)
+        if event is None:
+            raise NotFound("event")
         rows = await self._session.execute(
-            select(latest.c.zone, func.count())
-            .where(latest.c.direction == _ENTRY)
-            .group_by(latest.c.zone)
+            select(
+                GateCount.gate,
+                GateCount.reason,
+                *(
+                    func.sum(getattr(GateCount, name)).cast(BigInteger).label(name)
+                    for name in ("admitted", "rejected", "conflicts", "annulled", "exits")
+                ),
+                func.max(GateCount.last_scan_at).label("last_scan_at"),
+            )
+            .where(GateCount.event_id == event_id)
+            .group_by(GateCount.gate, GateCount.reason)
         )
-        return {str(zone): int(count) for zone, count in rows}
+        gates: dict[str, GateCounts] = {}
+        by_reason: dict[str, int] = {}
+        for row in rows:
+            gate = gates.setdefault(row.gate, GateCounts(gate=row.gate))
+            gate.admitted += row.admitted
+            gate.rejected += row.rejected
+            gate.conflicts += row.conflicts
+            gate.annulled += row.annulled
+            gate.exits += row.exits
+            if row.last_scan_at is not None and (
+                gate.last_scan_at is None or row.last_scan_at > gate.last_scan_at
+            ):
+                gate.last_scan_at = row.last_scan_at
+            if row.rejected:
+                reason = row.reason or "unspecified"
+                by_reason[reason] = by_reason.get(reason, 0) + row.rejected
+        zones = await self._session.execute(
+            select(ZoneCount.zone, func.sum(ZoneCount.inside).cast(BigInteger))
+            .where(ZoneCount.event_id == event_id)
+            .group_by(ZoneCount.zone)
+            .having(func.sum(ZoneCount.inside) > 0)
+        )
+        by_zone = {str(zone): int(inside) for zone, inside in zones}
+        has_lists = bool(
+            await self._session.scalar(select(exists().where(CheckinList.event_id == event_id)))
+        )
+        return EventCounts(
+            per_gate=sorted(gates.values(), key=lambda g: g.gate),
+            rejected_by_reason=dict(sorted(by_reason.items())),
+            inside_by_zone=dict(sorted(by_zone.items())),
+            has_lists=has_lists,
+        )
+
+    async def gate_minutes(
+        self, event_id: uuid.UUID, since: datetime
+    ) -> list[tuple[datetime, str, int, int]]:
+        """Admissions and rejections per minute and gate from ``since`` on, in minute order:
+        (minute, gate, admitted, rejected). The event is not checked (``counts`` does)."""
+        rows = await self._session.execute(
+            select(
+                GateMinute.minute,
+                GateMinute.gate,
+                func.sum(GateMinute.admitted).cast(BigInteger),
+                func.sum(GateMinute.rejected).cast(BigInteger),
+            )
+            .where(GateMinute.event_id == event_id, GateMinute.minute >= since)
+            .group_by(GateMinute.minute, GateMinute.gate)
+            .order_by(GateMinute.minute, GateMinute.gate)
+        )
+        return [(minute, gate, int(a), int(r)) for minute, gate, a, r in rows]
 
 
 async def export_csv(
