@@ -93,6 +93,8 @@ class TicketType(Base):
     created_at: Mapped[datetime] = _created()
     #: The event days (ISO dates) it admits; empty: every day.
     days: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    #: Whether revoking one of its tickets counts the seat back into its capacity (0020).
+    release_seat: Mapped[bool] = mapped_column(Boolean, server_default="false")
 
 
 class CheckinList(Base):
@@ -265,6 +267,10 @@ class TicketScan(Base):
         Index(
             "ix_ticket_scans_pending", "received_at", postgresql_where=text("change_seq IS NULL")
         ),
+        CheckConstraint(
+            "conflict_resolution IS NULL OR conflict_resolution = 'accepted'",
+            name="conflict_resolution",
+        ),
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     # No foreign keys to the tenant, ticket, event or device (migration 0012: each cost every
@@ -298,6 +304,11 @@ class TicketScan(Base):
     #: (migration 0013 says what guarantees it).
     checkin_list_id: Mapped[uuid.UUID | None]
     zone: Mapped[str | None] = mapped_column(Text)
+    #: A double entry a manager accepted (both admissions stand; migration 0020): when, who
+    #: and how (``accepted``). A conflict that stands has none of them.
+    conflict_resolved_at: Mapped[datetime | None]
+    conflict_resolved_by: Mapped[str | None] = mapped_column(Text)
+    conflict_resolution: Mapped[str | None] = mapped_column(Text)
 
 
 class TicketKey(Base):
