@@ -268,7 +268,7 @@ class TicketScan(Base):
             "ix_ticket_scans_pending", "received_at", postgresql_where=text("change_seq IS NULL")
         ),
         CheckConstraint(
-            "conflict_resolution IS NULL OR conflict_resolution = 'accepted'",
+            "conflict_resolution IN ('accepted', 'annulled')",
             name="conflict_resolution",
         ),
     )
@@ -304,11 +304,13 @@ class TicketScan(Base):
     #: (migration 0013 says what guarantees it).
     checkin_list_id: Mapped[uuid.UUID | None]
     zone: Mapped[str | None] = mapped_column(Text)
-    #: A double entry a manager accepted (both admissions stand; migration 0020): when, who
-    #: and how (``accepted``). A conflict that stands has none of them.
+    #: A double entry a manager resolved (migration 0020): when, who, how (``accepted``: both
+    #: admissions stand, it counts as an admission; ``annulled``) and the manager's note. A
+    #: conflict that stands has none of them.
     conflict_resolved_at: Mapped[datetime | None]
     conflict_resolved_by: Mapped[str | None] = mapped_column(Text)
     conflict_resolution: Mapped[str | None] = mapped_column(Text)
+    conflict_resolution_note: Mapped[str | None] = mapped_column(Text)
 
 
 class TicketKey(Base):

@@ -3,8 +3,10 @@ gate counts.
 
 Counting rules:
 - an *admission* is an admitted entry that is neither a double entry (``conflict_of``) nor
-  undone by staff (``annulled_at``);
-- a *conflict* is a double entry that still stands (not annulled);
+  undone by staff (``annulled_at``) — or a double entry a manager accepted
+  (``conflict_resolution = 'accepted'``: both admissions stand);
+- a *conflict* is a double entry that still stands (not annulled, not resolved:
+  ``conflict_resolved_at`` is NULL);
 - an exit counts when it was admitted and not annulled;
 - a ticket is *inside* when its latest admission or counted exit (by ``scanned_at``, then id)
   is an entry, and inside that entry's zone (check-in lists, issue 16).
@@ -61,10 +63,14 @@ _ADMITTED, _REJECTED = VerdictResult.ADMITTED.value, VerdictResult.REJECTED.valu
 ADMISSION = and_(
     TicketScan.direction == _ENTRY,
     TicketScan.result == _ADMITTED,
-    TicketScan.conflict_of.is_(None),
+    or_(TicketScan.conflict_of.is_(None), TicketScan.conflict_resolution == "accepted"),
     TicketScan.annulled_at.is_(None),
 )
-CONFLICT = and_(TicketScan.conflict_of.is_not(None), TicketScan.annulled_at.is_(None))
+CONFLICT = and_(
+    TicketScan.conflict_of.is_not(None),
+    TicketScan.annulled_at.is_(None),
+    TicketScan.conflict_resolved_at.is_(None),
+)
 COUNTED_EXIT = and_(
     TicketScan.direction == _EXIT,
     TicketScan.result == _ADMITTED,
@@ -108,7 +114,15 @@ _OFFLINE = CSV_COLUMNS.index("offline")
 # Free text that buyers or staff typed: a spreadsheet must not run it as a formula.
 _FREE_TEXT = tuple(
     CSV_COLUMNS.index(name)
-    for name in ("holder_name", "ticket_type", "gate", "scanned_by", "annulled_by")
+    for name in (
+        "holder_name",
+        "ticket_type",
+        "gate",
+        "scanned_by",
+        "annulled_by",
+        "conflict_resolved_by",
+        "conflict_resolution_note",
+    )
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
