@@ -334,9 +334,11 @@ class TicketService:
     async def _release_seat(self, ticket: Ticket, asked: bool | None) -> bool:
         """Count the ticket's seat back into its type's capacity if ``asked`` (None: as the
         type says). Whether it was released."""
-        release: ColumnElement[bool] = (
-            TicketType.release_seat if asked is None else (true() if asked else false())
-        )
+        release: ColumnElement[bool]
+        if asked is None:
+            release = TicketType.release_seat.expression
+        else:
+            release = true() if asked else false()
         released = await self._session.scalar(
             update(TicketType)
             .where(TicketType.id == ticket.ticket_type_id, TicketType.sold > 0, release)
