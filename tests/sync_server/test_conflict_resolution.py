@@ -274,3 +274,29 @@ async def test_only_a_managers_standing_double_entry_of_the_tenant_can_be_resolv
     assert_problem(
         await _resolve(client, tenant, double.second, action="accept"), 409, "not_a_conflict"
     )
+
+
+async def test_an_accepted_conflict_that_stops_being_one_loses_its_resolution(
+    client: Client, tenant: TenantHandle
+) -> None:
+    double = await _double_entry(client, tenant)
+    accepted = await _resolve(client, tenant, double.second, action="accept")
+    assert accepted.status_code == 200, accepted.text
+    # The first admission undone: the replay makes the second the ticket's admission, no
+    # double entry any more, and its resolution goes with the conflict.
+    annulled = await client.post(
+        f"/v1/scans/{double.first}/annul", headers=tenant.token(Role.MANAGER)
+    )
+    assert annulled.status_code == 200, annulled.text
+    scans = await client.get(
+        "/v1/scans", params={"event_id": double.event_id}, headers=tenant.token()
+    )
+    logged = {s["id"]: s for s in scans.json()["items"]}[double.second]
+    assert logged["conflict_of"] is None
+    assert logged["conflict_resolution"] is None
+    assert logged["conflict_resolved_at"] is None
+    stats = await _stats(client, tenant, double.event_id)
+    assert (stats["admitted"], stats["conflicts"], stats["annulled"]) == (1, 0, 1)
+    assert_problem(
+        await _resolve(client, tenant, double.second, action="accept"), 409, "not_a_conflict"
+    )

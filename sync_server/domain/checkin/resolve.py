@@ -40,13 +40,21 @@ def _out(scan: ConflictScan) -> ConflictResolutionOut:
     )
 
 
+def _not_a_conflict() -> Conflict:
+    return Conflict(
+        "not_a_conflict", "This scan is no double entry that stands: there is nothing to resolve."
+    )
+
+
 async def resolve(
     a: Admission, scan_id: uuid.UUID, action: ConflictAction, actor: str, note: str | None
 ) -> ConflictResolutionOut:
     """Resolve the double entry ``scan_id`` (a manager's call; ``actor`` is the manager)."""
     found = await a.queries.conflict_scan(scan_id)
-    if found is None or found.ticket_id is None:
+    if found is None:
         raise NotFound("scan")
+    if found.ticket_id is None:  # a code that did not read: never an admission
+        raise _not_a_conflict()
     # The ticket's lock first (every writer of its scans takes it), then the scan as it is now.
     ticket = (await a.queries.lock_tickets([found.ticket_id]))[found.ticket_id]
     scan = await a.queries.conflict_scan(scan_id)
@@ -66,10 +74,7 @@ async def resolve(
         or scan.conflict_of is None
         or scan.annulled_at is not None
     ):
-        raise Conflict(
-            "not_a_conflict",
-            "This scan is no double entry that stands: there is nothing to resolve.",
-        )
+        raise _not_a_conflict()
     if action is ConflictAction.ANNUL:
         await annul(a, scan_id, actor, None, note)
         # As the annulment left it (back to active when no admission remains).
