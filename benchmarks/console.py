@@ -641,7 +641,7 @@ def _report(  # noqa: PLR0917 - the run's parts, once
         lines.append(f"Update latency: no upload showed within 10 s ({missed} tried).")
     lines.append("")
     lines.append(
-        "What counting costs the writes (migration 0016's insert trigger; the server stopped, "
+        "What counting costs the writes (migration 0020's insert trigger; the server stopped, "
         "as the application role, in the seeded table, trigger on and off in alternating "
         f"rounds, {cost.rounds} each, medians): one admission per transaction "
         f"{cost.single_on_us:.0f} µs a scan with the trigger, {cost.single_off_us:.0f} µs "

@@ -430,6 +430,10 @@ class AdmissionChange(msgspec.Struct, kw_only=True, frozen=True, tag="admission"
     #: from before lists), so that gates know who is inside which zone.
     checkin_list_id: uuid.UUID | None = None
     zone: str | None = None
+    #: True when a manager resolved this double entry (issue 19): accepted — both admissions
+    #: stand and it counts — or annulled (``annulled`` is then true too). ``conflict_of`` is
+    #: then None, so a scanner that predates this field stops showing the conflict as well.
+    conflict_resolved: bool = False
 
 
 class KeysChange(msgspec.Struct, kw_only=True, frozen=True, tag="keys"):

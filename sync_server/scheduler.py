@@ -1,7 +1,7 @@
 """The worker's scheduled jobs (docs/operations.md "Scheduled jobs"): named jobs, each run every
 so often, and at most once at a time across every worker.
 
-A job runs under a lease in Postgres (``job_leases``, migration 0019), one row per job:
+A job runs under a lease in Postgres (``job_leases``, migration 0018), one row per job:
 
 * **taking it** is one ``INSERT … ON CONFLICT DO UPDATE … WHERE`` that succeeds only when the
   lease is free (no holder, or the holder's ``leased_until`` has passed) and the job is due (its

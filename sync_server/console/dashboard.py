@@ -12,7 +12,7 @@ last hours — updated in the browser within about a second of a scan reaching t
   anything is sent (another tenant's event is a 404, no session a 401); the feeds and why they
   cost what they cost: ``live``.
 
-The numbers come from the counts migration 0016 keeps (``ScanLog.counts``): a page or a
+The numbers come from the counts migration 0020 keeps (``ScanLog.counts``): a page or a
 message costs a few small queries at a million scans, not a pass over them.
 """
 

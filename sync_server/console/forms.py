@@ -288,7 +288,13 @@ def ticket_type_update_form(form: Mapping[str, str]) -> FormResult[TicketTypeUpd
         return result
     try:
         result.value = msgspec.convert(
-            {"name": name, "capacity": capacity, "days": days}, TicketTypeUpdate
+            {
+                "name": name,
+                "capacity": capacity,
+                "days": days,
+                "release_seat": form.get("release_seat") == "on",
+            },
+            TicketTypeUpdate,
         )
     except msgspec.ValidationError as error:
         result.errors["form"] = f"The ticket type could not be read: {error}."

@@ -40,6 +40,7 @@ from sync_server.console.web import (
     see_other,
     tenant,
 )
+from sync_server.domain.checkin.schemas import ConflictAction
 from sync_server.domain.checkin.services import CheckInService
 from sync_server.domain.checkin_lists.services import CheckinListService
 from sync_server.domain.events.schemas import EventOut
@@ -218,6 +219,15 @@ def explain_conflict(
     )
 
 
+def standing_conflict(scan: ScanOut) -> bool:
+    """A double entry nobody annulled or resolved: a manager can mark it resolved."""
+    return (
+        scan.conflict_of is not None
+        and scan.annulled_at is None
+        and scan.conflict_resolution is None
+    )
+
+
 def _link(values: Mapping[str, str], **changes: str) -> str:
     query = {k: v for k, v in {**values, **changes}.items() if v}
     return urlencode(query)
@@ -269,11 +279,12 @@ async def _log_page(
                             "conflict": explain_conflict(
                                 scan, firsts.get(scan.conflict_of), devices, zone
                             )
-                            if scan.conflict_of
+                            if scan.conflict_of and scan.conflict_resolution != "accepted"
                             else None,
                             "can_annul": scan.result == VerdictResult.ADMITTED
                             and scan.direction == Direction.ENTRY
                             and scan.annulled_at is None,
+                            "can_resolve": standing_conflict(scan),
                         }
                         for scan in page.items
                     ]
@@ -395,4 +406,77 @@ async def annul_submit(
     )
 
 
-ROUTES: Final = [scans_page, scans_csv, annul_page, annul_submit]
+async def _zone_of(state: State, manager: Manager, scan: ScanOut) -> zoneinfo.ZoneInfo | None:
+    events = {e.id: e for e in await event_list(state, manager)}
+    return zoneinfo.ZoneInfo(events[scan.event_id].time_zone) if scan.event_id in events else None
+
+
+@get("/scans/{scan_id:uuid}/resolve")
+async def resolve_page(
+    request: AnyRequest, state: State, manager: ManagerDep, scan_id: FromPath[uuid.UUID]
+) -> Template:
+    """What marking a double entry resolved means, and the button that does it."""
+    found = await _scan(state, manager, scan_id)
+    if found is None:
+        return not_found(request, manager, "scans")
+    scan, device = found
+    return render(
+        request,
+        "scan_resolve.html",
+        manager=manager,
+        current="scans",
+        scan=scan,
+        device=device,
+        standing=standing_conflict(scan),
+        when=scan.scanned_at.astimezone(await _zone_of(state, manager, scan)),
+        back=_back(request.query_params.get("back", "")),
+    )
+
+
+@post("/scans/{scan_id:uuid}/resolve", status_code=303)
+async def resolve_submit(
+    request: AnyRequest, state: State, manager: ManagerDep, scan_id: FromPath[uuid.UUID]
+) -> Redirect | Template:
+    """Accept the double entry (both admissions stand) through the API's check-in service,
+    recorded as this manager's. Sent again, it changes nothing and shows the log again."""
+    form = await read_form(request)
+    back = _back(form.get("back", ""))
+    built = app_services(state)
+    refused: Problem | None = None
+    async with tenant(state, manager) as session:
+        service = CheckInService(
+            session, built.keys, built.ownership, tenant_id=manager.tenant_id, now=now(state)
+        )
+        try:
+            await service.resolve(scan_id, ConflictAction.ACCEPT, principal(manager).actor)
+        except Problem as problem:
+            refused = problem
+    if refused is None:
+        return see_other(back)
+    found = await _scan(state, manager, scan_id)
+    if found is None:
+        return not_found(request, manager, "scans")
+    scan, device = found
+    return render(
+        request,
+        "scan_resolve.html",
+        manager=manager,
+        status=409,
+        current="scans",
+        scan=scan,
+        device=device,
+        standing=standing_conflict(scan),
+        when=scan.scanned_at,
+        back=back,
+        errors={"form": refused.detail},
+    )
+
+
+ROUTES: Final = [
+    scans_page,
+    scans_csv,
+    annul_page,
+    annul_submit,
+    resolve_page,
+    resolve_submit,
+]

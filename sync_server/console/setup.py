@@ -157,6 +157,7 @@ def _type_values(kind: TicketTypeOut) -> dict[str, str]:
         "name": kind.name,
         "capacity": str(kind.capacity),
         "days": ", ".join(day.isoformat() for day in kind.days),
+        "release_seat": "on" if kind.release_seat else "",
     }
 
 

@@ -93,6 +93,8 @@ class TicketType(Base):
     created_at: Mapped[datetime] = _created()
     #: The event days (ISO dates) it admits; empty: every day.
     days: Mapped[list[Any]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    #: Whether revoking one of its tickets counts the seat back into its capacity (0019).
+    release_seat: Mapped[bool] = mapped_column(Boolean, server_default="false")
 
 
 class CheckinList(Base):
@@ -144,7 +146,7 @@ class Ticket(Base):
     user_id: Mapped[str] = mapped_column(Text)
     holder_name: Mapped[str] = mapped_column(Text)
     #: ``lower(holder_name)``, kept by Postgres: the console's search by the start of a name
-    #: (migration 0017 says why a column).
+    #: (migration 0016 says why a column).
     holder_name_key: Mapped[str] = mapped_column(
         Text, Computed("lower(holder_name)", persisted=True)
     )
@@ -229,7 +231,7 @@ class Device(Base):
     last_sync_at: Mapped[datetime | None]
     sync_interval_seconds: Mapped[int | None] = mapped_column(Integer)
     lab_mode: Mapped[bool | None]
-    #: Peer sync (migration 0018): the Ed25519 public key the device sent at enrollment, which
+    #: Peer sync (migration 0017): the Ed25519 public key the device sent at enrollment, which
     #: the server certifies (NULL: a scanner older than peer sync), and how many other gates
     #: it said it heard in its latest heartbeat (NULL: peer sync off, or not said).
     peer_public_key: Mapped[bytes | None]
@@ -265,6 +267,10 @@ class TicketScan(Base):
         Index(
             "ix_ticket_scans_pending", "received_at", postgresql_where=text("change_seq IS NULL")
         ),
+        CheckConstraint(
+            "conflict_resolution IN ('accepted', 'annulled')",
+            name="conflict_resolution",
+        ),
     )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     # No foreign keys to the tenant, ticket, event or device (migration 0012: each cost every
@@ -298,11 +304,18 @@ class TicketScan(Base):
     #: (migration 0013 says what guarantees it).
     checkin_list_id: Mapped[uuid.UUID | None]
     zone: Mapped[str | None] = mapped_column(Text)
+    #: A double entry a manager resolved (migration 0019): when, who, how (``accepted``: both
+    #: admissions stand, it counts as an admission; ``annulled``) and the manager's note. A
+    #: conflict that stands has none of them.
+    conflict_resolved_at: Mapped[datetime | None]
+    conflict_resolved_by: Mapped[str | None] = mapped_column(Text)
+    conflict_resolution: Mapped[str | None] = mapped_column(Text)
+    conflict_resolution_note: Mapped[str | None] = mapped_column(Text)
 
 
 class GateCount(Base):
     """An event's counts per gate and rejection reason (``''``: scans not rejected), kept by
-    triggers on ``ticket_scans`` (migration 0016): one row per writing connection (``shard``,
+    triggers on ``ticket_scans`` (migration 0020): one row per writing connection (``shard``,
     its backend pid), which readers sum."""
 
     __tablename__ = "gate_counts"
@@ -320,7 +333,7 @@ class GateCount(Base):
 
 
 class GateMinute(Base):
-    """An event's admissions and rejections per minute and gate (migration 0016)."""
+    """An event's admissions and rejections per minute and gate (migration 0020)."""
 
     __tablename__ = "gate_minutes"
     tenant_id: Mapped[uuid.UUID]
@@ -334,7 +347,7 @@ class GateMinute(Base):
 
 class ZoneCount(Base):
     """How many tickets of an event are inside each zone (``''``: the general area), kept by
-    the triggers of migration 0016."""
+    the triggers of migration 0020."""
 
     __tablename__ = "zone_counts"
     tenant_id: Mapped[uuid.UUID]
@@ -540,7 +553,7 @@ class ConsoleSession(Base):
 
 
 class JobLease(Base):
-    """A scheduled job of the worker (migration 0019): who runs it now and until when, and how
+    """A scheduled job of the worker (migration 0018): who runs it now and until when, and how
     its last run went. Not a tenant table."""
 
     __tablename__ = "job_leases"

@@ -9,11 +9,11 @@
   redelivered after that would be handled again, and the broker does not keep one that long;
 * counts of junk uploads (``junk_scans``, per device and minute) older than ``JUNK_RETENTION``:
   the device listing's ``junk_scans_not_stored`` covers that many days;
-* console sessions past their ``expires_at`` (migration 0019).
+* console sessions past their ``expires_at`` (migration 0018).
 
 Nothing in Redis needs it: rate-limit windows, breaker states and cached tickets are written
 with a TTL (``sync_server.redis``). One call of ``gatehouse_prune`` (migrations 0007, 0009,
-0019, an owner-side function) does it across tenants.
+0018, an owner-side function) does it across tenants.
 """
 
 from __future__ import annotations

@@ -108,3 +108,14 @@ def test_a_rule_problem_says_what_and_where() -> None:
         "The rule reads an unknown variable 'shoe_size'."
     )
     assert rule_problem("[" * 40 + "]" * 40)[1] == ("The rule is nested too deeply (more than 32).")
+
+
+def test_the_ticket_type_form_reads_release_seat_from_its_checkbox() -> None:
+    form = {"name": "General", "capacity": "100", "days": ""}
+    ticked = ticket_type_update_form({**form, "release_seat": "on"})
+    assert ticked.value is not None, ticked.errors
+    assert ticked.value.release_seat is True
+    # An unticked checkbox is not posted: the seat stays sold.
+    unticked = ticket_type_update_form(form)
+    assert unticked.value is not None, unticked.errors
+    assert unticked.value.release_seat is False

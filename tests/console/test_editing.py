@@ -114,11 +114,15 @@ def test_a_manager_edits_an_event_and_a_ticket_type(
     )
     page.get_by_label("Name").fill("Standing area")
     page.get_by_label("Capacity").fill("3")
+    expect(page.get_by_label("Refunds free the seat", exact=False)).not_to_be_checked()
+    page.get_by_label("Refunds free the seat", exact=False).check()
     page.get_by_role("button", name="Save ticket type").click()
     row = page.get_by_test_id("ticket-types").locator("tbody tr").first
     expect(row).to_contain_text("Standing area")
     expect(row.locator("td").nth(1)).to_have_text("3")
     expect(row.locator("td").nth(3)).to_have_text("0")
+    page.get_by_role("link", name="Edit Standing area").click()
+    expect(page.get_by_label("Refunds free the seat", exact=False)).to_be_checked()
 
 
 def test_check_in_lists_with_rules_and_a_pretix_import(

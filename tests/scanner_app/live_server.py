@@ -38,6 +38,7 @@ from benchmarks.server_harness import (
     server_env,
 )
 from shared.wire import CheckinListOut, DeviceSelf, EnrolledDevice
+from sync_server.domain.checkin.schemas import ConflictResolutionOut
 from sync_server.domain.devices.schemas import DeviceOut, DevicePage, EnrollmentOut
 from sync_server.domain.events.schemas import EventOut, KeyOut, KeyRetirement, TicketTypeOut
 from sync_server.domain.scans.schemas import EventStats, ScanOut, ScanPage
@@ -377,6 +378,15 @@ class BackOffice:
             body={"reason": reason},
             headers={"Idempotency-Key": str(uuid.uuid4())},
         )
+
+    def resolve_conflict(
+        self, scan_id: uuid.UUID, action: str = "accept", note: str | None = None
+    ) -> ConflictResolutionOut:
+        """``POST /v1/scans/{id}/resolve``: a manager judges a double entry."""
+        body: dict[str, Any] = {"action": action}
+        if note is not None:
+            body["note"] = note
+        return self._call("POST", f"/v1/scans/{scan_id}/resolve", ConflictResolutionOut, body=body)
 
     def code(self, ticket_id: uuid.UUID) -> SoldTicket:
         """The ticket with a fresh code of its current secret version."""

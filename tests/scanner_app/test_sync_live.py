@@ -19,7 +19,7 @@ from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import ticket_count
 from scanner_app.core.store.database import DATABASE_FILE
 from scanner_app.core.store.device_token import TOKEN_FILE
-from scanner_app.core.store.scanlog import conflicts, find_scan, local_scans
+from scanner_app.core.store.scanlog import conflicts, find_scan, gate_counts, local_scans
 from scanner_app.core.store.scans import (
     NEVER_SHOWN,
     PendingOnline,
@@ -191,6 +191,50 @@ def test_two_offline_gates_admit_one_ticket_and_both_learn_of_the_double_entry(
         assert third.verdict.prior is not None
         assert third.verdict.prior.gate == "North 1"
         assert third.verdict.prior.scan_id == first.verdict.scan_id
+
+
+def test_a_conflict_a_manager_resolves_is_resolved_on_both_gates(
+    tmp_path: Path, live_server: LiveServer, back_office: BackOffice, scanners: list[Scanner]
+) -> None:
+    sale = back_office.event_on_sale(tickets=2)
+    north = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "North 1")
+    south = _scanner(scanners, tmp_path, live_server, back_office, sale.event_id, "South 2")
+    north.sync()
+    south.sync()
+    code = sale.tickets[0].code
+    live_server.stop()
+    first = north.gate.scan(code)
+    time.sleep(0.05)  # South's admission is later, by both clocks
+    second = south.gate.scan(code)
+    assert (first.mode, second.mode) == ("offline", "offline")
+    assert second.verdict.scan_id is not None
+    live_server.start()
+    for scanner in (north, south, north):
+        scanner.sync()
+    for scanner in (north, south):
+        with scanner.store.read() as conn:
+            assert [c.scan_id for c in conflicts(conn)] == [second.verdict.scan_id]
+            assert sum(c.conflicts for c in gate_counts(conn)) == 1
+        assert scanner.engine.status().conflicts == 1
+
+    resolved = back_office.resolve_conflict(second.verdict.scan_id, note="Known re-entry")
+    assert resolved.resolution == "accepted"
+    assert back_office.stats(sale.event_id).conflicts == 0
+
+    for scanner in (north, south):
+        scanner.sync()
+        with scanner.store.read() as conn:
+            assert conflicts(conn) == [], scanner.enrollment.gate
+            assert sum(c.conflicts for c in gate_counts(conn)) == 0
+            # Both admissions stand: each gate counts two entries of the ticket.
+            assert sum(c.entries for c in gate_counts(conn)) == 2
+            logged = find_scan(conn, second.verdict.scan_id)
+        assert logged is not None
+        assert logged.conflict_of is None
+        assert scanner.engine.status().conflicts == 0
+        # The ticket is still inside: a third entry is refused as before.
+        third = scanner.gate.scan(code)
+        assert third.verdict.reason is VerdictReason.ALREADY_CHECKED_IN
 
 
 def test_a_revoked_ticket_reaches_the_cache_and_is_refused_offline(

@@ -1,4 +1,4 @@
-"""The counts migration 0016's triggers keep (``gate_counts``, ``gate_minutes``,
+"""The counts migration 0020's triggers keep (``gate_counts``, ``gate_minutes``,
 ``zone_counts``) agree with counting the scans from scratch (``gatehouse_recount_scans``),
 whatever mix of writes made them: batches and single rows, entries, exits, rejections, double
 entries, undone admissions, conflicts found and lifted, the feed's renumbering — written as the

@@ -279,6 +279,10 @@ async def test_a_scan_reads_with_its_ticket_and_all_its_details(
         "time_adjusted": None,
         "checkin_list_id": None,  # an event without check-in lists (issue 16)
         "zone": None,
+        "conflict_resolution": None,  # no conflict a manager resolved (issue 19)
+        "conflict_resolved_at": None,
+        "conflict_resolved_by": None,
+        "conflict_resolution_note": None,
     }
     unreadable = items[str(scenario.rows[5]["id"])]
     assert unreadable["ticket_id"] is None

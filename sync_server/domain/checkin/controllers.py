@@ -15,7 +15,12 @@ from shared.clock import Clock
 from sync_server.domain.checkin.admission import Gate, http_status
 from sync_server.domain.checkin.code_check import check_code
 from sync_server.domain.checkin.ownership import OwnershipCheck
-from sync_server.domain.checkin.schemas import CodeCheckOut, CodeCheckRequest
+from sync_server.domain.checkin.schemas import (
+    CodeCheckOut,
+    CodeCheckRequest,
+    ConflictResolutionOut,
+    ConflictResolveRequest,
+)
 from sync_server.domain.checkin.services import CheckInService
 from sync_server.domain.checkin_lists.controllers import CheckinListController
 from sync_server.domain.keys.services import KeysDep, KeyStore
@@ -127,6 +132,29 @@ async def annul(
 
 
 @post(
+    "/v1/scans/{scan_id:uuid}/resolve",
+    guards=[allow(Role.MANAGER)],
+    tags=["check-in"],
+    status_code=200,
+    dependencies=CHECKIN_SERVICE,
+    operation_class=DocumentedOperation,
+    responses=problem_responses(400, 404, 409, *AUTHENTICATED),
+)
+async def resolve(
+    scan_id: FromPath[uuid.UUID],
+    data: JSONBody[ConflictResolveRequest],
+    checkin_service: CheckInServiceDep,
+    principal: PrincipalDep,
+) -> ConflictResolutionOut:
+    """Resolve a double entry: ``accept`` (both admissions stand; it counts as an admission from
+    now on) or ``annul`` (undone, as ``/annul`` does); ``note`` goes to the ticket's history.
+    Recorded in the history, sent to the scanners through the feed and to other services as
+    ``ticket.conflict_resolved``. Asking again answers the same; 409 ``already_resolved`` for
+    the other action, 409 ``not_a_conflict`` for a scan that is no standing double entry."""
+    return await checkin_service.resolve(scan_id, data.action, principal.actor, data.note)
+
+
+@post(
     "/v1/codes/check",
     guards=[allow(Role.SERVICE, Role.MANAGER)],
     tags=["tickets"],
@@ -154,4 +182,10 @@ async def check(
 
 
 #: With the event's check-in list API (issue 16), so that the app registers both as one.
-CHECKIN_ROUTES: list[ControllerRouterHandler] = [validate, annul, check, CheckinListController]
+CHECKIN_ROUTES: list[ControllerRouterHandler] = [
+    validate,
+    annul,
+    resolve,
+    check,
+    CheckinListController,
+]

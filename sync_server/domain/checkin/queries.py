@@ -84,6 +84,23 @@ class StoredScan:
 
 
 @dataclass(frozen=True, slots=True)
+class ConflictScan:
+    """A scan as resolving a conflict needs it (``CONFLICT_SCAN``)."""
+
+    id: uuid.UUID
+    ticket_id: uuid.UUID | None
+    gate: str
+    direction: str
+    result: str
+    conflict_of: uuid.UUID | None
+    annulled_at: datetime | None
+    conflict_resolution: str | None
+    conflict_resolved_at: datetime | None
+    conflict_resolved_by: str | None
+    conflict_resolution_note: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class ScanOutcomeRow:
     """What an upload's answer says of a stored scan (``OUTCOMES``)."""
 
@@ -197,8 +214,10 @@ SCAN_DEVICES = "SELECT id, device_id FROM ticket_scans WHERE id = ANY($1::uuid[]
 
 # The stored scan's ``TimeAdjustment`` is derived from its columns (claims.py): how much later
 # the device claimed than the scan was placed, beyond the tolerance either way.
+# A conflict a manager resolved is none (migration 0019).
 OUTCOMES = """
-SELECT id, device_id, result, reason, conflict_of, server_reason,
+SELECT id, device_id, result, reason,
+       CASE WHEN conflict_resolution IS NULL THEN conflict_of END AS conflict_of, server_reason,
        CASE WHEN device_scanned_at - scanned_at + clock_offset_ms * INTERVAL '1 millisecond'
                  > $2::interval THEN 'clock_ahead'
             WHEN device_scanned_at - scanned_at + clock_offset_ms * INTERVAL '1 millisecond'
@@ -280,7 +299,29 @@ UPDATE tickets SET blockchain_sync_status = $3, updated_at = $2 WHERE id = $1
 
 SET_STATUS = "UPDATE tickets SET status = $2, updated_at = $3 WHERE id = ANY($1::uuid[])"
 
-SET_CONFLICT = "UPDATE ticket_scans SET conflict_of = $2 WHERE id = $1"
+# A scan that stops being a double entry loses an accepted resolution with it (migration 0019):
+# a later conflict of it is a new one.
+SET_CONFLICT = """
+UPDATE ticket_scans SET conflict_of = $2,
+    conflict_resolved_at = CASE WHEN $2::uuid IS NULL THEN NULL ELSE conflict_resolved_at END,
+    conflict_resolved_by = CASE WHEN $2::uuid IS NULL THEN NULL ELSE conflict_resolved_by END,
+    conflict_resolution = CASE WHEN $2::uuid IS NULL THEN NULL ELSE conflict_resolution END,
+    conflict_resolution_note =
+        CASE WHEN $2::uuid IS NULL THEN NULL ELSE conflict_resolution_note END
+WHERE id = $1
+"""
+
+CONFLICT_SCAN = """
+SELECT id, ticket_id, gate, direction, result, conflict_of, annulled_at, conflict_resolution,
+       conflict_resolved_at, conflict_resolved_by, conflict_resolution_note
+FROM ticket_scans WHERE id = $1
+"""
+
+RESOLVE_CONFLICT = """
+UPDATE ticket_scans SET conflict_resolution = $2, conflict_resolved_at = $3,
+    conflict_resolved_by = $4, conflict_resolution_note = $5
+WHERE id = $1
+"""
 
 ANNUL_SCAN = "UPDATE ticket_scans SET annulled_at = $2, annulled_by = $3 WHERE id = $1"
 
@@ -505,6 +546,15 @@ class CheckinQueries:
 
     async def annul_scan(self, scan_id: uuid.UUID, now: datetime, actor: str) -> None:
         await self._db.execute(ANNUL_SCAN, scan_id, now, actor)
+
+    async def conflict_scan(self, scan_id: uuid.UUID) -> ConflictScan | None:
+        row = await self._db.fetchrow(CONFLICT_SCAN, scan_id)
+        return None if row is None else ConflictScan(*row.values())
+
+    async def resolve_conflict(
+        self, scan_id: uuid.UUID, resolution: str, now: datetime, actor: str, note: str | None
+    ) -> None:
+        await self._db.execute(RESOLVE_CONFLICT, scan_id, resolution, now, actor, note)
 
     async def junk_allowance(
         self, tenant_id: uuid.UUID, device_id: uuid.UUID, minute: datetime, count: int, limit: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -9,6 +10,7 @@ from typing import Annotated
 import msgspec
 
 from shared import wire
+from shared.wire import PROSE
 
 
 class CodeCheckRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -24,3 +26,32 @@ class CodeCheckOut(msgspec.Struct, kw_only=True):
     verdict: wire.Verdict
     secret_version: int | None = None
     issued_at: datetime | None = None
+
+
+class ConflictAction(enum.StrEnum):
+    #: Both admissions stand (a known re-entry, say): the double entry counts as an admission.
+    ACCEPT = "accept"
+    #: The double entry is undone, as ``POST /v1/scans/{id}/annul`` would.
+    ANNUL = "annul"
+
+
+class ConflictResolveRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``POST /v1/scans/{id}/resolve``: how a manager resolves a double entry."""
+
+    action: ConflictAction
+    #: Why (kept in the ticket's history and the event).
+    note: Annotated[str, msgspec.Meta(min_length=1, max_length=500), PROSE] | None = None
+
+
+class ConflictResolutionOut(msgspec.Struct, kw_only=True):
+    """A resolved double entry: the same answer however often it is asked."""
+
+    scan_id: uuid.UUID
+    ticket_id: uuid.UUID
+    #: The admission it collided with.
+    conflict_of: uuid.UUID | None
+    #: ``accepted`` or ``annulled``.
+    resolution: str
+    resolved_at: datetime
+    resolved_by: str
+    note: str | None

@@ -17,6 +17,8 @@ from sync_server.domain.checkin.annul import annul
 from sync_server.domain.checkin.online import OnlineCheckIn
 from sync_server.domain.checkin.ownership import OwnershipCheck
 from sync_server.domain.checkin.queries import CheckinQueries
+from sync_server.domain.checkin.resolve import resolve
+from sync_server.domain.checkin.schemas import ConflictAction, ConflictResolutionOut
 from sync_server.domain.checkin.upload import Upload
 from sync_server.domain.keys.services import KeyStore
 
@@ -65,3 +67,8 @@ class CheckInService:
         reason: str | None = None,
     ) -> wire.Verdict:
         return await annul(await self._admission(), scan_id, actor, device_id, reason)
+
+    async def resolve(
+        self, scan_id: uuid.UUID, action: ConflictAction, actor: str, note: str | None = None
+    ) -> ConflictResolutionOut:
+        return await resolve(await self._admission(), scan_id, action, actor, note)

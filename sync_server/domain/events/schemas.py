@@ -100,6 +100,9 @@ class TicketTypeCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     capacity: Capacity
     #: The event days (dates of its ``days``) it admits; empty: every day.
     days: DayDates = msgspec.field(default_factory=list)
+    #: Whether revoking one of its tickets returns the seat to sale (a revocation may say
+    #: otherwise: ``RevokeRequest.release_seat``).
+    release_seat: bool = False
 
 
 class TicketTypeUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -111,6 +114,7 @@ class TicketTypeUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     name: Name | msgspec.UnsetType = msgspec.UNSET
     capacity: Capacity | msgspec.UnsetType = msgspec.UNSET
     days: DayDates | msgspec.UnsetType = msgspec.UNSET
+    release_seat: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class TicketTypeOut(msgspec.Struct, kw_only=True):
@@ -121,6 +125,7 @@ class TicketTypeOut(msgspec.Struct, kw_only=True):
     sold: int
     available: int
     days: list[date] = msgspec.field(default_factory=list)
+    release_seat: bool = False
 
 
 class KeyRotation(msgspec.Struct, kw_only=True):

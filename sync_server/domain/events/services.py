@@ -125,6 +125,8 @@ class EventService:
             values["capacity"] = data.capacity
         if data.days is not msgspec.UNSET:
             values["days"] = _type_days(data.days)
+        if data.release_seat is not msgspec.UNSET:
+            values["release_seat"] = data.release_seat
         if values:
             statement = (
                 update(TicketType)
@@ -172,6 +174,7 @@ class EventService:
             capacity=data.capacity,
             sold=0,
             days=_type_days(data.days),
+            release_seat=data.release_seat,
         )
         self._session.add(ticket_type)
         try:
@@ -282,4 +285,5 @@ def ticket_type_out(ticket_type: TicketType) -> TicketTypeOut:
         sold=ticket_type.sold,
         available=ticket_type.capacity - ticket_type.sold,
         days=[date.fromisoformat(d) for d in ticket_type.days],
+        release_seat=ticket_type.release_seat,
     )

@@ -75,6 +75,12 @@ class ScanOut(msgspec.Struct, kw_only=True):
     checkin_list_id: uuid.UUID | None = None
     #: For an admission on a list: that list's zone (None: the general area).
     zone: str | None = None
+    #: A double entry a manager resolved (issue 19): ``accepted`` (both admissions stand; it
+    #: counts as an admission, not a conflict) or ``annulled``; when, by whom, the note.
+    conflict_resolution: str | None = None
+    conflict_resolved_at: datetime | None = None
+    conflict_resolved_by: str | None = None
+    conflict_resolution_note: str | None = None
 
 
 class ScanPage(msgspec.Struct, kw_only=True):

@@ -1,10 +1,12 @@
 """What managers see of the scans: the scan log (a page, or all of it as CSV) and an event's
-gate counts (read from the counts that migration 0016's triggers keep as scans are written).
+gate counts (read from the counts that migration 0020's triggers keep as scans are written).
 
 Counting rules:
 - an *admission* is an admitted entry that is neither a double entry (``conflict_of``) nor
-  undone by staff (``annulled_at``);
-- a *conflict* is a double entry that still stands (not annulled);
+  undone by staff (``annulled_at``) — or a double entry a manager accepted
+  (``conflict_resolution = 'accepted'``: both admissions stand);
+- a *conflict* is a double entry that still stands (not annulled, not resolved:
+  ``conflict_resolved_at`` is NULL);
 - an exit counts when it was admitted and not annulled;
 - a ticket is *inside* when its latest admission or counted exit (by ``scanned_at``, then id)
   is an entry, and inside that entry's zone (check-in lists, issue 16).
@@ -70,10 +72,14 @@ _ADMITTED = VerdictResult.ADMITTED.value
 ADMISSION = and_(
     TicketScan.direction == _ENTRY,
     TicketScan.result == _ADMITTED,
-    TicketScan.conflict_of.is_(None),
+    or_(TicketScan.conflict_of.is_(None), TicketScan.conflict_resolution == "accepted"),
     TicketScan.annulled_at.is_(None),
 )
-CONFLICT = and_(TicketScan.conflict_of.is_not(None), TicketScan.annulled_at.is_(None))
+CONFLICT = and_(
+    TicketScan.conflict_of.is_not(None),
+    TicketScan.annulled_at.is_(None),
+    TicketScan.conflict_resolved_at.is_(None),
+)
 
 
 def _log_column(name: str) -> ColumnElement[Any]:
@@ -101,7 +107,15 @@ _OFFLINE = CSV_COLUMNS.index("offline")
 # Free text that buyers or staff typed: a spreadsheet must not run it as a formula.
 _FREE_TEXT = tuple(
     CSV_COLUMNS.index(name)
-    for name in ("holder_name", "ticket_type", "gate", "scanned_by", "annulled_by")
+    for name in (
+        "holder_name",
+        "ticket_type",
+        "gate",
+        "scanned_by",
+        "annulled_by",
+        "conflict_resolved_by",
+        "conflict_resolution_note",
+    )
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -273,7 +287,7 @@ class ScanLog:
 
     async def counts(self, event_id: uuid.UUID) -> EventCounts:
         """The event's totals, per gate and per zone, from the counts the triggers of migration
-        0016 keep (a few hundred small rows however many scans: no pass over the scans).
+        0020 keep (a few hundred small rows however many scans: no pass over the scans).
         Raises ``NotFound`` when the event is not the tenant's."""
         event = await self._session.get(Event, event_id)
         if event is None:

@@ -117,6 +117,7 @@ async def read_changes(
                 TicketScan.device_id,
                 TicketScan.conflict_of,
                 TicketScan.annulled_at,
+                TicketScan.conflict_resolution,
                 TicketScan.checkin_list_id,
                 TicketScan.zone,
             )
@@ -168,10 +169,11 @@ async def read_changes(
                 direction=Direction(row.direction),
                 scanned_at=row.scanned_at,
                 device_id=row.device_id,
-                conflict_of=row.conflict_of,
+                conflict_of=row.conflict_of if row.conflict_resolution is None else None,
                 annulled=row.annulled_at is not None,
                 checkin_list_id=row.checkin_list_id,
                 zone=row.zone,
+                conflict_resolved=row.conflict_resolution is not None,
             ),
         )
         for row in scans

@@ -33,6 +33,9 @@ class TransferRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class RevokeRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500), PROSE]
+    #: Whether the seat goes back on sale (the ticket type's capacity); None: as the ticket
+    #: type says (``release_seat``, default false).
+    release_seat: bool | None = None
 
 
 class TicketOut(msgspec.Struct, kw_only=True):

@@ -17,7 +17,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, Text, and_, exists, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import TicketStatus
@@ -86,7 +97,7 @@ _LAST = "\U0010ffff"
 def holder_starts(prefix: str) -> ColumnElement[bool]:
     """Tickets whose holder's name starts with ``prefix``, any case (``lower``): a range of the
     index on ``holder_name_key`` — byte-wise comparisons, which row-level security lets the
-    planner use (migration 0017) — checked exactly by ``starts_with``. ``prefix`` is lowered by
+    planner use (migration 0016) — checked exactly by ``starts_with``. ``prefix`` is lowered by
     Postgres's ``lower()`` too, as the column is; none of its characters is a wildcard."""
     key = func.lower(literal(prefix, Text))
     return and_(
@@ -296,11 +307,17 @@ class TicketService:
         return await self._with_code(ticket)
 
     async def revoke(self, ticket_id: uuid.UUID, data: RevokeRequest) -> TicketOut:
+        """Revoke the ticket; its seat goes back on sale when the request (``release_seat``)
+        or else its type says so. The ticket's lock makes a second revocation a 409, so a
+        seat is released once; ``sold`` goes down in this transaction by one statement on the
+        ticket type's row, the row every purchase's conditional UPDATE locks, so a purchase at
+        the same moment counts either before or after it, never past the capacity."""
         ticket = await self._locked(ticket_id)
         if ticket.status == TicketStatus.REVOKED:
             raise Conflict("already_revoked", "The ticket was already revoked.")
         if ticket.status == TicketStatus.EXPIRED:
             raise Conflict("ticket_expired", "The ticket has expired; there is nothing to revoke.")
+        released = await self._release_seat(ticket, data.release_seat)
         change_ticket(
             self._session,
             ticket,
@@ -310,8 +327,26 @@ class TicketService:
             now=self._now,
             status=TicketStatus.REVOKED,
             reason=data.reason,
+            details={"seat_released": released},
         )
         return ticket_out(ticket)
+
+    async def _release_seat(self, ticket: Ticket, asked: bool | None) -> bool:
+        """Count the ticket's seat back into its type's capacity if ``asked`` (None: as the
+        type says). Whether it was released."""
+        release: ColumnElement[bool]
+        if asked is None:
+            release = TicketType.release_seat.expression
+        else:
+            release = true() if asked else false()
+        released = await self._session.scalar(
+            update(TicketType)
+            .where(TicketType.id == ticket.ticket_type_id, TicketType.sold > 0, release)
+            .values(sold=TicketType.sold - 1)
+            .returning(TicketType.id)
+            .execution_options(synchronize_session=False)
+        )
+        return released is not None
 
     # --- answers kept for replays ------------------------------------------------------------
 

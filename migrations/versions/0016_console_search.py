@@ -9,8 +9,8 @@ The byte-wise comparisons of ``text_pattern_ops`` (``~>=~``, ``~<~``) and ``star
 leakproof, so ``holder_name_key ~>=~ 'ann' AND holder_name_key ~<~ 'ann' || U+10FFFF`` is an
 index range.
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-04
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0017"
-down_revision = "0016"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

@@ -47,8 +47,8 @@ writing scans with triggers off, as the console benchmark's seeding does, or to 
 counts; a test holds the triggers to it). The upgrade counts every existing event with it,
 tenant by tenant, so the row-level security of a non-superuser owner sees each tenant's rows.
 
-Revision ID: 0016
-Revises: 0015
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-05
 """
 
@@ -58,8 +58,8 @@ import sqlalchemy as sa
 from alembic import context, op
 from sqlalchemy.dialects.postgresql import UUID
 
-revision = "0016"
-down_revision = "0015"
+revision = "0020"
+down_revision = "0019"
 branch_labels = None
 depends_on = None
 
@@ -71,14 +71,18 @@ TS = sa.DateTime(timezone=True)
 # used by the triggers (set-based and one row at a time) and by the recount.
 def _rules(r: str) -> dict[str, str]:
     return {
+        # A double entry a manager accepted (migration 0019) stands as an admission.
         "admission": f"({r}.direction = 'entry' AND {r}.result = 'admitted'"
-        f" AND {r}.conflict_of IS NULL AND {r}.annulled_at IS NULL)",
+        f" AND ({r}.conflict_of IS NULL OR {r}.conflict_resolution = 'accepted')"
+        f" AND {r}.annulled_at IS NULL)",
         "rejection": f"({r}.result = 'rejected')",
-        "conflict": f"({r}.conflict_of IS NOT NULL AND {r}.annulled_at IS NULL)",
+        "conflict": f"({r}.conflict_of IS NOT NULL AND {r}.annulled_at IS NULL"
+        f" AND {r}.conflict_resolved_at IS NULL)",
         "annulled": f"({r}.annulled_at IS NOT NULL)",
         "exit": f"({r}.direction = 'exit' AND {r}.result = 'admitted' AND {r}.annulled_at IS NULL)",
         "standing": f"({r}.ticket_id IS NOT NULL AND {r}.result = 'admitted'"
-        f" AND {r}.annulled_at IS NULL AND ({r}.direction = 'exit' OR {r}.conflict_of IS NULL))",
+        f" AND {r}.annulled_at IS NULL AND ({r}.direction = 'exit' OR {r}.conflict_of IS NULL"
+        f" OR {r}.conflict_resolution = 'accepted'))",
         "minute": (
             f"date_bin(INTERVAL '1 minute', {r}.scanned_at, TIMESTAMPTZ '2000-01-01T00:00:00Z')"
         ),
@@ -336,8 +340,8 @@ BEGIN
 END $$
 """
 
-#: The columns whose change changes a count (the app changes only conflict_of and
-#: annulled_at; the rest are here so that no update can leave a count behind).
+#: The columns whose change changes a count (the app changes only conflict_of, annulled_at
+#: and a conflict's resolution; the rest are here so that no update can leave a count behind).
 COUNTED_COLUMNS = (
     "tenant_id",
     "event_id",
@@ -349,6 +353,8 @@ COUNTED_COLUMNS = (
     "scanned_at",
     "conflict_of",
     "annulled_at",
+    "conflict_resolution",
+    "conflict_resolved_at",
     "zone",
 )
 

@@ -11,8 +11,8 @@ The application role may read, insert and update it.
 ``gatehouse_prune`` gains ``console_sessions``: sessions past their ``expires_at`` (they were
 deleted only when their user signed in again).
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0018
+Revises: 0017
 Create Date: 2026-12-04
 """
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context, op
 
-revision = "0019"
-down_revision = "0018"
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 

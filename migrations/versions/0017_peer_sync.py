@@ -15,8 +15,8 @@ device's ``GET /v1/devices/me`` lists its event's (``DeviceSelf.revoked_peers``)
 The event's issuer key and peer key are not stored anywhere: the server derives them from its
 master key for each event (``sync_server.domain.keys.peer_keys``).
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-04
 """
 
@@ -25,8 +25,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
-down_revision = "0017"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
