@@ -350,6 +350,28 @@ def record_outcomes(conn: Connection, batch: wire.ScanBatchOutcome) -> int:
     return sum(1 for outcome in answers if outcome.conflict_of is not None)
 
 
+def requeue_after_reset(conn: Connection, now: datetime) -> int:
+    """The server lost what it had from this device (it was restored from a backup: 409
+    ``feed_reset``): queue every scan made here again, and the undo of each annulled one, so
+    what the backup missed goes up again. The server takes a scan it has already as the same
+    scan (by id) and answers what it recorded, so nothing is doubled. Scans the server refused
+    for good stay out. Bounded by this device's own log. Returns how many scans were queued."""
+    queued = conn.exec_driver_sql(
+        "INSERT INTO upload_queue (scan_id, kind, enqueued_at, attempts) "
+        "SELECT scan_id, 'scan', ?, 0 FROM scans WHERE origin = 'local' AND code IS NOT NULL "
+        "AND server_result IS NOT 'refused' ORDER BY recorded_at "
+        "ON CONFLICT (scan_id, kind) DO NOTHING",
+        (to_micros(now),),
+    ).rowcount
+    conn.exec_driver_sql(
+        "INSERT INTO upload_queue (scan_id, kind, enqueued_at, attempts) "
+        "SELECT scan_id, 'annul', ?, 0 FROM scans WHERE origin = 'local' AND annulled "
+        "AND server_result IS NOT 'refused' ON CONFLICT (scan_id, kind) DO NOTHING",
+        (to_micros(now),),
+    )
+    return int(queued)
+
+
 def refuse_queued(conn: Connection, seq: int, error: str) -> None:
     """The server refused this entry for good (it will never accept it as sent): keep the scan
     in the log with the reason, take it off the queue so the rest can go."""

@@ -84,6 +84,7 @@ from scanner_app.core.store.scans import (
     record_online_verdict,
     record_outcomes,
     refuse_queued,
+    requeue_after_reset,
     unresolved_online,
 )
 from scanner_app.core.store.sealing import Sealer
@@ -126,6 +127,11 @@ LOCK_FILE = "sync.lock"
 TOKEN_REFUSED = "The server no longer accepts this scanner's token. Enroll it again."  # noqa: S105 - a sentence
 #: The 401 of an access token past its expiry: renewed with the refresh token, once a request.
 TOKEN_EXPIRED_CODE = "token_expired"  # noqa: S105 - a problem code
+#: The feed's answer to a cursor from before the server's database was restored from a backup.
+FEED_RESET_CODE = "feed_reset"
+#: The answers that start the feed over: ``invalid_cursor`` (a cursor the server cannot read)
+#: and ``feed_reset``, which also queues this gate's scans again.
+FEED_RESET_CODES = frozenset({"invalid_cursor", FEED_RESET_CODE})
 
 ClientFactory = Callable[[str, str | None], ServerClient]
 
@@ -169,6 +175,10 @@ class SyncReport:
     pages: int = 0
     #: The version of a check-in setup this sync stored (None: none came).
     new_setup: int | None = None
+    #: Times the server answered that the feed starts over (a restored database).
+    feed_resets: int = 0
+    #: Scans made here queued again because the server was restored from a backup.
+    requeued: int = 0
     #: The heartbeat went through (False: it failed, or the sync stopped before it).
     heartbeat_sent: bool = False
     errors: list[str] = field(default_factory=list)
@@ -738,15 +748,11 @@ class SyncEngine:
             try:
                 page = client.changes(self._state.cursor, FEED_PAGE, have)
             except RequestRefused as error:
-                if error.code != "invalid_cursor" or self._state.cursor is None:
+                if error.code not in FEED_RESET_CODES or self._state.cursor is None:
                     raise
-                # The server no longer knows our cursor (a restored database): start over.
-                # Applying everything again is safe; every change says how things now are.
-                log.warning("the server refused our feed cursor; downloading everything again")
-                with self._store.write() as conn:
-                    state = msgspec.structs.replace(load_sync_state(conn), cursor=None)
-                    save_sync_state(conn, state)
-                self._state = state
+                self._feed_reset(report, restored=error.code == FEED_RESET_CODE)
+                # The scans queued again go up before the feed is read from the start.
+                self._upload(client, report)
                 continue
             now = self._clock.now()
             with self._store.write() as conn:
@@ -770,6 +776,26 @@ class SyncEngine:
             report.new_keys += applied.new_keys
             if not page.has_more:
                 return
+
+    def _feed_reset(self, report: SyncReport, *, restored: bool) -> None:
+        """The server does not know our cursor: start the feed over (applying everything again
+        is safe; every change says how things now are). When it says it was restored from a
+        backup (``feed_reset``), what it had from this gate since that backup is gone too:
+        every scan made here is queued again (the server takes each once, by id)."""
+        now = self._clock.now()
+        with self._store.write() as conn:
+            requeued = requeue_after_reset(conn, now) if restored else 0
+            state = msgspec.structs.replace(load_sync_state(conn), cursor=None)
+            save_sync_state(conn, state)
+        self._state = state
+        report.feed_resets += 1
+        report.requeued += requeued
+        log.warning(
+            "the server no longer knows our feed cursor%s; downloading everything again "
+            "and uploading %d scans made here again",
+            " (it was restored from a backup)" if restored else "",
+            requeued,
+        )
 
     # --- failure bookkeeping ----------------------------------------------------------------------
 
