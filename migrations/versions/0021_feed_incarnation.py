@@ -1,4 +1,16 @@
-"""The changes feed's incarnation: a cursor from before a restore is never trusted.
+"""After a restore: the feed's incarnation, and a device the database does not know.
+
+A database restored from a backup misses what happened after the backup: the feed's numbers
+(below) and the devices enrolled since. Neither may look like something it is not.
+
+**A device the database does not know** (enrolled after the backup, or its row deleted) was
+refused as ``device_revoked`` by ``gatehouse_enter`` (0007) — which a scanner takes as a manager
+switching it off for good. ``gatehouse_enter`` now answers ``device_unknown`` for a device with
+no row and keeps ``device_revoked`` for a device a manager (or a reused refresh token) revoked:
+the scanner says the server does not know it any more and that enrolling again is the way back,
+keeping its scans (docs/operations.md "Backup and restore").
+
+**The changes feed's incarnation**: a cursor from before a restore is never trusted.
 
 The feed's cursor is the last ``change_seq`` a device applied (migration 0002). A database
 restored from a dump (or to a point in time) has the sequence where it was when the backup was
@@ -39,8 +51,36 @@ def _app_role() -> str:
     return role
 
 
+_ENTER = """
+    CREATE OR REPLACE FUNCTION gatehouse_enter(tenant uuid, device uuid, token text) RETURNS text
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        revoked timestamptz;
+    BEGIN
+        -- Local to the transaction, like SET LOCAL: it never outlives the request.
+        PERFORM set_config('gatehouse.tenant_id', tenant::text, true);
+        -- Both seen through row-level security: only the tenant's own rows count.
+        IF device IS NOT NULL THEN
+            SELECT revoked_at INTO revoked FROM devices WHERE id = device;
+            IF NOT FOUND THEN
+                RETURN %(unknown)s;
+            ELSIF revoked IS NOT NULL THEN
+                RETURN 'device_revoked';
+            END IF;
+        END IF;
+        IF token IS NOT NULL
+            AND EXISTS (SELECT 1 FROM token_revocations WHERE tenant_id = tenant AND jti = token)
+        THEN
+            RETURN 'token_revoked';
+        END IF;
+        RETURN NULL;
+    END $$
+"""
+
+
 def upgrade() -> None:
     role = _app_role()
+    op.execute(_ENTER % {"unknown": "'device_unknown'"})
     op.create_table(
         "gatehouse_feed_epoch",
         sa.Column("one", sa.Boolean, server_default=sa.true()),
@@ -71,5 +111,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.execute(_ENTER % {"unknown": "'device_revoked'"})
     op.execute("DROP FUNCTION gatehouse_feed_incarnation()")
     op.execute("DROP TABLE gatehouse_feed_epoch")
