@@ -38,7 +38,7 @@ from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import ticket_count
 from scanner_app.core.store.state import GateSettings, save_settings
-from scanner_app.core.sync.engine import SyncEngine, SyncReport, enroll
+from scanner_app.core.sync.engine import DEVICE_UNKNOWN, SyncEngine, SyncReport, enroll
 from shared.domain import VerdictReason, VerdictResult
 from tests.scanner_app.live_server import BackOffice, LiveServer
 
@@ -207,8 +207,19 @@ def test_a_dump_of_a_live_event_restores_into_a_new_database_and_scanners_sync_o
         dump = tmp_path / "gatehouse.dump"
         subprocess.run([_pg_tool("pg_dump"), "-Fc", "-f", str(dump), _libpq(original)], check=True)
 
-        # The event goes on after the backup: North admits ticket 2 offline and uploads it,
-        # ticket 4 is revoked and North's cursor moves past everything the dump holds.
+        # The event goes on after the backup: a new gate, West, is enrolled and admits ticket
+        # 0's neighbour online; North admits ticket 2 offline and uploads it, ticket 4 is
+        # revoked and North's cursor moves past everything the dump holds.
+        west = Scanner(
+            tmp_path / "west",
+            server,
+            office.create_enrollment(sale.event_id, gate="West 3").code,
+            "West",
+        )
+        scanners.append(west)
+        west.sync()
+        west_scan = west.gate.scan(sale.tickets[0].code)  # a re-entry refused, online
+        assert west_scan.mode == "online"
         server.stop()
         late = north.gate.scan(sale.tickets[2].code)
         assert (late.mode, late.verdict.result) == ("offline", VerdictResult.ADMITTED)
@@ -256,6 +267,27 @@ def test_a_dump_of_a_live_event_restores_into_a_new_database_and_scanners_sync_o
         server.start()
         # The next sync goes on from the new cursor, no second reset.
         assert north.sync().feed_resets == 0
+
+        # West was enrolled after the backup: the restored server does not know it. It is told
+        # so, with the way back, and is not switched off; its scan waits in its queue.
+        report = west.engine.sync_once()
+        assert report.errors == [DEVICE_UNKNOWN]
+        status = west.engine.status()
+        assert not status.revoked
+        assert status.offline_reason == DEVICE_UNKNOWN
+        assert status.queued == 1
+        # The way back: enroll again on the same data folder; the scan goes up, once.
+        west.engine.stop()
+        code = office.create_enrollment(sale.event_id, gate="West 3").code
+        enroll(west.store, server.url, code, "West again")
+        west.engine = SyncEngine(west.store)
+        west.sync()
+        assert west.engine.status().queued == 0
+        final = asyncio.run(_snapshot(restored.admin_url))
+        made_since = {revoked.verdict.scan_id, again.verdict.scan_id, west_scan.verdict.scan_id}
+        assert None not in made_since
+        assert {scan[0] for scan in final.scans} == {scan[0] for scan in after.scans} | made_since
+        assert len(final.scans) == len(after.scans) + 3
         office.close()
     finally:
         for scanner in scanners:

@@ -84,7 +84,7 @@ from scanner_app.core.store.scans import (
     record_online_verdict,
     record_outcomes,
     refuse_queued,
-    requeue_after_reset,
+    requeue_own_scans,
     unresolved_online,
 )
 from scanner_app.core.store.sealing import Sealer
@@ -123,8 +123,19 @@ BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 LOCK_FILE = "sync.lock"
 #: What the status says when the server refuses the token without saying the device was
-#: revoked: the gate goes on offline, and enrolling again is the way back.
-TOKEN_REFUSED = "The server no longer accepts this scanner's token. Enroll it again."  # noqa: S105 - a sentence
+#: revoked (its secrets changed, or it was restored from a backup and the token or the refresh
+#: token is not one it knows): the gate goes on offline, and enrolling again is the way back.
+TOKEN_REFUSED = (
+    "The server no longer accepts this gate's token (its keys changed, or it was restored from "  # noqa: S105 - a sentence
+    "a backup). Scans on this computer are kept. Enroll the gate again to continue."
+)
+#: ... and when it says it does not know the device at all (``device_unknown``: restored from a
+#: backup taken before this gate was enrolled).
+DEVICE_UNKNOWN = (
+    "This gate is not known to the server any more (the server was restored from a backup or "
+    "its keys changed). Scans on this computer are kept. Enroll the gate again to continue."
+)
+DEVICE_UNKNOWN_CODE = "device_unknown"
 #: The 401 of an access token past its expiry: renewed with the refresh token, once a request.
 TOKEN_EXPIRED_CODE = "token_expired"  # noqa: S105 - a problem code
 #: The feed's answer to a cursor from before the server's database was restored from a backup.
@@ -134,6 +145,12 @@ FEED_RESET_CODE = "feed_reset"
 FEED_RESET_CODES = frozenset({"invalid_cursor", FEED_RESET_CODE})
 
 ClientFactory = Callable[[str, str | None], ServerClient]
+
+
+def refusal_sentence(error: DeviceRejected) -> str:
+    """What the status says of a 401 that is not ``device_revoked``: never "switched off", always
+    that the scans are kept and the way back (enroll again)."""
+    return DEVICE_UNKNOWN if error.code == DEVICE_UNKNOWN_CODE else TOKEN_REFUSED
 
 
 def _default_client(url: str, token: str | None) -> ServerClient:
@@ -460,6 +477,19 @@ class SyncEngine:
         client.close()
         return self._client_factory(self._enrollment.server_url, credentials.access)
 
+    def _renew_early(self, client: ServerClient) -> ServerClient:
+        """Renew a token past half its life. A refusal that is not ``device_revoked`` (a server
+        restored from a backup does not know the refresh token) leaves the sync to go on with
+        the access token while it lasts: the server then says what it knows (``feed_reset``:
+        this gate's scans go up again before it has to be enrolled again; ``device_unknown``)."""
+        try:
+            return self._renew(client)
+        except DeviceRejected as error:
+            if error.revoked:
+                raise
+            log.warning("renewal refused (%s); going on with the access token", error.code)
+            return client
+
     def _validation_client(self) -> ServerClient:
         with self._validate_lock:
             if self._validate_client is None:
@@ -512,7 +542,7 @@ class SyncEngine:
             return report
         try:
             if self._renewal_due():
-                client = self._renew(client)
+                client = self._renew_early(client)
             try:
                 self._exchange(client, report)
             except DeviceRejected as error:
@@ -527,7 +557,7 @@ class SyncEngine:
             self._went_offline(error.reason, error.retry_after)
             return report
         except DeviceRejected as error:
-            report.errors.append(str(error) if error.revoked else TOKEN_REFUSED)
+            report.errors.append(str(error) if error.revoked else refusal_sentence(error))
             self._rejected(error)
             return report
         except RequestRefused as error:
@@ -782,9 +812,11 @@ class SyncEngine:
         is safe; every change says how things now are). When it says it was restored from a
         backup (``feed_reset``), what it had from this gate since that backup is gone too:
         every scan made here is queued again (the server takes each once, by id)."""
+        assert self._enrollment is not None
         now = self._clock.now()
+        device_id = self._enrollment.device_id
         with self._store.write() as conn:
-            requeued = requeue_after_reset(conn, now) if restored else 0
+            requeued = requeue_own_scans(conn, device_id, now) if restored else 0
             state = msgspec.structs.replace(load_sync_state(conn), cursor=None)
             save_sync_state(conn, state)
         self._state = state
@@ -823,12 +855,18 @@ class SyncEngine:
         refusal of the token (unknown to a server restored from a backup or with a new secret,
         or a server that is not ours) must not let whoever answers shut a gate down: the device
         goes on offline, keeps its queue, tries again after the backoff, and says how to get
-        back (enroll again)."""
+        back (enroll again). A server that does not know the device (``device_unknown``) has
+        none of its scans: they are queued again for after the new enrollment."""
         if error.revoked:
             self._revoked(str(error))
             return
         log.warning("the server refused this device's token (%s)", error.code)
-        self._went_offline(TOKEN_REFUSED, None)
+        if error.code == DEVICE_UNKNOWN_CODE and self._enrollment is not None:
+            # It has none of this device's scans: they wait in the queue for the next
+            # enrollment of this gate, which uploads them (``requeue_own_scans``).
+            with self._store.write() as conn:
+                requeue_own_scans(conn, self._enrollment.device_id, self._clock.now())
+        self._went_offline(refusal_sentence(error), None)
 
     def _revoked(self, reason: str) -> None:
         self._save_state(
@@ -909,6 +947,7 @@ class SyncEngine:
 
 
 __all__ = [
+    "DEVICE_UNKNOWN",
     "FEED_PAGE",
     "TOKEN_REFUSED",
     "NotEnrolledForSync",
@@ -918,4 +957,5 @@ __all__ = [
     "SyncStatus",
     "apply_page",
     "enroll",
+    "refusal_sentence",
 ]
