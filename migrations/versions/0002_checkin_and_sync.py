@@ -50,9 +50,13 @@ def upgrade() -> None:
     op.add_column("ticket_scans", sa.Column("code_secret_version", sa.Integer, nullable=True))
     op.add_column("ticket_scans", sa.Column("annulled_at", TS, nullable=True))
     op.add_column("ticket_scans", sa.Column("annulled_by", sa.Text, nullable=True))
+    # lock-reviewed: from before the previous release (0015): it runs only on a new, empty database
+    #   or an install older than it; not a pattern for new revisions
     op.create_index(
         "ix_ticket_scans_event_id_scanned_at", "ticket_scans", ["event_id", "scanned_at"]
     )
+    # lock-reviewed: from before the previous release (0015): it runs only on a new, empty database
+    #   or an install older than it; not a pattern for new revisions
     op.create_index(
         "ix_ticket_scans_ticket_id_scanned_at", "ticket_scans", ["ticket_id", "scanned_at"]
     )
@@ -73,7 +77,11 @@ def upgrade() -> None:
     )
     for table, pending_order in FEED_TABLES.items():
         op.add_column(table, sa.Column("change_seq", sa.BigInteger, nullable=True))
+        # lock-reviewed: from before the previous release (0015): it runs only on a new, empty
+        #   database or an install older than it; not a pattern for new revisions
         op.create_index(f"ix_{table}_event_id_change_seq", table, ["event_id", "change_seq"])
+        # lock-reviewed: from before the previous release (0015): it runs only on a new, empty
+        #   database or an install older than it; not a pattern for new revisions
         op.create_index(
             f"ix_{table}_pending",
             table,

@@ -16,6 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # lock-reviewed: from before the previous release (0015): it runs only on a new, empty database
+    #   or an install older than it; not a pattern for new revisions
     op.create_index("ix_ticket_scans_event_id_id", "ticket_scans", ["event_id", "id"])
 
 

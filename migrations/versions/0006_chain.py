@@ -82,6 +82,8 @@ def upgrade() -> None:
         "tickets", sa.Column("chain_frozen", sa.Boolean, server_default="false", nullable=False)
     )
     op.add_column("tickets", sa.Column("chain_slot", sa.BigInteger, nullable=True))
+    # lock-reviewed: from before the previous release (0015): it runs only on a new, empty database
+    #   or an install older than it; not a pattern for new revisions
     op.create_index(
         "ix_tickets_nft_mint",
         "tickets",

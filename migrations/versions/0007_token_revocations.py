@@ -117,14 +117,20 @@ def upgrade() -> None:
         ),
     )
     op.alter_column("idempotency_keys", "expires_at", server_default=None)
+    # lock-reviewed: from before the previous release (0015): it runs only on a new, empty database
+    #   or an install older than it; not a pattern for new revisions
     op.create_index("ix_idempotency_keys_expires_at", "idempotency_keys", ["expires_at"])
     # A purchase's answer holds a list of tickets with codes, a transfer's one ticket and code.
+    # lock-reviewed: from before the previous release (0015): it runs only on a new, empty database
+    #   or an install older than it; not a pattern for new revisions
     op.execute(
         """
         UPDATE idempotency_keys SET response_body = jsonb_set(response_body, '{code}', '""')
         WHERE jsonb_typeof(response_body) = 'object' AND response_body ? 'code'
         """
     )
+    # lock-reviewed: from before the previous release (0015): it runs only on a new, empty database
+    #   or an install older than it; not a pattern for new revisions
     op.execute(
         """
         UPDATE idempotency_keys SET response_body = jsonb_set(

@@ -25,10 +25,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # lock-reviewed: rewrites tickets and builds the index under an exclusive lock, so admissions
+    #   wait: upgrade past 0017 between events (docs/operations.md, Upgrades)
     op.execute(
         "ALTER TABLE tickets ADD COLUMN holder_name_key text "
         "GENERATED ALWAYS AS (lower(holder_name)) STORED"
     )
+    # lock-reviewed: rewrites tickets and builds the index under an exclusive lock, so admissions
+    #   wait: upgrade past 0017 between events (docs/operations.md, Upgrades)
     op.execute(
         "CREATE INDEX ix_tickets_holder_name_key ON tickets (holder_name_key text_pattern_ops)"
     )

@@ -409,6 +409,18 @@ class TokenRevocation(Base):
     revoked_by: Mapped[str] = mapped_column(Text)
 
 
+class FeedEpoch(Base):
+    """One row: the random half of the changes feed's incarnation, which every cursor names, so
+    a database restored from a backup never answers a cursor it did not number (migration
+    0021; docs/operations.md "Backup and restore")."""
+
+    __tablename__ = "gatehouse_feed_epoch"
+    __table_args__ = (CheckConstraint("one", name="one"),)
+    one: Mapped[bool] = mapped_column(primary_key=True, server_default=text("true"))
+    epoch: Mapped[uuid.UUID] = mapped_column(server_default=text("gen_random_uuid()"))
+    drawn_at: Mapped[datetime] = _created()
+
+
 class JunkScans(Base):
     """Uploaded scans of one device in one minute whose code did not read: how many were
     stored, and how many only counted beyond the limit (migration 0009)."""

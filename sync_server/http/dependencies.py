@@ -92,15 +92,24 @@ async def provide_open_session(principal: PrincipalDep, state: State) -> OpenSes
 
 
 async def require_active_device(principal: PrincipalDep, state: State) -> None:
-    """Refuse (401 ``device_revoked`` or ``token_revoked``) a revoked device or token, for
-    handlers that may read nothing of the tenant's: a revoked token stops working everywhere."""
+    """Refuse (401 ``device_revoked``, ``device_unknown`` or ``token_revoked``) a revoked or
+    unknown device or a revoked token, for handlers that may read nothing of the tenant's: a
+    revoked token stops working everywhere."""
     async with caller_session(_database(state), principal):
         pass
 
 
+#: The sentence of a 401 ``device_unknown``: a valid device token naming a device this database
+#: does not have (restored from a backup older than the enrollment; migration 0021).
+DEVICE_UNKNOWN_DETAIL: Final = (
+    "This server does not know this device (it was restored from a backup taken before the "
+    "device was enrolled). Ask a manager for a new code and enroll the device again."
+)
+
 _REFUSALS = {
     "device_revoked": "This device has been revoked. Ask a manager to enroll it again.",
     "token_revoked": "This token has been revoked. Get a new one.",
+    "device_unknown": DEVICE_UNKNOWN_DETAIL,
 }
 
 

@@ -236,3 +236,56 @@ def test_a_vault_from_before_renewals_keeps_its_token_until_it_expires(
     assert not engine.status().revoked
     with store.read() as conn:
         assert queue_length(conn) == 1
+
+
+def test_a_server_restored_from_before_the_gates_renewal_neither_revokes_nor_stops_it(
+    venue: Venue, store: LocalStore
+) -> None:
+    """The server's database goes back to a backup taken before the gate's last renewal
+    (issue 19): the gate's refresh token is of a generation the database has not issued. Not a
+    reuse: the device is not revoked; the gate syncs on with its access token while it lasts,
+    then asks to be enrolled again — never "switched off"."""
+    engine = _enrolled(venue, store)
+    columns = "refresh_hash, refresh_previous_hash, refresh_generation, refresh_renewed_at"
+
+    async def backup() -> list[Any]:
+        conn = await asyncpg.connect(venue.owner_dsn)
+        try:
+            row = await conn.fetchrow(
+                f"SELECT {columns} FROM devices WHERE id = $1",
+                engine.enrollment.device_id,  # type: ignore[union-attr]
+            )
+        finally:
+            await conn.close()
+        assert row is not None
+        return list(row)
+
+    async def restore(values: list[Any]) -> None:
+        conn = await asyncpg.connect(venue.owner_dsn)
+        try:
+            await conn.execute(
+                "UPDATE devices SET refresh_hash = $2, refresh_previous_hash = $3, "
+                "refresh_generation = $4, refresh_renewed_at = $5 WHERE id = $1",
+                engine.enrollment.device_id,  # type: ignore[union-attr]
+                *values,
+            )
+        finally:
+            await conn.close()
+
+    before = asyncio.run(backup())
+    venue.clock.advance(HOUR / 2 + 1)
+    assert engine.sync_once().ok  # renewed: generation 1
+    asyncio.run(restore(before))
+    venue.clock.advance(HOUR / 2 + 1)  # renewal due again; the access token still lives
+
+    report = engine.sync_once()
+
+    assert report.ok, report.errors
+    assert not engine.status().revoked
+    venue.clock.advance(HOUR)  # the access token has expired now
+    report = engine.sync_once()
+    assert report.errors == [TOKEN_REFUSED]
+    status = engine.status()
+    assert not status.revoked
+    assert status.offline_reason == TOKEN_REFUSED
+    assert venue.device(engine.enrollment.device_id)["revoked_at"] is None  # type: ignore[union-attr]

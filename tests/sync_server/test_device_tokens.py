@@ -286,3 +286,19 @@ def test_device_token_lifetimes_are_bounded_at_start_up() -> None:
     for bad in (str(HOUR), str(91 * 24 * HOUR)):
         with pytest.raises(SettingsError, match="GATEHOUSE_DEVICE_REFRESH_IDLE_TTL must be"):
             Settings.from_env({**base, "GATEHOUSE_DEVICE_REFRESH_IDLE_TTL": bad})
+
+
+async def test_a_refresh_token_newer_than_the_database_is_refused_without_revoking(
+    gate: Gate,
+) -> None:
+    """A database restored from a backup taken before the device renewed has not issued the
+    device's refresh token yet: a generation ahead of it is not a reuse. It renews nothing (its
+    secret cannot be checked) and revokes nothing; the device is told to enroll again."""
+    real = refresh.parse(gate.refresh)
+    assert real is not None
+    ahead = refresh.RefreshToken(
+        real.tenant_id, real.device_id, real.generation + 3, real.family, "B" * 43
+    )
+    _problem(await gate.renew(str(ahead)), 401, "refresh_token_ahead")
+    assert (await gate.listed())["revoked_at"] is None
+    assert (await gate.renew()).status_code == 200

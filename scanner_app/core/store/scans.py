@@ -350,6 +350,36 @@ def record_outcomes(conn: Connection, batch: wire.ScanBatchOutcome) -> int:
     return sum(1 for outcome in answers if outcome.conflict_of is not None)
 
 
+def requeue_own_scans(conn: Connection, device_id: uuid.UUID, now: datetime) -> int:
+    """The server lost what it had from this device: queue every scan made here as
+    ``device_id`` again, and the undo of each annulled one, so they go up again. Two cases:
+
+    * it was restored from a backup (409 ``feed_reset``): the scans the backup missed;
+    * it does not know the device (401 ``device_unknown``: restored from a backup older than
+      the enrollment), so it has none of its scans: they wait in the queue (the status counts
+      them) and go up under the new device once the gate is enrolled again.
+
+    The server takes a scan it has already as the same scan (by id, for the same device) and
+    answers what it recorded, so nothing is doubled. Only ``device_id``'s scans: a server that
+    holds a scan under an earlier enrollment of this store refuses it as another device's.
+    Scans the server refused for good stay out. Bounded by this device's own log. Returns how
+    many scans were queued."""
+    queued = conn.exec_driver_sql(
+        "INSERT INTO upload_queue (scan_id, kind, enqueued_at, attempts) "
+        "SELECT scan_id, 'scan', ?, 0 FROM scans WHERE origin = 'local' AND device_id = ? "
+        "AND code IS NOT NULL AND server_result IS NOT 'refused' ORDER BY recorded_at "
+        "ON CONFLICT (scan_id, kind) DO NOTHING",
+        (to_micros(now), device_id.bytes),
+    ).rowcount
+    conn.exec_driver_sql(
+        "INSERT INTO upload_queue (scan_id, kind, enqueued_at, attempts) "
+        "SELECT scan_id, 'annul', ?, 0 FROM scans WHERE origin = 'local' AND device_id = ? "
+        "AND annulled AND server_result IS NOT 'refused' ON CONFLICT (scan_id, kind) DO NOTHING",
+        (to_micros(now), device_id.bytes),
+    )
+    return int(queued)
+
+
 def refuse_queued(conn: Connection, seq: int, error: str) -> None:
     """The server refused this entry for good (it will never accept it as sent): keep the scan
     in the log with the reason, take it off the queue so the rest can go."""

@@ -91,6 +91,7 @@ from scanner_app.core.store.scans import (
     record_online_verdict,
     record_outcomes,
     refuse_queued,
+    requeue_own_scans,
     unresolved_online,
 )
 from scanner_app.core.store.sealing import Sealer
@@ -130,10 +131,26 @@ BACKOFF_FIRST_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 60.0
 LOCK_FILE = "sync.lock"
 #: What the status says when the server refuses the token without saying the device was
-#: revoked: the gate goes on offline, and enrolling again is the way back.
-TOKEN_REFUSED = "The server no longer accepts this scanner's token. Enroll it again."  # noqa: S105 - a sentence
+#: revoked (its secrets changed, or it was restored from a backup and the token or the refresh
+#: token is not one it knows): the gate goes on offline, and enrolling again is the way back.
+TOKEN_REFUSED = (
+    "The server no longer accepts this gate's token (its keys changed, or it was restored from "  # noqa: S105 - a sentence
+    "a backup). Scans on this computer are kept. Enroll the gate again to continue."
+)
+#: ... and when it says it does not know the device at all (``device_unknown``: restored from a
+#: backup taken before this gate was enrolled).
+DEVICE_UNKNOWN = (
+    "This gate is not known to the server any more (the server was restored from a backup or "
+    "its keys changed). Scans on this computer are kept. Enroll the gate again to continue."
+)
+DEVICE_UNKNOWN_CODE = "device_unknown"
 #: The 401 of an access token past its expiry: renewed with the refresh token, once a request.
 TOKEN_EXPIRED_CODE = "token_expired"  # noqa: S105 - a problem code
+#: The feed's answer to a cursor from before the server's database was restored from a backup.
+FEED_RESET_CODE = "feed_reset"
+#: The answers that start the feed over: ``invalid_cursor`` (a cursor the server cannot read)
+#: and ``feed_reset``, which also queues this gate's scans again.
+FEED_RESET_CODES = frozenset({"invalid_cursor", FEED_RESET_CODE})
 
 ClientFactory = Callable[[str, str | None], ServerClient]
 #: The field of ``EnrollRequest`` a server older than peer sync refuses.
@@ -148,6 +165,12 @@ class PeerLink(Protocol):
     def reload_trust(self) -> None: ...
 
     def peers_heard(self) -> int: ...
+
+
+def refusal_sentence(error: DeviceRejected) -> str:
+    """What the status says of a 401 that is not ``device_revoked``: never "switched off", always
+    that the scans are kept and the way back (enroll again)."""
+    return DEVICE_UNKNOWN if error.code == DEVICE_UNKNOWN_CODE else TOKEN_REFUSED
 
 
 def _default_client(url: str, token: str | None) -> ServerClient:
@@ -189,6 +212,10 @@ class SyncReport:
     pages: int = 0
     #: The version of a check-in setup this sync stored (None: none came).
     new_setup: int | None = None
+    #: Times the server answered that the feed starts over (a restored database).
+    feed_resets: int = 0
+    #: Scans made here queued again because the server was restored from a backup.
+    requeued: int = 0
     #: The heartbeat went through (False: it failed, or the sync stopped before it).
     heartbeat_sent: bool = False
     errors: list[str] = field(default_factory=list)
@@ -503,6 +530,19 @@ class SyncEngine:
         client.close()
         return self._client_factory(self._enrollment.server_url, credentials.access)
 
+    def _renew_early(self, client: ServerClient) -> ServerClient:
+        """Renew a token past half its life. A refusal that is not ``device_revoked`` (a server
+        restored from a backup does not know the refresh token) leaves the sync to go on with
+        the access token while it lasts: the server then says what it knows (``feed_reset``:
+        this gate's scans go up again before it has to be enrolled again; ``device_unknown``)."""
+        try:
+            return self._renew(client)
+        except DeviceRejected as error:
+            if error.revoked:
+                raise
+            log.warning("renewal refused (%s); going on with the access token", error.code)
+            return client
+
     def _validation_client(self) -> ServerClient:
         with self._validate_lock:
             if self._validate_client is None:
@@ -555,7 +595,7 @@ class SyncEngine:
             return report
         try:
             if self._renewal_due():
-                client = self._renew(client)
+                client = self._renew_early(client)
             try:
                 self._exchange(client, report)
             except DeviceRejected as error:
@@ -570,7 +610,7 @@ class SyncEngine:
             self._went_offline(error.reason, error.retry_after)
             return report
         except DeviceRejected as error:
-            report.errors.append(str(error) if error.revoked else TOKEN_REFUSED)
+            report.errors.append(str(error) if error.revoked else refusal_sentence(error))
             self._rejected(error)
             return report
         except RequestRefused as error:
@@ -834,15 +874,11 @@ class SyncEngine:
             try:
                 page = client.changes(self._state.cursor, FEED_PAGE, have)
             except RequestRefused as error:
-                if error.code != "invalid_cursor" or self._state.cursor is None:
+                if error.code not in FEED_RESET_CODES or self._state.cursor is None:
                     raise
-                # The server no longer knows our cursor (a restored database): start over.
-                # Applying everything again is safe; every change says how things now are.
-                log.warning("the server refused our feed cursor; downloading everything again")
-                with self._store.write() as conn:
-                    state = msgspec.structs.replace(load_sync_state(conn), cursor=None)
-                    save_sync_state(conn, state)
-                self._state = state
+                self._feed_reset(report, restored=error.code == FEED_RESET_CODE)
+                # The scans queued again go up before the feed is read from the start.
+                self._upload(client, report)
                 continue
             now = self._clock.now()
             with self._store.write() as conn:
@@ -866,6 +902,28 @@ class SyncEngine:
             report.new_keys += applied.new_keys
             if not page.has_more:
                 return
+
+    def _feed_reset(self, report: SyncReport, *, restored: bool) -> None:
+        """The server does not know our cursor: start the feed over (applying everything again
+        is safe; every change says how things now are). When it says it was restored from a
+        backup (``feed_reset``), what it had from this gate since that backup is gone too:
+        every scan made here is queued again (the server takes each once, by id)."""
+        assert self._enrollment is not None
+        now = self._clock.now()
+        device_id = self._enrollment.device_id
+        with self._store.write() as conn:
+            requeued = requeue_own_scans(conn, device_id, now) if restored else 0
+            state = msgspec.structs.replace(load_sync_state(conn), cursor=None)
+            save_sync_state(conn, state)
+        self._state = state
+        report.feed_resets += 1
+        report.requeued += requeued
+        log.warning(
+            "the server no longer knows our feed cursor%s; downloading everything again "
+            "and uploading %d scans made here again",
+            " (it was restored from a backup)" if restored else "",
+            requeued,
+        )
 
     # --- failure bookkeeping ----------------------------------------------------------------------
 
@@ -893,12 +951,18 @@ class SyncEngine:
         refusal of the token (unknown to a server restored from a backup or with a new secret,
         or a server that is not ours) must not let whoever answers shut a gate down: the device
         goes on offline, keeps its queue, tries again after the backoff, and says how to get
-        back (enroll again)."""
+        back (enroll again). A server that does not know the device (``device_unknown``) has
+        none of its scans: they are queued again for after the new enrollment."""
         if error.revoked:
             self._revoked(str(error))
             return
         log.warning("the server refused this device's token (%s)", error.code)
-        self._went_offline(TOKEN_REFUSED, None)
+        if error.code == DEVICE_UNKNOWN_CODE and self._enrollment is not None:
+            # It has none of this device's scans: they wait in the queue for the next
+            # enrollment of this gate, which uploads them (``requeue_own_scans``).
+            with self._store.write() as conn:
+                requeue_own_scans(conn, self._enrollment.device_id, self._clock.now())
+        self._went_offline(refusal_sentence(error), None)
 
     def _revoked(self, reason: str) -> None:
         self._save_state(
@@ -979,6 +1043,7 @@ class SyncEngine:
 
 
 __all__ = [
+    "DEVICE_UNKNOWN",
     "FEED_PAGE",
     "TOKEN_REFUSED",
     "NotEnrolledForSync",
@@ -988,4 +1053,5 @@ __all__ = [
     "SyncStatus",
     "apply_page",
     "enroll",
+    "refusal_sentence",
 ]

@@ -47,6 +47,7 @@ from sync_server.domain.devices.schemas import (
 from sync_server.domain.devices.status import is_online, status_sentence
 from sync_server.domain.keys.services import KeyStore
 from sync_server.http.auth import Principal, Role, mint_token
+from sync_server.http.dependencies import DEVICE_UNKNOWN_DETAIL
 from sync_server.http.pagination import fetch_page
 from sync_server.http.problems import BadRequest, NotFound, Unauthorized, Unprocessable
 from sync_server.settings import AuthSettings
@@ -57,6 +58,13 @@ def _code_invalid() -> Unprocessable:
         "enrollment_code_invalid",
         "This enrollment code is not valid or has already been used. Ask a manager for a new one.",
     )
+
+
+def _device_unknown() -> Unauthorized:
+    """A device token (valid, signed by this server) naming a device this database does not
+    have: it was enrolled after the backup the database was restored from (migration 0021).
+    Not ``device_revoked``: nobody switched it off, and enrolling again is the way back."""
+    return Unauthorized("device_unknown", DEVICE_UNKNOWN_DETAIL)
 
 
 def _device_revoked(
@@ -184,7 +192,8 @@ class DeviceService:
             else None
         )
         if written is None:
-            raise _device_revoked()
+            gone = device_id is None or await self._session.get(Device, device_id) is None
+            raise _device_unknown() if gone else _device_revoked()
 
     async def revoke(self, device_id: uuid.UUID) -> None:
         """Revoke a device; revoking it again changes nothing. Raises ``NotFound``."""
@@ -204,11 +213,14 @@ class DeviceService:
     async def me(self) -> DeviceSelf:
         """The calling device with its event's current keys (so it can pick up a rotation).
 
-        Raises ``Unauthorized`` (``device_revoked``) when the device is gone or revoked.
+        Raises ``Unauthorized``: ``device_unknown`` when this database has no such device (a
+        restore from a backup older than its enrollment), ``device_revoked`` when revoked.
         """
         device_id = self._principal.device_id
         device = await self._session.get(Device, device_id) if device_id else None
-        if device is None or device.revoked_at is not None:
+        if device is None:
+            raise _device_unknown()
+        if device.revoked_at is not None:
             raise _device_revoked()
         now = self._clock.now()
         device.last_seen_at = now
@@ -472,7 +484,9 @@ async def renew_tokens(
 
     Raises ``Unauthorized``: ``refresh_token_invalid`` (not a token of this device's family, or
     a device enrolled before refresh tokens), ``refresh_token_expired`` (unused longer than
-    ``device_refresh_idle_seconds``), ``device_revoked``.
+    ``device_refresh_idle_seconds``), ``refresh_token_ahead`` (a generation this database has
+    not issued yet: it was restored from a backup taken before the device renewed; the device
+    is not revoked for it), ``device_revoked``.
     """
     token = refresh.parse(request.refresh_token)
     if token is None:
@@ -520,6 +534,19 @@ async def _renew(
             token.tenant_id, token.device_id, device.refresh_generation, token.family, ""
         ).again()
         previous = device.refresh_previous_hash
+    elif token.generation > device.refresh_generation:
+        # Not a reuse: a token this database has not issued yet. The database is behind the
+        # device (restored from a backup taken before it renewed). Its secret cannot be checked
+        # (each generation's is random), so nothing is renewed — but nothing is revoked either.
+        return _Renewed(
+            None,
+            Unauthorized(
+                "refresh_token_ahead",
+                "This refresh token is newer than this server's records (the server was "
+                "restored from a backup). Ask a manager for a new code and enroll the device "
+                "again.",
+            ),
+        )
     else:
         device.revoked_at = now
         device.revoked_reason = REFRESH_TOKEN_REUSED

@@ -76,7 +76,7 @@ class FeedController(Controller):
                 # (a session's start before its end): the schema says it all.
                 generate_examples=False,
             ),
-            **problem_responses(400, *AUTHENTICATED),
+            **problem_responses(400, 409, *AUTHENTICATED),
         },
     )
     async def changes(
@@ -104,7 +104,8 @@ class FeedController(Controller):
         ``Accept: application/msgpack``; gzip when asked for. Every page says the event's
         check-in setup version (``checkin_setup_version``) and carries the setup itself
         (``checkin_setup``: lists, days, time zone, ticket types' days) when it differs from
-        ``setup_version``."""
+        ``setup_version``. A cursor this database did not number (it was restored from a
+        backup since) is answered 409 ``feed_reset``: start again without one."""
         gate = device_gate(principal)
         assert gate.event_id is not None
         await sequence_pending(database, principal.tenant_id)

@@ -1,8 +1,15 @@
 """The changes feed: what a scanner must learn about its event, in change-sequence order.
 
 Rows carry ``change_seq``, numbered after commit by ``gatehouse_sequence_changes`` (see
-migration 0002), so a cursor is simply the last number a device has applied. Each request first
-numbers what has been committed since (in its own short transaction), then reads the next page.
+migration 0002), so a cursor is the last number a device has applied — and the incarnation of
+the database that numbered it (migration 0021): ``c<seq>.<incarnation>``. A database restored
+from a backup numbers again from where the backup was taken, so a cursor from another
+incarnation, or ahead of the sequence, is answered 409 ``feed_reset``: the device downloads
+the feed from the start and uploads its own scans again (docs/sync-protocol.md). A cursor without
+an incarnation (``c<seq>``, from a server before 0021) is taken as it is, once.
+
+Each request first numbers what has been committed since (in its own short transaction), then
+reads the next page.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import wire
@@ -22,7 +29,7 @@ from sync_server.db.models import Event, Ticket, TicketKey, TicketScan, TicketTy
 from sync_server.db.raw import driver
 from sync_server.domain.checkin.setup import read_setup
 from sync_server.domain.keys.services import KeyStore
-from sync_server.http.problems import BadRequest
+from sync_server.http.problems import BadRequest, Conflict
 
 MAX_PAGE = 10_000
 DEFAULT_PAGE = 5_000
@@ -43,19 +50,48 @@ def _sealed_holder(keys: KeyStore, row: Any, tenant_id: uuid.UUID) -> bytes | No
     return seal_name(secret, row.holder_name, ticket_id=row.id, secret_version=row.secret_version)
 
 
-def encode_cursor(seq: int) -> str:
-    return f"c{seq}"
+#: The problem code of a cursor this database did not number (docs/sync-protocol.md).
+FEED_RESET = "feed_reset"
+_INCARNATION_DIGITS = frozenset("0123456789abcdef")
 
 
-def decode_cursor(cursor: str | None) -> int:
-    """The last change a device has applied. Raises ``BadRequest`` for a foreign cursor."""
+def encode_cursor(seq: int, incarnation: str) -> str:
+    return f"c{seq}.{incarnation}"
+
+
+def decode_cursor(cursor: str | None) -> tuple[int, str | None]:
+    """The last change a device has applied and the incarnation that numbered it (None: a
+    cursor from before incarnations). Raises ``BadRequest`` for a foreign cursor."""
     if not cursor:
-        return 0
-    if not (cursor.startswith("c") and cursor[1:].isdigit()):
+        return 0, None
+    seq, dot, incarnation = cursor.partition(".")
+    if not (
+        seq.startswith("c")
+        and seq[1:].isdigit()
+        and len(seq) <= 20
+        and (not dot or (len(incarnation) == 16 and set(incarnation) <= _INCARNATION_DIGITS))
+    ):
         raise BadRequest(
             "invalid_cursor", "The cursor is not one this feed returned; start without one."
         )
-    return int(cursor[1:])
+    return int(seq[1:]), incarnation if dot else None
+
+
+async def feed_position(session: AsyncSession, cursor: str | None) -> tuple[int, str]:
+    """Where ``cursor`` resumes, and this database's incarnation. Raises 409 ``feed_reset``
+    for a cursor this database did not number: another incarnation's (a restored backup), or
+    one past the last number drawn (a restore that kept the database's identity)."""
+    after, theirs = decode_cursor(cursor)
+    query = text("SELECT incarnation, last_seq FROM gatehouse_feed_incarnation()")
+    row = (await session.execute(query)).one()
+    incarnation, last_seq = str(row.incarnation), int(row.last_seq)
+    if (theirs is not None and theirs != incarnation) or after > last_seq:
+        raise Conflict(
+            FEED_RESET,
+            "This server's data was restored from a backup since this cursor was given: "
+            "download the feed again from the start and upload this device's scans again.",
+        )
+    return after, incarnation
 
 
 async def sequence_pending(database: Database, tenant_id: uuid.UUID) -> int:
@@ -83,7 +119,7 @@ async def read_changes(
     the ticket's name secret), admissions at other gates (and this device's own scans whose
     standing changed), and key material after a rotation. The event's check-in setup rides on
     the page when its version differs from the device's ``setup_version`` (issue 16)."""
-    after = decode_cursor(cursor)
+    after, incarnation = await feed_position(session, cursor)
     tickets = (
         await session.execute(
             select(
@@ -192,7 +228,7 @@ async def read_changes(
             setup, version = row.setup, row.setup.version
     return wire.ChangesPage(
         changes=[change for _, change in page],
-        next_cursor=encode_cursor(page[-1][0] if page else after),
+        next_cursor=encode_cursor(page[-1][0] if page else after, incarnation),
         has_more=truncated,
         server_time=server_time,
         checkin_setup=setup,

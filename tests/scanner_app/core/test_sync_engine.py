@@ -60,6 +60,7 @@ from scanner_app.core.sync.client import (
     SyncError,
 )
 from scanner_app.core.sync.engine import (
+    DEVICE_UNKNOWN,
     LOCK_FILE,
     TOKEN_REFUSED,
     NotEnrolledForSync,
@@ -1612,6 +1613,72 @@ def test_a_cursor_the_server_no_longer_knows_starts_the_feed_over(
     assert cursors[-1] is None  # started over
     with store.read() as conn:
         assert ticket_count(conn) == 5
+
+
+def test_a_feed_reset_starts_the_feed_over_and_uploads_this_gates_scans_again(
+    store: LocalStore, server: FakeServer, engine: SyncEngine, gate: Gate
+) -> None:
+    """The server was restored from a backup (issue 19): the scans it took from this gate
+    after the backup are gone. Every scan made here goes up again; the server takes each id
+    once."""
+    tickets = server.sell(3)
+    assert engine.sync_once().ok
+    assert scan_offline(gate, server, tickets)
+    assert engine.sync_once().ok
+    lost = set(server.scans)
+    assert len(lost) == 3
+    server.scans.clear()  # the restored database never saw them
+    server.fail(FEED, Failure(status=409, code="feed_reset", detail="Restored from a backup."))
+
+    report = engine.sync_once()
+
+    assert report.ok, report.errors
+    assert (report.feed_resets, report.requeued) == (1, 3)
+    assert set(server.scans) == lost
+    assert engine.status().queued == 0
+    cursors = [seen.cursor for seen in server.requests_to(FEED)]
+    assert cursors[-2] is not None  # the refused one
+    assert cursors[-1] is None  # started over
+    # Not again: the next sync goes on from the new cursor and uploads nothing.
+    again = engine.sync_once()
+    assert (again.feed_resets, again.uploaded) == (0, 0)
+
+
+def test_a_cursor_the_server_cannot_read_starts_over_without_uploading_again(
+    server: FakeServer, engine: SyncEngine, gate: Gate
+) -> None:
+    tickets = server.sell(2)
+    assert engine.sync_once().ok
+    assert scan_offline(gate, server, tickets)
+    assert engine.sync_once().ok
+    server.fail(FEED, Failure(status=400, code="invalid_cursor", detail="Not a cursor."))
+
+    report = engine.sync_once()
+
+    assert (report.feed_resets, report.requeued, report.uploaded) == (1, 0, 0)
+
+
+def test_a_server_that_does_not_know_the_device_leaves_it_admitting_with_its_scans_queued(
+    server: FakeServer, engine: SyncEngine, gate: Gate
+) -> None:
+    """Restored from a backup older than the enrollment (401 ``device_unknown``): not revoked;
+    the sentence says the way back; the scans the server lost wait in the queue for the next
+    enrollment."""
+    first, second = server.sell(2)
+    assert engine.sync_once().ok
+    assert scan_offline(gate, server, [first])
+    assert engine.sync_once().ok
+    assert engine.status().queued == 0
+    server.fail(ME, Failure(status=401, code="device_unknown", detail="Unknown device."))
+
+    report = engine.sync_once()
+
+    assert report.errors == [DEVICE_UNKNOWN]
+    status = engine.status()
+    assert not status.revoked
+    assert status.offline_reason == DEVICE_UNKNOWN
+    assert status.queued == 1
+    assert scan_offline(gate, server, [second])
 
 
 def test_a_sync_the_server_refuses_is_reported_not_raised(
