@@ -5,6 +5,7 @@ asked again."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,8 @@ from sqlalchemy import text
 from shared.clock import ManualClock
 from shared.ids import new_id
 from sync_server.app import create_app
+from sync_server.domain.checkin.admission import list_history
+from sync_server.domain.checkin.queries import HistoryScan
 from sync_server.http.auth import Role
 from sync_server.settings import Settings
 from tests.sync_server.conftest import TenantHandle
@@ -300,3 +303,34 @@ async def test_an_accepted_conflict_that_stops_being_one_loses_its_resolution(
     assert_problem(
         await _resolve(client, tenant, double.second, action="accept"), 409, "not_a_conflict"
     )
+
+
+def test_check_in_lists_count_an_accepted_double_entry_as_the_scanners_do() -> None:
+    """The feed tells scanners an accepted double entry is none (``conflict_of`` null), so
+    their offline gates count it in a list's entries; the server's lists must count it too,
+    or a rule like "at most two entries" would decide one way online and another offline."""
+    first, second, third = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    ticket = uuid.uuid4()
+    at = datetime(2027, 6, 1, 20, 0, tzinfo=UTC)
+
+    def scan(scan_id: uuid.UUID, conflict_of: uuid.UUID | None, *, accepted: bool) -> HistoryScan:
+        return HistoryScan(
+            id=scan_id,
+            ticket_id=ticket,
+            scanned_at=at,
+            direction="entry",
+            gate="North",
+            device_id=None,
+            conflict_of=conflict_of,
+            online=False,
+            conflict_accepted=accepted,
+        )
+
+    counted = list_history(
+        [
+            scan(first, None, accepted=False),
+            scan(second, first, accepted=True),
+            scan(third, first, accepted=False),
+        ]
+    )
+    assert [s.scan_id for s in counted] == [first, second]

@@ -99,8 +99,9 @@ def _admitted_scan(row: HistoryScan) -> AdmittedScan:
 
 def list_history(history: Iterable[HistoryScan]) -> list[AdmittedScan]:
     """A ticket's admitted scans as check-in lists count them: not the double entries the
-    timeline marks as conflicts."""
-    return [_admitted_scan(s) for s in history if s.conflict_of is None]
+    timeline marks as conflicts, unless a manager accepted one (both admissions stand, as the
+    feed tells the scanners: their offline gates count it too)."""
+    return [_admitted_scan(s) for s in history if s.conflict_of is None or s.conflict_accepted]
 
 
 def list_ids(decision: ListDecision | None) -> tuple[uuid.UUID | None, str | None]:

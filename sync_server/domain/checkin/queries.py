@@ -62,6 +62,8 @@ class HistoryScan:
     #: The check-in list it counted on and that list's zone (issue 16).
     checkin_list_id: uuid.UUID | None = None
     zone: str | None = None
+    #: A double entry a manager accepted (migration 0019): it stands, and lists count it.
+    conflict_accepted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +201,8 @@ CHECKIN_TICKET = "SELECT * FROM gatehouse_checkin_ticket($1)"
 
 ADMITTED_SCANS = """
 SELECT id, ticket_id, scanned_at, direction, gate, device_id, conflict_of,
-       device_scanned_at IS NULL AS online, checkin_list_id, zone
+       device_scanned_at IS NULL AS online, checkin_list_id, zone,
+       conflict_resolution IS NOT DISTINCT FROM 'accepted' AS conflict_accepted
 FROM ticket_scans
 WHERE ticket_id = ANY($1::uuid[]) AND result = 'admitted' AND annulled_at IS NULL
 """
