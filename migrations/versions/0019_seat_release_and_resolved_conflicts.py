@@ -41,15 +41,17 @@ def upgrade() -> None:
     op.add_column("ticket_scans", sa.Column("conflict_resolved_by", sa.Text, nullable=True))
     op.add_column("ticket_scans", sa.Column("conflict_resolution", sa.Text, nullable=True))
     op.add_column("ticket_scans", sa.Column("conflict_resolution_note", sa.Text, nullable=True))
-    op.create_check_constraint(
-        "ck_ticket_scans_conflict_resolution",
-        "ticket_scans",
-        "conflict_resolution IN ('accepted', 'annulled')",
+    # NOT VALID first (no scan of the table under the exclusive lock), then VALIDATE, which
+    # reads the table without blocking writes.
+    op.execute(
+        "ALTER TABLE ticket_scans ADD CONSTRAINT ck_ticket_scans_conflict_resolution "
+        "CHECK (conflict_resolution IN ('accepted', 'annulled')) NOT VALID"
     )
+    op.execute("ALTER TABLE ticket_scans VALIDATE CONSTRAINT ck_ticket_scans_conflict_resolution")
 
 
 def downgrade() -> None:
-    op.drop_constraint("ck_ticket_scans_conflict_resolution", "ticket_scans", type_="check")
+    op.execute("ALTER TABLE ticket_scans DROP CONSTRAINT ck_ticket_scans_conflict_resolution")
     op.drop_column("ticket_scans", "conflict_resolution_note")
     op.drop_column("ticket_scans", "conflict_resolution")
     op.drop_column("ticket_scans", "conflict_resolved_by")
