@@ -95,7 +95,7 @@ def _local_time(value: str, zone: ZoneInfo | None, what: str) -> tuple[datetime 
     return None, f"Give the {what} as a date and time, such as 2027-06-01T19:30."
 
 
-_HOURS: Final = re.compile(r"\d{1,4}(?:[.,]\d{1,4})?")
+_HOURS: Final = re.compile(r"[0-9]{1,4}(?:[.,][0-9]{1,4})?")
 _GRACE_MAX_HOURS: Final = EXPIRY_GRACE_MAX // 3600
 
 
