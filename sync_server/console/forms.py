@@ -22,6 +22,7 @@ from shared.wire import TIME_YEARS, EventDayIn
 from sync_server.domain.checkin_lists.schemas import PretixImport
 from sync_server.domain.events.schemas import (
     CAPACITY_MAX,
+    EXPIRY_GRACE_MAX,
     MAX_DAYS,
     EventCreate,
     EventUpdate,
@@ -94,6 +95,38 @@ def _local_time(value: str, zone: ZoneInfo | None, what: str) -> tuple[datetime 
     return None, f"Give the {what} as a date and time, such as 2027-06-01T19:30."
 
 
+_HOURS: Final = re.compile(r"[0-9]{1,4}(?:[.,][0-9]{1,4})?")
+_GRACE_MAX_HOURS: Final = EXPIRY_GRACE_MAX // 3600
+
+
+def hours_text(seconds: float | None) -> str:
+    """A grace period in seconds as the form shows it: hours, without a needless ``.0``;
+    None: empty (the server's default)."""
+    if seconds is None:
+        return ""
+    return f"{seconds / 3600:.4f}".rstrip("0").rstrip(".")
+
+
+def _expiry_grace(raw: str, errors: dict[str, str]) -> int | None:
+    """The event's expiry grace in seconds from the hours typed; None when empty (the server's
+    default) or wrong (with a sentence in ``errors``)."""
+    if not raw:
+        return None
+    if not _HOURS.fullmatch(raw):
+        errors["expiry_grace_hours"] = (
+            f"Give the hours as a number from 0 to {_GRACE_MAX_HOURS}, such as 6 or 1.5, "
+            "or leave it empty for the server's default."
+        )
+        return None
+    seconds = round(float(raw.replace(",", ".")) * 3600)
+    if seconds > EXPIRY_GRACE_MAX:
+        errors["expiry_grace_hours"] = (
+            f"Tickets expire at most {_GRACE_MAX_HOURS} hours (30 days) after the event ends."
+        )
+        return None
+    return seconds
+
+
 def _event_fields(
     form: Mapping[str, str], errors: dict[str, str]
 ) -> tuple[dict[str, object], ZoneInfo | None]:
@@ -124,6 +157,8 @@ def _event_fields(
         "ends_at": ends,
         "time_zone": zone_name or "UTC",
         "allow_reentry": form.get("allow_reentry") == "on",
+        # Empty: the server's default (in an edit, back to it).
+        "expiry_grace_seconds": _expiry_grace(_text(form, "expiry_grace_hours"), errors),
     }
     return fields, zone
 

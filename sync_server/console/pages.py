@@ -27,7 +27,7 @@ from sync_server.console.accounts import (
     sign_in,
     sign_out,
 )
-from sync_server.console.forms import event_form, ticket_type_form
+from sync_server.console.forms import event_form, hours_text, ticket_type_form
 from sync_server.console.security import ended_session_cookie, session_cookie
 from sync_server.console.web import (
     HEADERS,
@@ -179,6 +179,7 @@ async def events_page(request: AnyRequest, state: State, manager: ManagerDep) ->
         manager=manager,
         events=events,
         time_zones=TIME_ZONES,
+        default_grace=hours_text(app_services(state).settings.jobs.expiry_grace),
         current="events",
     )
 
@@ -203,6 +204,7 @@ async def events_create(request: AnyRequest, state: State, manager: ManagerDep) 
         status=400,
         events=events,
         time_zones=TIME_ZONES,
+        default_grace=hours_text(app_services(state).settings.jobs.expiry_grace),
         current="events",
         errors=read.errors,
         values=form,

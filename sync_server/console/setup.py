@@ -26,6 +26,7 @@ from sync_server.console.forms import (
     checkin_list_form,
     days_text,
     event_update_form,
+    hours_text,
     pretix_import_form,
     ticket_type_update_form,
 )
@@ -46,6 +47,7 @@ from sync_server.domain.checkin_lists.schemas import CheckinListPatch
 from sync_server.domain.checkin_lists.services import CheckinListService
 from sync_server.domain.events.schemas import TicketTypeOut
 from sync_server.domain.events.services import ADMISSION_AFTER_END, event_out
+from sync_server.http.dependencies import app_services
 from sync_server.http.problems import Problem
 
 PREFIX: Final = "/console/events"
@@ -82,6 +84,7 @@ def _event_values(event: Event) -> dict[str, str]:
         ),
         "time_zone": event.time_zone,
         "allow_reentry": "on" if event.allow_reentry else "",
+        "expiry_grace_hours": hours_text(event.expiry_grace_seconds),
         "days": days,
         "days_shown": days,
     }
@@ -110,6 +113,7 @@ async def _edit_event_page(
         status=status,
         event=event,
         time_zones=TIME_ZONES,
+        default_grace=hours_text(app_services(state).settings.jobs.expiry_grace),
         current="events",
         errors=errors or {},
         # What was typed, when it comes back with sentences; what the event has, otherwise.

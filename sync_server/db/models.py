@@ -63,6 +63,9 @@ class Tenant(Base):
 
 class Event(Base):
     __tablename__ = "events"
+    __table_args__ = (
+        CheckConstraint("expiry_grace_seconds BETWEEN 0 AND 2592000", name="expiry_grace_seconds"),
+    )
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     tenant_id: Mapped[uuid.UUID] = _tenant()
     name: Mapped[str] = mapped_column(Text)
@@ -79,6 +82,9 @@ class Event(Base):
     #: Grows with every change to its access setup (lists, days, zone, ticket types' days), by
     #: triggers in the changing transaction (migration 0013).
     setup_version: Mapped[int] = mapped_column(BigInteger, server_default="1")
+    #: How long after it ends its tickets expire, in seconds (0..30 days); None: the server's
+    #: default (``GATEHOUSE_EXPIRY_GRACE``; migration 0022).
+    expiry_grace_seconds: Mapped[int | None] = mapped_column(Integer)
 
 
 class TicketType(Base):

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sync_server.console.forms import (
     checkin_list_form,
     days_text,
+    event_form,
     event_update_form,
     pretix_import_form,
     rule_problem,
@@ -27,6 +28,7 @@ FIELDS = [
     "admission_opens_at",
     "time_zone",
     "allow_reentry",
+    "expiry_grace_hours",
     "days",
     "days_shown",
     "capacity",
@@ -57,6 +59,11 @@ texts = st.one_of(
             "to 2027-06-01T19:00",
             "1e999",
             "Mars/Olympus",
+            "1,5",
+            "720",
+            "720.0001",
+            "-1",
+            "\u0663",
         ]
     ),
 )
@@ -67,6 +74,7 @@ forms = st.dictionaries(st.sampled_from(FIELDS), texts, max_size=len(FIELDS))
 @given(form=forms)
 def test_every_reader_answers_any_form_without_raising(form: dict[str, str]) -> None:
     for read in (
+        event_form(form),
         event_update_form(form),
         ticket_type_update_form(form),
         checkin_list_form(form, ["a"], BERLIN),
@@ -96,6 +104,27 @@ def test_days_read_back_as_they_are_shown() -> None:
     unchanged = event_update_form({**form, "days_shown": form["days"]})
     assert unchanged.value is not None
     assert unchanged.value.days is msgspec.UNSET
+
+
+def test_the_expiry_grace_is_read_in_hours_and_empty_is_the_servers_default() -> None:
+    event = {
+        "name": "Fest",
+        "venue": "Park",
+        "starts_at": "2027-06-01T19:00",
+        "ends_at": "2027-06-01T23:00",
+    }
+    for typed, seconds in (("", None), ("0", 0), ("1,5", 5400), ("720", 30 * 24 * 3600)):
+        created = event_form({**event, "expiry_grace_hours": typed})
+        assert created.value is not None, created.errors
+        assert created.value.expiry_grace_seconds == seconds
+        changed = event_update_form({**event, "expiry_grace_hours": typed})
+        assert changed.value is not None, changed.errors
+        # Empty in an edit: back to the server's default (null), not "unchanged".
+        assert changed.value.expiry_grace_seconds == seconds
+    for typed in ("720.5", "-1", "six", "\u0663", "1e3"):
+        read = event_update_form({**event, "expiry_grace_hours": typed})
+        assert read.value is None
+        assert set(read.errors) == {"expiry_grace_hours"}, typed
 
 
 def test_a_rule_problem_says_what_and_where() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -58,6 +59,23 @@ def _buy(server: ConsoleServer, venue: Venue, page: Page, ticket_type: str, quan
     assert bought.status_code == 201, bought.text
 
 
+def _api_event(server: ConsoleServer, venue: Venue, page: Page) -> dict[str, Any]:
+    """The event of the page, as the API shows it."""
+    token = mint_token(
+        server.secrets.jwt_secret,
+        tenant_id=venue.tenant_id,
+        role=Role.MANAGER,
+        subject="box-office",
+        ttl_seconds=300,
+    )
+    response = httpx.get(
+        f"{server.url}/v1/events/{_event_id(page)}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200, response.text
+    event: dict[str, Any] = response.json()
+    return event
+
+
 def test_a_manager_edits_an_event_and_a_ticket_type(
     page: Page, console_server: ConsoleServer, venue: Venue
 ) -> None:
@@ -79,9 +97,26 @@ def test_a_manager_edits_an_event_and_a_ticket_type(
     )
     expect(page.get_by_label("Ends")).to_have_attribute("aria-invalid", "true")
 
+    grace = page.get_by_label("Tickets expire", exact=False)
+    # Empty: the server's default, which the hint names.
+    expect(grace).to_have_value("")
+    expect(page.locator("#f-expiry_grace_hours-hint")).to_contain_text("server's default: 6 hours")
+    grace.fill("a day")
+    page.get_by_role("button", name="Save event").click()
+    expect(page.locator('[data-field-error="expiry_grace_hours"]')).to_have_text(
+        "Give the hours as a number from 0 to 720, such as 6 or 1.5, "
+        "or leave it empty for the server's default."
+    )
+    grace.fill("721")
+    page.get_by_role("button", name="Save event").click()
+    expect(page.locator('[data-field-error="expiry_grace_hours"]')).to_have_text(
+        "Tickets expire at most 720 hours (30 days) after the event ends."
+    )
+
     page.get_by_label("Name").fill("Harbour Nights II")
     page.get_by_label("Starts").fill("2027-06-01T20:00")
     page.get_by_label("Ends").fill("2027-06-02T01:00")
+    grace.fill("1,5")
     page.get_by_label("Days").fill("2027-06-01 20:00-01:00 Opening night\n2027-06-02")
     page.get_by_role("button", name="Save event").click()
     expect(page.get_by_role("heading", name="Harbour Nights II", exact=True)).to_be_visible()
@@ -92,6 +127,8 @@ def test_a_manager_edits_an_event_and_a_ticket_type(
     expect(page.get_by_label("Days")).to_have_value(
         "2027-06-01 20:00-01:00 Opening night\n2027-06-02"
     )
+    expect(grace).to_have_value("1.5")
+    assert _api_event(console_server, venue, page)["expiry_grace_seconds"] == 5400
     page.get_by_label("Days").fill("2027-06-01\n2027-06-01")
     page.get_by_role("button", name="Save event").click()
     expect(page.locator('[data-field-error="days"]')).to_have_text(

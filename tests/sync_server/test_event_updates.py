@@ -12,6 +12,7 @@ from litestar import Litestar
 
 from tests.sync_server.conftest import TenantHandle
 from tests.sync_server.helpers import (
+    EVENT,
     Client,
     assert_problem,
     buy,
@@ -69,6 +70,39 @@ async def test_new_times_and_time_zone_reach_scanners_through_the_setup_version(
     assert cleared.json()["admission_opens_at"] is None
 
 
+async def test_an_events_expiry_grace_is_set_kept_and_reset_to_the_servers_default(
+    client: Client, tenant: TenantHandle
+) -> None:
+    """``expiry_grace_seconds``: given at creation, kept by a change that does not name it,
+    changed by one that does, and ``null`` puts the event back on the server's default."""
+    plain = await create_event(client, tenant)
+    assert plain["expiry_grace_seconds"] is None
+    event = await create_event(client, tenant, expiry_grace_seconds=1800)
+    assert event["expiry_grace_seconds"] == 1800
+    path = f"/v1/events/{event['id']}"
+    renamed = await _patch(client, tenant, path, {"name": "Renamed"})
+    assert renamed.json()["expiry_grace_seconds"] == 1800
+    longer = await _patch(client, tenant, path, {"expiry_grace_seconds": 30 * 24 * 3600})
+    assert longer.status_code == 200, longer.text
+    assert longer.json()["expiry_grace_seconds"] == 30 * 24 * 3600
+    # Nothing a scanner decides by: the setup version stays.
+    assert longer.json()["setup_version"] == event["setup_version"]
+    reset = await _patch(client, tenant, path, {"expiry_grace_seconds": None})
+    assert reset.status_code == 200, reset.text
+    read = await client.get(path, headers=tenant.token())
+    assert read.json()["expiry_grace_seconds"] is None
+
+
+@pytest.mark.parametrize("grace", [-1, 30 * 24 * 3600 + 1, 1.5, "six hours", 2**63])
+async def test_a_new_event_with_a_wrong_expiry_grace_is_refused(
+    client: Client, tenant: TenantHandle, grace: Any
+) -> None:
+    response = await client.post(
+        "/v1/events", json={**EVENT, "expiry_grace_seconds": grace}, headers=tenant.token()
+    )
+    assert_problem(response, 400, "validation_failed")
+
+
 @pytest.mark.parametrize(
     ("body", "code"),
     [
@@ -78,6 +112,10 @@ async def test_new_times_and_time_zone_reach_scanners_through_the_setup_version(
         ({"days": [{"date": "2030-05-01"}, {"date": "2030-05-01"}]}, "duplicate_day"),
         ({"name": ""}, "validation_failed"),
         ({"capacity": 5}, "validation_failed"),  # not a field of an event
+        ({"expiry_grace_seconds": -1}, "validation_failed"),
+        ({"expiry_grace_seconds": 30 * 24 * 3600 + 1}, "validation_failed"),  # over 30 days
+        ({"expiry_grace_seconds": "6h"}, "validation_failed"),
+        ({"expiry_grace_seconds": 2**40}, "validation_failed"),  # beyond the column's integer
     ],
 )
 async def test_a_change_that_would_make_a_wrong_event_is_refused_and_changes_nothing(

@@ -17,6 +17,19 @@ Days = Annotated[list[EventDayIn], msgspec.Meta(max_length=MAX_DAYS)]
 DayDates = Annotated[list[date], msgspec.Meta(max_length=MAX_DAYS)]
 CAPACITY_MAX = 10_000_000
 Capacity = Annotated[int, msgspec.Meta(ge=0, le=CAPACITY_MAX)]
+#: The most an event's own expiry grace may be: 30 days (migration 0022's check).
+EXPIRY_GRACE_MAX = 30 * 24 * 3600
+ExpiryGrace = Annotated[
+    int,
+    msgspec.Meta(
+        ge=0,
+        le=EXPIRY_GRACE_MAX,
+        description=(
+            "Seconds after the event ends before its tickets expire (0 to 30 days); "
+            "null: the server's default (GATEHOUSE_EXPIRY_GRACE, 6 hours unless set)."
+        ),
+    ),
+]
 
 
 class EventCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -31,6 +44,8 @@ class EventCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     time_zone: TimeZoneName = "UTC"
     #: Its days or sessions, for multi-day events (docs/checkin-lists.md).
     days: Days = msgspec.field(default_factory=list)
+    #: Seconds after it ends before its tickets expire; None: the server's default.
+    expiry_grace_seconds: ExpiryGrace | None = None
 
     def __post_init__(self) -> None:
         check_times(
@@ -53,6 +68,8 @@ class EventOut(msgspec.Struct, kw_only=True):
     days: list[EventDayIn] = msgspec.field(default_factory=list)
     #: Grows with every change to its access setup (lists, days, time zone, ticket types' days).
     setup_version: int = 1
+    #: Seconds after it ends before its tickets expire; None: the server's default.
+    expiry_grace_seconds: int | None = None
 
 
 class EventDays(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -65,7 +82,8 @@ class EventDays(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class EventUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """``PATCH /v1/events/{id}``: the fields given replace the event's, the rest stay; the
     result is checked as a new event would be (it ends after it starts, admission opens before
-    it ends, a real time zone, no day twice). ``null`` clears ``admission_opens_at``."""
+    it ends, a real time zone, no day twice). ``null`` clears ``admission_opens_at``, and
+    ``expiry_grace_seconds`` (back to the server's default)."""
 
     name: Name | msgspec.UnsetType = msgspec.UNSET
     venue: Name | msgspec.UnsetType = msgspec.UNSET
@@ -75,6 +93,7 @@ class EventUpdate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     allow_reentry: bool | msgspec.UnsetType = msgspec.UNSET
     time_zone: TimeZoneName | msgspec.UnsetType = msgspec.UNSET
     days: Days | msgspec.UnsetType = msgspec.UNSET
+    expiry_grace_seconds: ExpiryGrace | msgspec.UnsetType | None = msgspec.UNSET
 
     def __post_init__(self) -> None:
         check_times(

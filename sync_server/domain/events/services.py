@@ -61,6 +61,7 @@ class EventService:
             allow_reentry=data.allow_reentry,
             time_zone=data.time_zone,
             days=msgspec.to_builtins(data.days),
+            expiry_grace_seconds=data.expiry_grace_seconds,
         )
         self._session.add(event)
         await self._session.flush()
@@ -99,6 +100,7 @@ class EventService:
         event.admission_opens_at = admission_opens_at
         event.allow_reentry = _given(data.allow_reentry, event.allow_reentry)
         event.time_zone = time_zone
+        event.expiry_grace_seconds = _given(data.expiry_grace_seconds, event.expiry_grace_seconds)
         if data.days is not msgspec.UNSET:
             event.days = msgspec.to_builtins(data.days)
         await self._session.flush()
@@ -273,6 +275,7 @@ def event_out(event: Event) -> EventOut:
         time_zone=event.time_zone,
         days=msgspec.convert(event.days, list[EventDayIn], strict=False),
         setup_version=event.setup_version,
+        expiry_grace_seconds=event.expiry_grace_seconds,
     )
 
 

@@ -680,9 +680,10 @@ async def expire_tickets(
     grace: timedelta = timedelta(0),
     batches: int | None = None,
 ) -> int:
-    """Mark the current tenant's tickets of events that ended before ``now - grace``
-    ``expired``, in batches of ``EXPIRY_BATCH`` (at most ``batches``; None: until none is
-    left), each ticket with its history row and ``ticket.expired`` event. Returns how many.
+    """Mark the current tenant's tickets of events that ended more than their grace period
+    before ``now`` ``expired`` (an event's own ``expiry_grace_seconds``, else ``grace``), in
+    batches of ``EXPIRY_BATCH`` (at most ``batches``; None: until none is left), each
+    ticket with its history row and ``ticket.expired`` event. Returns how many.
 
     Safe to run concurrently and to repeat: a ticket is taken ``FOR UPDATE SKIP LOCKED`` and
     only while it is active or checked in, so no ticket is expired (or announced) twice."""
@@ -694,7 +695,13 @@ async def expire_tickets(
                 select(Ticket)
                 .join(Event, Event.id == Ticket.event_id)
                 .where(
-                    Event.ends_at < now - grace,
+                    # The event's own grace, or the default: one query for every event.
+                    Event.ends_at
+                    + func.coalesce(
+                        Event.expiry_grace_seconds * literal(timedelta(seconds=1)),
+                        literal(grace),
+                    )
+                    < now,
                     Ticket.status.in_([TicketStatus.ACTIVE.value, TicketStatus.CHECKED_IN.value]),
                 )
                 .order_by(Ticket.id)
@@ -723,7 +730,8 @@ async def expire_tickets(
 async def expire_ended_events(
     database: Database, now: datetime, *, grace: timedelta = timedelta(0)
 ) -> int:
-    """Expire the tickets of events that ended more than ``grace`` before ``now``, for every
+    """Expire the tickets of events that ended more than their grace period before ``now``
+    (the event's own ``expiry_grace_seconds``; ``grace`` for an event without one), for every
     tenant, one transaction per batch (``gatehouse-server expire`` and the worker's ``expire``
     job): a run cut short keeps what it committed, and the next run carries on. Returns how
     many were expired."""

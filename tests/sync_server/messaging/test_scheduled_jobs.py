@@ -555,3 +555,91 @@ async def test_the_key_rotation_reminder_fires_for_an_old_key_and_not_a_fresh_on
     assert not any(k["rotation_due"] for k in keys)
     still_due = await keys_due_for_rotation(database, datetime.now(UTC), timedelta(days=90))
     assert [d.event_id for d in still_due if d.tenant_id == tenant.id] == []
+
+
+async def _stored(settings: Settings, ticket_ids: list[str]) -> list[str]:
+    """The tickets' statuses in the database (the API's reads may come from the Redis ticket
+    cache, which the relay's ``ticket.expired`` events refresh: no relay runs between these)."""
+    async with connect(settings.database.admin_url) as db:
+        rows = await db.execute(
+            text("SELECT id::text, status FROM tickets WHERE id = ANY(CAST(:ids AS uuid[]))"),
+            {"ids": ticket_ids},
+        )
+        found: dict[str, str] = dict(rows.tuples().all())
+    return [found[ticket_id] for ticket_id in ticket_ids]
+
+
+async def _sold_with_grace(
+    client: Client, tenant: TenantHandle, grace: timedelta | None, ends_at: datetime
+) -> list[str]:
+    event = await create_event(
+        client,
+        tenant,
+        starts_at=(ends_at - timedelta(hours=3)).isoformat(),
+        ends_at=ends_at.isoformat(),
+        expiry_grace_seconds=None if grace is None else int(grace.total_seconds()),
+    )
+    ticket_type = await create_ticket_type(client, tenant, event["id"])
+    response = await buy(client, tenant, ticket_type["id"], 2)
+    assert response.status_code == 201, response.text
+    return [item["ticket"]["id"] for item in response.json()["tickets"]]
+
+
+async def test_an_events_own_grace_period_decides_when_its_tickets_expire(
+    client: Client, tenant: TenantHandle, settings: Settings, amqp_url: str, no_leases: None
+) -> None:
+    """Three events ending at the same moment: one with a short grace of its own, one with a
+    long one, one without (the worker's default, ``GRACE``). One query picks them all; each
+    expires when its own period is over, and the relay announces exactly those tickets."""
+    ends = datetime.now(UTC).replace(microsecond=0) + timedelta(days=400)
+    short = await _sold_with_grace(client, tenant, timedelta(minutes=10), ends)
+    default = await _sold_with_grace(client, tenant, None, ends)
+    long = await _sold_with_grace(client, tenant, timedelta(hours=5), ends)
+    clock = ManualClock(ends + timedelta(minutes=11))
+    worker = Worker(_settings(settings, amqp_url), clock=clock)
+    expire = _job(worker.scheduler, "expire")
+    async with bound_queue(amqp_url, routing_keys=("ticket.expired",)) as queue:
+        # Past the short grace only: the default (1 hour) would still keep these valid.
+        assert (await worker.scheduler.run_if_due(expire)) is not None
+        assert await _stored(settings, short) == ["expired"] * 2
+        assert await _stored(settings, default + long) == ["active"] * 4
+
+        # Past the default, not the long grace (and more than the job's interval later).
+        clock.set(ends + GRACE + timedelta(minutes=1))
+        assert (await worker.scheduler.run_if_due(expire)) is not None
+        assert await _stored(settings, default) == ["expired"] * 2
+        assert await _stored(settings, long) == ["active"] * 2
+
+        clock.set(ends + timedelta(hours=5, minutes=1))
+        async with running(worker):
+            arrivals = await collect(queue, mine=of_tenants(tenant.id), expected=6, settle=1.0)
+    assert await _stored(settings, long) == ["expired"] * 2
+    assert sorted(a.envelope["data"]["ticket_id"] for a in arrivals) == sorted(
+        short + default + long
+    )
+    assert await _expired_events(settings, short + default + long) == Counter(
+        dict.fromkeys(short + default + long, 1)
+    )
+
+
+async def test_the_cli_grace_is_only_the_default_for_events_without_their_own(
+    client: Client,
+    tenant: TenantHandle,
+    settings: Settings,
+    database: Database,
+    no_leases: None,
+) -> None:
+    """``expire_ended_events(grace=...)`` (what ``gatehouse-server expire --grace`` calls): an
+    event's own grace wins over it, longer or shorter."""
+    ends = datetime.now(UTC).replace(microsecond=0) + timedelta(days=500)
+    own_long = await _sold_with_grace(client, tenant, timedelta(days=2), ends)
+    own_zero = await _sold_with_grace(client, tenant, timedelta(0), ends)
+    default = await _sold_with_grace(client, tenant, None, ends)
+    await expire_ended_events(database, ends + timedelta(seconds=1), grace=timedelta(days=1))
+    assert await _stored(settings, own_zero) == ["expired"] * 2
+    assert await _stored(settings, default + own_long) == ["active"] * 4
+    await expire_ended_events(
+        database, ends + timedelta(days=1, seconds=1), grace=timedelta(days=1)
+    )
+    assert await _stored(settings, default) == ["expired"] * 2
+    assert await _stored(settings, own_long) == ["active"] * 2
