@@ -19,6 +19,7 @@ from litestar import get, post
 from litestar.datastructures import State
 from litestar.params import FromPath
 from litestar.response import Redirect, Stream, Template
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.domain import Direction, VerdictReason, VerdictResult
 from shared.wire import GATE_NAME_MAX, ONE_LINE, TIME_OUT_OF_RANGE, out_of_range
@@ -346,63 +347,11 @@ async def _scan(state: State, manager: Manager, scan_id: uuid.UUID) -> tuple[Sca
     return found, names.get(found.device_id) if found.device_id else None
 
 
-@get("/scans/{scan_id:uuid}/annul")
-async def annul_page(
-    request: AnyRequest, state: State, manager: ManagerDep, scan_id: FromPath[uuid.UUID]
-) -> Template:
-    found = await _scan(state, manager, scan_id)
-    if found is None:
-        return not_found(request, manager, "scans")
-    scan, device = found
-    events = {e.id: e for e in await event_list(state, manager)}
-    zone = zoneinfo.ZoneInfo(events[scan.event_id].time_zone) if scan.event_id in events else None
-    return render(
-        request,
-        "scan_annul.html",
-        manager=manager,
-        current="scans",
-        scan=scan,
-        device=device,
-        when=scan.scanned_at.astimezone(zone),
-        back=_back(request.query_params.get("back", "")),
-    )
-
-
-@post("/scans/{scan_id:uuid}/annul", status_code=303)
-async def annul_submit(
-    request: AnyRequest, state: State, manager: ManagerDep, scan_id: FromPath[uuid.UUID]
-) -> Redirect | Template:
-    """Undo the admission through the API's check-in service, recorded as this manager's.
-    Sent again (a second tab, a reload), it changes nothing and shows the log again."""
-    form = await read_form(request)
-    back = _back(form.get("back", ""))
+def _checkin(state: State, session: AsyncSession, manager: Manager) -> CheckInService:
+    """The API's check-in service in the manager's tenant transaction."""
     built = app_services(state)
-    refused: Problem | None = None
-    async with tenant(state, manager) as session:
-        service = CheckInService(
-            session, built.keys, built.ownership, tenant_id=manager.tenant_id, now=now(state)
-        )
-        try:
-            await service.annul(scan_id, principal(manager).actor, None)
-        except Problem as problem:
-            refused = problem
-    if refused is None or refused.code == "already_annulled":
-        return see_other(back)
-    found = await _scan(state, manager, scan_id)
-    if found is None:
-        return not_found(request, manager, "scans")
-    scan, device = found
-    return render(
-        request,
-        "scan_annul.html",
-        manager=manager,
-        status=422,
-        current="scans",
-        scan=scan,
-        device=device,
-        when=scan.scanned_at,
-        back=back,
-        errors={"form": refused.detail},
+    return CheckInService(
+        session, built.keys, built.ownership, tenant_id=manager.tenant_id, now=now(state)
     )
 
 
@@ -411,26 +360,73 @@ async def _zone_of(state: State, manager: Manager, scan: ScanOut) -> zoneinfo.Zo
     return zoneinfo.ZoneInfo(events[scan.event_id].time_zone) if scan.event_id in events else None
 
 
-@get("/scans/{scan_id:uuid}/resolve")
-async def resolve_page(
-    request: AnyRequest, state: State, manager: ManagerDep, scan_id: FromPath[uuid.UUID]
+async def _confirmation(
+    request: AnyRequest,
+    state: State,
+    manager: Manager,
+    scan_id: uuid.UUID,
+    template: str,
+    *,
+    back: str,
+    status: int = 200,
+    refused: Problem | None = None,
 ) -> Template:
-    """What marking a double entry resolved means, and the button that does it."""
+    """The page that says what annulling or resolving a scan does (again with the service's
+    sentence when it refused)."""
     found = await _scan(state, manager, scan_id)
     if found is None:
         return not_found(request, manager, "scans")
     scan, device = found
     return render(
         request,
-        "scan_resolve.html",
+        template,
         manager=manager,
+        status=status,
         current="scans",
         scan=scan,
         device=device,
         standing=standing_conflict(scan),
         when=scan.scanned_at.astimezone(await _zone_of(state, manager, scan)),
-        back=_back(request.query_params.get("back", "")),
+        back=back,
+        errors={"form": refused.detail} if refused is not None else {},
     )
+
+
+@get("/scans/{scan_id:uuid}/annul")
+async def annul_page(
+    request: AnyRequest, state: State, manager: ManagerDep, scan_id: FromPath[uuid.UUID]
+) -> Template:
+    back = _back(request.query_params.get("back", ""))
+    return await _confirmation(request, state, manager, scan_id, "scan_annul.html", back=back)
+
+
+@post("/scans/{scan_id:uuid}/annul", status_code=303)
+async def annul_submit(
+    request: AnyRequest, state: State, manager: ManagerDep, scan_id: FromPath[uuid.UUID]
+) -> Redirect | Template:
+    """Undo the admission through the API's check-in service, recorded as this manager's.
+    Sent again (a second tab, a reload), it changes nothing and shows the log again."""
+    back = _back((await read_form(request)).get("back", ""))
+    refused: Problem | None = None
+    async with tenant(state, manager) as session:
+        try:
+            await _checkin(state, session, manager).annul(scan_id, principal(manager).actor, None)
+        except Problem as problem:
+            refused = problem
+    if refused is None or refused.code == "already_annulled":
+        return see_other(back)
+    return await _confirmation(
+        request, state, manager, scan_id, "scan_annul.html", back=back, status=422, refused=refused
+    )
+
+
+@get("/scans/{scan_id:uuid}/resolve")
+async def resolve_page(
+    request: AnyRequest, state: State, manager: ManagerDep, scan_id: FromPath[uuid.UUID]
+) -> Template:
+    """What marking a double entry resolved means, and the button that does it."""
+    back = _back(request.query_params.get("back", ""))
+    return await _confirmation(request, state, manager, scan_id, "scan_resolve.html", back=back)
 
 
 @post("/scans/{scan_id:uuid}/resolve", status_code=303)
@@ -439,36 +435,26 @@ async def resolve_submit(
 ) -> Redirect | Template:
     """Accept the double entry (both admissions stand) through the API's check-in service,
     recorded as this manager's. Sent again, it changes nothing and shows the log again."""
-    form = await read_form(request)
-    back = _back(form.get("back", ""))
-    built = app_services(state)
+    back = _back((await read_form(request)).get("back", ""))
     refused: Problem | None = None
     async with tenant(state, manager) as session:
-        service = CheckInService(
-            session, built.keys, built.ownership, tenant_id=manager.tenant_id, now=now(state)
-        )
         try:
-            await service.resolve(scan_id, ConflictAction.ACCEPT, principal(manager).actor)
+            await _checkin(state, session, manager).resolve(
+                scan_id, ConflictAction.ACCEPT, principal(manager).actor
+            )
         except Problem as problem:
             refused = problem
     if refused is None:
         return see_other(back)
-    found = await _scan(state, manager, scan_id)
-    if found is None:
-        return not_found(request, manager, "scans")
-    scan, device = found
-    return render(
+    return await _confirmation(
         request,
+        state,
+        manager,
+        scan_id,
         "scan_resolve.html",
-        manager=manager,
-        status=409,
-        current="scans",
-        scan=scan,
-        device=device,
-        standing=standing_conflict(scan),
-        when=scan.scanned_at,
         back=back,
-        errors={"form": refused.detail},
+        status=409,
+        refused=refused,
     )
 
 
