@@ -49,6 +49,7 @@ MAX_ENVELOPE_BYTES: Final = 2048
 MAX_GATE_CHARS: Final = 100
 _CERT_DOMAIN: Final = b"gatehouse/peer-certificate/v1\x00"
 _RECORD_DOMAIN: Final = b"gatehouse/peer-record/v1\x00"
+_SUCCESSION_DOMAIN: Final = b"gatehouse/succession/v1\x00"
 
 
 class RecordKind(enum.StrEnum):
@@ -358,6 +359,33 @@ class Trust:
         if not certificate.issued_at - 300 <= _unix(now) < certificate.expires_at:
             return Refusal.EXPIRED
         return certificate
+
+
+def succession_message(predecessor: uuid.UUID, peer_public_key: bytes | None, code: str) -> bytes:
+    """What a gate enrolled again on the same computer signs with its previous enrollment's
+    device key, so that the server lets the new device take over the old one's scans
+    (``wire.Succession``, docs/operations.md "A scanner the server no longer knows"): the old
+    device's id, the new device's peer public key and the enrollment code as sent. Bound to
+    the code, so a signature seen once opens no other enrollment."""
+    return b"".join(
+        (
+            _SUCCESSION_DOMAIN,
+            predecessor.bytes,
+            peer_public_key or b"",
+            hashlib.sha256(code.encode()).digest(),
+        )
+    )
+
+
+def verifies_succession(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """Whether ``signature`` is ``public_key``'s signature of ``message``. Total: a key or a
+    signature of the wrong length or shape is ``False``."""
+    if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        return False
+    try:
+        return VerifyKey.from_bytes(0, public_key).verifies(signature, message)
+    except ValueError:
+        return False
 
 
 def read_certificate(blob: bytes) -> Certificate | None:

@@ -116,12 +116,24 @@ CodeInput = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 PeerPublicKey = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 
 
+class Succession(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """A gate enrolled again on the same computer (after a restore from a backup, or new
+    server secrets): the device it was, and proof — that device's peer key's signature of
+    ``shared.peers.succession_message`` — that it holds that device's key."""
+
+    device_id: uuid.UUID
+    signature: Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+
+
 class EnrollRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     code: CodeInput
     device_name: DeviceName
     #: The public half of the key pair the device made for its peers: the server certifies
     #: it (``EnrolledDevice.peer``). None from a scanner older than peer sync.
     peer_public_key: PeerPublicKey | None = None
+    #: The device this computer was before (``EnrolledDevice.succeeds``); None for a first
+    #: enrollment or from an older scanner.
+    succeeds: Succession | None = None
 
 
 class PeerCredentials(msgspec.Struct, kw_only=True, frozen=True):
@@ -157,6 +169,10 @@ class EnrolledDevice(msgspec.Struct, kw_only=True):
     #: The device's peer certificate and the event's peer keys; None when the device sent no
     #: peer key (or from a server older than peer sync).
     peer: PeerCredentials | None = None
+    #: The device this one takes over from (``EnrollRequest.succeeds``, accepted: same tenant
+    #: and event, not revoked, signature good): its scans count as this device's own, and it
+    #: is revoked. None when nothing was taken over.
+    succeeds: uuid.UUID | None = None
 
 
 #: A refresh token as sent (``ghr1.…``, about 150 characters; the server reads it).

@@ -76,9 +76,13 @@ class _CancellableClient(ServerClient):
         self._cancelled = cancelled
 
     def enroll(
-        self, code: str, device_name: str, peer_public_key: bytes | None = None
+        self,
+        code: str,
+        device_name: str,
+        peer_public_key: bytes | None = None,
+        succeeds: wire.Succession | None = None,
     ) -> wire.EnrolledDevice:
-        enrolled = super().enroll(code, device_name, peer_public_key)
+        enrolled = super().enroll(code, device_name, peer_public_key, succeeds)
         if self._cancelled.is_set():
             raise EnrollmentCancelled()
         return enrolled

@@ -242,6 +242,11 @@ class Device(Base):
     #: it said it heard in its latest heartbeat (NULL: peer sync off, or not said).
     peer_public_key: Mapped[bytes | None]
     peers_heard: Mapped[int | None] = mapped_column(Integer)
+    #: A gate enrolled again on the same computer (migration 0023): the device it took over
+    #: from, and the first device of that line (NULL: itself). Devices of one lineage share
+    #: their scans (``Admission.same_gate``).
+    succeeds_id: Mapped[uuid.UUID | None]
+    lineage_id: Mapped[uuid.UUID | None]
 
 
 class DeviceEnrollment(Base):

@@ -24,6 +24,8 @@ from shared.peers import (
     Refusal,
     Trust,
     read_certificate,
+    succession_message,
+    verifies_succession,
 )
 
 NOW = datetime(2027, 6, 1, 20, 0, tzinfo=UTC)
@@ -200,3 +202,30 @@ def test_junk_is_refused_and_never_raises(junk: bytes) -> None:
     trust = trust_of(issuer(), os.urandom(32))
     assert isinstance(trust.open(junk, NOW), Refusal)
     assert isinstance(trust.certificate(junk, NOW), Refusal)
+
+
+# --- succession: a gate enrolled again proves it was the old device ---------------------------
+
+
+def test_a_succession_claim_verifies_only_with_the_old_key_for_this_enrollment() -> None:
+    old, new = DeviceKey.generate(), DeviceKey.generate()
+    device = uuid.uuid4()
+    message = succession_message(device, new.public_key, "ABCD-EFGH")
+    signature = old.sign(message)
+    assert verifies_succession(old.public_key, signature, message)
+    # Another key, another code, another new key, another old device: no.
+    assert not verifies_succession(new.public_key, signature, message)
+    for other in (
+        succession_message(device, new.public_key, "ABCD-EFGI"),
+        succession_message(device, DeviceKey.generate().public_key, "ABCD-EFGH"),
+        succession_message(uuid.uuid4(), new.public_key, "ABCD-EFGH"),
+    ):
+        assert not verifies_succession(old.public_key, signature, other)
+
+
+@given(key=st.binary(max_size=40), signature=st.binary(max_size=80), message=st.binary())
+@settings(max_examples=200)
+def test_verifying_a_succession_claim_is_total(
+    key: bytes, signature: bytes, message: bytes
+) -> None:
+    assert not verifies_succession(key, signature, message)

@@ -19,8 +19,10 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import msgspec
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -37,9 +39,17 @@ from benchmarks.server_harness import (
 from scanner_app.core.gate import Gate
 from scanner_app.core.store import LocalStore
 from scanner_app.core.store.cache import ticket_count
+from scanner_app.core.store.device_token import DeviceCredentials
 from scanner_app.core.store.state import GateSettings, save_settings
-from scanner_app.core.sync.engine import DEVICE_UNKNOWN, SyncEngine, SyncReport, enroll
+from scanner_app.core.sync.engine import (
+    DEVICE_UNKNOWN,
+    TOKEN_REFUSED,
+    SyncEngine,
+    SyncReport,
+    enroll,
+)
 from shared.domain import VerdictReason, VerdictResult
+from sync_server.http.auth import Role, mint_token
 from tests.scanner_app.live_server import BackOffice, LiveServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -157,6 +167,16 @@ class Scanner:
         report = self.engine.sync_once()
         assert report.ok, report.errors
         return report
+
+    def restart_engine(self) -> None:
+        """The app started again: the engine reads the vault afresh."""
+        self.engine.stop()
+        self.engine = SyncEngine(self.store)
+
+    def tokens(self) -> DeviceCredentials:
+        credentials = DeviceCredentials.decode(self.store.vault.load())
+        assert credentials is not None
+        return credentials
 
     def close(self) -> None:
         self.engine.stop()
@@ -292,4 +312,123 @@ def test_a_dump_of_a_live_event_restores_into_a_new_database_and_scanners_sync_o
     finally:
         for scanner in scanners:
             scanner.close()
+        server.close()
+
+
+async def _scan_rows(admin_url: str) -> dict[uuid.UUID, tuple[uuid.UUID | None, bool]]:
+    """Every stored scan: its device and whether it was undone."""
+    engine = create_async_engine(admin_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(
+                text("SELECT id, device_id, annulled_at IS NOT NULL AS undone FROM ticket_scans")
+            )
+            return {r.id: (r.device_id, r.undone) for r in rows}
+    finally:
+        await engine.dispose()
+
+
+def test_a_gate_whose_token_ran_out_during_the_restore_enrolls_again_and_loses_nothing(
+    tmp_path: Path, original: BenchDatabase, restored: BenchDatabase
+) -> None:
+    """The server was down for longer than a gate's access token lives (an hour), and came
+    back restored from a backup taken before the gate last renewed its tokens. The gate's
+    access token has expired and its refresh token is one the restored database never issued
+    (``refresh_token_ahead``): the gate must be enrolled again. As a new device it takes over
+    the device it was (``wire.Succession``), so what it did after the backup — an admission
+    uploaded, an admission undone — reaches the restored server, once."""
+    secrets = Secrets()
+    server = LiveServer(original, secrets)
+    east: Scanner | None = None
+    try:
+        server.start()
+        office = BackOffice.for_new_tenant(server)
+        sale = office.event_on_sale(tickets=3)
+        east = Scanner(
+            tmp_path / "east",
+            server,
+            office.create_enrollment(sale.event_id, gate="East 4").code,
+            "East",
+        )
+        east.sync()
+        before = east.gate.scan(sale.tickets[0].code)
+        assert (before.mode, before.verdict.result) == ("online", VerdictResult.ADMITTED)
+        east.sync()
+        dump = tmp_path / "gatehouse.dump"
+        subprocess.run([_pg_tool("pg_dump"), "-Fc", "-f", str(dump), _libpq(original)], check=True)
+
+        # After the backup: the gate renews its tokens (half their life gone), undoes the
+        # admission it made before the backup (the wrong guest) and admits ticket 1 offline;
+        # both reach the original server.
+        east.store.vault.save(
+            msgspec.structs.replace(east.tokens(), renew_at=datetime.now(UTC)).encode()
+        )
+        east.restart_engine()
+        refresh_before = east.tokens().refresh
+        east.sync()
+        assert east.tokens().refresh != refresh_before  # renewed: ahead of the backup now
+        assert before.verdict.scan_id is not None
+        assert east.gate.annul(before.verdict.scan_id)
+        server.stop()
+        late = east.gate.scan(sale.tickets[1].code)
+        assert (late.mode, late.verdict.result) == ("offline", VerdictResult.ADMITTED)
+        server.start()
+        east.sync()
+        assert east.engine.status().queued == 0
+        server.stop()
+
+        subprocess.run(
+            [_pg_tool("pg_restore"), "--exit-on-error", "-d", _libpq(restored), str(dump)],
+            check=True,
+        )
+        server = LiveServer(restored, secrets, port=server.port)
+        server.start()
+        office = BackOffice(server, office.tenant_id)
+        restored_rows = asyncio.run(_scan_rows(restored.admin_url))
+        assert late.verdict.scan_id is not None
+        assert late.verdict.scan_id not in restored_rows
+        assert restored_rows[before.verdict.scan_id][1] is False  # the undo is not in the dump
+
+        # More than an hour later: the access token the gate holds has expired. (The server
+        # mints the same token it would have; waiting an hour is not a test.)
+        enrolled = east.enrollment
+        expired = mint_token(
+            secrets.jwt_secret,
+            tenant_id=enrolled.tenant_id,
+            role=Role.SCANNER,
+            subject=str(enrolled.device_id),
+            ttl_seconds=3600,
+            device_id=enrolled.device_id,
+            event_id=enrolled.event_id,
+            gate=enrolled.gate,
+            now=datetime.now(UTC) - timedelta(hours=2),
+        )
+        east.store.vault.save(msgspec.structs.replace(east.tokens(), access=expired).encode())
+        east.restart_engine()
+        report = east.engine.sync_once()
+        assert report.errors == [TOKEN_REFUSED]  # the renewal: refresh_token_ahead
+        status = east.engine.status()
+        assert not status.revoked
+        assert status.offline_reason == TOKEN_REFUSED
+
+        # The way back: enroll again on the same computer. The new device takes over the old
+        # one; everything made here goes up again, and the server keeps what it lacked, once.
+        east.engine.stop()
+        again = enroll(
+            east.store,
+            server.url,
+            office.create_enrollment(sale.event_id, gate="East 4").code,
+            "East again",
+        )
+        east.engine = SyncEngine(east.store)
+        report = east.sync()
+        assert east.engine.status().queued == 0
+        rows = asyncio.run(_scan_rows(restored.admin_url))
+        assert set(rows) == set(restored_rows) | {late.verdict.scan_id}
+        assert rows[late.verdict.scan_id] == (again.device_id, False)
+        assert rows[before.verdict.scan_id] == (enrolled.device_id, True)  # undone again
+        office.close()
+    finally:
+        if east is not None:
+            east.close()
         server.close()

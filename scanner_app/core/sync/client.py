@@ -197,14 +197,20 @@ class ServerClient:
         return response
 
     def enroll(
-        self, code: str, device_name: str, peer_public_key: bytes | None = None
+        self,
+        code: str,
+        device_name: str,
+        peer_public_key: bytes | None = None,
+        succeeds: wire.Succession | None = None,
     ) -> wire.EnrolledDevice:
         """Redeem a one-time enrollment code. ``RequestRefused`` (422) for a used, unknown or
         expired code — its ``detail`` says which. ``peer_public_key`` asks the server to
         certify the device's peer key (issue 18); a server older than peer sync refuses the
-        field (``RequestRefused.names_field("peer_public_key")``)."""
+        field (``RequestRefused.names_field("peer_public_key")``). ``succeeds`` asks it to let
+        the new device take over the one this computer was (``EnrolledDevice.succeeds``); a
+        server older than that refuses the field (``names_field("succeeds")``)."""
         request = wire.EnrollRequest(
-            code=code, device_name=device_name, peer_public_key=peer_public_key
+            code=code, device_name=device_name, peer_public_key=peer_public_key, succeeds=succeeds
         )
         # Without a key the field is left out, not sent empty: a server older than peer sync
         # refuses any field it does not know.

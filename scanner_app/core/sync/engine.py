@@ -119,7 +119,7 @@ from scanner_app.core.sync.lab_mode import insecure_http_allowed
 from shared import wire
 from shared.backoff import backoff_delay
 from shared.clock import Clock, SystemClock
-from shared.peers import Credentials, DeviceKey
+from shared.peers import Credentials, DeviceKey, read_certificate, succession_message
 from shared.wire import MAX_CLOCK_OFFSET_MS, MAX_SCAN_BATCH
 
 log = logging.getLogger(__name__)
@@ -155,6 +155,8 @@ FEED_RESET_CODES = frozenset({"invalid_cursor", FEED_RESET_CODE})
 ClientFactory = Callable[[str, str | None], ServerClient]
 #: The field of ``EnrollRequest`` a server older than peer sync refuses.
 PEER_KEY_FIELD = "peer_public_key"
+#: ... and the one a server older than succession refuses.
+SUCCESSION_FIELD = "succeeds"
 
 
 class PeerLink(Protocol):
@@ -270,20 +272,23 @@ def enroll(
     """
     clock = clock or SystemClock()
     server_url = server_url.strip().rstrip("/")
+    code = code.strip()
     # The device's own key for its peers: only the public half leaves the device.
     peer_key = DeviceKey.generate()
+    with store.read() as conn:
+        previous = load_enrollment(conn)
+        succession = _succession(
+            previous, load_peer_credentials(conn, store.sealer), peer_key.public_key, code
+        )
     with client_factory(server_url, None) as client:
-        sent = clock.now()
-        try:
-            enrolled = client.enroll(code.strip(), device_name, peer_key.public_key)
-        except RequestRefused as error:
-            if not error.names_field(PEER_KEY_FIELD):
-                raise
-            # A server older than peer sync refuses the field (and has not spent the code):
-            # enrolled without it, the gate works as before, with peer sync off.
-            log.info("the server does not know peer sync: enrolling without a peer key")
-            sent = clock.now()
-            enrolled = client.enroll(code.strip(), device_name)
+        enrolled, sent = _redeem(
+            client,
+            clock,
+            code=code,
+            device_name=device_name,
+            peer_key=peer_key,
+            succession=succession,
+        )
         received = clock.now()
     enrollment = Enrollment(
         device_id=enrolled.device_id,
@@ -322,7 +327,70 @@ def enroll(
                 clock_offset_ms=_offset_ms(enrolled.server_time, sent, received),
             ),
         )
+        if previous is not None and enrolled.succeeds == previous.device_id:
+            # The server took the new device as this computer's earlier one: everything made
+            # here goes up again under it — what a restored server lacks is recorded, what it
+            # has is answered as a repeat, and undos it lost are made again.
+            requeued = requeue_own_scans(conn, previous.device_id, received)
+            log.info(
+                "enrolled again as the same gate: %d scans made here queued to go up again",
+                requeued,
+            )
     return enrollment
+
+
+def _succession(
+    previous: Enrollment | None,
+    credentials: Credentials | None,
+    peer_public_key: bytes,
+    code: str,
+) -> wire.Succession | None:
+    """The claim that the new enrollment is the device this computer was (``wire.Succession``),
+    signed with that device's peer key; None without an earlier enrollment or its key (enrolled
+    before peer sync, or the key no longer opens)."""
+    if previous is None or credentials is None:
+        return None
+    certificate = read_certificate(credentials.certificate)
+    if certificate is None or certificate.device_id != previous.device_id:
+        return None
+    message = succession_message(previous.device_id, peer_public_key, code)
+    return wire.Succession(
+        device_id=previous.device_id, signature=credentials.device_key.sign(message)
+    )
+
+
+def _redeem(
+    client: ServerClient,
+    clock: Clock,
+    *,
+    code: str,
+    device_name: str,
+    peer_key: DeviceKey,
+    succession: wire.Succession | None,
+) -> tuple[wire.EnrolledDevice, datetime]:
+    """Enroll, falling back for older servers: one that refuses ``succeeds`` is asked again
+    without it (the gate starts as a new device), one that refuses ``peer_public_key`` (older
+    than peer sync; it has not spent the code) without a peer key. Returns the answer and when
+    its request was sent."""
+    sent = clock.now()
+    try:
+        return client.enroll(code, device_name, peer_key.public_key, succession), sent
+    except RequestRefused as error:
+        if succession is not None and error.names_field(SUCCESSION_FIELD):
+            log.info("the server does not know succession: enrolling as a new gate")
+            return _redeem(
+                client,
+                clock,
+                code=code,
+                device_name=device_name,
+                peer_key=peer_key,
+                succession=None,
+            )
+        if not error.names_field(PEER_KEY_FIELD):
+            raise
+    log.info("the server does not know peer sync: enrolling without a peer key")
+    sent = clock.now()
+    return client.enroll(code, device_name), sent
 
 
 def _credentials(key: DeviceKey, peer: wire.PeerCredentials) -> Credentials:

@@ -151,6 +151,16 @@ class Admission:
         # One request: each event's plan is looked up once.
         self._plans: dict[uuid.UUID, Plan | None] = {}
 
+    # --- whose scan -----------------------------------------------------------------------
+
+    async def same_gate(self, holder: uuid.UUID | None, device_id: uuid.UUID | None) -> bool:
+        """Whether a scan recorded by device ``holder`` is device ``device_id``'s own: the same
+        device, or one of its lineage (the same computer enrolled again, migration 0023). A
+        scan without a device (a manager's) is no device's."""
+        if holder is None or device_id is None:
+            return False
+        return holder == device_id or await self.queries.same_gate(holder, device_id)
+
     # --- decode ---------------------------------------------------------------------------
 
     async def decode(

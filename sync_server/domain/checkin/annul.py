@@ -17,14 +17,15 @@ async def annul(
     device_id: uuid.UUID | None,
     reason: str | None = None,
 ) -> wire.Verdict:
-    """Undo an admission. Only a manager or the device that admitted may. The ticket's timeline
+    """Undo an admission. Only a manager or the device that admitted (or a later enrollment of
+    the same computer, ``Admission.same_gate``) may. The ticket's timeline
     is replayed without it (conflicts it caused are lifted), and the ticket goes back to
     ``active`` when no admission remains. History records who (``actor``) and, when given,
     why (``reason``: e.g. a scanner undoing an admission whose verdict it never showed)."""
     scan = await a.queries.stored_scan(scan_id)
     if scan is None:
         raise NotFound("scan")
-    if device_id is not None and scan.device_id != device_id:
+    if device_id is not None and not await a.same_gate(scan.device_id, device_id):
         raise Forbidden("not_your_scan", "A device can only undo its own admissions.")
     if scan.result != VerdictResult.ADMITTED or scan.direction != Direction.ENTRY:
         raise Unprocessable("not_an_admission", "Only an admitted entry can be undone.")

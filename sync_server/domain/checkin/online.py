@@ -256,7 +256,12 @@ class OnlineCheckIn:
         scan = await a.queries.stored_scan(scan_id)
         if scan is None:
             return None
-        if scan.device_id != gate.device_id or scan.scanned_by != gate.actor:
+        own = (
+            await a.same_gate(scan.device_id, gate.device_id)
+            if gate.device_id is not None
+            else scan.device_id is None and scan.scanned_by == gate.actor
+        )
+        if not own:
             raise scan_id_taken(scan_id)
         reason = VerdictReason(scan.reason) if scan.reason else None
         prior = None

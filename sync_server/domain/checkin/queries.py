@@ -231,6 +231,12 @@ FROM ticket_scans WHERE id = ANY($1::uuid[])
 
 DEVICE = "SELECT gate, created_at FROM devices WHERE id = $1"
 
+# Two devices of one lineage: the same computer enrolled again (migration 0023).
+SAME_GATE = """
+SELECT COALESCE(a.lineage_id, a.id) = COALESCE(b.lineage_id, b.id)
+FROM devices a, devices b WHERE a.id = $1 AND b.id = $2
+"""
+
 INSERT_SCAN = """
 INSERT INTO ticket_scans (id, tenant_id, ticket_id, event_id, device_id, scanned_by, gate,
                           direction, result, reason, scanned_at, received_at, code_secret_version,
@@ -439,6 +445,10 @@ class CheckinQueries:
     async def outcomes(self, scan_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, ScanOutcomeRow]:
         rows = await self._db.fetch(OUTCOMES, list(scan_ids), CLOCK_TOLERANCE)
         return {row["id"]: ScanOutcomeRow(*row.values()) for row in rows}
+
+    async def same_gate(self, one: uuid.UUID, other: uuid.UUID) -> bool:
+        """Whether two of the tenant's devices are of one lineage (``SAME_GATE``)."""
+        return bool(await self._db.fetchval(SAME_GATE, one, other))
 
     async def device(self, device_id: uuid.UUID) -> DeviceRow:
         row = await self._db.fetchrow(DEVICE, device_id)

@@ -39,7 +39,8 @@ class Upload:
         the admission, later ones without an exit between are conflicts — except that no
         offline claim displaces an online admission. Scans count for the gate the device was
         enrolled for. Raises ``Conflict`` (``scan_id_taken``), refusing the whole batch, when
-        one of its scan ids is another device's (of any tenant)."""
+        one of its scan ids is another device's (of any tenant) that is not of this device's
+        lineage (``Admission.same_gate``)."""
         a = self._a
         assert gate.event_id is not None
         assert gate.device_id is not None
@@ -48,8 +49,14 @@ class Upload:
         gate = replace(gate, name=device.gate)
         ids = [s.scan_id for s in scans]
         known = await a.queries.scan_devices(ids)
+        # A scan id another device holds: refused, unless that device is this gate's lineage
+        # (the same computer enrolled again, answering what it has as repeats).
+        others: dict[uuid.UUID | None, uuid.UUID] = {}
         for scan_id, seen in known.items():
             if seen != device_id:
+                others.setdefault(seen, scan_id)
+        for holder, scan_id in others.items():
+            if not await a.same_gate(holder, device_id):
                 raise scan_id_taken(scan_id)
         fresh: dict[uuid.UUID, wire.ScanUpload] = {}
         for scan in scans:
@@ -108,8 +115,8 @@ class Upload:
         # this one (a duplicate), by another device, or by another tenant (whose row we
         # cannot see). The exception rolls the batch back.
         for scan_id in fresh.keys() - inserted:
-            holder = stored.get(scan_id)
-            if holder is None or holder.device_id != device_id:
+            held = stored.get(scan_id)
+            if held is None or not await a.same_gate(held.device_id, device_id):
                 raise scan_id_taken(scan_id)
         moved = {row.id: row for row in changed}
         for row in rows:

@@ -57,14 +57,18 @@ class DeviceOut(msgspec.Struct, kw_only=True):
     gate: str
     created_at: datetime
     revoked_at: datetime | None
-    #: Why: ``manager`` (revoked by a manager) or ``refresh_token_reused`` (the server saw a
-    #: spent refresh token presented again: a copy of the device's tokens is in other hands).
+    #: Why: ``manager`` (revoked by a manager), ``refresh_token_reused`` (the server saw a
+    #: spent refresh token presented again: a copy of the device's tokens is in other hands)
+    #: or ``re_enrolled`` (the same computer was enrolled again: a newer device took it over).
     revoked_reason: str | None
     #: Last contact: the device's latest sync (or token renewal, or heartbeat), server time.
     last_seen_at: datetime | None
     #: Uploaded scans whose code did not read that the server counted but did not store (the
     #: device sent more of them in a minute than it stores); many means a device to look at.
     junk_scans_not_stored: int = 0
+    #: The device this one took over (the same computer enrolled again, ``wire.Succession``):
+    #: its scans count as this device's. None for a first enrollment.
+    succeeds_id: uuid.UUID | None = None
     #: Last contact within the device's window (three reported sync intervals, one to ten
     #: minutes; a minute without a heartbeat), and not revoked (docs/api.md).
     online: bool = False

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import hmac
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clock import Clock
 from shared.ids import new_id
+from shared.peers import succession_message, verifies_succession
 from shared.wire import DeviceTokens, GateEvent, PeerCredentials, TokenRenewal
 from sync_server.db.engine import Database
 from sync_server.db.models import Device, DeviceEnrollment, Event, JunkScans
@@ -51,6 +53,8 @@ from sync_server.http.dependencies import DEVICE_UNKNOWN_DETAIL
 from sync_server.http.pagination import fetch_page
 from sync_server.http.problems import BadRequest, NotFound, Unauthorized, Unprocessable
 from sync_server.settings import AuthSettings
+
+log = logging.getLogger(__name__)
 
 
 def _code_invalid() -> Unprocessable:
@@ -77,6 +81,9 @@ def _device_revoked(
 REVOKED_BY_MANAGER = "manager"
 #: ``devices.revoked_reason`` of a device whose spent refresh token was presented again.
 REFRESH_TOKEN_REUSED = "refresh_token_reused"  # noqa: S105 - a reason, not a secret
+#: ``devices.revoked_reason`` of a device a new enrollment of the same computer took over
+#: (``wire.Succession``).
+SUCCEEDED = "re_enrolled"
 #: At most this many revoked devices in ``DeviceSelf.revoked_peers`` (the newest revocations
 #: first): far more than an event has, and a bound on the answer a device fetches every sync.
 MAX_REVOKED_PEERS = 10_000
@@ -291,6 +298,8 @@ async def enroll_device(
         )
         first = refresh.first_token(found.tenant_id, device.id)
         _hold(device, first, previous=None, now=now)
+        if request.succeeds is not None:
+            await _take_over(session, device, request, now)
         session.add(device)
         await session.flush()
         # The claim: a second device racing with the same code waits for this row's lock, then
@@ -319,7 +328,45 @@ async def enroll_device(
         server_time=now,
         event=gate_event,
         peer=_peer(keys, device, gate_event, now),
+        succeeds=device.succeeds_id,
     )
+
+
+async def _take_over(
+    session: AsyncSession, device: Device, request: EnrollRequest, now: datetime
+) -> None:
+    """Let ``device`` take over the device ``request.succeeds`` names, when that is this
+    tenant's device of the same event, not revoked, and the signature is its peer key's over
+    this enrollment (``shared.peers.succession_message``): the new device joins the old one's
+    lineage (their scans are one gate's) and the old one is revoked (``re_enrolled``: its
+    tokens are on the same computer, replaced). Anything else takes over nothing and is not an
+    error: the enrollment goes on as a new gate (a computer moved to another event, or a gate
+    whose old device the restored database does not know — its scans are new to it anyway)."""
+    claim = request.succeeds
+    assert claim is not None
+    old = await session.get(Device, claim.device_id, with_for_update=True)
+    proven = (
+        old is not None
+        and old.event_id == device.event_id
+        and old.revoked_at is None
+        and old.peer_public_key is not None
+        and verifies_succession(
+            old.peer_public_key,
+            claim.signature,
+            succession_message(claim.device_id, request.peer_public_key, request.code),
+        )
+    )
+    if not proven:
+        log.info(
+            "enrollment named a previous device that it does not take over "
+            "(unknown, another event's, revoked or not proven)"
+        )
+        return
+    assert old is not None
+    device.succeeds_id = old.id
+    device.lineage_id = old.lineage_id or old.id
+    old.revoked_at = now
+    old.revoked_reason = SUCCEEDED
 
 
 def _check_peer_key(key: bytes | None) -> None:
@@ -395,6 +442,7 @@ def device_out(device: Device, now: datetime) -> DeviceOut:
         revoked_at=device.revoked_at,
         revoked_reason=device.revoked_reason,
         last_seen_at=device.last_seen_at,
+        succeeds_id=device.succeeds_id,
         online=online,
         status=status_sentence(
             online=online,

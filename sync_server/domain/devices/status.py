@@ -77,6 +77,8 @@ def status_sentence(
     if revoked:
         if revoked_reason == "refresh_token_reused":
             return "Revoked: one of its refresh tokens was used twice (a copy is in other hands)."
+        if revoked_reason == "re_enrolled":
+            return "Replaced: this computer was enrolled again and goes on as a new device."
         return "Revoked by a manager."
     if last_seen_at is None:
         return "Not connected since it was enrolled."

@@ -76,7 +76,7 @@ from shared.domain import Direction, TicketStatus, VerdictReason, VerdictResult
 from shared.enrollment_link import INSECURE_SERVER_SENTENCE
 from shared.ids import new_id
 from shared.keys import IssuerKeyRing
-from shared.peers import Refusal
+from shared.peers import DeviceKey, Refusal, succession_message, verifies_succession
 from shared.ticket_code import CodeRejection, issue_code, read_code
 from shared.timeline import AdmittedScan, replay
 from testkit.names import name_secret_of, sealed_holder
@@ -225,6 +225,12 @@ class FakeServer:
         self.peer_event = TestEvent(tenant_id=self.tenant_id, event_id=self.gate_event.event_id)
         self.before_peer_sync = False
         self.peer_public_key: bytes | None = None
+        #: Succession (issue 19): ``before_succession`` refuses the field as an older server
+        #: does; the claim received; the devices whose scans are this device's (a proven claim
+        #: adds the device it names, as the real server's lineage does).
+        self.before_succession = False
+        self.succession: wire.Succession | None = None
+        self.lineage: set[uuid.UUID] = set()
         self.revoked_peers: list[uuid.UUID] | None = None
         self.peer_lifetime = timedelta(days=2)
 
@@ -407,9 +413,7 @@ class FakeServer:
             return self._annul(scan_id, path)
         if route == RECORDED and scan_id is not None:
             scan = self.scans.get(scan_id)
-            if scan_id in self.taken_scan_ids or (
-                scan is not None and scan.device_id != self.device_id
-            ):
+            if scan_id in self.taken_scan_ids or (scan is not None and not self._own(scan)):
                 detail = f"Scan id {scan_id} belongs to another device's scan."
                 return _problem(409, "scan_id_taken", detail, path)
             if scan is None:
@@ -435,8 +439,17 @@ class FakeServer:
             expires_at=expires_at,
         )
 
+    def _own(self, scan: ServerScan) -> bool:
+        return scan.device_id == self.device_id or scan.device_id in self.lineage
+
     def _enroll(self, request: httpx.Request) -> httpx.Response:
         raw = msgspec.json.decode(request.content)
+        if self.before_succession and "succeeds" in raw:
+            response = _problem(400, "validation_failed", "The request is not valid.", "/")
+            extra = b', "errors": [{"message": "Object contains unknown field `succeeds`"}]'
+            return httpx.Response(
+                400, content=response.content[:-1] + extra + b"}", headers=response.headers
+            )
         if self.before_peer_sync and "peer_public_key" in raw:
             # As a pre-18 server's validation problem names the unknown field.
             response = _problem(400, "validation_failed", "The request is not valid.", "/")
@@ -445,10 +458,23 @@ class FakeServer:
                 400, content=response.content[:-1] + extra + b"}", headers=response.headers
             )
         body = msgspec.json.decode(request.content, type=wire.EnrollRequest)
-        self.peer_public_key = body.peer_public_key
+        previous_key, self.peer_public_key = self.peer_public_key, body.peer_public_key
         if body.code not in self.enrollment_codes:
             return _problem(422, "enrollment_code_invalid", CODE_INVALID, request.url.path)
         self.enrollment_codes.discard(body.code)
+        self.succession = body.succeeds
+        succeeds = None
+        if (
+            body.succeeds is not None
+            and previous_key is not None
+            and verifies_succession(
+                previous_key,
+                body.succeeds.signature,
+                succession_message(body.succeeds.device_id, body.peer_public_key, body.code),
+            )
+        ):
+            succeeds = body.succeeds.device_id
+            self.lineage.add(succeeds)
         enrolled = wire.EnrolledDevice(
             device_id=self.device_id,
             device_token=DEVICE_TOKEN,
@@ -459,6 +485,7 @@ class FakeServer:
             server_time=self.now(),
             event=self.gate_event,
             peer=self._peer_credentials(),
+            succeeds=succeeds,
         )
         return _json(enrolled, status=201)
 
@@ -486,7 +513,7 @@ class FakeServer:
         for scan in batch.scans:
             stored = self.scans.get(scan.scan_id)
             if scan.scan_id in self.taken_scan_ids or (
-                stored is not None and stored.device_id != self.device_id
+                stored is not None and not self._own(stored)
             ):
                 detail = f"Scan id {scan.scan_id} belongs to another device's scan."
                 return _problem(409, "scan_id_taken", detail, path)
@@ -2013,3 +2040,78 @@ def test_each_sync_renews_the_certificate_and_the_revoked_peers(
 
 def test_the_heartbeat_says_nothing_of_peers_when_peer_sync_is_off(engine: SyncEngine) -> None:
     assert engine.heartbeat().peers_heard is None
+
+
+# --- enrolled again on the same computer (issue 19): taking over the old device ---------------
+
+SECOND_CODE = "SECOND-CODE"
+
+
+def _enroll_again(store: LocalStore, server: FakeServer, clock: ManualClock) -> None:
+    server.device_id = new_id()
+    server.enrollment_codes.add(SECOND_CODE)
+    enroll(
+        store, SERVER_URL, SECOND_CODE, "North 1", clock=clock, client_factory=server.client_factory
+    )
+
+
+def test_a_gate_enrolled_again_takes_over_its_old_device_and_sends_its_scans_again(
+    store: LocalStore, server: FakeServer, engine: SyncEngine, gate: Gate, clock: ManualClock
+) -> None:
+    """A restored server made the gate enroll again: it claims the device it was, signed with
+    that device's peer key, and — taken over — queues every scan made here to go up again; the
+    server answers the ones it has as repeats and keeps the ones it lost."""
+    tickets = server.sell(3)
+    assert engine.sync_once().ok
+    made = scan_offline(gate, server, tickets)
+    assert engine.sync_once().ok
+    old_device, old_key = server.device_id, server.peer_public_key
+    assert old_key is not None
+    del server.scans[made[0]]  # the restored database lacks the first
+    engine.stop()
+
+    _enroll_again(store, server, clock)
+
+    claim = server.succession
+    assert claim is not None
+    assert claim.device_id == old_device
+    assert server.peer_public_key is not None
+    assert server.peer_public_key != old_key
+    message = succession_message(old_device, server.peer_public_key, SECOND_CODE)
+    assert verifies_succession(old_key, claim.signature, message)
+    again = SyncEngine(store, clock=clock, client_factory=server.client_factory)
+    try:
+        assert again.status().queued == 3
+        report = again.sync_once()
+        assert report.ok, report.errors
+        assert set(server.scans) == set(made)
+        assert server.scans[made[0]].device_id == server.device_id  # kept under the new device
+        assert server.duplicate_uploads >= set(made[1:])
+        assert again.status().queued == 0
+    finally:
+        again.stop()
+
+
+def test_a_gate_not_taken_over_does_not_send_its_scans_again(
+    store: LocalStore, server: FakeServer, engine: SyncEngine, gate: Gate, clock: ManualClock
+) -> None:
+    """A server older than succession refuses the field (asked again without it, the code is
+    spent once); one that does not take the old device over (another event, say) gets nothing
+    of it: its scans are another device's there."""
+    tickets = server.sell(2)
+    assert engine.sync_once().ok
+    scan_offline(gate, server, tickets)
+    assert engine.sync_once().ok
+    engine.stop()
+    server.before_succession = True
+    _enroll_again(store, server, clock)
+    assert SECOND_CODE not in server.enrollment_codes
+    with store.read() as conn:
+        assert queue_length(conn) == 0
+
+    server.before_succession = False
+    server.peer_public_key = DeviceKey.generate().public_key  # the claim will not verify
+    _enroll_again(store, server, clock)
+    assert server.succession is not None
+    with store.read() as conn:
+        assert queue_length(conn) == 0
