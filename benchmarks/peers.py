@@ -107,7 +107,6 @@ def _gate(job: dict[str, object]) -> None:
             with store.write() as conn:
                 envelope = append_own_record(
                     conn,
-                    store.sealer,
                     credentials,
                     kind=RecordKind.ADMISSION,
                     scan_id=scan_id,

@@ -11,6 +11,8 @@ from pathlib import Path
 import grimp
 import pytest
 
+from sync_server.console.assets import VENDOR_FILES
+
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("shared", "scanner_app", "sync_server")
 #: Where a program starts: the two console scripts, the server's ASGI factory (uvicorn loads it
@@ -85,3 +87,12 @@ def test_the_wheel_holds_the_product_and_nothing_for_tests(tmp_path: Path) -> No
     assert "sync_server/console/static/console.css" in names
     assert "sync_server/console/static/vendor/htmx.min.js" in names
     assert not [name for name in names if "node_modules" in name]
+
+
+def test_the_container_image_installs_every_console_asset_the_pages_name() -> None:
+    """The image's Node stage copies the files the console serves (``VENDOR_FILES``): an asset
+    added to the pages but not to the Dockerfile would leave the image's console without it."""
+    dockerfile = (ROOT / "packaging" / "server" / "Dockerfile").read_text()
+    stage = dockerfile.split("AS console", 1)[1].split("FROM ", 1)[0]
+    copied = {word.rsplit("/", 1)[-1] for word in stage.split() if word.startswith("node_modules/")}
+    assert copied == set(VENDOR_FILES)

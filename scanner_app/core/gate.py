@@ -187,7 +187,6 @@ class Gate:
             return None
         return append_own_record(
             conn,
-            self._store.sealer,
             context.peer,
             kind=kind,
             scan_id=scan_id,

@@ -37,6 +37,7 @@ from sync_server.console.web import (
     database,
     event_list,
     event_service,
+    not_found,
     now,
     read_form,
     render,
@@ -226,7 +227,7 @@ async def _event_page(
         try:
             event = await service.get(event_id)
         except Problem:
-            return render(request, "not_found.html", manager=manager, status=404, current="events")
+            return not_found(request, manager, "events")
         types = await service.ticket_types(event_id)
     return render(
         request,
@@ -261,9 +262,7 @@ async def ticket_type_create(
                 await event_service(state, session, manager).add_ticket_type(event_id, read.value)
         except Problem as problem:
             if problem.status == 404:
-                return render(
-                    request, "not_found.html", manager=manager, status=404, current="events"
-                )
+                return not_found(request, manager, "events")
             read.errors["name"] = problem.detail
         else:
             return Redirect(f"{PREFIX}/events/{event_id}", status_code=303, headers=HEADERS)

@@ -110,7 +110,6 @@ def revoked_peers(conn: Connection) -> frozenset[uuid.UUID]:
 
 def append_own_record(
     conn: Connection,
-    sealer: Sealer,
     credentials: Credentials,
     *,
     kind: RecordKind,
@@ -125,7 +124,6 @@ def append_own_record(
     its envelope to announce. Call it inside the write transaction that records the scan (so
     the record and the scan commit together, and seqs never repeat). Raises ``ValueError``
     when the credentials' certificate cannot be read (they came from this device's server)."""
-    del sealer  # the envelope is sealed under the event key; kept for one calling convention
     certificate = read_certificate(credentials.certificate)
     if certificate is None:
         raise ValueError("this device's peer certificate cannot be read")

@@ -75,7 +75,6 @@ class Gate:
         with self.store.write() as conn:
             envelope = append_own_record(
                 conn,
-                self.store.sealer,
                 self.credentials,
                 kind=kind,
                 scan_id=uuid.uuid4(),

@@ -69,7 +69,6 @@ def _made(
     with store.write() as conn:
         return append_own_record(
             conn,
-            store.sealer,
             credentials,
             kind=kind,
             scan_id=scan_id or uuid.uuid4(),
@@ -173,7 +172,6 @@ def test_own_records_are_numbered_sealed_and_kept(
     with store.write() as conn:
         first = append_own_record(
             conn,
-            store.sealer,
             mine,
             kind=RecordKind.ADMISSION,
             scan_id=scan_id,
