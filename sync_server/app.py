@@ -25,6 +25,7 @@ from sync_server.chain.client import ChainKeys
 from sync_server.console.assets import missing_assets
 from sync_server.console.live import LiveDashboards, ended_on_shutdown
 from sync_server.console.router import TEMPLATES_DIR, console_router
+from sync_server.console.web import PREFIX as CONSOLE_PREFIX
 from sync_server.db.engine import Database
 from sync_server.db.migrate import schema_problem
 from sync_server.db.scan_signals import ScanSignals
@@ -244,7 +245,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             ),
             # Inside authentication: it counts per caller, so it needs the token's principal
             # (requests without one count per client address).
-            RateLimitMiddleware(_rate_limits),
+            RateLimitMiddleware(_rate_limits, counted_elsewhere=f"{CONSOLE_PREFIX}/"),
         ],
         before_send=[ResponseObserver(access_log_enabled=settings.observability.access_log)],
         # Per request, from the HTTP edge: the caller and its tenant's transaction. For the

@@ -97,6 +97,11 @@ class Manager:
     tenant_name: str
     session_id: uuid.UUID
 
+    @property
+    def actor(self) -> str:
+        """Whom the rate limits count (``RateLimits.hit``): the manager, as their API tokens."""
+        return f"{self.role}:{self.user_id}"
+
 
 async def _set(session: AsyncSession, name: str, value: str) -> None:
     await session.execute(

@@ -16,7 +16,9 @@ from sync_server.console.web import (
     check_request,
     provide_manager,
     sign_in_required,
+    too_many_requests,
 )
+from sync_server.http.rate_limiting import RateLimited
 
 __all__ = ["TEMPLATES_DIR", "console_router"]
 
@@ -38,6 +40,6 @@ def console_router() -> Router:
         ],
         dependencies={"manager": Provide(provide_manager)},
         before_request=check_request,
-        exception_handlers={SignInRequired: sign_in_required},
+        exception_handlers={SignInRequired: sign_in_required, RateLimited: too_many_requests},
         include_in_schema=False,
     )

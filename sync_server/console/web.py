@@ -35,6 +35,8 @@ from sync_server.domain.events.services import EventService
 from sync_server.domain.keys.services import KeyStore
 from sync_server.http.auth import Principal, Role
 from sync_server.http.dependencies import app_services
+from sync_server.http.rate_limiting import RateLimited, client_address, refuse_over
+from sync_server.redis.rate_limits import RateLimits
 
 log = logging.getLogger(__name__)
 
@@ -121,21 +123,55 @@ def see_other(path: str, cookies: list[Cookie] | None = None) -> Redirect:
     return Redirect(path, status_code=303, headers=HEADERS, cookies=cookies or [])
 
 
-async def provide_manager(request: AnyRequest, state: State) -> Manager:
+#: Where a request keeps its session's manager once looked up (``request.state``).
+_MANAGER_STATE: Final = "gatehouse_console_manager"
+
+
+async def _signed_in(request: AnyRequest) -> Manager | None:
+    """The manager of the request's live session (None without one), read once a request."""
+    if _MANAGER_STATE not in request.state:
+        token = session_token(request)
+        manager = None
+        if token is not None:
+            state = request.app.state
+            manager = await session_manager(database(state), token, now(state))
+            if manager is not None and manager.role != Role.MANAGER.value:
+                manager = None
+        request.state[_MANAGER_STATE] = manager
+    found: Manager | None = request.state[_MANAGER_STATE]
+    return found
+
+
+async def provide_manager(request: AnyRequest) -> Manager:
     """The signed-in manager, or ``SignInRequired`` (the console's handler sends the browser
     to the sign-in page). A bearer token opens no console page: only the session cookie."""
-    token = session_token(request)
-    if token is None:
-        raise SignInRequired
-    manager = await session_manager(database(state), token, now(state))
-    if manager is None or manager.role != Role.MANAGER.value:
+    manager = await _signed_in(request)
+    if manager is None:
         raise SignInRequired
     return manager
 
 
+async def count_request(request: AnyRequest) -> None:
+    """The console's share of the rate limits (the HTTP edge leaves its paths to it): a request
+    with a live session counts against its manager's limit, as their API calls do — so a venue
+    office's managers behind one address do not share the anonymous limit — and any other
+    against its client address's. Static files are not counted (served from disk, they cost
+    less than the count). Raises ``RateLimited`` (429) over the limit."""
+    if request.scope["path"].startswith(f"{PREFIX}/static/"):
+        return
+    limits: RateLimits = app_services(request.app.state).rate_limits
+    manager = await _signed_in(request)
+    if manager is not None:
+        refuse_over(await limits.hit(manager))
+    else:
+        refuse_over(await limits.anonymous(client_address(request.scope)))
+
+
 async def check_request(request: AnyRequest) -> Response[str] | None:
-    """Before every console handler: an unsafe request from another site, or without this
-    session's CSRF token, is refused (403) before it does anything."""
+    """Before every console handler: the request is counted (``count_request``), and an unsafe
+    request from another site, or without this session's CSRF token, is refused (403) before
+    it does anything."""
+    await count_request(request)
     if request.method in {"GET", "HEAD", "OPTIONS"}:
         return None
     sent = request.headers.get(CSRF_HEADER)
@@ -153,6 +189,16 @@ async def check_request(request: AnyRequest) -> Response[str] | None:
             headers=HEADERS,
         )
     return None
+
+
+def too_many_requests(_request: AnyRequest, error: RateLimited) -> Response[str]:
+    """A page asked for over the limit: the limit's sentence (when to retry), as text."""
+    return Response(
+        error.detail,
+        status_code=429,
+        media_type="text/plain",
+        headers={**HEADERS, **error.headers},
+    )
 
 
 def sign_in_required(request: AnyRequest, _error: SignInRequired) -> Response[Any]:

@@ -57,11 +57,18 @@ class RateLimitMiddleware(ASGIMiddleware):
 
     scopes = (ScopeType.HTTP,)
 
-    def __init__(self, limits: Callable[[Scope], RateLimits]) -> None:
+    def __init__(
+        self, limits: Callable[[Scope], RateLimits], *, counted_elsewhere: str | None = None
+    ) -> None:
+        """``counted_elsewhere``: a path prefix whose requests another layer counts (the
+        console counts its pages per signed-in manager once it has read the session)."""
         #: How to find the app's ``RateLimits`` (built with the app's lifespan, after us).
         self._limits = limits
         # By the request's path, not the route's.
-        self.should_bypass_for_scope = lambda scope: EXEMPT_PATHS.match(scope["path"]) is not None
+        self.should_bypass_for_scope = lambda scope: (
+            EXEMPT_PATHS.match(scope["path"]) is not None
+            or (counted_elsewhere is not None and scope["path"].startswith(counted_elsewhere))
+        )
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         principal = scope.get("user")

@@ -20,6 +20,9 @@ from shared.clock import ManualClock
 from shared.ids import new_id
 from shared.wire import MAX_SCAN_BATCH
 from sync_server.app import create_app
+from sync_server.console.accounts import create_user, set_password, sign_in
+from sync_server.console.security import SESSION_COOKIE
+from sync_server.db.engine import Database
 from sync_server.settings import ObservabilitySettings, RateLimitSettings, Settings
 from tests.sync_server.conftest import METRICS_HEADERS, TenantHandle
 from tests.sync_server.helpers import (
@@ -212,3 +215,47 @@ async def test_metrics_on_the_api_port_answer_no_figures_without_the_token(
         answer = await other.get("/metrics", headers=METRICS_HEADERS)
         assert_problem(answer, 404, "not_found")
         assert b"gatehouse_" not in answer.content
+
+
+async def test_console_pages_count_per_signed_in_manager_not_per_address(
+    settings: Settings, tenant: TenantHandle
+) -> None:
+    """A venue office's managers share one address: their console pages count against each
+    manager's own limit (as their API calls do), not the address's anonymous one. Requests
+    without a live session — a stale or forged cookie included — still count per address, and
+    the console's static files are not counted."""
+    limits = RateLimitSettings(anonymous=3, manager=5)
+    now = datetime.fromtimestamp(NOW, UTC)
+    database = Database(settings.database)
+    sessions = []
+    try:
+        for n in range(2):
+            email = f"office-{n}-{tenant.id.hex[:12]}@example.org"
+            _, link = await create_user(database, tenant.id, email, now)
+            assert await set_password(database, link, "a long enough password", now)
+            session = await sign_in(database, email, "a long enough password", now)
+            assert session is not None
+            sessions.append(session)
+    finally:
+        await database.close()
+    app = create_app(_fresh(settings, limits), clock=_at(NOW))
+    async with AsyncTestClient(app=app) as client:
+        # Two managers, one address: five pages each, well past the address's three.
+        for session in sessions:
+            client.cookies.set(SESSION_COOKIE, session)
+            for _ in range(limits.manager):
+                page = await client.get("/console/events")
+                assert page.status_code == 200, page.text
+            over = await client.get("/console/events")
+            assert over.status_code == 429
+            assert "Too many requests" in over.text
+            assert over.headers["Retry-After"] == str(math.ceil((MINUTE + 1) * 60 - NOW))
+        for _ in range(10):
+            asset = await client.get("/console/static/console.css")
+            assert asset.status_code == 200
+        # A cookie that is no session counts per address: three requests, then 429.
+        client.cookies.set(SESSION_COOKIE, "not-a-session")
+        for _ in range(limits.anonymous):
+            sent_away = await client.get("/console/events", follow_redirects=False)
+            assert sent_away.status_code == 303  # to the sign-in page
+        assert (await client.get("/console/events", follow_redirects=False)).status_code == 429
