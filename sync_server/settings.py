@@ -125,6 +125,23 @@ class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
+    #: The address scanners reach this server at (``GATEHOUSE_PUBLIC_URL``, e.g.
+    #: ``https://gates.example.org``): the console's enrollment codes name it. Unset: the
+    #: address the manager's browser used.
+    public_url: str | None = None
+
+    def __post_init__(self) -> None:
+        url = self.public_url
+        if url is not None and (
+            not url.startswith(("https://", "http://"))
+            or "?" in url
+            or "#" in url
+            or len(url.split("://", 1)[1].strip("/")) == 0
+        ):
+            raise SettingsError(
+                "GATEHOUSE_PUBLIC_URL must be the server's address as scanners reach it, like "
+                f"https://gates.example.org (no query), not {url!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +357,7 @@ class Settings:
                 host=env.get("GATEHOUSE_HOST", defaults_http.host),
                 port=_int(env, "GATEHOUSE_PORT", defaults_http.port),
                 workers=_int(env, "GATEHOUSE_WORKERS", defaults_http.workers),
+                public_url=(env.get("GATEHOUSE_PUBLIC_URL") or "").strip().rstrip("/") or None,
             ),
             redis=_redis(env),
             rate_limits=_rate_limits(env),

@@ -253,8 +253,12 @@ async def enroll_submit(request: AnyRequest, state: State, manager: ManagerDep) 
         return await _enroll_form(
             request, state, manager, status=400, errors=errors, values=form, events=events
         )
-    # The server as this manager's browser reaches it: the scanners reach it the same way.
-    server = f"{request.url.scheme}://{request.url.netloc}"
+    # The server as the scanners reach it: the configured public address, else as this
+    # manager's browser reached it.
+    server = (
+        app_services(state).settings.http.public_url
+        or f"{request.url.scheme}://{request.url.netloc}"
+    )
     link = EnrollmentLink(server_url=server, code=created.code).text()
     names = {event.id: event.name for event in events}
     return render(
