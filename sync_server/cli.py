@@ -254,7 +254,10 @@ def user() -> None:
 
 
 def _console_url(settings: Settings, url: str | None) -> str:
-    return (url or f"http://{settings.http.host}:{settings.http.port}").rstrip("/")
+    """Where managers reach the console: ``--url``, else ``GATEHOUSE_PUBLIC_URL``, else the
+    address the server listens on."""
+    fallback = settings.http.public_url or f"http://{settings.http.host}:{settings.http.port}"
+    return (url or fallback).rstrip("/")
 
 
 def _password_link(base: str, token: str) -> str:
@@ -266,7 +269,8 @@ def _password_link(base: str, token: str) -> str:
 @click.option("--email", required=True, help="The manager's email: what they sign in with.")
 @click.option(
     "--url",
-    help="Where managers reach the server.  [default: http://GATEHOUSE_HOST:GATEHOUSE_PORT]",
+    help="Where managers reach the server.  [default: GATEHOUSE_PUBLIC_URL, else "
+    "http://GATEHOUSE_HOST:GATEHOUSE_PORT]",
 )
 def user_create(tenant_id: uuid.UUID, email: str, url: str | None) -> None:
     """Create a manager account and print a one-time link that sets its password.
@@ -300,7 +304,8 @@ def user_create(tenant_id: uuid.UUID, email: str, url: str | None) -> None:
 @click.option("--email", required=True, help="The manager's email.")
 @click.option(
     "--url",
-    help="Where managers reach the server.  [default: http://GATEHOUSE_HOST:GATEHOUSE_PORT]",
+    help="Where managers reach the server.  [default: GATEHOUSE_PUBLIC_URL, else "
+    "http://GATEHOUSE_HOST:GATEHOUSE_PORT]",
 )
 def user_link(email: str, url: str | None) -> None:
     """Print a new one-time link that sets the manager's password (a forgotten password; the

@@ -8,25 +8,27 @@
   ``asyncio.run`` (most of the suite's fixtures) would fail. No display is needed.
 * ``page`` (function): a fresh browser context (no cookies) and a page in it.
 * ``venue`` (function): a new tenant with a manager account, made with the command line
-  (``gatehouse-server tenant create`` and ``user create``), and its one-time link.
+  (``gatehouse-server tenant create`` and ``user create``, run in this process), and its
+  one-time link.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from benchmarks.server_harness import (
-    VENV_BIN,
     Secrets,
     Server,
     fresh_database,
@@ -34,6 +36,7 @@ from benchmarks.server_harness import (
     restartable_port,
     server_env,
 )
+from sync_server.cli import main as cli_main
 from sync_server.console.assets import missing_assets
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -58,17 +61,17 @@ class ConsoleServer:
     secrets: Secrets
 
     def cli(self, *args: str) -> str:
-        """Run ``gatehouse-server ARGS`` against this server's database; its stdout."""
-        done = subprocess.run(
-            [str(VENV_BIN / "gatehouse-server"), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        """Run ``gatehouse-server ARGS`` against this server's database; its output. The real
+        command, in this process (click's runner): a new interpreter per call cost seconds a
+        test. In a thread of its own, since the command runs ``asyncio.run`` and Playwright
+        keeps a loop running in this one; with this server's environment alone (the test
+        process's own ``GATEHOUSE_*`` variables are taken away for the call)."""
+        env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("GATEHOUSE_")}
+        env.update(self.env)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            done = pool.submit(CliRunner().invoke, cli_main, list(args), env=env).result(60)
+        assert done.exit_code == 0, (done.output, done.exception)
+        return done.output
 
 
 @pytest.fixture(scope="module")

@@ -73,6 +73,19 @@ def _libpq(database: BenchDatabase) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def _dump(database: BenchDatabase, to: Path) -> Path:
+    """``pg_dump -Fc`` of a live database, as the owner (docs/operations.md)."""
+    subprocess.run([_pg_tool("pg_dump"), "-Fc", "-f", str(to), _libpq(database)], check=True)
+    return to
+
+
+def _restore(dump: Path, into: BenchDatabase) -> None:
+    """``pg_restore`` into a new, empty database, as the owner."""
+    subprocess.run(
+        [_pg_tool("pg_restore"), "--exit-on-error", "-d", _libpq(into), str(dump)], check=True
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """What matters of a database, as sets of rows."""
@@ -224,8 +237,7 @@ def test_a_dump_of_a_live_event_restores_into_a_new_database_and_scanners_sync_o
         assert len(at_dump.scans) == 3
         assert sum(1 for scan in at_dump.scans if scan[2] is not None) == 1
         assert at_dump.unsent_outbox
-        dump = tmp_path / "gatehouse.dump"
-        subprocess.run([_pg_tool("pg_dump"), "-Fc", "-f", str(dump), _libpq(original)], check=True)
+        dump = _dump(original, tmp_path / "gatehouse.dump")
 
         # The event goes on after the backup: a new gate, West, is enrolled and admits ticket
         # 0's neighbour online; North admits ticket 2 offline and uploads it, ticket 4 is
@@ -250,10 +262,7 @@ def test_a_dump_of_a_live_event_restores_into_a_new_database_and_scanners_sync_o
         server.stop()
 
         # The restore: into a new database, as the owner.
-        subprocess.run(
-            [_pg_tool("pg_restore"), "--exit-on-error", "-d", _libpq(restored), str(dump)],
-            check=True,
-        )
+        _restore(dump, restored)
         assert asyncio.run(_snapshot(restored.admin_url)) == at_dump
 
         # A server over the restored database, same secrets. Before North syncs, a ticket
@@ -354,8 +363,7 @@ def test_a_gate_whose_token_ran_out_during_the_restore_enrolls_again_and_loses_n
         before = east.gate.scan(sale.tickets[0].code)
         assert (before.mode, before.verdict.result) == ("online", VerdictResult.ADMITTED)
         east.sync()
-        dump = tmp_path / "gatehouse.dump"
-        subprocess.run([_pg_tool("pg_dump"), "-Fc", "-f", str(dump), _libpq(original)], check=True)
+        dump = _dump(original, tmp_path / "gatehouse.dump")
 
         # After the backup: the gate renews its tokens (half their life gone), undoes the
         # admission it made before the backup (the wrong guest) and admits ticket 1 offline;
@@ -377,10 +385,7 @@ def test_a_gate_whose_token_ran_out_during_the_restore_enrolls_again_and_loses_n
         assert east.engine.status().queued == 0
         server.stop()
 
-        subprocess.run(
-            [_pg_tool("pg_restore"), "--exit-on-error", "-d", _libpq(restored), str(dump)],
-            check=True,
-        )
+        _restore(dump, restored)
         server = LiveServer(restored, secrets, port=server.port)
         server.start()
         office = BackOffice(server, office.tenant_id)

@@ -323,3 +323,19 @@ async def test_serve_runs_the_app_under_uvicorn(
             server.kill()
             server.wait()
         log.close()
+
+
+async def test_a_managers_password_link_names_the_public_address_when_one_is_set(
+    settings: Settings, tmp_path: Path
+) -> None:
+    env = _env(settings, tmp_path, GATEHOUSE_PUBLIC_URL="https://gates.example.org/")
+    tenant_id = _ok(await _invoke(["tenant", "create", "Linked Venue"], env)).strip()
+    email = f"linked-{tenant_id[:8]}@example.org"
+    out = _ok(await _invoke(["user", "create", "--tenant", tenant_id, "--email", email], env))
+    assert "https://gates.example.org/console/set-password?token=" in out
+    told = _ok(
+        await _invoke(
+            ["user", "link", "--email", email, "--url", "https://office.example.org"], env
+        )
+    )
+    assert "https://office.example.org/console/set-password?token=" in told

@@ -246,7 +246,7 @@ class ScanLog:
         if not ids:
             return {}
         rows = await self._session.execute(select(Device.id, Device.name).where(Device.id.in_(ids)))
-        return dict(rows.tuples().all())
+        return dict(rows.all())
 
     async def stats(self, event_id: uuid.UUID, now: datetime) -> EventStats:
         """The event's counts as of ``now``: totals, per gate, per minute, who is inside.

@@ -565,7 +565,7 @@ async def _stored(settings: Settings, ticket_ids: list[str]) -> list[str]:
             text("SELECT id::text, status FROM tickets WHERE id = ANY(CAST(:ids AS uuid[]))"),
             {"ids": ticket_ids},
         )
-        found: dict[str, str] = dict(rows.tuples().all())
+        found: dict[str, str] = dict(rows.all())
     return [found[ticket_id] for ticket_id in ticket_ids]
 
 
