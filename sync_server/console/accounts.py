@@ -10,6 +10,7 @@ the row's tenant before it touches anything else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -38,9 +39,15 @@ MAX_EMAIL_LENGTH: Final = 254
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 _HASHER = PasswordHasher()
-#: Verified against when no account has the email, so a wrong email takes as long as a wrong
-#: password and the answer's timing does not say which emails have accounts.
-_DUMMY_HASH: Final = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when no account has the email, so a wrong email takes as long as a
+    wrong password and the answer's timing does not say which emails have accounts. Made on
+    first use, not at import: one argon2 hash costs every server and CLI start a quarter of a
+    second otherwise."""
+    return _HASHER.hash(secrets.token_urlsafe(16))
 
 
 def token_hash(token: str) -> bytes:
@@ -75,7 +82,7 @@ async def verify_password(stored: str | None, password: str) -> bool:
 
     def check() -> bool:
         try:
-            return _HASHER.verify(stored or _DUMMY_HASH, password) and stored is not None
+            return _HASHER.verify(stored or _dummy_hash(), password) and stored is not None
         except (VerificationError, InvalidHashError):
             return False
 
