@@ -156,7 +156,7 @@ BEGIN
     -- it was before (one index look-up for both).
     FOR x IN
         SELECT s.* FROM ticket_scans s
-        WHERE s.ticket_id = {ticket} AND {standing}
+        WHERE s.tenant_id = {tenant} AND s.ticket_id = {ticket} AND {standing}
         ORDER BY s.scanned_at DESC, s.id DESC
         LIMIT cardinality({new_ids}) + 1
     LOOP
@@ -194,8 +194,12 @@ END;
 
 
 def _presence(ticket: str, new_ids: str, old: str) -> str:
+    """``ticket``: the ticket id's expression (``scan.ticket_id``); its tenant is the same
+    row's ``tenant_id`` — named in the look-up, so the index on (tenant_id, ticket_id, ...)
+    serves it with or without row-level security (migration 0024)."""
     return PRESENCE.format(
         ticket=ticket,
+        tenant=ticket.removesuffix("ticket_id") + "tenant_id",
         new_ids=new_ids,
         old=old,
         standing=S["standing"],
@@ -239,10 +243,10 @@ ON CONFLICT (event_id, minute, gate, shard) DO UPDATE SET
     rejected = m.rejected + excluded.rejected;
 
 WITH touched AS (
-    SELECT r.ticket_id, array_agg(r.id) AS new_ids
+    SELECT r.tenant_id, r.ticket_id, array_agg(r.id) AS new_ids
     FROM new_scans r
     WHERE r.ticket_id IS NOT NULL AND r.result = 'admitted'
-    GROUP BY r.ticket_id
+    GROUP BY r.tenant_id, r.ticket_id
 ), latest AS (
     -- Each ticket's latest standing scans: as many as the statement wrote and one more (one
     -- index look-up a ticket). The latest is where it is now; the latest the statement did
@@ -253,7 +257,7 @@ WITH touched AS (
         SELECT s.scanned_at, s.id, s.tenant_id, s.event_id, s.direction,
                coalesce(s.zone, '') AS zone
         FROM ticket_scans s
-        WHERE s.ticket_id = t.ticket_id AND {S["standing"]}
+        WHERE s.tenant_id = t.tenant_id AND s.ticket_id = t.ticket_id AND {S["standing"]}
         ORDER BY s.scanned_at DESC, s.id DESC
         LIMIT cardinality(t.new_ids) + 1
     ) l

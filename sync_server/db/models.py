@@ -273,7 +273,8 @@ class TicketScan(Base):
     __table_args__ = (
         Index("ix_ticket_scans_event_id_scanned_at", "event_id", "scanned_at"),
         Index("ix_ticket_scans_event_id_id", "event_id", "id"),
-        Index("ix_ticket_scans_ticket_id_scanned_at", "ticket_id", "scanned_at"),
+        # A ticket's scans in time order, under its tenant's row-level security (migration 0024).
+        Index("ix_ticket_scans_tenant_id_ticket_id", "tenant_id", "ticket_id", "scanned_at", "id"),
         Index("ix_ticket_scans_event_id_change_seq", "event_id", "change_seq"),
         Index(
             "ix_ticket_scans_pending", "received_at", postgresql_where=text("change_seq IS NULL")
@@ -287,7 +288,7 @@ class TicketScan(Base):
     # No foreign keys to the tenant, ticket, event or device (migration 0012: each cost every
     # scan row a look-up, and row-level security and the admission already guarantee them).
     tenant_id: Mapped[uuid.UUID] = mapped_column(index=True)
-    # Indexed by ix_ticket_scans_ticket_id_scanned_at (its leading column): no index of its own.
+    # Indexed by ix_ticket_scans_tenant_id_ticket_id (after the tenant): no index of its own.
     ticket_id: Mapped[uuid.UUID | None]
     event_id: Mapped[uuid.UUID]
     device_id: Mapped[uuid.UUID | None]
