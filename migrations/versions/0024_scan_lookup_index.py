@@ -27,7 +27,8 @@ them so; this revision replaces the ones an earlier 0020 made (``CREATE OR REPLA
 0020's own text). Downgrading leaves them as they are: the extra condition changes no count.
 
 The index statements run outside a transaction and CONCURRENTLY: scans go on being written
-while the new index is built, and the old one is dropped without blocking them.
+while the new index is built, and the old one is dropped without blocking them. Run again after
+an interruption, it drops a half-built (invalid) new index and builds it again.
 
 Revision ID: 0024
 Revises: 0023
@@ -40,6 +41,7 @@ import importlib.util
 from pathlib import Path
 from types import ModuleType
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0024"
@@ -67,6 +69,17 @@ def upgrade() -> None:
     for function in (tallies.INSERTED_TRIGGER_FUNCTION, tallies.CHANGED_TRIGGER_FUNCTION):
         op.execute(function.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1))
     with op.get_context().autocommit_block():
+        # A concurrent build that was interrupted leaves an INVALID index of that name, which
+        # IF NOT EXISTS would take for built: drop it and build again.
+        invalid = op.get_bind().scalar(
+            sa.text(
+                "SELECT NOT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE c.relname = :name"
+            ),
+            {"name": NEW},
+        )
+        if invalid:
+            op.drop_index(NEW, "ticket_scans", postgresql_concurrently=True)
         op.create_index(
             NEW,
             "ticket_scans",
