@@ -167,8 +167,18 @@ def test_killed_at_random_no_scan_is_lost_or_counted_twice(
     on_server = back_office.scans(sale.event_id)
     ids = [s.id for s in on_server]
     assert len(ids) == len(set(ids))
-    # Exactly the device's scans: each once, none missing, none invented.
-    assert set(ids) == set(logged)
+    # Exactly the device's scans: each once, none invented, none missing — except scans of
+    # codes that do not read beyond the server's allowance a minute for a device
+    # (GATEHOUSE_JUNK_SCANS_PER_MINUTE): counted there, answered "not stored", kept in the log.
+    assert set(ids) <= set(logged)
+    junk = {
+        i
+        for i, s in logged.items()
+        if s.result.value == "rejected"
+        and s.reason is not None
+        and s.reason.value == "invalid_code"
+    }
+    assert set(logged) - set(ids) <= junk
     # One device, one admission per ticket that stands: every later entry of a ticket was
     # refused, and no double entry (a conflict) stands.
     admitted = [
